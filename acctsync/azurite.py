@@ -1,0 +1,95 @@
+"""Start and stop Azurite from the project's own npm dependency.
+
+Azurite always runs with --disableTelemetry, on 127.0.0.1, on the ports given (free ones by
+default), in memory unless a location is given.
+"""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from acctsync.ports import free_port, wait_for_port
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
+ACCOUNT = "devstoreaccount1"
+# The well-known development account key that every Azurite install accepts; not a secret.
+ACCOUNT_KEY = (
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+)
+
+
+@dataclass
+class Azurite:
+    """A running Azurite process."""
+
+    process: subprocess.Popen[bytes]
+    blob_port: int
+    queue_port: int
+    table_port: int
+
+    @property
+    def connection_string(self) -> str:
+        base = "http://127.0.0.1"
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={ACCOUNT_KEY};"
+            f"BlobEndpoint={base}:{self.blob_port}/{ACCOUNT};"
+            f"QueueEndpoint={base}:{self.queue_port}/{ACCOUNT};"
+            f"TableEndpoint={base}:{self.table_port}/{ACCOUNT};"
+        )
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+
+    def __enter__(self) -> Azurite:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def start_azurite(
+    *,
+    blob_port: int | None = None,
+    queue_port: int | None = None,
+    table_port: int | None = None,
+    location: Path | None = None,
+    log_file: Path | None = None,
+) -> Azurite:
+    """Start Azurite on explicit ports and wait until every service accepts connections."""
+    if not AZURITE_BIN.exists():
+        node = shutil.which("npm")
+        hint = "run `npm ci` in the project folder" if node else "install Node.js, then `npm ci`"
+        raise RuntimeError(f"Azurite is not installed at {AZURITE_BIN}: {hint}")
+    ports = {
+        "blob": blob_port or free_port(),
+        "queue": queue_port or free_port(),
+        "table": table_port or free_port(),
+    }
+    args = [str(AZURITE_BIN), "--disableTelemetry", "--silent", "--skipApiVersionCheck"]
+    for service, port in ports.items():
+        args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+    if location is None:
+        args.append("--inMemoryPersistence")
+    else:
+        location.mkdir(parents=True, exist_ok=True)
+        args += ["--location", str(location)]
+    output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
+    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+    azurite = Azurite(process, ports["blob"], ports["queue"], ports["table"])
+    try:
+        for port in ports.values():
+            wait_for_port(port)
+    except TimeoutError:
+        azurite.stop()
+        raise
+    return azurite

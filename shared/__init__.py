@@ -1,0 +1,5 @@
+"""The acctsync core: settings, the Dataverse client, the mapping, storage and the sync steps.
+
+This package never imports azure.functions; the triggers in functions/ are thin wrappers
+around it, and the local host calls the same entry points.
+"""

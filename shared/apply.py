@@ -1,0 +1,357 @@
+"""The apply step: one batch of account and contact changes into the mirror.
+
+Idempotent under redelivery: a change whose version is not newer than the mirrored one is
+skipped (nothing written, nothing logged), and activity keys are derived from the change, so a
+batch applied twice cannot log twice. Account rows are replaced only under an ETag condition,
+so a local edit that races an apply is never silently lost.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from azure.core import MatchConditions
+from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
+from azure.data.tables import (
+    EdmType,
+    EntityProperty,
+    TableEntity,
+    TableTransactionError,
+    TransactionOperation,
+    UpdateMode,
+)
+
+from shared.batches import AccountChange, Batch, ContactChange
+from shared.columns import CONTACT_COLUMNS
+from shared.mapping import (
+    ColumnType,
+    UnstorableValue,
+    check_entity,
+    property_name,
+    to_json,
+    to_stored,
+)
+from shared.mirror import Activity, bucket, replace
+from shared.services import Services
+from shared.state import BatchResult, utcnow
+from shared.tablewrites import MAX_TRANSACTION_ENTITIES
+from shared.threshold import contacts_to_count, logs_activities
+
+logger = logging.getLogger(__name__)
+
+SYNC_REASON = "Account field changed in Dynamics"
+SYNC_SOURCE = "Dynamics sync"
+MAX_CONFLICT_RETRIES = 5
+_BOOKKEEPING = (
+    "version",
+    "modified_on",
+    "synced_at",
+    "is_deleted",
+    "deleted_at",
+    "locally_modified",
+)
+
+
+@dataclass(frozen=True)
+class FieldChange:
+    field: str
+    old: Any
+    new: Any
+
+
+def log_change_activities(
+    services: Services,
+    *,
+    account_id: str,
+    changes: list[FieldChange],
+    change_key: str,
+    at: datetime,
+    reason: str,
+    source: str,
+) -> tuple[int, int]:
+    """Log one Change Data Value per contact per changed field, under the threshold rule.
+
+    Returns (logged, suppressed). The rule reads at most limit + 1 members of the account.
+    """
+    if not changes:
+        return 0, 0
+    limit = services.settings.activity_contact_limit
+    members = services.members.first(account_id, contacts_to_count(limit))
+    if not logs_activities(len(members), limit):
+        return 0, len(members) * len(changes)
+    activities = [
+        Activity(contact, account_id, c.field, c.old, c.new, reason, source, at, change_key)
+        for contact in members
+        for c in changes
+    ]
+    return services.activities.write(activities), 0
+
+
+def apply_batch(services: Services, body: str | bytes) -> BatchResult:
+    """Apply one queue message; raises BadBatch for a message that is not a batch."""
+    batch = Batch.decode(body)
+    result = _BatchApplier(services, batch).run()
+    services.results.record(batch.cycle_id, batch.batch_id, result)
+    logger.info(
+        "batch applied",
+        extra={"cycle_id": batch.cycle_id, "batch_id": batch.batch_id, **result.__dict__},
+    )
+    return result
+
+
+@dataclass
+class _AccountPlan:
+    change: AccountChange
+    entity: dict[str, Any]
+    etag: str | None
+    diff: list[FieldChange] = field(default_factory=list)
+
+
+class _BatchApplier:
+    def __init__(self, services: Services, batch: Batch):
+        self.services = services
+        self.batch = batch
+        self.result = BatchResult()
+        self.now = utcnow()
+
+    def run(self) -> BatchResult:
+        if self.batch.accounts:
+            self._apply_accounts()
+        if self.batch.contacts:
+            self._apply_contacts()
+        return self.result
+
+    # -- accounts ----------------------------------------------------------------------------
+
+    def _apply_accounts(self) -> None:
+        live = [a for a in self.batch.accounts if not a.deleted]
+        existing = self.services.accounts.get_many(a.id for a in self.batch.accounts)
+        plans = [p for a in live if (p := self._plan_account(a, existing.get(a.id)))]
+        for plan in plans:
+            self._log(plan)
+        for change in self._write_account_groups(plans):
+            self._apply_account_alone(change)
+        for change in self.batch.accounts:
+            if change.deleted:
+                self._delete_account(change, existing.get(change.id))
+
+    def _plan_account(self, change: AccountChange, old: TableEntity | None) -> _AccountPlan | None:
+        assert change.version is not None
+        if old is not None and _version(old) >= change.version:
+            self.result.skipped += 1
+            return None
+        columns = self.batch.columns
+        entity: dict[str, Any] = {}
+        if old is not None:
+            # Columns this batch does not carry (deselected, or no longer readable) keep
+            # their mirrored values; the batch's own columns are replaced whole.
+            carried = {property_name(c) for c in columns}
+            entity.update(
+                (k, v) for k, v in old.items() if k not in carried and k not in _BOOKKEEPING
+            )
+        entity.update(PartitionKey=bucket(change.id), RowKey=change.id)
+        try:
+            for column, kind in columns.items():
+                stored = to_stored(column, kind, change.values.get(column))
+                if stored is not None:
+                    entity[property_name(column)] = stored
+            entity.update(
+                version=EntityProperty(change.version, EdmType.INT64),
+                synced_at=self.now,
+                is_deleted=False,
+                locally_modified="[]",
+            )
+            if change.modified_on:
+                entity["modified_on"] = change.modified_on
+            check_entity(entity)
+        except UnstorableValue as error:
+            self._error("account", change.id, "update", str(error))
+            return None
+        plan = _AccountPlan(change, entity, old.metadata["etag"] if old is not None else None)
+        if old is not None and self.batch.mode != "initial":
+            for column in columns:
+                before = to_json(old.get(property_name(column)))
+                after = to_json(entity.get(property_name(column)))
+                if before != after:
+                    plan.diff.append(FieldChange(column, before, after))
+        return plan
+
+    def _log(self, plan: _AccountPlan) -> None:
+        change = plan.change
+        logged, suppressed = log_change_activities(
+            self.services,
+            account_id=change.id,
+            changes=plan.diff,
+            change_key=f"v{change.version:020d}",
+            at=_change_time(change.modified_on) or self.now,
+            reason=SYNC_REASON,
+            source=SYNC_SOURCE,
+        )
+        self.result.activities_logged += logged
+        self.result.activities_suppressed += suppressed
+
+    def _write_account_groups(self, plans: list[_AccountPlan]) -> list[AccountChange]:
+        """Write plans in entity-group transactions; return the changes that met a conflict."""
+        groups: dict[str, list[_AccountPlan]] = defaultdict(list)
+        for plan in plans:
+            groups[plan.entity["PartitionKey"]].append(plan)
+        conflicted: list[AccountChange] = []
+        table = self.services.accounts.table
+        for group in groups.values():
+            for start in range(0, len(group), MAX_TRANSACTION_ENTITIES):
+                chunk = group[start : start + MAX_TRANSACTION_ENTITIES]
+                operations = [_account_operation(p) for p in chunk]
+                try:
+                    table.submit_transaction(operations)
+                except (TableTransactionError, ResourceModifiedError, ResourceExistsError):
+                    conflicted.extend(p.change for p in chunk)
+                    continue
+                self.result.accounts_applied += len(chunk)
+        return conflicted
+
+    def _apply_account_alone(self, change: AccountChange) -> None:
+        """Re-read and re-apply one account until its ETag condition holds."""
+        table = self.services.accounts.table
+        for _ in range(MAX_CONFLICT_RETRIES):
+            plan = self._plan_account(change, self.services.accounts.get(change.id))
+            if plan is None:
+                return
+            self._log(plan)
+            try:
+                if plan.etag is None:
+                    table.create_entity(plan.entity)
+                else:
+                    replace(table, plan.entity, etag=plan.etag)
+            except (ResourceModifiedError, ResourceExistsError):
+                continue
+            self.result.accounts_applied += 1
+            return
+        raise RuntimeError(f"account {change.id} kept changing under the apply step; retry later")
+
+    def _delete_account(self, change: AccountChange, old: TableEntity | None) -> None:
+        if old is None or old.get("is_deleted"):
+            self.result.skipped += 1
+            return
+        self.services.accounts.table.update_entity(
+            {
+                "PartitionKey": bucket(change.id),
+                "RowKey": change.id,
+                "is_deleted": True,
+                "deleted_at": self.now,
+            },
+            mode=UpdateMode.MERGE,
+        )
+        self.result.accounts_applied += 1
+
+    # -- contacts ----------------------------------------------------------------------------
+
+    def _apply_contacts(self) -> None:
+        existing = self.services.contacts.get_many(c.id for c in self.batch.contacts)
+        rows: list[dict[str, Any]] = []
+        joins: list[tuple[str, str]] = []
+        leaves: list[tuple[str, str]] = []
+        for change in self.batch.contacts:
+            old = existing.get(change.id)
+            old_account = str(old.get("accountid", "")) if old and not old.get("is_deleted") else ""
+            if change.deleted:
+                if old is None or old.get("is_deleted"):
+                    self.result.skipped += 1
+                    continue
+                rows.append({**old, "is_deleted": True, "deleted_at": self.now})
+                if old_account:
+                    leaves.append((old_account, change.id))
+                continue
+            assert change.version is not None
+            if old is not None and _version(old) >= change.version:
+                self.result.skipped += 1
+                continue
+            entity = self._contact_entity(change)
+            if entity is None:
+                continue
+            new_account = entity["accountid"]
+            if new_account != old_account:
+                if old_account:
+                    leaves.append((old_account, change.id))
+                if new_account:
+                    joins.append((new_account, change.id))
+            rows.append(entity)
+        # Membership first: a crash before the contact rows are written is redone on
+        # redelivery (the contact still has its old version), and both writes are idempotent.
+        self.services.members.add_all(joins)
+        for account_id, contact_id in leaves:
+            self.services.members.remove(account_id, contact_id)
+        self.services.contacts.upsert_all(rows)
+        self.result.contacts_applied += len(rows)
+
+    def _contact_entity(self, change: ContactChange) -> dict[str, Any] | None:
+        assert change.version is not None
+        parent = (change.parent_id or "").lower()
+        account = parent if self._parent_is_account(parent, change.parent_type) else ""
+        entity: dict[str, Any] = {
+            "PartitionKey": bucket(change.id),
+            "RowKey": change.id,
+            "version": EntityProperty(change.version, EdmType.INT64),
+            "synced_at": self.now,
+            "is_deleted": False,
+            "accountid": account,
+            "parent_id": parent,
+            "parent_type": change.parent_type or "",
+        }
+        try:
+            for column, kind in CONTACT_COLUMNS.items():
+                stored = to_stored(column, kind, change.values.get(column))
+                if stored is not None:
+                    entity[property_name(column)] = stored
+            check_entity(entity)
+        except UnstorableValue as error:
+            self._error("contact", change.id, "update", str(error))
+            return None
+        return entity
+
+    def _parent_is_account(self, parent: str, parent_type: str | None) -> bool:
+        if not parent:
+            return False
+        if parent_type is not None:
+            return parent_type == "account"
+        # Without the lookuplogicalname annotation, the parent is an account only if we know it.
+        return self.services.accounts.get(parent) is not None
+
+    def _error(self, entity: str, record_id: str, operation: str, message: str) -> None:
+        self.result.errors += 1
+        self.services.errors.record(
+            entity=entity,
+            record_id=record_id,
+            operation=operation,
+            message=message,
+            cycle_id=self.batch.cycle_id,
+        )
+
+
+def _account_operation(plan: _AccountPlan) -> tuple[Any, ...]:
+    if plan.etag is None:
+        return (TransactionOperation.CREATE, plan.entity)
+    return (
+        TransactionOperation.UPDATE,
+        plan.entity,
+        {
+            "mode": UpdateMode.REPLACE,
+            "etag": plan.etag,
+            "match_condition": MatchConditions.IfNotModified,
+        },
+    )
+
+
+def _version(entity: TableEntity) -> int:
+    value = entity.get("version", 0)
+    return int(value.value if isinstance(value, EntityProperty) else value)
+
+
+def _change_time(modified_on: str | None) -> datetime | None:
+    if not modified_on:
+        return None
+    stored = to_stored("modifiedon", ColumnType.DATETIME, modified_on)
+    return stored if isinstance(stored, datetime) else None

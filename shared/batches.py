@@ -1,0 +1,200 @@
+"""Account and contact batches: what the cycle enqueues and the apply step reads.
+
+A batch carries the raw Web API values of the changed rows, so applying it needs no call to
+Dynamics. Rows are sorted by mirror partition before packing, so one batch mostly touches few
+partitions and its writes go out as entity-group transactions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from shared.mapping import ColumnType
+
+# A queue message holds 64 KiB after base64, so at most 48 KiB of JSON; keep a margin.
+MAX_MESSAGE_BYTES = 46_000
+FORMAT_VERSION = 1
+
+Mode = Literal["initial", "delta", "reload"]
+
+
+class BadBatch(ValueError):
+    """A queue message that is not a batch this version can apply."""
+
+
+@dataclass(frozen=True)
+class AccountChange:
+    id: str
+    version: int | None = None
+    modified_on: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class ContactChange:
+    id: str
+    version: int | None = None
+    parent_id: str | None = None
+    parent_type: str | None = None
+    values: dict[str, Any] = field(default_factory=dict)
+    deleted: bool = False
+
+
+@dataclass(frozen=True)
+class Batch:
+    cycle_id: str
+    batch_id: str
+    mode: Mode
+    columns: dict[str, ColumnType]
+    accounts: list[AccountChange] = field(default_factory=list)
+    contacts: list[ContactChange] = field(default_factory=list)
+    traceparent: str | None = None
+
+    def encode(self) -> str:
+        return json.dumps(
+            {
+                "v": FORMAT_VERSION,
+                "cycle": self.cycle_id,
+                "batch": self.batch_id,
+                "mode": self.mode,
+                "columns": {name: kind.value for name, kind in self.columns.items()},
+                "traceparent": self.traceparent,
+                "accounts": [_account_json(a) for a in self.accounts],
+                "contacts": [_contact_json(c) for c in self.contacts],
+            },
+            separators=(",", ":"),
+        )
+
+    @classmethod
+    def decode(cls, text: str | bytes) -> Batch:
+        try:
+            data = json.loads(text)
+            if data.get("v") != FORMAT_VERSION:
+                raise BadBatch(f"batch format {data.get('v')!r} is not {FORMAT_VERSION}")
+            mode = data["mode"]
+            if mode not in ("initial", "delta", "reload"):
+                raise BadBatch(f"unknown batch mode {mode!r}")
+            return cls(
+                cycle_id=str(data["cycle"]),
+                batch_id=str(data["batch"]),
+                mode=mode,
+                columns={str(k): ColumnType(v) for k, v in data["columns"].items()},
+                accounts=[_account_of(a) for a in data["accounts"]],
+                contacts=[_contact_of(c) for c in data["contacts"]],
+                traceparent=data.get("traceparent"),
+            )
+        except BadBatch:
+            raise
+        except (ValueError, KeyError, TypeError, AttributeError) as error:
+            raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
+
+
+def _account_json(change: AccountChange) -> dict[str, Any]:
+    if change.deleted:
+        return {"id": change.id, "deleted": True}
+    return {"id": change.id, "ver": change.version, "mod": change.modified_on, "f": change.values}
+
+
+def _contact_json(change: ContactChange) -> dict[str, Any]:
+    if change.deleted:
+        return {"id": change.id, "deleted": True}
+    return {
+        "id": change.id,
+        "ver": change.version,
+        "parent": change.parent_id,
+        "ptype": change.parent_type,
+        "f": change.values,
+    }
+
+
+def _account_of(data: dict[str, Any]) -> AccountChange:
+    if data.get("deleted"):
+        return AccountChange(id=str(data["id"]), deleted=True)
+    return AccountChange(
+        id=str(data["id"]),
+        version=int(data["ver"]),
+        modified_on=data.get("mod"),
+        values=dict(data["f"]),
+    )
+
+
+def _contact_of(data: dict[str, Any]) -> ContactChange:
+    if data.get("deleted"):
+        return ContactChange(id=str(data["id"]), deleted=True)
+    return ContactChange(
+        id=str(data["id"]),
+        version=int(data["ver"]),
+        parent_id=data.get("parent"),
+        parent_type=data.get("ptype"),
+        values=dict(data["f"]),
+    )
+
+
+@dataclass(frozen=True)
+class Oversized:
+    """A single change too large for any queue message."""
+
+    entity: str
+    id: str
+    size: int
+
+
+def pack(
+    *,
+    cycle_id: str,
+    first_batch_number: int,
+    mode: Mode,
+    columns: dict[str, ColumnType],
+    accounts: Iterable[AccountChange] = (),
+    contacts: Iterable[ContactChange] = (),
+    traceparent: str | None = None,
+    max_bytes: int = MAX_MESSAGE_BYTES,
+) -> Iterator[Batch | Oversized]:
+    """Changes packed into batches whose encoded form fits a queue message, in the order given."""
+    number = first_batch_number
+    empty = Batch(cycle_id, f"{number:06d}", mode, columns, traceparent=traceparent)
+    overhead = len(empty.encode().encode()) + 16
+    budget = max_bytes - overhead
+    items: list[tuple[str, AccountChange | ContactChange, int]] = []
+    for account in accounts:
+        items.append(("account", account, len(json.dumps(_account_json(account)).encode()) + 1))
+    for contact in contacts:
+        items.append(("contact", contact, len(json.dumps(_contact_json(contact)).encode()) + 1))
+    current_accounts: list[AccountChange] = []
+    current_contacts: list[ContactChange] = []
+    used = 0
+    for entity, change, size in items:
+        if size > budget:
+            yield Oversized(entity, change.id, size)
+            continue
+        if used + size > budget:
+            yield Batch(
+                cycle_id,
+                f"{number:06d}",
+                mode,
+                columns,
+                current_accounts,
+                current_contacts,
+                traceparent,
+            )
+            number += 1
+            current_accounts, current_contacts, used = [], [], 0
+        if isinstance(change, AccountChange):
+            current_accounts.append(change)
+        else:
+            current_contacts.append(change)
+        used += size
+    if current_accounts or current_contacts:
+        yield Batch(
+            cycle_id,
+            f"{number:06d}",
+            mode,
+            columns,
+            current_accounts,
+            current_contacts,
+            traceparent,
+        )

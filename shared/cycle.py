@@ -1,0 +1,288 @@
+"""The sync cycle: a heartbeat decides, under a lease, whether a cycle starts or finishes.
+
+A cycle reads account and contact changes from the stored delta links (a full load when there
+are none), packs them into batches, enqueues them, and only then commits the new delta links:
+a crash before the commit means the next cycle re-reads the same changes, which the apply step
+ignores as already applied. The cycle finishes when every batch has left the queue, and the
+next one starts SYNC_INTERVAL_MINUTES later.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from shared.batches import AccountChange, Batch, ContactChange, Mode, Oversized, pack
+from shared.columns import (
+    ACCOUNT_ID,
+    CONTACT_COLUMNS,
+    CONTACT_ID,
+    DEFAULT_ACCOUNT_COLUMNS,
+    PARENT_CUSTOMER,
+    PARENT_TYPE,
+    account_catalogue,
+    account_select,
+    contact_select,
+)
+from shared.dataverse import ChangePage, DataverseClient, DeltaTokenExpired
+from shared.mapping import ColumnType, web_api_property
+from shared.mirror import bucket
+from shared.services import Services
+from shared.state import FieldSelection, Schedule, iso, utcnow
+from shared.storage import BATCH_QUEUE
+
+logger = logging.getLogger(__name__)
+
+LEASE = timedelta(minutes=10)
+LEASE_RENEW_EVERY_S = 60.0
+ACCOUNTS, CONTACTS = "accounts", "contacts"
+
+
+class Progress(Protocol):
+    """Where long work reports how far it got (the terminal, locally)."""
+
+    def read(self, entity_set: str, rows: int) -> None: ...
+
+    def enqueued(self, batches: int, records: int) -> None: ...
+
+
+class _NoProgress:
+    def read(self, entity_set: str, rows: int) -> None:
+        pass
+
+    def enqueued(self, batches: int, records: int) -> None:
+        pass
+
+
+@dataclass
+class Heartbeat:
+    """What one heartbeat did."""
+
+    action: str  # "planned", "finished", "waiting", "idle" or "busy"
+    cycle_id: str = ""
+    backlog: int = 0
+    next_due: str | None = None
+    summary: dict[str, Any] = field(default_factory=dict)
+
+
+def heartbeat(
+    services: Services,
+    *,
+    owner: str,
+    force: bool = False,
+    progress: Progress | None = None,
+    now: datetime | None = None,
+) -> Heartbeat:
+    """One tick: finish the running cycle when its batches are done, or start a due one."""
+    now = now or utcnow()
+    schedule = services.schedule.read()
+    if schedule.phase == "applying":
+        backlog = queue_backlog(services)
+        if backlog:
+            return Heartbeat("waiting", schedule.cycle_id, backlog=backlog)
+        summary = finish_cycle(services, schedule, now=now)
+        if summary is None:
+            return Heartbeat("busy", schedule.cycle_id)
+        return Heartbeat(
+            "finished", schedule.cycle_id, next_due=iso(schedule.next_due), summary=summary
+        )
+    started = services.schedule.try_start(owner=owner, now=now, lease=LEASE, force=force)
+    if started is None:
+        current = services.schedule.read()
+        action = "idle" if current.phase == "idle" else "busy"
+        return Heartbeat(action, current.cycle_id, next_due=iso(current.next_due))
+    plan = plan_cycle(services, started, progress=progress or _NoProgress())
+    return Heartbeat("planned", started.cycle_id, summary=plan)
+
+
+def queue_backlog(services: Services) -> int:
+    properties = services.storage.queue(BATCH_QUEUE).get_queue_properties()
+    return int(properties.approximate_message_count or 0)
+
+
+def finish_cycle(services: Services, schedule: Schedule, *, now: datetime) -> dict[str, Any] | None:
+    totals, batches_applied = services.results.total(schedule.cycle_id)
+    plan = json.loads(schedule.plan)
+    summary: dict[str, Any] = {
+        "cycle_id": schedule.cycle_id,
+        "started_at": iso(schedule.started_at),
+        "planned_at": iso(schedule.planned_at),
+        "finished_at": iso(now),
+        **plan,
+        "batches_applied": batches_applied,
+        **{k: v for k, v in asdict(totals).items() if k != "errors"},
+        "errors": int(plan.get("errors", 0)) + totals.errors,
+    }
+    if schedule.started_at:
+        summary["duration_s"] = round((now - schedule.started_at).total_seconds(), 3)
+    interval = timedelta(minutes=services.settings.sync_interval_minutes)
+    if not services.schedule.finished(schedule, now=now, interval=interval):
+        return None
+    services.history.add(summary, finished_at=now)
+    logger.info("cycle finished", extra={"cycle_id": schedule.cycle_id, **summary})
+    return summary
+
+
+def plan_cycle(services: Services, schedule: Schedule, *, progress: Progress) -> dict[str, Any]:
+    """Read the changes, enqueue them as batches, then commit the delta links."""
+    client = services.dataverse()
+    requests_before, throttled_before = client.stats.requests, client.stats.throttled
+    planner = _Planner(services, client, schedule, progress)
+    plan = planner.run()
+    plan["dataverse_requests"] = client.stats.requests - requests_before
+    plan["dataverse_throttled"] = client.stats.throttled - throttled_before
+    services.cursors.commit(planner.new_links, at=utcnow())
+    services.schedule.planned(schedule, now=utcnow(), plan=plan)
+    logger.info("cycle planned", extra={"cycle_id": schedule.cycle_id, **plan})
+    return plan
+
+
+def current_selection(services: Services, client: DataverseClient) -> FieldSelection:
+    """The stored account field selection, or Marketo's defaults the sync user can read."""
+    stored = services.fields.get()
+    if stored is not None:
+        return stored
+    readable = {c.name: c.type for c in account_catalogue(client) if c.readable}
+    columns = {name: readable[name] for name in DEFAULT_ACCOUNT_COLUMNS if name in readable}
+    selection = FieldSelection(columns, [], utcnow())
+    services.fields.put(selection)
+    return selection
+
+
+class _Planner:
+    def __init__(
+        self, services: Services, client: DataverseClient, schedule: Schedule, progress: Progress
+    ):
+        self.services = services
+        self.client = client
+        self.schedule = schedule
+        self.progress = progress
+        self.queue = services.storage.queue(BATCH_QUEUE)
+        self.new_links: dict[str, tuple[str, str]] = {}
+        self.counts = {"accounts_changed": 0, "contacts_changed": 0, "batches": 0, "errors": 0}
+        self.modes: dict[str, str] = {}
+        self.columns: dict[str, ColumnType] = {}
+        self._renewed = time.monotonic()
+
+    def run(self) -> dict[str, Any]:
+        selection = current_selection(self.services, self.client)
+        self.columns = {k: v for k, v in selection.columns.items() if k not in selection.unreadable}
+        self._stream(ACCOUNTS, account_select(self.columns))
+        self._stream(CONTACTS, contact_select())
+        return {**self.counts, "modes": self.modes}
+
+    def _stream(self, entity_set: str, columns: list[str]) -> None:
+        select = ",".join(columns)
+        cursor = self.services.cursors.get(entity_set)
+        link = cursor.delta_link if cursor and cursor.select == select else None
+        mode: Mode = "delta" if link else ("initial" if cursor is None else "reload")
+        try:
+            pages = self._first_and_rest(entity_set, columns, link)
+        except DeltaTokenExpired:
+            logger.warning("delta token of %s expired: full re-load", entity_set)
+            mode = "reload"
+            pages = self._first_and_rest(entity_set, columns, None)
+        self.modes[entity_set] = mode
+        seen: set[str] | None = set() if mode == "reload" else None
+        last: ChangePage | None = None
+        for page in pages:
+            last = page
+            if seen is not None:
+                seen.update(str(r[_key(entity_set)]).lower() for r in page.rows)
+            self._enqueue(entity_set, mode, page.rows, page.deleted_ids)
+            self.progress.read(entity_set, len(page.rows) + len(page.deleted_ids))
+        if seen is not None:
+            # A re-load sees no deletions: whatever the mirror has and Dynamics no longer does.
+            mirror = self.services.accounts if entity_set == ACCOUNTS else self.services.contacts
+            gone = [i for i in mirror.ids() if i not in seen]
+            self._enqueue(entity_set, mode, [], gone)
+        assert last is not None and last.delta_link is not None
+        self.new_links[entity_set] = (last.delta_link, select)
+
+    def _first_and_rest(
+        self, entity_set: str, columns: list[str], link: str | None
+    ) -> Iterator[ChangePage]:
+        pages = self.client.changes(entity_set, columns, delta_link=link)
+        first = next(pages)  # an expired token fails here, before anything is enqueued
+
+        def chain() -> Iterator[ChangePage]:
+            yield first
+            yield from pages
+
+        return chain()
+
+    def _enqueue(
+        self, entity_set: str, mode: Mode, rows: list[dict[str, Any]], deleted: list[str]
+    ) -> None:
+        if entity_set == ACCOUNTS:
+            accounts = [self._account(r) for r in rows] + [
+                AccountChange(id=i, deleted=True) for i in deleted
+            ]
+            accounts.sort(key=lambda c: bucket(c.id))
+            batches = pack(
+                cycle_id=self.schedule.cycle_id,
+                first_batch_number=self.counts["batches"] + 1,
+                mode=mode,
+                columns=self.columns,
+                accounts=accounts,
+            )
+            self.counts["accounts_changed"] += len(accounts)
+        else:
+            contacts = [self._contact(r) for r in rows] + [
+                ContactChange(id=i, deleted=True) for i in deleted
+            ]
+            contacts.sort(key=lambda c: bucket(c.id))
+            batches = pack(
+                cycle_id=self.schedule.cycle_id,
+                first_batch_number=self.counts["batches"] + 1,
+                mode=mode,
+                columns=self.columns,
+                contacts=contacts,
+            )
+            self.counts["contacts_changed"] += len(contacts)
+        for item in batches:
+            if isinstance(item, Oversized):
+                self.counts["errors"] += 1
+                self.services.errors.record(
+                    entity=item.entity,
+                    record_id=item.id,
+                    operation="read",
+                    message=f"the record is {item.size} bytes, too large for a queue message",
+                    cycle_id=self.schedule.cycle_id,
+                )
+                continue
+            self._send(item)
+
+    def _send(self, batch: Batch) -> None:
+        self.queue.send_message(batch.encode())
+        self.counts["batches"] += 1
+        self.progress.enqueued(1, len(batch.accounts) + len(batch.contacts))
+        if time.monotonic() - self._renewed > LEASE_RENEW_EVERY_S:
+            self.services.schedule.renew(self.schedule, now=utcnow(), lease=LEASE)
+            self._renewed = time.monotonic()
+
+    def _account(self, row: dict[str, Any]) -> AccountChange:
+        return AccountChange(
+            id=str(row[ACCOUNT_ID]).lower(),
+            version=int(row["versionnumber"]),
+            modified_on=row.get("modifiedon"),
+            values={c: row.get(web_api_property(c, t)) for c, t in self.columns.items()},
+        )
+
+    def _contact(self, row: dict[str, Any]) -> ContactChange:
+        return ContactChange(
+            id=str(row[CONTACT_ID]).lower(),
+            version=int(row["versionnumber"]),
+            parent_id=row.get(PARENT_CUSTOMER),
+            parent_type=row.get(PARENT_TYPE),
+            values={c: row.get(c) for c in CONTACT_COLUMNS},
+        )
+
+
+def _key(entity_set: str) -> str:
+    return ACCOUNT_ID if entity_set == ACCOUNTS else CONTACT_ID

@@ -1,0 +1,391 @@
+"""A read-only Dataverse Web API client: msal for tokens, httpx for requests.
+
+It exposes reads only (GETs and token requests); there is no method that writes to Dynamics.
+Retries follow Microsoft's guidance: 429 waits for Retry-After, 5xx and transport errors back
+off exponentially with full jitter, a 401 refreshes the token once, and errors are recognised
+by their Dataverse `error.code`, not only their status.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import ssl
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+import certifi
+import httpx
+import msal
+
+from shared.ids import parse_guid
+from shared.settings import DataverseSettings
+
+logger = logging.getLogger(__name__)
+
+API_PATH = "/api/data/v9.2/"
+MAX_PAGE_SIZE = 5000
+EXPIRED_VERSION_STAMP = "0x80044352"
+# Service protection codes: request count, execution time, concurrency (reference/dataverse.md §3).
+THROTTLE_CODES = frozenset({"0x80072322", "0x80072321", "0x80072326"})
+LOOKUP_ANNOTATIONS = (
+    'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname,'
+    'Microsoft.Dynamics.CRM.associatednavigationproperty"'
+)
+DELETED_ENTITY_SUFFIX = "/$deletedEntity"
+
+
+class DataverseError(Exception):
+    """A Dataverse request failed for good; `code` is the Dataverse error code when known."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class DeltaTokenExpired(DataverseError):
+    """The stored delta link is too old; the table needs a full re-load."""
+
+
+class DataverseAuthError(DataverseError):
+    """Entra ID refused the credentials, or Dataverse refused the token."""
+
+
+@dataclass(frozen=True)
+class ChangePage:
+    """One page of a change-tracking chain."""
+
+    rows: list[dict[str, Any]]
+    deleted_ids: list[str]
+    delta_link: str | None  # present on the last page only
+
+
+@dataclass
+class RequestStats:
+    """What this client sent, for cycle summaries and telemetry."""
+
+    requests: int = 0
+    throttled: int = 0
+    retries: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def count(self, *, throttled: bool = False, retry: bool = False) -> None:
+        with self._lock:
+            self.requests += 1
+            self.throttled += int(throttled)
+            self.retries += int(retry)
+
+
+@dataclass(frozen=True, kw_only=True)
+class RetryPolicy:
+    max_attempts: int = 8
+    backoff_base_s: float = 0.5
+    backoff_cap_s: float = 30.0
+    retry_after_cap_s: float = 300.0
+
+
+def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
+    """Verify against the public roots plus an optional extra CA; verification stays on."""
+    context = ssl.create_default_context(cafile=certifi.where())
+    if ca_bundle:
+        context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
+class TokenProvider:
+    """Bearer tokens from Entra ID through one long-lived msal application and its cache."""
+
+    def __init__(self, settings: DataverseSettings, http: httpx.Client):
+        self._settings = settings
+        self._scopes = [f"{settings.url}/.default"]
+        authority = f"{settings.authority_host}/{settings.tenant_id}"
+        self._lock = threading.Lock()
+        self._app: msal.ClientApplication
+        if settings.client_secret is not None:
+            self._app = msal.ConfidentialClientApplication(
+                settings.client_id,
+                client_credential=settings.client_secret,
+                authority=authority,
+                http_client=http,
+                instance_discovery=_is_public_cloud(settings.authority_host),
+            )
+        else:
+            self._app = msal.PublicClientApplication(
+                settings.client_id,
+                authority=authority,
+                http_client=http,
+                instance_discovery=_is_public_cloud(settings.authority_host),
+            )
+
+    def token(self) -> str:
+        with self._lock:
+            result = self._acquire()
+        if not result or "access_token" not in result:
+            error = (result or {}).get("error", "no_token")
+            description = str((result or {}).get("error_description", "")).split("\r\n")[0]
+            raise DataverseAuthError(
+                f"Entra ID refused the Dataverse credentials ({error}): {description} "
+                "Check DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and the secret or password."
+            )
+        return str(result["access_token"])
+
+    def discard(self, token: str) -> None:
+        """Forget a token Dataverse refused, so the next call fetches a fresh one."""
+        with self._lock:
+            cache = self._app.token_cache
+            for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+                if item.get("secret") == token:
+                    cache.remove_at(item)
+
+    def _acquire(self) -> dict[str, Any] | None:
+        settings = self._settings
+        if settings.username is None:
+            assert isinstance(self._app, msal.ConfidentialClientApplication)
+            return self._app.acquire_token_for_client(scopes=self._scopes)  # type: ignore[no-any-return]
+        # ROPC: the cache first (msal refreshes with the refresh token), the password last.
+        accounts = self._app.get_accounts(username=settings.username)
+        if accounts:
+            result = self._app.acquire_token_silent(self._scopes, account=accounts[0])
+            if result:
+                return result  # type: ignore[no-any-return]
+        return self._app.acquire_token_by_username_password(  # type: ignore[no-any-return]
+            settings.username, settings.password or "", scopes=self._scopes
+        )
+
+
+def _is_public_cloud(authority_host: str) -> bool:
+    # Instance discovery asks Microsoft's public cloud about the host; a sovereign or test
+    # authority must skip it, the public one keeps msal's default.
+    return urlsplit(authority_host).hostname == "login.microsoftonline.com"
+
+
+class DataverseClient:
+    """Reads accounts, contacts and metadata from one Dataverse environment."""
+
+    def __init__(
+        self,
+        settings: DataverseSettings,
+        *,
+        retry: RetryPolicy | None = None,
+        sleep: Callable[[float], None] = time.sleep,
+        timeout: httpx.Timeout | None = None,
+    ):
+        self._settings = settings
+        self._base = settings.url + API_PATH
+        self._retry = retry or RetryPolicy()
+        self._sleep = sleep
+        self._http = httpx.Client(
+            verify=tls_context(settings.ca_bundle),
+            timeout=timeout or httpx.Timeout(120.0, connect=15.0),
+            headers={"User-Agent": "acctsync/0.1"},
+        )
+        self._tokens = TokenProvider(settings, self._http)
+        # Parallel requests stay within the server's advertised degree of parallelism.
+        self._dop = 4
+        self._slots = threading.BoundedSemaphore(self._dop)
+        self.stats = RequestStats()
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> DataverseClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def degree_of_parallelism(self) -> int:
+        return self._dop
+
+    # -- metadata and identity -------------------------------------------------------------
+
+    def who_am_i(self) -> dict[str, Any]:
+        return self._get_json(self._base + "WhoAmI")
+
+    def attributes(self, entity: str) -> list[dict[str, Any]]:
+        """Every column of a table with what field selection needs to know about it."""
+        select = (
+            "LogicalName,AttributeType,IsValidForRead,IsValidODataAttribute,IsSecured,"
+            "AttributeOf,DisplayName,MetadataId"
+        )
+        url = f"{self._base}EntityDefinitions(LogicalName='{_logical(entity)}')/Attributes"
+        body = self._get_json(url, params={"$select": select})
+        return list(body.get("value", []))
+
+    def readable_secured_columns(self, user_id: str) -> set[str]:
+        """MetadataIds of the secured columns this user may read through field security."""
+        url = (
+            f"{self._base}systemusers({parse_guid(user_id)})"
+            "/Microsoft.Dynamics.CRM.RetrievePrincipalAttributePrivileges()"
+        )
+        body = self._get_json(url)
+        return {
+            str(p["AttributeId"]).lower()
+            for p in body.get("AttributePrivileges", [])
+            if int(p.get("CanRead", 0)) == 4
+        }
+
+    # -- change tracking -------------------------------------------------------------------
+
+    def changes(
+        self,
+        entity_set: str,
+        columns: list[str],
+        *,
+        delta_link: str | None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[ChangePage]:
+        """Pages of changed rows and deletions since `delta_link` (everything when None)."""
+        size = min(page_size, MAX_PAGE_SIZE)
+        if delta_link is None:
+            url = self._base + entity_set
+            params: dict[str, str] | None = {"$select": ",".join(columns)}
+        else:
+            self._check_same_origin(delta_link)
+            url, params = delta_link, None
+        prefer = f"odata.track-changes,odata.maxpagesize={size},{LOOKUP_ANNOTATIONS}"
+        while True:
+            body = self._get_json(url, params=params, prefer=prefer)
+            rows: list[dict[str, Any]] = []
+            deleted: list[str] = []
+            for item in body.get("value", []):
+                if str(item.get("@odata.context", "")).endswith(DELETED_ENTITY_SUFFIX):
+                    deleted.append(str(item["id"]).lower())
+                else:
+                    rows.append(item)
+            next_link = body.get("@odata.nextLink")
+            new_delta = body.get("@odata.deltaLink")
+            if next_link:
+                yield ChangePage(rows, deleted, None)
+                self._check_same_origin(next_link)
+                # Follow-up pages: the link as given, with the same page size (PAGE doc).
+                url, params = next_link, None
+                prefer = f"odata.maxpagesize={size},{LOOKUP_ANNOTATIONS}"
+                continue
+            if not new_delta:
+                raise DataverseError(
+                    f"Dataverse sent the last page of {entity_set} without an @odata.deltaLink; "
+                    "is change tracking enabled on the table?"
+                )
+            self._check_same_origin(new_delta)
+            yield ChangePage(rows, deleted, str(new_delta))
+            return
+
+    # -- transport -------------------------------------------------------------------------
+
+    def _check_same_origin(self, link: str) -> None:
+        # Links come from the server; refuse to send our token anywhere else.
+        ours, theirs = urlsplit(self._settings.url), urlsplit(link)
+        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+            raise DataverseError(f"Dataverse returned a link to another host: {theirs.netloc}")
+
+    def _get_json(
+        self, url: str, *, params: Mapping[str, str] | None = None, prefer: str | None = None
+    ) -> dict[str, Any]:
+        headers = {
+            "Accept": "application/json",
+            "OData-MaxVersion": "4.0",
+            "OData-Version": "4.0",
+            "If-None-Match": "null",
+        }
+        if prefer:
+            headers["Prefer"] = prefer
+        refreshed_token = False
+        attempt = 0
+        while True:
+            attempt += 1
+            token = self._tokens.token()
+            headers["Authorization"] = f"Bearer {token}"
+            try:
+                with self._slots:
+                    response = self._http.get(url, params=params, headers=headers)
+            except (httpx.TransportError, httpx.TimeoutException) as error:
+                self.stats.count(retry=True)
+                if attempt >= self._retry.max_attempts:
+                    raise DataverseError(
+                        f"Dataverse did not answer after {attempt} attempts: {type(error).__name__}"
+                    ) from error
+                self._backoff(attempt, reason=type(error).__name__)
+                continue
+            self._learn_parallelism(response)
+            status = response.status_code
+            if status == 200:
+                self.stats.count()
+                body: dict[str, Any] = response.json()
+                return body
+            code, message = _error_of(response)
+            if status == 429 or code in THROTTLE_CODES:
+                self.stats.count(throttled=True, retry=True)
+                if attempt >= self._retry.max_attempts:
+                    raise DataverseError(
+                        f"Dataverse kept throttling ({code}): {message}", status=status, code=code
+                    )
+                wait = _retry_after(response, self._retry.retry_after_cap_s)
+                logger.warning("dataverse throttled (%s); waiting %.1fs", code, wait)
+                self._sleep(wait if wait is not None else self._jitter(attempt))
+                continue
+            if status == 401 and not refreshed_token:
+                # An expired or revoked token: drop it and try once more with a new one.
+                self.stats.count(retry=True)
+                self._tokens.discard(token)
+                refreshed_token = True
+                continue
+            if status >= 500 and attempt < self._retry.max_attempts:
+                self.stats.count(retry=True)
+                self._backoff(attempt, reason=f"HTTP {status}")
+                continue
+            self.stats.count()
+            if code == EXPIRED_VERSION_STAMP or "version stamp" in message.lower():
+                raise DeltaTokenExpired(message, status=status, code=code)
+            if status in (401, 403):
+                raise DataverseAuthError(
+                    f"Dataverse refused the request ({status} {code}): {message}",
+                    status=status,
+                    code=code,
+                )
+            raise DataverseError(
+                f"Dataverse answered {status} ({code}): {message}", status=status, code=code
+            )
+
+    def _learn_parallelism(self, response: httpx.Response) -> None:
+        hint = response.headers.get("x-ms-dop-hint")
+        if hint and hint.isdigit() and int(hint) > 0 and int(hint) != self._dop:
+            self._dop = int(hint)
+            self._slots = threading.BoundedSemaphore(self._dop)
+
+    def _jitter(self, attempt: int) -> float:
+        ceiling = min(self._retry.backoff_cap_s, self._retry.backoff_base_s * 2 ** (attempt - 1))
+        return random.uniform(0, ceiling)
+
+    def _backoff(self, attempt: int, *, reason: str) -> None:
+        wait = self._jitter(attempt)
+        logger.warning("dataverse request failed (%s); retry %d in %.2fs", reason, attempt, wait)
+        self._sleep(wait)
+
+
+def _error_of(response: httpx.Response) -> tuple[str, str]:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("code") or ""), str(error.get("message") or "")
+    except ValueError:
+        return "", response.text[:200]
+
+
+def _retry_after(response: httpx.Response, cap: float) -> float | None:
+    raw = response.headers.get("Retry-After", "").strip()
+    try:
+        return min(max(float(raw), 0.0), cap)
+    except ValueError:
+        return None
+
+
+def _logical(name: str) -> str:
+    if not name.isidentifier() or not name.islower():
+        raise ValueError(f"not a Dataverse logical name: {name!r}")
+    return quote(name)

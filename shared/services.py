@@ -1,0 +1,104 @@
+"""The long-lived parts one process shares: storage clients, the Dataverse client and the
+repositories, built from the settings on first use."""
+
+from __future__ import annotations
+
+import threading
+from functools import cached_property
+
+from shared.dataverse import DataverseClient
+from shared.mirror import AccountMirror, ActivityLog, ContactMirror, Memberships
+from shared.settings import Settings, get_settings
+from shared.state import (
+    Cursors,
+    CycleHistory,
+    CycleResults,
+    CycleSchedule,
+    FieldSelections,
+    SyncErrors,
+)
+from shared.storage import (
+    ACCOUNTS_TABLE,
+    ACTIVITIES_TABLE,
+    CONTACTS_TABLE,
+    ERRORS_TABLE,
+    MEMBERS_TABLE,
+    STATE_TABLE,
+    Storage,
+)
+
+
+class Services:
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        self.storage = Storage(settings.storage)
+        self._dataverse: DataverseClient | None = None
+        self._lock = threading.Lock()
+
+    def dataverse(self) -> DataverseClient:
+        with self._lock:
+            if self._dataverse is None:
+                self._dataverse = DataverseClient(self.settings.require_dataverse())
+            return self._dataverse
+
+    def ready(self) -> Services:
+        self.storage.ensure()
+        return self
+
+    def close(self) -> None:
+        if self._dataverse is not None:
+            self._dataverse.close()
+        self.storage.close()
+
+    @cached_property
+    def accounts(self) -> AccountMirror:
+        return AccountMirror(self.storage.table(ACCOUNTS_TABLE))
+
+    @cached_property
+    def contacts(self) -> ContactMirror:
+        return ContactMirror(self.storage.table(CONTACTS_TABLE))
+
+    @cached_property
+    def members(self) -> Memberships:
+        return Memberships(self.storage.table(MEMBERS_TABLE))
+
+    @cached_property
+    def activities(self) -> ActivityLog:
+        return ActivityLog(self.storage.table(ACTIVITIES_TABLE))
+
+    @cached_property
+    def cursors(self) -> Cursors:
+        return Cursors(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def schedule(self) -> CycleSchedule:
+        return CycleSchedule(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def results(self) -> CycleResults:
+        return CycleResults(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def history(self) -> CycleHistory:
+        return CycleHistory(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def fields(self) -> FieldSelections:
+        return FieldSelections(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def errors(self) -> SyncErrors:
+        return SyncErrors(self.storage.table(ERRORS_TABLE))
+
+
+_services: Services | None = None
+_services_lock = threading.Lock()
+
+
+def get_services() -> Services:
+    """The process-wide services (what the Functions triggers use)."""
+    global _services
+    with _services_lock:
+        if _services is None:
+            _services = Services(get_settings()).ready()
+        return _services

@@ -1,0 +1,173 @@
+"""One settings object, read from the environment the first time it is needed.
+
+Reading settings at import time would turn a missing value into an import error, and an
+import error in a Functions app silently removes every function; so nothing here runs until
+`get_settings()` is called.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import urlsplit
+
+DEFAULT_STORAGE = "UseDevelopmentStorage=true"
+DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class SettingsError(ValueError):
+    """A setting is missing or malformed; the message names it and says how to fix it."""
+
+
+@dataclass(frozen=True, kw_only=True)
+class StorageSettings:
+    """Where the tables and queues live: a connection string or an identity-based account."""
+
+    connection_string: str | None = None
+    table_service_uri: str | None = None
+    queue_service_uri: str | None = None
+    managed_identity_client_id: str | None = None
+
+
+@dataclass(frozen=True, kw_only=True)
+class DataverseSettings:
+    url: str
+    tenant_id: str
+    client_id: str
+    client_secret: str | None
+    username: str | None
+    password: str | None
+    authority_host: str
+    ca_bundle: str | None
+
+    @property
+    def uses_ropc(self) -> bool:
+        return self.username is not None
+
+
+@dataclass(frozen=True, kw_only=True)
+class Settings:
+    storage: StorageSettings
+    dataverse: DataverseSettings | None
+    sync_interval_minutes: float
+    activity_contact_limit: int
+    api_key: str | None
+
+    def require_dataverse(self) -> DataverseSettings:
+        if self.dataverse is None:
+            raise SettingsError(
+                "DATAVERSE_URL is not set: set it to your environment URL, e.g. "
+                "https://contoso.crm.dynamics.com (or run `acctsync sim` for a local simulator)"
+            )
+        return self.dataverse
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        return cls(
+            storage=_storage_settings(env),
+            dataverse=_dataverse_settings(env),
+            sync_interval_minutes=_number(env, "SYNC_INTERVAL_MINUTES", 5.0, minimum=0.0),
+            activity_contact_limit=int(_number(env, "ACTIVITY_CONTACT_LIMIT", 5000, minimum=0)),
+            api_key=_optional(env, "ACCTSYNC_API_KEY"),
+        )
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read on first use."""
+    return Settings.from_env()
+
+
+def _optional(env: Mapping[str, str], name: str) -> str | None:
+    value = env.get(name, "").strip()
+    return value or None
+
+
+def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float) -> float:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    if value < minimum:
+        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+    return value
+
+
+def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
+    connection = _optional(env, "AzureWebJobsStorage")
+    if connection:
+        return StorageSettings(connection_string=connection)
+    prefix = "AzureWebJobsStorage__"
+    account = _optional(env, prefix + "accountName")
+    table_uri = _optional(env, prefix + "tableServiceUri")
+    queue_uri = _optional(env, prefix + "queueServiceUri")
+    if account:
+        table_uri = table_uri or f"https://{account}.table.core.windows.net"
+        queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
+    if table_uri or queue_uri:
+        if not (table_uri and queue_uri):
+            raise SettingsError(
+                "identity-based storage needs both AzureWebJobsStorage__tableServiceUri and "
+                "AzureWebJobsStorage__queueServiceUri (or AzureWebJobsStorage__accountName)"
+            )
+        for name, uri in (("tableServiceUri", table_uri), ("queueServiceUri", queue_uri)):
+            if urlsplit(uri).scheme != "https":
+                raise SettingsError(f"AzureWebJobsStorage__{name} must be an https:// URL")
+        client_id = None
+        if (_optional(env, prefix + "credential") or "").lower() == "managedidentity":
+            client_id = _optional(env, prefix + "clientId")
+        return StorageSettings(
+            table_service_uri=table_uri,
+            queue_service_uri=queue_uri,
+            managed_identity_client_id=client_id,
+        )
+    return StorageSettings(connection_string=DEFAULT_STORAGE)
+
+
+def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
+    url = _optional(env, "DATAVERSE_URL")
+    if url is None:
+        return None
+    parts = urlsplit(url)
+    if parts.scheme != "https" or not parts.hostname:
+        raise SettingsError(
+            f"DATAVERSE_URL={url!r} must be an https:// URL such as https://contoso.crm.dynamics.com"
+        )
+    missing = [n for n in ("DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_ID") if not _optional(env, n)]
+    username = _optional(env, "DATAVERSE_USERNAME")
+    password = _optional(env, "DATAVERSE_PASSWORD")
+    secret = _optional(env, "DATAVERSE_CLIENT_SECRET")
+    if username is not None and password is None:
+        missing.append("DATAVERSE_PASSWORD")
+    if username is None and secret is None:
+        missing.append("DATAVERSE_CLIENT_SECRET")
+    if secret and secret.startswith("@Microsoft.KeyVault("):
+        raise SettingsError(
+            "DATAVERSE_CLIENT_SECRET still holds an unresolved Key Vault reference: give the "
+            "function app's identity the Key Vault Secrets User role and set "
+            "keyVaultReferenceIdentity"
+        )
+    if missing:
+        raise SettingsError(f"DATAVERSE_URL is set but {', '.join(missing)} is not; set them too")
+    authority = (_optional(env, "DATAVERSE_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST).rstrip("/")
+    if urlsplit(authority).scheme != "https":
+        raise SettingsError("DATAVERSE_AUTHORITY_HOST must be an https:// URL")
+    ca_bundle = _optional(env, "DATAVERSE_CA_BUNDLE")
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
+    return DataverseSettings(
+        url=url.rstrip("/"),
+        tenant_id=env["DATAVERSE_TENANT_ID"].strip(),
+        client_id=env["DATAVERSE_CLIENT_ID"].strip(),
+        client_secret=secret,
+        username=username,
+        password=password,
+        authority_host=authority,
+        ca_bundle=ca_bundle,
+    )

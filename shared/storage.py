@@ -1,0 +1,119 @@
+"""Table and queue clients built from the storage settings (connection string or identity).
+
+The queue trigger decodes base64 by default (host.json `messageEncoding`), while the queue
+SDK sends raw text unless told otherwise; both sides use base64 here so a message the cycle
+sends is one the trigger can read.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Any
+
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.queue import (
+    BinaryBase64DecodePolicy,
+    QueueClient,
+    QueueServiceClient,
+    TextBase64EncodePolicy,
+)
+
+from shared.settings import StorageSettings
+
+BATCH_QUEUE = "acctsync-batches"
+POISON_QUEUE = BATCH_QUEUE + "-poison"
+
+STATE_TABLE = "acctsyncstate"
+ACCOUNTS_TABLE = "acctsyncaccounts"
+CONTACTS_TABLE = "acctsynccontacts"
+MEMBERS_TABLE = "acctsyncmembers"
+ACTIVITIES_TABLE = "acctsyncactivities"
+ERRORS_TABLE = "acctsyncerrors"
+TABLES = (
+    STATE_TABLE,
+    ACCOUNTS_TABLE,
+    CONTACTS_TABLE,
+    MEMBERS_TABLE,
+    ACTIVITIES_TABLE,
+    ERRORS_TABLE,
+)
+QUEUES = (BATCH_QUEUE, POISON_QUEUE)
+
+
+class Storage:
+    """One storage account: cached table and queue clients, tables and queues created once."""
+
+    def __init__(self, settings: StorageSettings):
+        self._settings = settings
+        self._lock = threading.Lock()
+        self._tables: dict[str, TableClient] = {}
+        self._queues: dict[str, QueueClient] = {}
+        self._ready = False
+        if settings.connection_string:
+            self._table_service = TableServiceClient.from_connection_string(
+                settings.connection_string
+            )
+            self._queue_service = QueueServiceClient.from_connection_string(
+                settings.connection_string, **_queue_codec()
+            )
+        else:
+            from azure.identity import DefaultAzureCredential
+
+            credential = DefaultAzureCredential(
+                managed_identity_client_id=settings.managed_identity_client_id
+            )
+            assert settings.table_service_uri and settings.queue_service_uri
+            self._table_service = TableServiceClient(
+                settings.table_service_uri, credential=credential
+            )
+            self._queue_service = QueueServiceClient(
+                settings.queue_service_uri, credential=credential, **_queue_codec()
+            )
+
+    def ensure(self) -> None:
+        """Create the tables and queues that do not exist yet (once per process)."""
+        if self._ready:
+            return
+        with self._lock:
+            if self._ready:
+                return
+            for name in TABLES:
+                with contextlib.suppress(ResourceExistsError):
+                    self._table_service.create_table(name)
+            for name in QUEUES:
+                with contextlib.suppress(ResourceExistsError):
+                    self._queue_service.create_queue(name)
+            self._ready = True
+
+    def table(self, name: str) -> TableClient:
+        with self._lock:
+            client = self._tables.get(name)
+            if client is None:
+                client = self._tables[name] = self._table_service.get_table_client(name)
+            return client
+
+    def queue(self, name: str) -> QueueClient:
+        with self._lock:
+            client = self._queues.get(name)
+            if client is None:
+                client = self._queues[name] = self._queue_service.get_queue_client(
+                    name, **_queue_codec()
+                )
+            return client
+
+    def close(self) -> None:
+        for table in self._tables.values():
+            table.close()
+        for queue in self._queues.values():
+            queue.close()
+        self._table_service.close()
+        self._queue_service.close()
+
+
+def _queue_codec() -> dict[str, Any]:
+    return {
+        "message_encode_policy": TextBase64EncodePolicy(),
+        "message_decode_policy": BinaryBase64DecodePolicy(),
+    }

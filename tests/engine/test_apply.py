@@ -1,0 +1,168 @@
+"""The apply step on Azurite: batches in, mirror and activities out."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+
+from shared.apply import apply_batch
+from shared.batches import AccountChange, Batch, ContactChange, Mode
+from shared.mapping import ColumnType
+from shared.mirror import fields_of
+from shared.services import Services
+from shared.settings import Settings
+
+COLUMNS = {
+    "name": ColumnType.STRING,
+    "revenue": ColumnType.MONEY,
+    "industrycode": ColumnType.CHOICE,
+}
+
+
+@pytest.fixture
+def services(storage_connection: str) -> Iterator[Services]:
+    env = {"AzureWebJobsStorage": storage_connection, "ACTIVITY_CONTACT_LIMIT": "3"}
+    services = Services(Settings.from_env(env)).ready()
+    yield services
+    services.close()
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+def account(account_id: str, version: int, **values: object) -> AccountChange:
+    return AccountChange(account_id, version, "2026-11-25T10:00:00Z", dict(values))
+
+
+def contact(
+    contact_id: str, version: int, parent: str | None, ptype: str = "account"
+) -> ContactChange:
+    return ContactChange(
+        contact_id, version, parent, ptype if parent else None, {"fullname": "A B"}
+    )
+
+
+def batch(
+    mode: Mode = "delta",
+    accounts: list[AccountChange] | None = None,
+    contacts: list[ContactChange] | None = None,
+) -> str:
+    return Batch(
+        "cycle-1", uuid.uuid4().hex, mode, COLUMNS, accounts or [], contacts or []
+    ).encode()
+
+
+def seed(services: Services, account_id: str, contacts: int) -> list[str]:
+    ids = [new_id() for _ in range(contacts)]
+    apply_batch(
+        services,
+        batch(
+            "initial",
+            [account(account_id, 1, name="Contoso", revenue=10.0, industrycode=1)],
+            [contact(i, 1, account_id) for i in ids],
+        ),
+    )
+    return ids
+
+
+def test_first_load_logs_nothing_and_mirrors_values(services: Services) -> None:
+    account_id = new_id()
+    contacts = seed(services, account_id, 3)
+    row = services.accounts.get(account_id)
+    assert row is not None
+    assert fields_of(row) == {"name": "Contoso", "revenue": 10.0, "industrycode": 1}
+    assert services.members.count(account_id) == 3
+    assert all(services.activities.for_contact(c) == [] for c in contacts)
+
+
+def test_change_logs_one_activity_per_contact_and_redelivery_logs_none(services: Services) -> None:
+    account_id = new_id()
+    contacts = seed(services, account_id, 3)
+    change = batch(
+        accounts=[account(account_id, 2, name="Contoso Ltd", revenue=10.0, industrycode=1)]
+    )
+    first = apply_batch(services, change)
+    assert (first.accounts_applied, first.activities_logged) == (1, 3)
+    again = apply_batch(services, change)
+    assert (again.accounts_applied, again.activities_logged, again.skipped) == (0, 0, 1)
+    for contact_id in contacts:
+        (activity,) = services.activities.for_contact(contact_id)
+        assert activity["field"] == "name"
+        assert (activity["old"], activity["new"]) == ("Contoso", "Contoso Ltd")
+        assert activity["accountid"] == account_id
+        assert activity["type"] == "Change Data Value"
+
+
+def test_stale_version_changes_nothing(services: Services) -> None:
+    account_id = new_id()
+    seed(services, account_id, 1)
+    apply_batch(services, batch(accounts=[account(account_id, 5, name="New", revenue=1.0)]))
+    stale = apply_batch(services, batch(accounts=[account(account_id, 4, name="Old")]))
+    assert stale.skipped == 1
+    row = services.accounts.get(account_id)
+    assert row is not None
+    assert fields_of(row)["name"] == "New"
+
+
+def test_more_contacts_than_the_limit_suppresses_activities(services: Services) -> None:
+    account_id = new_id()
+    contacts = seed(services, account_id, 4)  # the limit is 3 in this module
+    result = apply_batch(
+        services, batch(accounts=[account(account_id, 2, name="X", revenue=10.0, industrycode=2)])
+    )
+    assert result.activities_logged == 0
+    assert result.activities_suppressed == 4 * 2  # four contacts, two changed fields
+    row = services.accounts.get(account_id)
+    assert row is not None
+    assert fields_of(row)["name"] == "X"
+    assert all(services.activities.for_contact(c) == [] for c in contacts)
+
+
+def test_moves_deletes_and_contact_parents(services: Services) -> None:
+    first, second = new_id(), new_id()
+    moving, *_ = seed(services, first, 2)
+    seed(services, second, 1)
+    apply_batch(services, batch(contacts=[contact(moving, 2, second)]))
+    assert (services.members.count(first), services.members.count(second)) == (1, 2)
+
+    apply_batch(services, batch(contacts=[ContactChange(moving, deleted=True)]))
+    assert services.members.count(second) == 1
+    row = services.contacts.get(moving)
+    assert row is not None
+    assert row["is_deleted"] is True
+
+    child = new_id()
+    apply_batch(services, batch(contacts=[contact(child, 1, moving, ptype="contact")]))
+    child_row = services.contacts.get(child)
+    assert child_row is not None
+    assert child_row["accountid"] == ""
+    assert child_row["parent_type"] == "contact"
+
+
+def test_deleted_account_is_flagged_and_kept(services: Services) -> None:
+    account_id = new_id()
+    seed(services, account_id, 1)
+    apply_batch(services, batch(accounts=[AccountChange(account_id, deleted=True)]))
+    row = services.accounts.get(account_id)
+    assert row is not None
+    assert row["is_deleted"] is True
+    assert fields_of(row)["name"] == "Contoso"
+
+
+def test_unstorable_value_is_a_sync_error_and_the_rest_applies(services: Services) -> None:
+    good, bad = new_id(), new_id()
+    result = apply_batch(
+        services,
+        batch(
+            "initial",
+            [account(good, 1, name="Fine"), account(bad, 1, name="x" * 40_000)],
+        ),
+    )
+    assert (result.accounts_applied, result.errors) == (1, 1)
+    assert services.accounts.get(bad) is None
+    (error,) = services.errors.latest()
+    assert error["id"] == bad
+    assert "64 KiB" in error["message"]

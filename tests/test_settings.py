@@ -1,0 +1,79 @@
+"""Settings are read from the environment, validated, and explain what to fix."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from shared.settings import DEFAULT_STORAGE, Settings, SettingsError
+
+DATAVERSE = {
+    "DATAVERSE_URL": "https://contoso.crm.dynamics.com/",
+    "DATAVERSE_TENANT_ID": "tenant",
+    "DATAVERSE_CLIENT_ID": "client",
+    "DATAVERSE_CLIENT_SECRET": "secret",
+}
+
+
+def test_defaults_follow_the_contract() -> None:
+    settings = Settings.from_env({})
+    assert settings.storage.connection_string == DEFAULT_STORAGE
+    assert settings.dataverse is None
+    assert settings.sync_interval_minutes == 5
+    assert settings.activity_contact_limit == 5000
+    with pytest.raises(SettingsError, match="DATAVERSE_URL is not set"):
+        settings.require_dataverse()
+
+
+def test_client_credentials_and_ropc() -> None:
+    dataverse = Settings.from_env(DATAVERSE).require_dataverse()
+    assert dataverse.url == "https://contoso.crm.dynamics.com"
+    assert dataverse.authority_host == "https://login.microsoftonline.com"
+    assert not dataverse.uses_ropc
+    ropc = Settings.from_env(
+        {**DATAVERSE, "DATAVERSE_USERNAME": "sync@contoso.com", "DATAVERSE_PASSWORD": "pw"}
+    ).require_dataverse()
+    assert ropc.uses_ropc
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({**DATAVERSE, "DATAVERSE_URL": "http://contoso.crm.dynamics.com"}, "https://"),
+        ({**DATAVERSE, "DATAVERSE_CLIENT_SECRET": ""}, "DATAVERSE_CLIENT_SECRET"),
+        ({**DATAVERSE, "DATAVERSE_USERNAME": "u"}, "DATAVERSE_PASSWORD"),
+        ({**DATAVERSE, "DATAVERSE_CA_BUNDLE": "/nonexistent/ca.pem"}, "not a readable file"),
+        ({"SYNC_INTERVAL_MINUTES": "soon"}, "SYNC_INTERVAL_MINUTES"),
+        ({"ACTIVITY_CONTACT_LIMIT": "-1"}, "ACTIVITY_CONTACT_LIMIT"),
+        (
+            {**DATAVERSE, "DATAVERSE_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=x)"},
+            "Key Vault reference",
+        ),
+    ],
+)
+def test_bad_settings_say_what_to_fix(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingsError, match=message):
+        Settings.from_env(env)
+
+
+def test_identity_based_storage() -> None:
+    settings = Settings.from_env(
+        {
+            "AzureWebJobsStorage__accountName": "acct",
+            "AzureWebJobsStorage__credential": "managedidentity",
+            "AzureWebJobsStorage__clientId": "abc",
+        }
+    )
+    assert settings.storage.connection_string is None
+    assert settings.storage.table_service_uri == "https://acct.table.core.windows.net"
+    assert settings.storage.queue_service_uri == "https://acct.queue.core.windows.net"
+    assert settings.storage.managed_identity_client_id == "abc"
+
+
+def test_ca_bundle_must_exist(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("not checked here")
+    dataverse = Settings.from_env({**DATAVERSE, "DATAVERSE_CA_BUNDLE": str(ca)}).dataverse
+    assert dataverse is not None
+    assert dataverse.ca_bundle == str(ca)
