@@ -78,8 +78,11 @@ class QueueWorker:
                     self.poison.send_message(body.decode("utf-8", "replace"))
                     self.queue.delete_message(message)
                 else:
+                    # By id and receipt: passing the message would re-send its decoded bytes.
                     self.queue.update_message(
-                        message, visibility_timeout=self.rules.visibility_timeout_s
+                        message.id,
+                        pop_receipt=message.pop_receipt,
+                        visibility_timeout=self.rules.visibility_timeout_s,
                     )
                 continue
             self.queue.delete_message(message)

@@ -102,3 +102,13 @@ def get_services() -> Services:
         if _services is None:
             _services = Services(get_settings()).ready()
         return _services
+
+
+def reset_services() -> None:
+    """Forget the process-wide services and settings (after the environment changed)."""
+    global _services
+    with _services_lock:
+        if _services is not None:
+            _services.close()
+        _services = None
+    get_settings.cache_clear()

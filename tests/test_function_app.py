@@ -1,0 +1,45 @@
+"""function_app.py indexes the triggers with the bindings host.json and the settings expect,
+and importing it needs no settings at all (an import error would hide every function)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_functions_index_with_no_settings() -> None:
+    script = (
+        "import json, function_app\n"
+        "print(json.dumps({f.get_function_name(): json.loads(f.get_function_json())"
+        " for f in function_app.app.get_functions()}))"
+    )
+    # A bare environment: no storage, no Dataverse settings, nothing acctsync reads.
+    output = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    functions = json.loads(output.strip().splitlines()[-1])
+    (timer,) = functions["heartbeat"]["bindings"]
+    assert timer["type"] == "timerTrigger"
+    assert timer["schedule"] == "0 */1 * * * *"
+    assert timer["runOnStartup"] is False
+    (queue,) = functions["apply_batch"]["bindings"]
+    assert queue["type"] == "queueTrigger"
+    assert queue["queueName"] == "acctsync-batches"
+    assert queue["connection"] == "AzureWebJobsStorage"
+
+
+def test_host_json_sends_failing_batches_to_poison_after_five_tries() -> None:
+    host = json.loads((ROOT / "host.json").read_text())
+    queues = host["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == 5
+    assert queues["messageEncoding"] == "base64"  # what the cycle's queue client sends
+    assert host["telemetryMode"] == "OpenTelemetry"
