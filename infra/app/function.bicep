@@ -1,0 +1,267 @@
+// Flex Consumption plan (FC1) + the acctsync Function App (Python 3.11, Linux).
+// The app runs as one user-assigned identity: it signs in to storage (host + data),
+// reads its Dataverse secret through Key Vault references, pulls its package from the
+// deployment container and sends telemetry to Application Insights with Entra auth.
+
+@description('Name of the Flex Consumption plan.')
+param planName string
+
+@description('Name of the Function App (also the first 32 characters of its host ID).')
+param appName string
+
+@description('Azure region.')
+param location string
+
+@description('Tags for the plan and the app; the app also gets azd-service-name.')
+param tags object = {}
+
+@description('azd service this app hosts (azure.yaml services.<name>).')
+param azdServiceName string = 'api'
+
+@description('Resource ID of the user-assigned identity the app runs as.')
+param identityId string
+
+@description('Client ID of that identity.')
+param identityClientId string
+
+@description('Blob endpoint of the storage account (identity-based AzureWebJobsStorage).')
+param blobServiceUri string
+
+@description('Queue endpoint of the storage account (identity-based AzureWebJobsStorage).')
+param queueServiceUri string
+
+@description('Table endpoint of the storage account (identity-based AzureWebJobsStorage).')
+param tableServiceUri string
+
+@description('URL of the blob container the Flex plan deploys the package from.')
+param deploymentContainerUrl string
+
+@description('Application Insights connection string (holds no secret: local auth is disabled).')
+param applicationInsightsConnectionString string
+
+@description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com.')
+param dataverseUrl string
+
+@description('Entra tenant of the Dataverse app registration.')
+param dataverseTenantId string
+
+@description('Application (client) ID of the Dataverse app registration.')
+param dataverseClientId string
+
+@description('Key Vault URI (no version) of the client secret. Empty: DATAVERSE_CLIENT_SECRET is not set.')
+param dataverseClientSecretUri string = ''
+
+@description('Sync user for the optional ROPC connection. Empty: client credentials are used.')
+param dataverseUsername string = ''
+
+@description('Key Vault URI (no version) of the sync user password. Empty: DATAVERSE_PASSWORD is not set.')
+param dataversePasswordUri string = ''
+
+@description('Entra authority host. Empty: the app default (https://login.microsoftonline.com).')
+param dataverseAuthorityHost string = ''
+
+@description('Minutes between the end of one sync cycle and the start of the next.')
+param syncIntervalMinutes int = 5
+
+@description('Accounts with more contacts than this get no Change Data Value activities.')
+param activityContactLimit int = 5000
+
+@description('Most instances the app scales out to (each runs host.json queue batches in parallel).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of each instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Spread the plan over availability zones (only in regions that support it for Flex Consumption).')
+param zoneRedundant bool = false
+
+// Optional settings are left out entirely (not set to '') so the app's defaults apply.
+var clientSecretEntry = {
+  name: 'DATAVERSE_CLIENT_SECRET'
+  value: '@Microsoft.KeyVault(SecretUri=${dataverseClientSecretUri})'
+}
+
+var usernameEntry = {
+  name: 'DATAVERSE_USERNAME'
+  value: dataverseUsername
+}
+
+var passwordEntry = {
+  name: 'DATAVERSE_PASSWORD'
+  value: '@Microsoft.KeyVault(SecretUri=${dataversePasswordUri})'
+}
+
+var authorityEntry = {
+  name: 'DATAVERSE_AUTHORITY_HOST'
+  value: dataverseAuthorityHost
+}
+
+var baseSettings = [
+  // Identity-based host storage: no connection string, no key.
+  {
+    name: 'AzureWebJobsStorage__credential'
+    value: 'managedidentity'
+  }
+  {
+    name: 'AzureWebJobsStorage__clientId'
+    value: identityClientId
+  }
+  {
+    name: 'AzureWebJobsStorage__blobServiceUri'
+    value: blobServiceUri
+  }
+  {
+    name: 'AzureWebJobsStorage__queueServiceUri'
+    value: queueServiceUri
+  }
+  {
+    name: 'AzureWebJobsStorage__tableServiceUri'
+    value: tableServiceUri
+  }
+  // Telemetry: OpenTelemetry distro started by the Python worker, keyless ingestion.
+  {
+    name: 'APPLICATIONINSIGHTS_CONNECTION_STRING'
+    value: applicationInsightsConnectionString
+  }
+  {
+    name: 'APPLICATIONINSIGHTS_AUTHENTICATION_STRING'
+    value: 'ClientId=${identityClientId};Authorization=AAD'
+  }
+  {
+    name: 'PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY'
+    value: 'true'
+  }
+  // acctsync itself (CONTRACT.md, Settings).
+  {
+    name: 'DATAVERSE_URL'
+    value: dataverseUrl
+  }
+  {
+    name: 'DATAVERSE_TENANT_ID'
+    value: dataverseTenantId
+  }
+  {
+    name: 'DATAVERSE_CLIENT_ID'
+    value: dataverseClientId
+  }
+  {
+    name: 'SYNC_INTERVAL_MINUTES'
+    value: string(syncIntervalMinutes)
+  }
+  {
+    name: 'ACTIVITY_CONTACT_LIMIT'
+    value: string(activityContactLimit)
+  }
+]
+
+var clientSecretSettings = empty(dataverseClientSecretUri) ? [] : [clientSecretEntry]
+var usernameSettings = empty(dataverseUsername) ? [] : [usernameEntry]
+var passwordSettings = empty(dataversePasswordUri) ? [] : [passwordEntry]
+var authoritySettings = empty(dataverseAuthorityHost) ? [] : [authorityEntry]
+
+var serviceTag = {
+  'azd-service-name': azdServiceName
+}
+
+resource plan 'Microsoft.Web/serverfarms@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_225: Zone redundancy is a parameter (zoneRedundant, default false): Flex Consumption supports it only in some regions.
+  name: planName
+  location: location
+  tags: tags
+  kind: 'functionapp'
+  sku: {
+    name: 'FC1'
+    tier: 'FlexConsumption'
+  }
+  properties: {
+    reserved: true
+    zoneRedundant: zoneRedundant
+  }
+}
+
+resource app 'Microsoft.Web/sites@2024-04-01' = {
+  // checkov:skip=CKV_AZURE_17: The HTTP API is protected by function keys (x-functions-key); callers are scripts and services, not mutual-TLS clients.
+  // checkov:skip=CKV_AZURE_212: Flex Consumption scales instances on demand (scale to zero); there is no fixed instance count to raise.
+  // checkov:skip=CKV_AZURE_213: Flex Consumption manages instance health itself and has no App Service health-check ping; /api/sync/status reports sync health.
+  // checkov:skip=CKV_AZURE_222: The HTTP API is served on the public endpoint (function keys, HTTPS only, TLS 1.2); this template deploys no private network.
+  name: appName
+  location: location
+  tags: union(tags, serviceTag)
+  kind: 'functionapp,linux'
+  identity: {
+    type: 'UserAssigned'
+    userAssignedIdentities: {
+      '${identityId}': {}
+    }
+  }
+  properties: {
+    serverFarmId: plan.id
+    httpsOnly: true
+    clientAffinityEnabled: false
+    publicNetworkAccess: 'Enabled'
+    keyVaultReferenceIdentity: identityId
+    siteConfig: {
+      minTlsVersion: '1.2'
+      scmMinTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+      cors: {
+        allowedOrigins: [
+          'https://portal.azure.com'
+        ]
+        supportCredentials: false
+      }
+      appSettings: concat(baseSettings, clientSecretSettings, usernameSettings, passwordSettings, authoritySettings)
+    }
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: deploymentContainerUrl
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        maximumInstanceCount: maximumInstanceCount
+        instanceMemoryMB: instanceMemoryMB
+      }
+      runtime: {
+        name: 'python'
+        version: '3.11'
+      }
+    }
+  }
+}
+
+// Publishing with FTP or with the site's basic (user name + password) credentials is
+// off: azd and Core Tools deploy with your Entra ID sign-in.
+resource ftpBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'ftp'
+  properties: {
+    allow: false
+  }
+}
+
+resource scmBasicAuth 'Microsoft.Web/sites/basicPublishingCredentialsPolicies@2024-04-01' = {
+  parent: app
+  name: 'scm'
+  properties: {
+    allow: false
+  }
+}
+
+output id string = app.id
+output name string = app.name
+output defaultHostName string = app.properties.defaultHostName
+output planName string = plan.name

@@ -1,0 +1,223 @@
+// acctsync on Azure: a Python 3.11 Function App on the Flex Consumption plan that
+// mirrors Dynamics 365 accounts and contacts into Table Storage.
+//
+// Resource-group scope, so both of these work with this one file:
+//   azd up                                   (parameters from main.parameters.json)
+//   az deployment group create -g <rg> -f infra/main.bicep -p environmentName=... ...
+// See docs/deploy.md.
+targetScope = 'resourceGroup'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the environment (azd env name): tags every resource and seeds the unique name suffix.')
+param environmentName string
+
+@description('Region for every resource; it must offer the Flex Consumption plan. Default: the resource group region.')
+param location string = resourceGroup().location
+
+@description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com.')
+@minLength(1)
+param dataverseUrl string
+
+@description('Entra tenant (ID) of the app registration acctsync signs in with. Empty: the tenant of this subscription.')
+param dataverseTenantId string = ''
+
+@description('Application (client) ID of that app registration.')
+@minLength(1)
+param dataverseClientId string
+
+@description('Its client secret; stored in Key Vault as dataverse-client-secret and read through a Key Vault reference. May be empty only with the ROPC connection.')
+@secure()
+param dataverseClientSecret string = ''
+
+@description('When the client secret (and the ROPC password) expire, ISO 8601. Set it to the expiry shown in the app registration; the default is 180 days from this deployment.')
+param dataverseSecretExpiresOn string = dateTimeAdd(utcNow(), 'P180D')
+
+@description('Optional ROPC sync user (user@contoso.com). Empty: client credentials (application user), the recommended connection.')
+param dataverseUsername string = ''
+
+@description('Password of the ROPC sync user; stored in Key Vault as dataverse-password.')
+@secure()
+param dataversePassword string = ''
+
+@description('Entra authority host for sovereign clouds. Empty: https://login.microsoftonline.com.')
+param dataverseAuthorityHost string = ''
+
+@description('Minutes between the end of one sync cycle and the start of the next (SYNC_INTERVAL_MINUTES).')
+@minValue(0)
+param syncIntervalMinutes int = 5
+
+@description('Accounts with more contacts than this get no Change Data Value activities (ACTIVITY_CONTACT_LIMIT).')
+@minValue(0)
+param activityContactLimit int = 5000
+
+@description('Most instances the Function App scales out to.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Memory of each Function App instance in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Storage replication.')
+@allowed([
+  'Standard_LRS'
+  'Standard_GRS'
+  'Standard_ZRS'
+  'Standard_GZRS'
+  'Standard_RAGRS'
+  'Standard_RAGZRS'
+])
+param storageSkuName string = 'Standard_GRS'
+
+@description('Days Log Analytics keeps telemetry.')
+@minValue(30)
+@maxValue(730)
+param logRetentionInDays int = 30
+
+@description('Spread the Flex Consumption plan over availability zones (regions that support it only).')
+param zoneRedundant bool = false
+
+var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+  application: 'acctsync'
+}
+
+var names = {
+  identity: 'id-acctsync-${resourceToken}'
+  storage: 'stacctsync${resourceToken}'
+  logAnalytics: 'log-acctsync-${resourceToken}'
+  appInsights: 'appi-acctsync-${resourceToken}'
+  keyVault: 'kv-acctsync-${take(resourceToken, 12)}'
+  plan: 'plan-acctsync-${resourceToken}'
+  functionApp: 'func-acctsync-${resourceToken}'
+}
+
+// Key Vault secret names (the vault holds nothing else).
+var secretNames = {
+  clientSecret: 'dataverse-client-secret'
+  password: 'dataverse-password'
+}
+
+// The app settings point at the vault's secrets whenever the connection needs them, even
+// in a deployment that passes no new value: the secret already in the vault stays in use
+// (an empty parameter never deletes a secret). Client secret: always, except for ROPC
+// without one. Password: with ROPC.
+var useRopc = !empty(dataverseUsername)
+var useClientSecret = !useRopc || !empty(dataverseClientSecret)
+
+// The Flex Consumption plan pulls the app package from this container.
+var deploymentContainerName = 'app-package-${take(names.functionApp, 32)}-${take(resourceToken, 7)}'
+
+module identity 'app/identity.bicep' = {
+  name: 'identity'
+  params: {
+    name: names.identity
+    location: location
+    tags: tags
+  }
+}
+
+module storage 'app/storage.bicep' = {
+  name: 'storage'
+  params: {
+    name: names.storage
+    location: location
+    tags: tags
+    skuName: storageSkuName
+    deploymentContainerName: deploymentContainerName
+  }
+}
+
+module monitoring 'app/monitoring.bicep' = {
+  name: 'monitoring'
+  params: {
+    logAnalyticsName: names.logAnalytics
+    applicationInsightsName: names.appInsights
+    location: location
+    tags: tags
+    retentionInDays: logRetentionInDays
+  }
+}
+
+module keyVault 'app/keyvault.bicep' = {
+  name: 'keyvault'
+  params: {
+    name: names.keyVault
+    location: location
+    tags: tags
+    dataverseClientSecret: dataverseClientSecret
+    dataversePassword: dataversePassword
+    clientSecretName: secretNames.clientSecret
+    passwordSecretName: secretNames.password
+    secretsExpireOn: dataverseSecretExpiresOn
+    logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
+  }
+}
+
+module rbac 'app/rbac.bicep' = {
+  name: 'rbac'
+  params: {
+    principalId: identity.outputs.principalId
+    storageAccountName: storage.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    keyVaultName: keyVault.outputs.name
+  }
+}
+
+module functionApp 'app/function.bicep' = {
+  name: 'function'
+  // Roles first: the app resolves its Key Vault references and opens its storage
+  // connection as soon as it starts.
+  dependsOn: [
+    rbac
+  ]
+  params: {
+    planName: names.plan
+    appName: names.functionApp
+    location: location
+    tags: tags
+    identityId: identity.outputs.id
+    identityClientId: identity.outputs.clientId
+    blobServiceUri: storage.outputs.blobServiceUri
+    queueServiceUri: storage.outputs.queueServiceUri
+    tableServiceUri: storage.outputs.tableServiceUri
+    deploymentContainerUrl: storage.outputs.deploymentContainerUrl
+    applicationInsightsConnectionString: monitoring.outputs.connectionString
+    dataverseUrl: dataverseUrl
+    dataverseTenantId: empty(dataverseTenantId) ? tenant().tenantId : dataverseTenantId
+    dataverseClientId: dataverseClientId
+    dataverseClientSecretUri: useClientSecret ? '${keyVault.outputs.uri}secrets/${secretNames.clientSecret}' : ''
+    dataverseUsername: dataverseUsername
+    dataversePasswordUri: useRopc ? '${keyVault.outputs.uri}secrets/${secretNames.password}' : ''
+    dataverseAuthorityHost: dataverseAuthorityHost
+    syncIntervalMinutes: syncIntervalMinutes
+    activityContactLimit: activityContactLimit
+    maximumInstanceCount: maximumInstanceCount
+    instanceMemoryMB: instanceMemoryMB
+    zoneRedundant: zoneRedundant
+  }
+}
+
+module workbook 'app/workbook.bicep' = {
+  name: 'workbook'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_WORKBOOK_ID string = workbook.outputs.id

@@ -1,0 +1,1 @@
+"""Deployment checks: the Bicep under infra/, the Function App package, azure.yaml, docs."""

@@ -1,0 +1,328 @@
+"""Structural checks of infra/, azure.yaml and docs/deploy.md that need no Azure CLI:
+Bicep syntax (tree-sitter grammar), module wiring, app settings against CONTRACT.md,
+role IDs, the azd parameters file and the workbook's KQL tiles."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+import tree_sitter_bicep
+from tree_sitter import Language, Node, Parser
+
+from ._support import (
+    APP_DIR,
+    INFRA,
+    MAIN_BICEP,
+    METRIC_NAMES,
+    REPO_ROOT,
+    app_settings,
+    bicep_files,
+    bicep_module_paths,
+    bicep_params,
+    read_bicep,
+    strip_bicep_comments,
+)
+
+FUNCTION_BICEP = APP_DIR / "function.bicep"
+WORKBOOK_JSON = APP_DIR / "workbook.json"
+CONTRACT = REPO_ROOT.parent / "shared" / "CONTRACT.md"
+
+EXPECTED_MODULES = {
+    "app/identity.bicep",
+    "app/storage.bicep",
+    "app/monitoring.bicep",
+    "app/keyvault.bicep",
+    "app/function.bicep",
+    "app/rbac.bicep",
+    "app/workbook.bicep",
+}
+
+# Settings the Function App must always carry, with the value they must have when fixed.
+REQUIRED_SETTINGS: dict[str, str | None] = {
+    "AzureWebJobsStorage__credential": "'managedidentity'",
+    "AzureWebJobsStorage__clientId": None,
+    "AzureWebJobsStorage__blobServiceUri": None,
+    "AzureWebJobsStorage__queueServiceUri": None,
+    "AzureWebJobsStorage__tableServiceUri": None,
+    "DATAVERSE_URL": None,
+    "DATAVERSE_TENANT_ID": None,
+    "DATAVERSE_CLIENT_ID": None,
+    "DATAVERSE_CLIENT_SECRET": None,
+    "SYNC_INTERVAL_MINUTES": None,
+    "ACTIVITY_CONTACT_LIMIT": None,
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'ClientId=${identityClientId};Authorization=AAD'",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "'true'",
+}
+
+# CONTRACT.md settings that are deliberately not set in Azure, and why.
+NOT_IN_AZURE = {
+    "AzureWebJobsStorage": "Azure uses the identity-based AzureWebJobsStorage__* settings",
+    "DATAVERSE_CA_BUNDLE": "only for the local simulator or a TLS-inspecting proxy",
+    "ACCTSYNC_API_KEY": "Azure protects the HTTP API with function keys",
+}
+
+# Built-in role definition IDs (identical in every tenant).
+ROLE_IDS = {
+    "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
+    "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
+    "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
+    "keyVaultSecretsUser": "4633458b-17de-408a-b874-0445c86b69e6",
+}
+
+QUEUES = {"acctsync-batches", "acctsync-batches-poison"}
+TABLES = {
+    "acctsyncstate",
+    "acctsyncaccounts",
+    "acctsynccontacts",
+    "acctsyncmembers",
+    "acctsyncactivities",
+    "acctsyncerrors",
+}
+
+
+def _syntax_errors(node: Node) -> list[str]:
+    if node.type == "ERROR" or node.is_missing:
+        row, column = node.start_point
+        text = (node.text or b"").decode("utf-8", "replace")[:60]
+        return [f"line {row + 1}, column {column + 1}: {node.type} {text!r}"]
+    errors: list[str] = []
+    for child in node.children:
+        errors += _syntax_errors(child)
+    return errors
+
+
+@pytest.mark.parametrize("path", bicep_files(), ids=lambda p: p.relative_to(INFRA).as_posix())
+def test_bicep_parses(path: Path) -> None:
+    parser = Parser(Language(tree_sitter_bicep.language()))
+    tree = parser.parse(path.read_bytes())
+    errors = _syntax_errors(tree.root_node)
+    assert not errors, f"{path.relative_to(REPO_ROOT)} is not valid Bicep:\n" + "\n".join(errors)
+
+
+def test_main_wires_every_module() -> None:
+    modules = set(bicep_module_paths(MAIN_BICEP))
+    assert modules == EXPECTED_MODULES, f"main.bicep modules: {sorted(modules)}"
+    for module in modules:
+        assert (INFRA / module).is_file(), f"main.bicep references missing {module}"
+    orphans = {f"app/{p.name}" for p in APP_DIR.glob("*.bicep")} - modules
+    assert not orphans, f"modules nobody deploys: {sorted(orphans)}"
+    for path in bicep_files():
+        for loaded in re.findall(r"load(?:Json|Text)Content\('([^']+)'\)", read_bicep(path)):
+            assert (path.parent / loaded).is_file(), f"{path.name} loads missing {loaded}"
+
+
+def test_main_is_resource_group_scoped_with_outputs() -> None:
+    text = read_bicep(MAIN_BICEP)
+    assert re.search(r"^targetScope\s*=\s*'resourceGroup'", text, re.MULTILINE)
+    outputs = set(re.findall(r"^output\s+(\w+)\s", text, re.MULTILINE))
+    for name in (
+        "AZURE_FUNCTION_APP_NAME",
+        "AZURE_STORAGE_ACCOUNT_NAME",
+        "APPLICATIONINSIGHTS_NAME",
+        "AZURE_KEY_VAULT_NAME",
+    ):
+        assert name in outputs, f"main.bicep lacks output {name}"
+
+
+def test_module_params_match_declarations() -> None:
+    """Every module call passes only declared params and every param without a default."""
+    text = read_bicep(MAIN_BICEP)
+    calls = re.finditer(
+        r"^module\s+\w+\s+'([^']+)'\s*=\s*\{(.*?)^\}", text, re.MULTILINE | re.DOTALL
+    )
+    for call in calls:
+        declared = bicep_params(INFRA / call.group(1))
+        block = re.search(r"^  params:\s*\{(.*?)^  \}", call.group(2), re.MULTILINE | re.DOTALL)
+        assert block, f"module {call.group(1)} passes no params"
+        passed = set(re.findall(r"^    (\w+):", block.group(1), re.MULTILINE))
+        unknown = passed - declared.keys()
+        assert not unknown, f"{call.group(1)} has no param(s) {sorted(unknown)}"
+        required = {name for name, has_default in declared.items() if not has_default}
+        assert required <= passed, f"{call.group(1)} needs {sorted(required - passed)}"
+
+
+def test_function_app_settings() -> None:
+    settings = app_settings(FUNCTION_BICEP)
+    for name, value in REQUIRED_SETTINGS.items():
+        assert name in settings, f"function.bicep does not set {name}"
+        if value is not None:
+            assert settings[name] == value, f"{name} = {settings[name]}, expected {value}"
+    for secret in ("DATAVERSE_CLIENT_SECRET", "DATAVERSE_PASSWORD"):
+        assert settings[secret].startswith("'@Microsoft.KeyVault(SecretUri=${"), (
+            f"{secret} must be a Key Vault reference, not {settings[secret]}"
+        )
+    assert "AzureWebJobsStorage" not in settings, "no connection string: identity only"
+    for obsolete in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"):
+        assert obsolete not in settings, f"Flex Consumption rejects {obsolete}"
+
+
+def test_function_app_shape() -> None:
+    text = read_bicep(FUNCTION_BICEP)
+    for fragment in (
+        "name: 'FC1'",
+        "tier: 'FlexConsumption'",
+        "kind: 'functionapp,linux'",
+        "type: 'UserAssigned'",
+        "keyVaultReferenceIdentity: identityId",
+        "httpsOnly: true",
+        "minTlsVersion: '1.2'",
+        "ftpsState: 'Disabled'",
+        "type: 'blobContainer'",
+        "type: 'UserAssignedIdentity'",
+        "name: 'python'",
+        "version: '3.11'",
+    ):
+        assert fragment in text, f"function.bicep lacks {fragment!r}"
+
+
+def _contract_settings() -> set[str]:
+    if not CONTRACT.is_file():
+        pytest.skip(f"{CONTRACT} is not here")
+    text = CONTRACT.read_text(encoding="utf-8")
+    section = text.split("## Settings", 1)[1].split("\n## ", 1)[0]
+    names: set[str] = set()
+    for row in section.splitlines():
+        if row.startswith("|") and not row.startswith("|--"):
+            names.update(re.findall(r"`([A-Za-z][A-Za-z0-9_]*)`", row.split("|")[1]))
+    return names - {"name"}
+
+
+def test_every_contract_setting_is_handled() -> None:
+    settings = set(app_settings(FUNCTION_BICEP))
+    contract = _contract_settings()
+    assert contract, "no settings found in CONTRACT.md"
+    unhandled = sorted(contract - settings - NOT_IN_AZURE.keys())
+    assert not unhandled, (
+        f"CONTRACT.md settings {unhandled} are neither set in infra/app/function.bicep "
+        "nor listed in NOT_IN_AZURE with a reason"
+    )
+
+
+def test_roles_are_the_built_in_ones() -> None:
+    text = read_bicep(APP_DIR / "rbac.bicep")
+    for name, role_id in ROLE_IDS.items():
+        assert re.search(rf"{name}:\s*'{role_id}'", text), f"{name} must be {role_id}"
+    assert len(re.findall(r"Microsoft\.Authorization/roleAssignments@", text)) == len(ROLE_IDS)
+    assert "principalType: 'ServicePrincipal'" in text
+
+
+def test_storage_is_keyless_and_has_the_queues_and_tables() -> None:
+    text = read_bicep(APP_DIR / "storage.bicep")
+    for fragment in (
+        "allowSharedKeyAccess: false",
+        "allowBlobPublicAccess: false",
+        "minimumTlsVersion: 'TLS1_2'",
+        "supportsHttpsTrafficOnly: true",
+        "publicAccess: 'None'",
+    ):
+        assert fragment in text, f"storage.bicep lacks {fragment!r}"
+    names = set(re.findall(r"^\s+'([a-z0-9-]+)'$", text, re.MULTILINE))
+    missing = sorted((QUEUES | TABLES) - names)
+    assert not missing, f"storage.bicep lacks queues/tables {missing}"
+
+
+def test_storage_names_match_the_code() -> None:
+    from shared import storage
+
+    text = read_bicep(APP_DIR / "storage.bicep")
+    names = set(re.findall(r"^\s+'([a-z0-9-]+)'$", text, re.MULTILINE))
+    assert set(storage.QUEUES) == QUEUES and set(storage.TABLES) == TABLES, (
+        f"shared/storage.py uses queues {storage.QUEUES} and tables {storage.TABLES}; "
+        "infra/app/storage.bicep and this test must create the same"
+    )
+    assert set(storage.QUEUES) | set(storage.TABLES) <= names
+
+
+def test_key_vault_and_app_insights_hardening() -> None:
+    vault = read_bicep(APP_DIR / "keyvault.bicep")
+    for fragment in (
+        "enableRbacAuthorization: true",
+        "enableSoftDelete: true",
+        "enablePurgeProtection: true",
+        "contentType: 'text/plain'",
+    ):
+        assert fragment in vault, f"keyvault.bicep lacks {fragment!r}"
+    assert re.search(r"^@secure\(\)\nparam dataverseClientSecret string", vault, re.MULTILINE)
+    assert "'dataverse-client-secret'" in read_bicep(MAIN_BICEP)
+    monitoring = read_bicep(APP_DIR / "monitoring.bicep")
+    assert "DisableLocalAuth: true" in monitoring
+    assert "WorkspaceResourceId: workspace.id" in monitoring
+
+
+def test_parameters_file_matches_main() -> None:
+    params = json.loads((INFRA / "main.parameters.json").read_text(encoding="utf-8"))
+    declared = bicep_params(MAIN_BICEP)
+    given = set(params["parameters"])
+    assert given <= declared.keys(), f"unknown parameters: {sorted(given - declared.keys())}"
+    required = {name for name, has_default in declared.items() if not has_default}
+    assert required <= given, f"azd would prompt for {sorted(required - given)}"
+    assert params["parameters"]["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    for name, entry in params["parameters"].items():
+        assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", entry["value"]), (
+            f"{name} should come from the azd environment, not a literal"
+        )
+
+
+def test_azure_yaml() -> None:
+    text = (REPO_ROOT / "azure.yaml").read_text(encoding="utf-8")
+    assert re.search(r"^services:\n  api:\n", text, re.MULTILINE), "azure.yaml: services.api"
+    service = text.split("\n  api:\n", 1)[1]
+    for line in ("project: .", "language: python", "host: function"):
+        assert re.search(rf"^    {re.escape(line)}$", service, re.MULTILINE), line
+    assert "azd-service-name" in read_bicep(FUNCTION_BICEP)
+    assert "azdServiceName string = 'api'" in read_bicep(FUNCTION_BICEP)
+
+
+def _workbook() -> dict[str, Any]:
+    data: dict[str, Any] = json.loads(WORKBOOK_JSON.read_text(encoding="utf-8"))
+    return data
+
+
+def _queries() -> list[str]:
+    return [
+        item["content"]["query"]
+        for item in _workbook()["items"]
+        if item.get("type") == 3 and "query" in item.get("content", {})
+    ]
+
+
+def test_workbook_covers_the_dashboard() -> None:
+    workbook = _workbook()
+    assert workbook["version"] == "Notebook/1.0"
+    joined = "\n".join(_queries())
+    missing = sorted(name for name in METRIC_NAMES if f'"{name}"' not in joined)
+    assert not missing, f"workbook has no tile for {missing}"
+    assert 'startswith "cycle finished"' in joined
+    assert "customDimensions.cycle_id" in joined and "customDimensions.batch_id" in joined
+    for item in workbook["items"]:
+        if item.get("type") == 3:
+            content = item["content"]
+            assert content["queryType"] == 0
+            assert content["resourceType"] == "microsoft.insights/components"
+            assert content.get("title"), f"tile {item.get('name')} has no title"
+
+
+@pytest.mark.parametrize("query", _queries(), ids=lambda q: q.split("\n", 1)[0][:30])
+def test_kql_is_balanced(query: str) -> None:
+    text = re.sub(r'"[^"\n]*"', '""', query)  # drop string literals
+    for opening, closing in ("()", "[]", "{}"):
+        assert text.count(opening) == text.count(closing), f"unbalanced {opening}{closing}"
+    assert query.count('"') % 2 == 0, "unbalanced quotes"
+
+
+def test_metric_names_in_docs_and_workbook_are_known() -> None:
+    for path in (WORKBOOK_JSON, REPO_ROOT / "docs" / "deploy.md"):
+        found = set(re.findall(r"acctsync\.[a-z_]+", path.read_text(encoding="utf-8")))
+        unknown = sorted(found - METRIC_NAMES)
+        assert not unknown, f"{path.relative_to(REPO_ROOT)} names unknown metrics {unknown}"
+
+
+def test_comment_stripper_keeps_strings() -> None:
+    source = "var a = 'http://x' // note\nvar b = '${c('//')}' /* x */\n"
+    assert strip_bicep_comments(source) == "var a = 'http://x' \nvar b = '${c('//')}' \n"
