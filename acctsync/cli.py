@@ -5,12 +5,10 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import socket
 import sys
-import time
 from collections.abc import Sequence
 
-from shared.settings import SettingsError
+from shared.settings import SettingsError, get_settings
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -19,6 +17,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("cycle", help="run one whole cycle now and apply every batch")
     commands.add_parser("run", help="the local host: heartbeat, queue worker and API")
     commands.add_parser("status", help="sync status as JSON")
+    commands.add_parser("replay-poison", help="move poison messages back onto the batch queue")
+    fields = commands.add_parser("fields", help="list or select the account fields to sync")
+    field_commands = fields.add_subparsers(dest="fields_command", required=True)
+    field_commands.add_parser("list", help="every account column as JSON")
+    select = field_commands.add_parser("select", help="store the selection")
+    select.add_argument("names", help="NAME[,NAME...]")
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
     args, rest = parser.parse_known_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
@@ -35,6 +39,14 @@ def main(argv: Sequence[str] | None = None) -> int:
             from acctsync.localhost import run_local_host
 
             return run_local_host()
+        if args.command == "fields":
+            return _fields(args.fields_command, getattr(args, "names", ""))
+        if args.command == "replay-poison":
+            from shared.services import get_services
+            from shared.status import replay_poison
+
+            print(json.dumps({"replayed": replay_poison(get_services())}))
+            return 0
         if args.command == "status":
             from shared.services import get_services
             from shared.status import sync_status
@@ -47,35 +59,36 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 1
 
 
-def _cycle() -> int:
-    from acctsync.progress import TerminalProgress
-    from acctsync.worker import QueueWorker
-    from shared.cycle import heartbeat
+def _fields(command: str, names: str) -> int:
+    from shared.fields import FieldSelectionError, list_fields, select_fields
     from shared.services import get_services
 
     services = get_services()
-    owner = f"cli-{socket.gethostname()}"
-    progress = TerminalProgress()
-    worker = QueueWorker(services)
-    worker.progress = progress
-    started = False
-    deadline = time.monotonic() + 3600
-    while time.monotonic() < deadline:
-        outcome = heartbeat(services, owner=owner, force=not started, progress=progress)
-        if outcome.action == "planned":
-            started = True
-            progress.planned(outcome.summary)
-        elif outcome.action == "finished" and started:
-            progress.done()
-            print(json.dumps(outcome.summary))
-            return 0
-        elif outcome.action == "busy":
-            time.sleep(1.0)  # another host holds the lease; wait for its cycle
-        worker.drain()
-        if outcome.action == "waiting":
-            time.sleep(0.5)  # messages in flight elsewhere, or waiting to be retried
-    print("acctsync: the cycle did not finish within an hour", file=sys.stderr)
-    return 1
+    if command == "list":
+        print(json.dumps(list_fields(services)))
+        return 0
+    try:
+        selection = select_fields(services, names.split(","))
+    except FieldSelectionError as error:
+        print(f"acctsync: nothing changed: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps({"selected": list(selection.columns), "backfill": selection.backfill}))
+    return 0
+
+
+def _cycle() -> int:
+    from acctsync.progress import TerminalProgress
+    from acctsync.runner import CycleTimeout, run_cycle_now
+    from shared.services import get_services
+
+    get_settings().require_dataverse()  # fail before touching storage or the lease
+    try:
+        summary = run_cycle_now(get_services(), progress=TerminalProgress())
+    except CycleTimeout as error:
+        print(f"acctsync: {error}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary))
+    return 0
 
 
 if __name__ == "__main__":

@@ -8,24 +8,52 @@ from __future__ import annotations
 
 import json
 import logging
+import os
+import secrets
 import signal
 import sys
 import threading
 
+import uvicorn
 from azure.functions.timer import TimerRequest
 
+from acctsync.console_telemetry import configure_from_env
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
+from shared.api import api_app, require_key
 from shared.services import Services, get_services
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_S = 60.0
+API_HOST = "127.0.0.1"  # loopback only: the local host is never reachable from elsewhere
+API_PORT = 7071
+
+
+def api_server(api_key: str, *, port: int = API_PORT) -> uvicorn.Server:
+    """The same ASGI app Azure serves, behind the key check Azure's function keys do."""
+    config = uvicorn.Config(
+        require_key(api_app, api_key),
+        host=API_HOST,
+        port=port,
+        log_level="warning",
+        lifespan="off",
+    )
+    return uvicorn.Server(config)
 
 
 class LocalHost:
-    def __init__(self, services: Services, *, heartbeat_s: float = HEARTBEAT_S, workers: int = 1):
+    def __init__(
+        self,
+        services: Services,
+        *,
+        api_key: str,
+        api_port: int = API_PORT,
+        heartbeat_s: float = HEARTBEAT_S,
+        workers: int = 1,
+    ):
         self.services = services
+        self.api = api_server(api_key, port=api_port)
         self.heartbeat_s = heartbeat_s
         self.stop = threading.Event()
         self.nudge = threading.Event()
@@ -36,7 +64,10 @@ class LocalHost:
         self._printed: set[str] = {c["cycle_id"] for c in services.history.latest(20)}
 
     def start(self) -> list[threading.Thread]:
-        threads = [threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True)]
+        threads = [
+            threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True),
+            threading.Thread(target=self.api.run, name="api", daemon=True),
+        ]
         threads += [
             threading.Thread(target=self._work, args=(w,), name=f"worker-{i}", daemon=True)
             for i, w in enumerate(self.workers)
@@ -77,13 +108,23 @@ class LocalHost:
 
 
 def run_local_host() -> int:
+    if configure_from_env():
+        print("telemetry: spans and metrics go to the console", flush=True)
     services = get_services()
-    host = LocalHost(services)
-    print("acctsync local host: heartbeat every minute, queue worker running", flush=True)
+    api_key = os.environ.get("ACCTSYNC_API_KEY") or secrets.token_urlsafe(24)
+    if "ACCTSYNC_API_KEY" not in os.environ:
+        print(f"ACCTSYNC_API_KEY={api_key} (generated; set it to keep one)", flush=True)
+    host = LocalHost(services, api_key=api_key)
+    print(
+        f"acctsync local host: API on http://{API_HOST}:{API_PORT}/api, "
+        "heartbeat every minute, queue worker running",
+        flush=True,
+    )
 
     def shutdown(*_: object) -> None:
         host.stop.set()
         host.nudge.set()
+        host.api.should_exit = True
 
     signal.signal(signal.SIGTERM, shutdown)
     host.start()

@@ -10,7 +10,7 @@ import logging
 
 import azure.functions as func
 
-from shared.apply import apply_batch
+from shared.apply import apply_message
 from shared.services import get_services
 from shared.storage import BATCH_QUEUE
 
@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 @bp.function_name("apply_batch")
 @bp.queue_trigger(arg_name="message", queue_name=BATCH_QUEUE, connection="AzureWebJobsStorage")
 def apply_batch_message(message: func.QueueMessage) -> None:
-    result = apply_batch(get_services(), message.get_body())
+    result = apply_message(get_services(), message.get_body(), dequeue_count=message.dequeue_count)
     logger.info(
         "batch %s: %d accounts, %d contacts, %d activities",
         message.id,

@@ -25,6 +25,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from shared import telemetry
 from shared.batches import AccountChange, Batch, ContactChange
 from shared.columns import CONTACT_COLUMNS
 from shared.mapping import (
@@ -46,6 +47,7 @@ logger = logging.getLogger(__name__)
 SYNC_REASON = "Account field changed in Dynamics"
 SYNC_SOURCE = "Dynamics sync"
 MAX_CONFLICT_RETRIES = 5
+MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
 _BOOKKEEPING = (
     "version",
     "modified_on",
@@ -94,13 +96,30 @@ def log_change_activities(
 def apply_batch(services: Services, body: str | bytes) -> BatchResult:
     """Apply one queue message; raises BadBatch for a message that is not a batch."""
     batch = Batch.decode(body)
-    result = _BatchApplier(services, batch).run()
+    ids = {"cycle_id": batch.cycle_id, "batch_id": batch.batch_id}
+    with telemetry.span("acctsync.apply_batch", traceparent=batch.traceparent, attributes=ids):
+        result = _BatchApplier(services, batch).run()
     services.results.record(batch.cycle_id, batch.batch_id, result)
-    logger.info(
-        "batch applied",
-        extra={"cycle_id": batch.cycle_id, "batch_id": batch.batch_id, **result.__dict__},
-    )
+    telemetry.count("acctsync.accounts_applied", result.accounts_applied)
+    telemetry.count("acctsync.contacts_applied", result.contacts_applied)
+    telemetry.count("acctsync.activities_logged", result.activities_logged)
+    telemetry.count("acctsync.activities_suppressed", result.activities_suppressed)
+    telemetry.count("acctsync.sync_errors", result.errors)
+    logger.info("batch applied", extra={**ids, **result.__dict__})
     return result
+
+
+def apply_message(
+    services: Services, body: str | bytes, *, dequeue_count: int | None
+) -> BatchResult:
+    """Apply a queue message; on its last allowed attempt, a failure counts as poison."""
+    try:
+        return apply_batch(services, body)
+    except Exception:
+        if dequeue_count is not None and dequeue_count >= MAX_DEQUEUE_COUNT:
+            telemetry.count("acctsync.poison_messages", 1)
+            logger.exception("batch failed for good; it moves to the poison queue")
+        raise
 
 
 @dataclass
@@ -142,8 +161,7 @@ class _BatchApplier:
     def _plan_account(self, change: AccountChange, old: TableEntity | None) -> _AccountPlan | None:
         assert change.version is not None
         if old is not None and _version(old) >= change.version:
-            self.result.skipped += 1
-            return None
+            return self._plan_backfill(change, old)
         columns = self.batch.columns
         entity: dict[str, Any] = {}
         if old is not None:
@@ -174,11 +192,39 @@ class _BatchApplier:
         plan = _AccountPlan(change, entity, old.metadata["etag"] if old is not None else None)
         if old is not None and self.batch.mode != "initial":
             for column in columns:
+                if column in self.batch.backfill:
+                    continue  # a newly selected column loads silently
                 before = to_json(old.get(property_name(column)))
                 after = to_json(entity.get(property_name(column)))
                 if before != after:
                     plan.diff.append(FieldChange(column, before, after))
         return plan
+
+    def _plan_backfill(self, change: AccountChange, old: TableEntity) -> _AccountPlan | None:
+        """An account Dynamics has not changed: only newly selected columns may need values."""
+        entity: dict[str, Any] = {**old, "PartitionKey": old["PartitionKey"], "RowKey": change.id}
+        changed = False
+        try:
+            for column in self.batch.backfill:
+                kind = self.batch.columns.get(column)
+                if kind is None:
+                    continue
+                stored = to_stored(column, kind, change.values.get(column))
+                name = property_name(column)
+                if to_json(old.get(name)) != to_json(stored):
+                    changed = True
+                    if stored is None:
+                        entity.pop(name, None)
+                    else:
+                        entity[name] = stored
+            check_entity(entity)
+        except UnstorableValue as error:
+            self._error("account", change.id, "backfill", str(error))
+            return None
+        if not changed:
+            self.result.skipped += 1
+            return None
+        return _AccountPlan(change, entity, old.metadata["etag"])
 
     def _log(self, plan: _AccountPlan) -> None:
         change = plan.change
@@ -211,6 +257,8 @@ class _BatchApplier:
                     conflicted.extend(p.change for p in chunk)
                     continue
                 self.result.accounts_applied += len(chunk)
+                for plan in chunk:
+                    self._lag(plan.change.modified_on)
         return conflicted
 
     def _apply_account_alone(self, change: AccountChange) -> None:
@@ -229,6 +277,7 @@ class _BatchApplier:
             except (ResourceModifiedError, ResourceExistsError):
                 continue
             self.result.accounts_applied += 1
+            self._lag(change.modified_on)
             return
         raise RuntimeError(f"account {change.id} kept changing under the apply step; retry later")
 
@@ -254,6 +303,7 @@ class _BatchApplier:
         rows: list[dict[str, Any]] = []
         joins: list[tuple[str, str]] = []
         leaves: list[tuple[str, str]] = []
+        modified: list[str | None] = []
         for change in self.batch.contacts:
             old = existing.get(change.id)
             old_account = str(old.get("accountid", "")) if old and not old.get("is_deleted") else ""
@@ -279,6 +329,7 @@ class _BatchApplier:
                 if new_account:
                     joins.append((new_account, change.id))
             rows.append(entity)
+            modified.append(change.modified_on)
         # Membership first: a crash before the contact rows are written is redone on
         # redelivery (the contact still has its old version), and both writes are idempotent.
         self.services.members.add_all(joins)
@@ -286,6 +337,8 @@ class _BatchApplier:
             self.services.members.remove(account_id, contact_id)
         self.services.contacts.upsert_all(rows)
         self.result.contacts_applied += len(rows)
+        for modified_on in modified:
+            self._lag(modified_on)
 
     def _contact_entity(self, change: ContactChange) -> dict[str, Any] | None:
         assert change.version is not None
@@ -319,6 +372,12 @@ class _BatchApplier:
             return parent_type == "account"
         # Without the lookuplogicalname annotation, the parent is an account only if we know it.
         return self.services.accounts.get(parent) is not None
+
+    def _lag(self, modified_on: str | None) -> None:
+        changed_at = _change_time(modified_on)
+        if changed_at is not None:
+            lag = (utcnow() - changed_at).total_seconds()
+            telemetry.observe("acctsync.change_lag_s", max(lag, 0.0), mode=self.batch.mode)
 
     def _error(self, entity: str, record_id: str, operation: str, message: str) -> None:
         self.result.errors += 1

@@ -40,6 +40,7 @@ class ContactChange:
     version: int | None = None
     parent_id: str | None = None
     parent_type: str | None = None
+    modified_on: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
 
@@ -53,6 +54,8 @@ class Batch:
     accounts: list[AccountChange] = field(default_factory=list)
     contacts: list[ContactChange] = field(default_factory=list)
     traceparent: str | None = None
+    # Newly selected columns: loaded for every account without activities.
+    backfill: list[str] = field(default_factory=list)
 
     def encode(self) -> str:
         return json.dumps(
@@ -63,6 +66,7 @@ class Batch:
                 "mode": self.mode,
                 "columns": {name: kind.value for name, kind in self.columns.items()},
                 "traceparent": self.traceparent,
+                "backfill": self.backfill,
                 "accounts": [_account_json(a) for a in self.accounts],
                 "contacts": [_contact_json(c) for c in self.contacts],
             },
@@ -86,6 +90,7 @@ class Batch:
                 accounts=[_account_of(a) for a in data["accounts"]],
                 contacts=[_contact_of(c) for c in data["contacts"]],
                 traceparent=data.get("traceparent"),
+                backfill=[str(c) for c in data.get("backfill", [])],
             )
         except BadBatch:
             raise
@@ -107,6 +112,7 @@ def _contact_json(change: ContactChange) -> dict[str, Any]:
         "ver": change.version,
         "parent": change.parent_id,
         "ptype": change.parent_type,
+        "mod": change.modified_on,
         "f": change.values,
     }
 
@@ -130,6 +136,7 @@ def _contact_of(data: dict[str, Any]) -> ContactChange:
         version=int(data["ver"]),
         parent_id=data.get("parent"),
         parent_type=data.get("ptype"),
+        modified_on=data.get("mod"),
         values=dict(data["f"]),
     )
 
@@ -152,11 +159,19 @@ def pack(
     accounts: Iterable[AccountChange] = (),
     contacts: Iterable[ContactChange] = (),
     traceparent: str | None = None,
+    backfill: list[str] | None = None,
     max_bytes: int = MAX_MESSAGE_BYTES,
 ) -> Iterator[Batch | Oversized]:
     """Changes packed into batches whose encoded form fits a queue message, in the order given."""
     number = first_batch_number
-    empty = Batch(cycle_id, f"{number:06d}", mode, columns, traceparent=traceparent)
+    backfill = backfill or []
+
+    def batch(accounts: list[AccountChange], contacts: list[ContactChange]) -> Batch:
+        return Batch(
+            cycle_id, f"{number:06d}", mode, columns, accounts, contacts, traceparent, backfill
+        )
+
+    empty = batch([], [])
     overhead = len(empty.encode().encode()) + 16
     budget = max_bytes - overhead
     items: list[tuple[str, AccountChange | ContactChange, int]] = []
@@ -172,15 +187,7 @@ def pack(
             yield Oversized(entity, change.id, size)
             continue
         if used + size > budget:
-            yield Batch(
-                cycle_id,
-                f"{number:06d}",
-                mode,
-                columns,
-                current_accounts,
-                current_contacts,
-                traceparent,
-            )
+            yield batch(current_accounts, current_contacts)
             number += 1
             current_accounts, current_contacts, used = [], [], 0
         if isinstance(change, AccountChange):
@@ -189,12 +196,4 @@ def pack(
             current_contacts.append(change)
         used += size
     if current_accounts or current_contacts:
-        yield Batch(
-            cycle_id,
-            f"{number:06d}",
-            mode,
-            columns,
-            current_accounts,
-            current_contacts,
-            traceparent,
-        )
+        yield batch(current_accounts, current_contacts)

@@ -51,6 +51,7 @@ class ColumnInfo:
     display_name: str
     readable: bool
     secured: bool
+    metadata_id: str
 
 
 def account_select(columns: dict[str, ColumnType]) -> list[str]:
@@ -68,8 +69,7 @@ def account_catalogue(client: DataverseClient) -> list[ColumnInfo]:
     field security (WhoAmI, then RetrievePrincipalAttributePrivileges).
     """
     attributes = client.attributes("account")
-    user_id = str(client.who_am_i()["UserId"])
-    granted = client.readable_secured_columns(user_id)
+    granted = client.readable_secured_columns(client.user_id())
     catalogue = []
     for attribute in attributes:
         kind = column_type(str(attribute.get("AttributeType", "")))
@@ -86,7 +86,7 @@ def account_catalogue(client: DataverseClient) -> list[ColumnInfo]:
         readable = bool(attribute.get("IsValidForRead", True)) and (
             not secured or metadata_id in granted
         )
-        catalogue.append(ColumnInfo(name, kind, _label(attribute), readable, secured))
+        catalogue.append(ColumnInfo(name, kind, _label(attribute), readable, secured, metadata_id))
     return sorted(catalogue, key=lambda c: c.name)
 
 

@@ -17,29 +17,30 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
+from shared import telemetry
 from shared.batches import AccountChange, Batch, ContactChange, Mode, Oversized, pack
 from shared.columns import (
     ACCOUNT_ID,
     CONTACT_COLUMNS,
     CONTACT_ID,
-    DEFAULT_ACCOUNT_COLUMNS,
     PARENT_CUSTOMER,
     PARENT_TYPE,
-    account_catalogue,
     account_select,
     contact_select,
 )
 from shared.dataverse import ChangePage, DataverseClient, DeltaTokenExpired
+from shared.fields import backfilled, current_selection, refresh_readability
 from shared.mapping import ColumnType, web_api_property
 from shared.mirror import bucket
 from shared.services import Services
-from shared.state import FieldSelection, Schedule, iso, utcnow
+from shared.state import Schedule, iso, utcnow
 from shared.storage import BATCH_QUEUE
 
 logger = logging.getLogger(__name__)
 
 LEASE = timedelta(minutes=10)
 LEASE_RENEW_EVERY_S = 60.0
+RETRY_AFTER_FAILURE = timedelta(minutes=1)
 ACCOUNTS, CONTACTS = "accounts", "contacts"
 
 
@@ -96,7 +97,13 @@ def heartbeat(
         current = services.schedule.read()
         action = "idle" if current.phase == "idle" else "busy"
         return Heartbeat(action, current.cycle_id, next_due=iso(current.next_due))
-    plan = plan_cycle(services, started, progress=progress or _NoProgress())
+    try:
+        plan = plan_cycle(services, started, progress=progress or _NoProgress())
+    except Exception:
+        # Give the lease back so the next heartbeat retries instead of waiting for it to
+        # expire; what was enqueued is applied anyway, and the cursors did not move.
+        services.schedule.abandon(started, now=utcnow(), retry_in=RETRY_AFTER_FAILURE)
+        raise
     return Heartbeat("planned", started.cycle_id, summary=plan)
 
 
@@ -120,6 +127,7 @@ def finish_cycle(services: Services, schedule: Schedule, *, now: datetime) -> di
     }
     if schedule.started_at:
         summary["duration_s"] = round((now - schedule.started_at).total_seconds(), 3)
+        telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
     interval = timedelta(minutes=services.settings.sync_interval_minutes)
     if not services.schedule.finished(schedule, now=now, interval=interval):
         return None
@@ -133,25 +141,15 @@ def plan_cycle(services: Services, schedule: Schedule, *, progress: Progress) ->
     client = services.dataverse()
     requests_before, throttled_before = client.stats.requests, client.stats.throttled
     planner = _Planner(services, client, schedule, progress)
-    plan = planner.run()
+    with telemetry.span("acctsync.cycle", attributes={"cycle_id": schedule.cycle_id}):
+        plan = planner.run()
     plan["dataverse_requests"] = client.stats.requests - requests_before
     plan["dataverse_throttled"] = client.stats.throttled - throttled_before
     services.cursors.commit(planner.new_links, at=utcnow())
+    backfilled(services, planner.backfill)
     services.schedule.planned(schedule, now=utcnow(), plan=plan)
     logger.info("cycle planned", extra={"cycle_id": schedule.cycle_id, **plan})
     return plan
-
-
-def current_selection(services: Services, client: DataverseClient) -> FieldSelection:
-    """The stored account field selection, or Marketo's defaults the sync user can read."""
-    stored = services.fields.get()
-    if stored is not None:
-        return stored
-    readable = {c.name: c.type for c in account_catalogue(client) if c.readable}
-    columns = {name: readable[name] for name in DEFAULT_ACCOUNT_COLUMNS if name in readable}
-    selection = FieldSelection(columns, [], utcnow())
-    services.fields.put(selection)
-    return selection
 
 
 class _Planner:
@@ -167,19 +165,29 @@ class _Planner:
         self.counts = {"accounts_changed": 0, "contacts_changed": 0, "batches": 0, "errors": 0}
         self.modes: dict[str, str] = {}
         self.columns: dict[str, ColumnType] = {}
+        self.backfill: list[str] = []
         self._renewed = time.monotonic()
 
     def run(self) -> dict[str, Any]:
         selection = current_selection(self.services, self.client)
+        selection = refresh_readability(self.services, self.client, selection, now=utcnow())
+        # Unreadable columns stay in $select (the delta chain goes on) but out of the batches,
+        # so their mirrored values are kept rather than blanked by the nulls Dynamics sends.
         self.columns = {k: v for k, v in selection.columns.items() if k not in selection.unreadable}
-        self._stream(ACCOUNTS, account_select(self.columns))
+        self.backfill = [c for c in selection.backfill if c in self.columns]
+        self._stream(ACCOUNTS, account_select(selection.columns), reload=bool(self.backfill))
         self._stream(CONTACTS, contact_select())
-        return {**self.counts, "modes": self.modes}
+        return {
+            **self.counts,
+            "modes": self.modes,
+            "backfill": self.backfill,
+            "unreadable_fields": selection.unreadable,
+        }
 
-    def _stream(self, entity_set: str, columns: list[str]) -> None:
+    def _stream(self, entity_set: str, columns: list[str], *, reload: bool = False) -> None:
         select = ",".join(columns)
         cursor = self.services.cursors.get(entity_set)
-        link = cursor.delta_link if cursor and cursor.select == select else None
+        link = cursor.delta_link if cursor and cursor.select == select and not reload else None
         mode: Mode = "delta" if link else ("initial" if cursor is None else "reload")
         try:
             pages = self._first_and_rest(entity_set, columns, link)
@@ -229,7 +237,9 @@ class _Planner:
                 first_batch_number=self.counts["batches"] + 1,
                 mode=mode,
                 columns=self.columns,
+                backfill=self.backfill,
                 accounts=accounts,
+                traceparent=telemetry.current_traceparent(),
             )
             self.counts["accounts_changed"] += len(accounts)
         else:
@@ -243,6 +253,7 @@ class _Planner:
                 mode=mode,
                 columns=self.columns,
                 contacts=contacts,
+                traceparent=telemetry.current_traceparent(),
             )
             self.counts["contacts_changed"] += len(contacts)
         for item in batches:
@@ -280,6 +291,7 @@ class _Planner:
             version=int(row["versionnumber"]),
             parent_id=row.get(PARENT_CUSTOMER),
             parent_type=row.get(PARENT_TYPE),
+            modified_on=row.get("modifiedon"),
             values={c: row.get(c) for c in CONTACT_COLUMNS},
         )
 

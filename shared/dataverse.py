@@ -22,6 +22,7 @@ import certifi
 import httpx
 import msal
 
+from shared import telemetry
 from shared.ids import parse_guid
 from shared.settings import DataverseSettings
 
@@ -79,6 +80,8 @@ class RequestStats:
             self.requests += 1
             self.throttled += int(throttled)
             self.retries += int(retry)
+        telemetry.count("acctsync.dataverse_requests", 1)
+        telemetry.count("acctsync.dataverse_throttled", int(throttled))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -138,7 +141,7 @@ class TokenProvider:
         """Forget a token Dataverse refused, so the next call fetches a fresh one."""
         with self._lock:
             cache = self._app.token_cache
-            for item in cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN):
+            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
                 if item.get("secret") == token:
                     cache.remove_at(item)
 
@@ -189,6 +192,7 @@ class DataverseClient:
         self._dop = 4
         self._slots = threading.BoundedSemaphore(self._dop)
         self.stats = RequestStats()
+        self._user_id: str | None = None
 
     def close(self) -> None:
         self._http.close()
@@ -207,6 +211,12 @@ class DataverseClient:
 
     def who_am_i(self) -> dict[str, Any]:
         return self._get_json(self._base + "WhoAmI")
+
+    def user_id(self) -> str:
+        """The sync user's systemuserid (WhoAmI), asked once per client."""
+        if self._user_id is None:
+            self._user_id = parse_guid(str(self.who_am_i()["UserId"]).lower())
+        return self._user_id
 
     def attributes(self, entity: str) -> list[dict[str, Any]]:
         """Every column of a table with what field selection needs to know about it."""

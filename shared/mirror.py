@@ -118,19 +118,25 @@ class Memberships:
         self.table.delete_entity(account_id, contact_id)  # no error when already gone
 
     def first(self, account_id: str, limit: int) -> list[str]:
-        """Up to `limit` contact ids of the account, reading no more than that."""
+        """Up to `limit` contact ids of the account; the service never returns more."""
         found: list[str] = []
-        pages = self.table.query_entities(
-            "PartitionKey eq @account",
-            parameters={"account": account_id},
-            select=["RowKey"],
-            results_per_page=min(1000, max(limit, 1)),
-        )
-        for entity in pages:
-            if len(found) >= limit:
+        token = None
+        while len(found) < limit:
+            # Each page asks for no more than what is still missing (a page holds <= 1,000).
+            pages = self.table.query_entities(
+                "PartitionKey eq @account",
+                parameters={"account": account_id},
+                select=["RowKey"],
+                results_per_page=min(1000, limit - len(found)),
+            ).by_page(continuation_token=token)
+            page = next(pages, None)
+            if page is None:
                 break
-            found.append(str(entity["RowKey"]))
-        return found
+            found.extend(str(entity["RowKey"]) for entity in page)
+            token = getattr(pages, "continuation_token", None)  # typed as a plain Iterator
+            if not token:
+                break
+        return found[:limit]
 
     def count(self, account_id: str) -> int:
         return sum(

@@ -187,6 +187,14 @@ class CycleSchedule:
         if self.write(schedule) is None:
             raise LeaseLost(f"cycle {schedule.cycle_id} lost its lease before it was planned")
 
+    def abandon(self, schedule: Schedule, *, now: datetime, retry_in: timedelta) -> None:
+        """A failed planning step: back to idle, due again after `retry_in`."""
+        schedule.phase = "idle"
+        schedule.lease_owner = ""
+        schedule.lease_until = None
+        schedule.next_due = now + retry_in
+        self.write(schedule)
+
     def finished(self, schedule: Schedule, *, now: datetime, interval: timedelta) -> bool:
         schedule.phase = "idle"
         schedule.finished_at = now
@@ -308,14 +316,41 @@ class SyncErrors:
 
 @dataclass(frozen=True)
 class FieldSelection:
+    """The account columns chosen to sync (Marketo's "Select Fields to Sync")."""
+
     columns: dict[str, ColumnType]
-    unreadable: list[str]
-    updated_at: datetime
+    # MetadataId of each selected column under field security, to re-check the grant cheaply.
+    secured: dict[str, str] = field(default_factory=dict)
+    unreadable: list[str] = field(default_factory=list)
+    # Columns whose values the next cycle loads for every account, without activities.
+    backfill: list[str] = field(default_factory=list)
+    checked_at: datetime | None = None
+
+    def to_json(self) -> str:
+        return json.dumps(
+            {
+                "columns": {k: v.value for k, v in self.columns.items()},
+                "secured": self.secured,
+                "unreadable": self.unreadable,
+                "backfill": self.backfill,
+                "checked_at": iso(self.checked_at),
+            }
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> FieldSelection:
+        data = json.loads(text)
+        checked = data.get("checked_at")
+        return cls(
+            columns={k: ColumnType(v) for k, v in data["columns"].items()},
+            secured=dict(data.get("secured", {})),
+            unreadable=list(data.get("unreadable", [])),
+            backfill=list(data.get("backfill", [])),
+            checked_at=datetime.fromisoformat(checked.replace("Z", "+00:00")) if checked else None,
+        )
 
 
 class FieldSelections:
-    """The account columns chosen to sync, with their types (Marketo's "Select Fields")."""
-
     PARTITION, ROW = "fields", "account"
 
     def __init__(self, table: TableClient):
@@ -326,17 +361,10 @@ class FieldSelections:
             row = self.table.get_entity(self.PARTITION, self.ROW)
         except ResourceNotFoundError:
             return None
-        columns = {k: ColumnType(v) for k, v in json.loads(row["columns"]).items()}
-        return FieldSelection(columns, json.loads(row.get("unreadable", "[]")), row["updated_at"])
+        return FieldSelection.from_json(row["selection"])
 
     def put(self, selection: FieldSelection) -> None:
         self.table.upsert_entity(
-            {
-                "PartitionKey": self.PARTITION,
-                "RowKey": self.ROW,
-                "columns": json.dumps({k: v.value for k, v in selection.columns.items()}),
-                "unreadable": json.dumps(selection.unreadable),
-                "updated_at": selection.updated_at,
-            },
+            {"PartitionKey": self.PARTITION, "RowKey": self.ROW, "selection": selection.to_json()},
             mode=UpdateMode.REPLACE,
         )

@@ -33,3 +33,21 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
 
 def _count(services: Services, queue: str) -> int:
     return int(services.storage.queue(queue).get_queue_properties().approximate_message_count or 0)
+
+
+def replay_poison(services: Services, *, limit: int = 10_000) -> int:
+    """Move poison messages back onto the batch queue (once their cause is fixed)."""
+    poison = services.storage.queue(POISON_QUEUE)
+    batches = services.storage.queue(BATCH_QUEUE)
+    moved = 0
+    while moved < limit:
+        messages = list(poison.receive_messages(max_messages=32, visibility_timeout=60))
+        if not messages:
+            break
+        for message in messages:
+            # Send first, then delete: a crash in between replays a message twice, which the
+            # apply step absorbs, rather than losing it.
+            batches.send_message(bytes(message.content).decode("utf-8", "replace"))
+            poison.delete_message(message.id, message.pop_receipt)
+            moved += 1
+    return moved

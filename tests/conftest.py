@@ -10,6 +10,8 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from acctsync.azurite import Azurite, start_azurite
+from acctsync.sim.harness import SimulatorHandle, start_simulator
+from shared.services import Services, get_services, reset_services
 
 
 @pytest.fixture(scope="session")
@@ -29,3 +31,29 @@ def storage_connection(azurite: Azurite) -> Iterator[str]:
         for queue in queues.list_queues():
             queues.delete_queue(queue.name)
     return connection
+
+
+@pytest.fixture(scope="session")
+def simulator() -> Iterator[SimulatorHandle]:
+    """One Dataverse simulator (HTTPS, local CA, Entra-ID-like authority) per session."""
+    with start_simulator() as running:
+        yield running
+
+
+@pytest.fixture
+def services(
+    simulator: SimulatorHandle, storage_connection: str, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Services]:
+    """acctsync pointed at a reset simulator and an empty Azurite, as the Functions host
+    would configure it: through the environment."""
+    simulator.control.reset()
+    simulator.control.clear_faults()
+    for name, value in simulator.env.items():
+        if name.startswith("DATAVERSE_"):
+            monkeypatch.setenv(name, value)
+    monkeypatch.setenv("AzureWebJobsStorage", storage_connection)
+    monkeypatch.setenv("SYNC_INTERVAL_MINUTES", "0")
+    monkeypatch.setenv("ACTIVITY_CONTACT_LIMIT", "5000")
+    reset_services()
+    yield get_services()
+    reset_services()

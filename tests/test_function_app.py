@@ -35,6 +35,11 @@ def test_functions_index_with_no_settings() -> None:
     assert queue["type"] == "queueTrigger"
     assert queue["queueName"] == "acctsync-batches"
     assert queue["connection"] == "AzureWebJobsStorage"
+    http, response = functions["api"]["bindings"]
+    assert http["type"] == "httpTrigger"
+    assert http["authLevel"] == "FUNCTION"  # function keys guard the API in Azure
+    assert http["route"] == "{*route}"
+    assert response["type"] == "http"
 
 
 def test_host_json_sends_failing_batches_to_poison_after_five_tries() -> None:

@@ -41,7 +41,12 @@ def contact(
     contact_id: str, version: int, parent: str | None, ptype: str = "account"
 ) -> ContactChange:
     return ContactChange(
-        contact_id, version, parent, ptype if parent else None, {"fullname": "A B"}
+        contact_id,
+        version,
+        parent_id=parent,
+        parent_type=ptype if parent else None,
+        modified_on="2026-11-25T10:00:00Z",
+        values={"fullname": "A B"},
     )
 
 

@@ -34,3 +34,15 @@ def test_a_malformed_batch_ends_in_the_poison_queue(services: Services) -> None:
     status = sync_status(services)
     assert status["queue_backlog"] == 0
     assert status["poison_count"] == 1
+
+
+def test_replay_poison_puts_messages_back(services: Services) -> None:
+    from shared.status import replay_poison
+
+    services.storage.queue(BATCH_QUEUE).send_message("not a batch")
+    worker = QueueWorker(services, QueueRules(max_dequeue_count=1, visibility_timeout_s=0))
+    worker.run_once()
+    assert sync_status(services)["poison_count"] == 1
+    assert replay_poison(services) == 1
+    status = sync_status(services)
+    assert (status["poison_count"], status["queue_backlog"]) == (0, 1)

@@ -1,0 +1,131 @@
+"""Local account edits through a contact: Marketo's "update an account field on a person".
+
+The edit changes the mirrored account, so every contact of the account sees it; it never
+reaches Dynamics. The fields are marked locally modified until the next Dynamics update of the
+account overwrites them. Activities follow the same threshold rule as sync changes.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import Any
+
+from azure.core.exceptions import ResourceModifiedError
+
+from shared.apply import FieldChange, log_change_activities
+from shared.mapping import UnstorableValue, check_entity, property_name, to_json, to_stored
+from shared.mirror import replace
+from shared.services import Services
+from shared.state import utcnow
+
+EDIT_SOURCE = "acctsync API"
+MAX_ATTEMPTS = 5
+
+
+class EditError(Exception):
+    """An edit that was refused; nothing changed. `code` is the API error word."""
+
+    def __init__(self, status: int, code: str, message: str):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+@dataclass(frozen=True)
+class EditResult:
+    account_id: str
+    changed: list[str]
+    activities_logged: int
+    activities_suppressed: int
+
+
+def edit_account_through_contact(
+    services: Services, contact_id: str, values: dict[str, Any]
+) -> EditResult:
+    """Apply `values` (logical name → Web API value) to the account of a mirrored contact."""
+    contact = services.contacts.get(contact_id)
+    if contact is None:
+        raise EditError(404, "contact_not_found", f"no mirrored contact {contact_id}")
+    account_id = str(contact.get("accountid") or "")
+    if not account_id or contact.get("is_deleted"):
+        raise EditError(
+            409, "contact_has_no_account", f"contact {contact_id} belongs to no account"
+        )
+    selection = services.fields.get()
+    columns = selection.columns if selection else {}
+    stored = _validated(values, columns, selection.unreadable if selection else [])
+    edit_key = "e" + uuid.uuid4().hex
+    for _ in range(MAX_ATTEMPTS):
+        account = services.accounts.get(account_id)
+        if account is None or account.get("is_deleted"):
+            raise EditError(409, "account_not_mirrored", f"account {account_id} is not mirrored")
+        base_version = account.get("version")
+        entity: dict[str, Any] = dict(account)
+        changes: list[FieldChange] = []
+        for column, value in stored.items():
+            name = property_name(column)
+            before, after = to_json(account.get(name)), to_json(value)
+            if before == after:
+                continue
+            changes.append(FieldChange(column, before, after))
+            if value is None:
+                entity.pop(name, None)
+            else:
+                entity[name] = value
+        if not changes:
+            return EditResult(account_id, [], 0, 0)
+        marks = json.loads(account.get("locally_modified") or "[]")
+        entity["locally_modified"] = json.dumps(sorted({*marks, *(c.field for c in changes)}))
+        try:
+            check_entity(entity)
+        except UnstorableValue as error:
+            raise EditError(422, "value_too_large", str(error)) from None
+        try:
+            replace(services.accounts.table, entity, etag=str(account.metadata["etag"]))
+        except ResourceModifiedError:
+            latest = services.accounts.get(account_id)
+            if latest is not None and latest.get("version") != base_version:
+                # Dynamics changed the account meanwhile: its newer values win.
+                raise EditError(
+                    409,
+                    "account_changed_in_dynamics",
+                    "the account changed in Dynamics while it was edited; read it and retry",
+                ) from None
+            continue  # another local edit: re-read and apply on top of it
+        logged, suppressed = log_change_activities(
+            services,
+            account_id=account_id,
+            changes=changes,
+            change_key=edit_key,
+            at=utcnow(),
+            reason=f"Local edit through contact {contact_id}",
+            source=EDIT_SOURCE,
+        )
+        return EditResult(account_id, [c.field for c in changes], logged, suppressed)
+    raise EditError(409, "edit_conflict", "the account kept changing; retry the edit")
+
+
+def _validated(
+    values: dict[str, Any], columns: dict[str, Any], unreadable: list[str]
+) -> dict[str, Any]:
+    if not values:
+        raise EditError(422, "no_fields", 'give at least one field: {"fields": {"name": "..."}}')
+    problems = []
+    stored: dict[str, Any] = {}
+    for column, value in values.items():
+        kind = columns.get(column)
+        if kind is None:
+            problems.append(f"{column!r} is not a selected account field")
+            continue
+        if column in unreadable:
+            problems.append(f"{column!r} is no longer readable by the sync user")
+            continue
+        try:
+            stored[column] = to_stored(column, kind, value)
+        except UnstorableValue as error:
+            problems.append(str(error))
+    if problems:
+        raise EditError(422, "invalid_fields", "; ".join(problems))
+    return stored

@@ -1,0 +1,81 @@
+"""The `acctsync` command as a user runs it: a real process, the environment as settings."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from acctsync.sim.harness import SimulatorHandle
+from shared.services import Services
+from tests.helpers import make_account
+
+ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def run(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ACCTSYNC, *args],
+        cwd=ROOT,
+        env=env if env is not None else dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+
+def test_cycle_prints_its_summary_last(simulator: SimulatorHandle, services: Services) -> None:
+    make_account(simulator, "Contoso", 2)
+    done = run("cycle")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in (
+        "accounts_changed",
+        "contacts_changed",
+        "batches",
+        "activities_logged",
+        "activities_suppressed",
+        "errors",
+    ):
+        assert key in summary
+    assert (summary["accounts_changed"], summary["contacts_changed"]) == (1, 2)
+    status = json.loads(run("status").stdout)
+    assert status["last_cycles"][0]["cycle_id"] == summary["cycle_id"]
+    assert status["queue_backlog"] == 0
+
+
+def test_fields_list_and_select(simulator: SimulatorHandle, services: Services) -> None:
+    listed = run("fields", "list")
+    assert listed.returncode == 0, listed.stderr
+    fields = {f["name"]: f for f in json.loads(listed.stdout)}
+    assert set(fields["name"]) == {
+        "name",
+        "type",
+        "display_name",
+        "readable",
+        "secured",
+        "selected",
+    }
+    assert fields["creditlimit"]["readable"] is False
+
+    refused = run("fields", "select", "name,creditlimit,bogus")
+    assert refused.returncode != 0
+    assert "creditlimit" in refused.stderr and "bogus" in refused.stderr
+    still = {f["name"]: f["selected"] for f in json.loads(run("fields", "list").stdout)}
+    assert still == {name: f["selected"] for name, f in fields.items()}
+
+    chosen = run("fields", "select", "name,revenue")
+    assert chosen.returncode == 0, chosen.stderr
+    selected = [f["name"] for f in json.loads(run("fields", "list").stdout) if f["selected"]]
+    assert sorted(selected) == ["name", "revenue"]
+
+
+def test_missing_settings_are_explained() -> None:
+    env = {"PATH": os.environ["PATH"], "AzureWebJobsStorage": "UseDevelopmentStorage=true"}
+    done = run("cycle", env=env)
+    assert done.returncode == 2
+    assert "DATAVERSE_URL is not set" in done.stderr
+    assert "Traceback" not in done.stderr
