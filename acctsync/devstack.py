@@ -54,7 +54,8 @@ def main() -> int:
             simulator = start_simulator(
                 accounts=3000,
                 contacts=30000,
-                extra_args=("--demo-churn", "--state-dir", str(STATE_DIR / "sim")),
+                state_dir=STATE_DIR / "sim",
+                extra_args=("--demo-churn",),
             )
             stack.callback(simulator.stop)
             for name, value in simulator.env.items():

@@ -22,6 +22,7 @@ from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
 from shared.api import api_app, require_key
+from shared.cycle import report_progress_to
 from shared.services import Services, get_services
 
 logger = logging.getLogger(__name__)
@@ -50,7 +51,7 @@ class LocalHost:
         api_key: str,
         api_port: int = API_PORT,
         heartbeat_s: float = HEARTBEAT_S,
-        workers: int = 1,
+        workers: int = 2,
     ):
         self.services = services
         self.api = api_server(api_key, port=api_port)
@@ -58,6 +59,7 @@ class LocalHost:
         self.stop = threading.Event()
         self.nudge = threading.Event()
         self.progress = TerminalProgress()
+        report_progress_to(self.progress)
         self.workers = [QueueWorker(services) for _ in range(workers)]
         for worker in self.workers:
             worker.progress = self.progress
@@ -104,6 +106,7 @@ class LocalHost:
         for summary in reversed(self.services.history.latest(5)):
             if summary["cycle_id"] not in self._printed:
                 self._printed.add(summary["cycle_id"])
+                self.progress.done()
                 print(f"cycle finished: {json.dumps(summary)}", flush=True)
 
 

@@ -29,8 +29,6 @@ def run_cycle_now(
         outcome = heartbeat(services, owner=owner, force=not started, progress=progress)
         if outcome.action == "planned":
             started = True
-            if progress is not None:
-                progress.planned(outcome.summary)
         elif outcome.action == "finished" and started:
             if progress is not None:
                 progress.done()

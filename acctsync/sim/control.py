@@ -1,0 +1,271 @@
+"""The control surface: plain HTTP on its own port, for tests, benchmarks and the demo.
+
+Every request needs the `x-sim-control-key` header. Rows are read and written by logical
+name; writes go through the same store as the Web API reads, so they show up in deltas.
+
+Routes (JSON bodies):
+  POST   /reset                      {"accounts", "contacts", "seed"} -> stats
+  GET    /stats                      row counts, versions, largest accounts
+  POST   /accounts | /contacts       {"rows": [...]} -> {"ids": [...]}
+  GET    /accounts/{id}              the stored row
+  PATCH  /accounts/{id}              {"fields": {...}} -> the stored row
+  DELETE /accounts/{id}              -> {"deleted": n} (cascades included)
+  POST   /field-security/read        {"principal": "app"|"user", "table", "column", "can_read"}
+  POST   /field-security/secured     {"table", "column", "secured"}
+  POST   /limits                     any of requests_per_window, window_s, concurrency,
+                                     retry_after_s, dop_hint -> the limits in force
+  POST   /faults  | DELETE /faults   {"rate_429", "rate_5xx", "rate_drop", "slow_ms",
+                                     "slow_rate", "seed", "count"}
+  POST   /tokens/expire              every access token issued so far expires
+  POST   /delta-tokens/expire        every delta token issued so far expires
+  POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
+  GET    /requests?clear=true        the request log of the Web API and authority listeners
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import hmac
+import logging
+import re
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import orjson
+
+from acctsync.sim import demo
+from acctsync.sim.faults import FaultPlan
+from acctsync.sim.http import Request, Response, json_response
+from acctsync.sim.protection import Limits
+from acctsync.sim.records import RecordError, RecordWriter
+from acctsync.sim.schema import TABLES_BY_SET
+from acctsync.sim.security import FieldSecurity, FieldSecurityError
+from acctsync.sim.state import DEFAULT_DELTA_RETENTION_S, Simulation
+from acctsync.sim.store import Row, StoreError
+
+log = logging.getLogger(__name__)
+KEY_HEADER = "x-sim-control-key"
+_ROW = re.compile(r"^/(accounts|contacts)/([^/]+)$")
+
+
+class ControlError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def _error(status: int, message: str) -> Response:
+    return json_response(status, {"error": {"code": "sim_control", "message": message}})
+
+
+def _body(request: Request) -> dict[str, Any]:
+    if not request.body:
+        return {}
+    try:
+        body = orjson.loads(request.body)
+    except orjson.JSONDecodeError as error:
+        raise ControlError(400, f"the body is not JSON: {error}") from None
+    if not isinstance(body, dict):
+        raise ControlError(400, "the body must be a JSON object")
+    return body
+
+
+def _row(row: Row) -> dict[str, object]:
+    return dict(row.values)
+
+
+class Control:
+    def __init__(self, sim: Simulation, key: str) -> None:
+        self.sim = sim
+        self.key = key
+        self.writers = {
+            name: RecordWriter(sim.store, sim.org, table) for name, table in TABLES_BY_SET.items()
+        }
+        self.routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
+            ("POST", "/reset"): self.reset,
+            ("GET", "/stats"): self.stats,
+            ("POST", "/field-security/read"): self.column_read,
+            ("POST", "/field-security/secured"): self.column_secured,
+            ("POST", "/limits"): self.limits,
+            ("POST", "/faults"): self.faults,
+            ("DELETE", "/faults"): self.clear_faults,
+            ("POST", "/tokens/expire"): self.expire_tokens,
+            ("POST", "/delta-tokens/expire"): self.expire_delta_tokens,
+            ("POST", "/change-tracking"): self.change_tracking,
+            ("GET", "/requests"): self.requests,
+        }
+
+    async def handle(self, request: Request) -> Response:
+        supplied = request.header(KEY_HEADER) or ""
+        if not hmac.compare_digest(supplied.encode(), self.key.encode()):
+            return _error(401, f"missing or wrong {KEY_HEADER} header")
+        try:
+            route = self.routes.get((request.method, request.path))
+            if route is not None:
+                return await route(request)
+            if request.method == "POST" and request.path.strip("/") in TABLES_BY_SET:
+                return self.create(request, request.path.strip("/"))
+            match = _ROW.match(request.path)
+            if match:
+                return self.row(request, match.group(1), match.group(2).lower())
+            return _error(404, f"no control route {request.method} {request.path}")
+        except ControlError as error:
+            return _error(error.status, str(error))
+        except (RecordError, FieldSecurityError, ValueError, TypeError) as error:
+            return _error(400, str(error))
+        except StoreError as error:
+            return _error(error.status, str(error))
+        except Exception as error:
+            log.exception("control %s %s failed", request.method, request.path)
+            return _error(500, f"simulator bug: {error!r} (traceback in the simulator log)")
+
+    # ---- data -------------------------------------------------------------------------------
+
+    async def reset(self, request: Request) -> Response:
+        body = _body(request)
+        sim = self.sim
+        sim.store.reset()
+        sim.faults.clear()
+        sim.protection.limits = Limits()
+        sim.protection.reset()
+        sim.security = FieldSecurity()
+        sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
+        sim.log.entries(clear=True)
+        accounts, contacts = int(body.get("accounts", 0)), int(body.get("contacts", 0))
+        if accounts or contacts:
+            # Collecting garbage while building 200,000 dicts costs more than building them.
+            gc.disable()
+            try:
+                data = demo.generate(
+                    sim.org, accounts=accounts, contacts=contacts, seed=int(body.get("seed", 1))
+                )
+                demo.load(sim.store, data)
+            finally:
+                gc.enable()
+        return await self.stats(request)
+
+    async def stats(self, _request: Request) -> Response:
+        store = self.sim.store
+        tables: dict[str, object] = {}
+        for name, data in store.tables.items():
+            tables[name] = {"rows": len(data.rows), "deleted": len(data.tombstones)}
+        contacts_per_account = {
+            target: len(ids)
+            for target, ids in store.data("contact").references["parentcustomerid"].items()
+            if target in store.data("account").rows
+        }
+        largest = sorted(contacts_per_account.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+        return json_response(
+            200,
+            {
+                "tables": tables,
+                "accounts": len(store.data("account").rows),
+                "contacts": len(store.data("contact").rows),
+                "version": store.version,
+                "largest_accounts": [{"accountid": a, "contacts": n} for a, n in largest],
+            },
+        )
+
+    def create(self, request: Request, entity_set: str) -> Response:
+        rows = _body(request).get("rows")
+        if not isinstance(rows, list):
+            raise ControlError(400, 'the body must be {"rows": [...]}')
+        writer = self.writers[entity_set]
+        ids: list[str] = []
+        for index, fields in enumerate(rows):
+            if not isinstance(fields, dict):
+                raise ControlError(400, f"row {index} is not an object")
+            try:
+                ids.append(writer.create(fields).id)
+            except (RecordError, StoreError) as error:
+                # Rows before this one stay created, as with separate Create requests.
+                raise ControlError(
+                    getattr(error, "status", 400),
+                    f"row {index}: {error} ({len(ids)} rows before it were created)",
+                ) from None
+        return json_response(200, {"ids": ids})
+
+    def row(self, request: Request, entity_set: str, row_id: str) -> Response:
+        table = TABLES_BY_SET[entity_set].logical_name
+        if request.method == "GET":
+            row = self.sim.store.get(table, row_id)
+            if row is None:
+                raise ControlError(404, f"{table} With Id = {row_id} Does Not Exist")
+            return json_response(200, _row(row))
+        if request.method == "PATCH":
+            fields = _body(request).get("fields")
+            if not isinstance(fields, dict):
+                raise ControlError(400, 'the body must be {"fields": {...}}')
+            return json_response(200, _row(self.writers[entity_set].update(row_id, fields)))
+        if request.method == "DELETE":
+            return json_response(200, {"deleted": self.sim.store.delete(table, row_id)})
+        raise ControlError(405, f"{request.method} is not allowed on {request.path}")
+
+    # ---- security, limits, faults, tokens ------------------------------------------------------
+
+    def _principal(self, name: object) -> str:
+        org = self.sim.org
+        principals = {"app": org.app_user.id, "user": org.sync_user.id}
+        if name not in principals:
+            raise ControlError(400, 'principal must be "app" or "user"')
+        return principals[str(name)]
+
+    async def column_read(self, request: Request) -> Response:
+        body = _body(request)
+        self.sim.security.set_read(
+            self._principal(body.get("principal")),
+            str(body.get("table", "account")),
+            str(body.get("column")),
+            bool(body.get("can_read", True)),
+        )
+        return json_response(200, {"ok": True})
+
+    async def column_secured(self, request: Request) -> Response:
+        body = _body(request)
+        self.sim.security.set_secured(
+            str(body.get("table", "account")),
+            str(body.get("column")),
+            bool(body.get("secured", True)),
+        )
+        return json_response(200, {"ok": True})
+
+    async def limits(self, request: Request) -> Response:
+        body = _body(request)
+        protection = self.sim.protection
+        fields = {f.name for f in dataclasses.fields(Limits)}
+        unknown = set(body) - fields
+        if unknown:
+            raise ControlError(400, f"unknown limits: {sorted(unknown)}")
+        changes = {k: v for k, v in body.items() if v is not None}
+        protection.limits = dataclasses.replace(protection.limits, **changes)
+        protection.reset()
+        return json_response(200, dataclasses.asdict(protection.limits))
+
+    async def faults(self, request: Request) -> Response:
+        plan = FaultPlan(**_body(request))
+        self.sim.faults.configure(plan)
+        return json_response(200, dataclasses.asdict(plan))
+
+    async def clear_faults(self, _request: Request) -> Response:
+        self.sim.faults.clear()
+        return json_response(200, {"ok": True})
+
+    async def expire_tokens(self, _request: Request) -> Response:
+        self.sim.tokens.expire_all()
+        return json_response(200, {"ok": True})
+
+    async def expire_delta_tokens(self, _request: Request) -> Response:
+        self.sim.store.expire_delta_tokens()
+        return json_response(200, {"ok": True})
+
+    async def change_tracking(self, request: Request) -> Response:
+        retention = _body(request).get("retention_s")
+        if not isinstance(retention, int | float) or retention <= 0:
+            raise ControlError(400, "retention_s must be a positive number of seconds")
+        self.sim.delta_retention_s = float(retention)
+        return json_response(200, {"retention_s": self.sim.delta_retention_s})
+
+    async def requests(self, request: Request) -> Response:
+        clear = "clear=true" in request.query_string.lower().split("&")
+        return json_response(200, self.sim.log.entries(clear=clear))

@@ -1,0 +1,525 @@
+"""The Dataverse Web API listener: /api/data/v9.2/ on HTTPS.
+
+Every request goes through the same gate as on a real org: bearer token, then the service
+protection limits of the calling principal, then (when the control surface asked for them)
+injected faults, and only then the resource itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from datetime import UTC, datetime
+from typing import Final
+
+import orjson
+
+from acctsync.sim.auth import AuthFailure, IssuedToken
+from acctsync.sim.filters import Getter, Predicate, compile_filter
+from acctsync.sim.http import Request, Response
+from acctsync.sim.metadata import (
+    ATTRIBUTE_TYPE,
+    ENTITY_TYPE,
+    attribute_metadata,
+    entity_metadata,
+    filter_items,
+    project,
+)
+from acctsync.sim.odata import (
+    API_PATH,
+    INVALID_ARGUMENT,
+    MAX_PAGE_SIZE,
+    NOT_WITH_TRACKING,
+    ODATA_PARSE_ERROR,
+    ODataError,
+    PageCookie,
+    Preferences,
+    QueryOptions,
+    decode_cookie,
+    decode_delta_token,
+    encode_cookie,
+    encode_delta_token,
+    expired_version_stamp,
+    link_query,
+    parse_prefer,
+    parse_query,
+    property_not_found,
+)
+from acctsync.sim.protection import REQUESTS_CODE, retry_after
+from acctsync.sim.render import Projection, select_columns
+from acctsync.sim.schema import TABLES, TABLES_BY_SET, Table, stable_id
+from acctsync.sim.state import Simulation
+from acctsync.sim.store import Row
+
+JSON_TYPE: Final = (
+    "application/json; odata.metadata=minimal; odata.streaming=true; "
+    "IEEE754Compatible=false; charset=utf-8"
+)
+log = logging.getLogger(__name__)
+NOT_FOUND_CODE: Final = "0x80040217"
+PRIVILEGE_DENIED: Final = "0x80040220"
+UNEXPECTED: Final = "0x80040216"
+_GUID: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+_ENTITY_KEY = re.compile(rf"^(\w+)\(({_GUID})\)$")
+_COUNT = re.compile(r"^(\w+)/\$count$")
+_DEFINITION = re.compile(
+    rf"^EntityDefinitions\((?:LogicalName='(\w+)'|({_GUID}))\)"
+    r"(?:/Attributes(?:\(LogicalName='(\w+)'\))?)?$"
+)
+_PRIVILEGES = re.compile(
+    rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrievePrincipalAttributePrivileges"
+    r"(?:\(\))?$"
+)
+_WRITE_PRIVILEGES: Final = {"POST": "Create", "PATCH": "Write", "PUT": "Write", "DELETE": "Delete"}
+
+
+def _not_found_segment(segment: str) -> ODataError:
+    return ODataError(
+        404,
+        ODATA_PARSE_ERROR,
+        f"Resource not found for the segment '{segment}'.",
+    )
+
+
+class WebApi:
+    def __init__(self, sim: Simulation) -> None:
+        self.sim = sim
+
+    # ---- the gate ---------------------------------------------------------------------------
+
+    async def handle(self, request: Request) -> Response:
+        headers = [("odata-version", "4.0"), ("x-ms-service-request-id", str(uuid.uuid4()))]
+        try:
+            return await self._gate(request, headers)
+        except ODataError as error:
+            return Response(
+                error.status,
+                orjson.dumps(error.body()),
+                [("content-type", JSON_TYPE), *headers, *error.headers],
+            )
+        except Exception:
+            # A simulator bug: answer like the service does and keep the traceback in the log.
+            log.exception("unexpected error answering %s %s", request.method, request.path)
+            failure = ODataError(500, UNEXPECTED, "An unexpected error occurred.")
+            return Response(
+                500, orjson.dumps(failure.body()), [("content-type", JSON_TYPE), *headers]
+            )
+
+    def _challenge(self) -> tuple[tuple[str, str], ...]:
+        tokens = self.sim.tokens
+        return (
+            (
+                "www-authenticate",
+                f"Bearer authorization_uri={tokens.authority}/{tokens.credentials.tenant_id}"
+                f"/oauth2/authorize, resource_id={self.sim.base_url}/",
+            ),
+        )
+
+    async def _gate(self, request: Request, headers: list[tuple[str, str]]) -> Response:
+        sim = self.sim
+        try:
+            token = sim.tokens.authenticate(request.header("authorization"))
+        except AuthFailure as failure:
+            raise ODataError(401, "", str(failure), self._challenge()) from None
+        principal = token.principal.id
+        request.principal = "app" if token.principal == sim.org.app_user else "user"
+        remaining = sim.protection.admit(principal)
+        try:
+            headers.append(("x-ms-ratelimit-burst-remaining-xrm-requests", str(remaining)))
+            fault = sim.faults.draw()
+            if fault.delay_s:
+                await asyncio.sleep(fault.delay_s)
+            if fault.kind == "429":
+                limits = sim.protection.limits
+                wait = limits.retry_after_s if limits.retry_after_s is not None else 1.0
+                raise ODataError(
+                    429,
+                    REQUESTS_CODE,
+                    limits.requests_exceeded(),
+                    (("retry-after", retry_after(wait)),),
+                )
+            if fault.kind == "5xx":
+                raise ODataError(503, UNEXPECTED, "An unexpected error occurred.")
+            if fault.kind == "drop":
+                return Response(0, drop=True)
+            status, body, extra = self._dispatch(request, token)
+        finally:
+            sim.protection.release(principal)
+        content_type = JSON_TYPE if isinstance(body, dict) else "text/plain; charset=utf-8"
+        payload = orjson.dumps(body) if isinstance(body, dict) else body.encode()
+        return Response(status, payload, [("content-type", content_type), *headers, *extra])
+
+    # ---- routing ----------------------------------------------------------------------------
+
+    def _dispatch(
+        self, request: Request, token: IssuedToken
+    ) -> tuple[int, dict[str, object] | str, list[tuple[str, str]]]:
+        path = request.path
+        if not path.startswith(API_PATH):
+            if path.rstrip("/") == API_PATH.rstrip("/"):
+                path = API_PATH
+            else:
+                raise _not_found_segment(path.strip("/").split("/")[0] or "/")
+        resource = path[len(API_PATH) :]
+        entity_set = re.split(r"[(/]", resource, maxsplit=1)[0]
+        if request.method in _WRITE_PRIVILEGES and entity_set in TABLES_BY_SET:
+            raise self._privilege_denied(request.method, TABLES_BY_SET[entity_set], token)
+        if request.method != "GET":
+            raise ODataError(
+                405,
+                ODATA_PARSE_ERROR,
+                f"The requested resource does not support http method '{request.method}'.",
+            )
+        options = parse_query(request.query_string)
+        preferences = parse_prefer(request.header_values("prefer"))
+        principal = token.principal.id
+        if resource == "":
+            return 200, self._service_document(), []
+        if resource in ("WhoAmI", "WhoAmI()"):
+            return (
+                200,
+                self._who_am_i(token),
+                [("x-ms-dop-hint", str(self.sim.protection.limits.dop_hint))],
+            )
+        if resource in TABLES_BY_SET:
+            return self._collection(TABLES_BY_SET[resource], options, preferences, principal)
+        if (match := _COUNT.match(resource)) and match.group(1) in TABLES_BY_SET:
+            # /$count is a bare number, capped at 5,000 like $count=true.
+            rows = self.sim.store.data(TABLES_BY_SET[match.group(1)].logical_name).rows
+            return 200, str(min(len(rows), MAX_PAGE_SIZE)), []
+        if (match := _ENTITY_KEY.match(resource)) and match.group(1) in TABLES_BY_SET:
+            table = TABLES_BY_SET[match.group(1)]
+            row_id = match.group(2).lower()
+            return 200, self._entity(table, row_id, options, preferences, principal), []
+        if resource == "EntityDefinitions":
+            return 200, self._definitions(options), []
+        if match := _DEFINITION.match(resource):
+            return 200, self._definition(match, options), []
+        if match := _PRIVILEGES.match(resource):
+            return 200, self._privileges(match.group(1).lower()), []
+        if resource == "organizations":
+            return 200, self._organizations(options), []
+        raise _not_found_segment(entity_set)
+
+    def _privilege_denied(self, method: str, table: Table, token: IssuedToken) -> ODataError:
+        privilege = f"prv{_WRITE_PRIVILEGES[method]}{table.schema_name}"
+        return ODataError(
+            403,
+            PRIVILEGE_DENIED,
+            f"Principal user (Id={token.principal.id}, type=8, roleCount=1, "
+            f"privilegeCount=1, accessMode=0), is missing {privilege} privilege "
+            f"(Id={stable_id('privilege', privilege)}) on OTC={table.object_type_code} "
+            f"for entity '{table.logical_name}'.",
+        )
+
+    # ---- simple resources -------------------------------------------------------------------
+
+    def _service_document(self) -> dict[str, object]:
+        names = [t.entity_set for t in TABLES.values()] + ["EntityDefinitions", "organizations"]
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata",
+            "value": [{"name": n, "kind": "EntitySet", "url": n} for n in names],
+        }
+
+    def _who_am_i(self, token: IssuedToken) -> dict[str, object]:
+        org = self.sim.org
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM.WhoAmIResponse",
+            "BusinessUnitId": org.business_unit_id,
+            "UserId": token.principal.id,
+            "OrganizationId": org.organization_id,
+        }
+
+    def _organizations(self, options: QueryOptions) -> dict[str, object]:
+        org = self.sim.org
+        row: dict[str, object] = {
+            "organizationid": org.organization_id,
+            "name": org.name,
+            "expirechangetrackingindays": int(self.sim.delta_retention_s // 86400),
+        }
+        select = options.select
+        if select is not None:
+            for name in select:
+                if name not in row:
+                    raise property_not_found(name, "Microsoft.Dynamics.CRM.organization")
+            row = {k: v for k, v in row.items() if k in select or k == "organizationid"}
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata#organizations{_paren(select)}",
+            "value": [{"@odata.etag": 'W/"1"', **row}],
+        }
+
+    # ---- metadata ---------------------------------------------------------------------------
+
+    def _definitions(self, options: QueryOptions) -> dict[str, object]:
+        items = filter_items(
+            [entity_metadata(t) for t in TABLES.values()], options.get("$filter"), ENTITY_TYPE
+        )
+        select = options.select
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata#EntityDefinitions{_paren(select)}",
+            "value": [project(item, select, ENTITY_TYPE) for item in items],
+        }
+
+    def _definition(self, match: re.Match[str], options: QueryOptions) -> dict[str, object]:
+        logical_name, metadata_id, attribute_name = match.groups()
+        table = next(
+            (
+                t
+                for t in TABLES.values()
+                if t.logical_name == logical_name or t.metadata_id == (metadata_id or "").lower()
+            ),
+            None,
+        )
+        if table is None:
+            raise ODataError(
+                404,
+                NOT_FOUND_CODE,
+                f"Could not find entity with name '{logical_name or metadata_id}'.",
+            )
+        select = options.select
+        base = f"{self.sim.api_url}$metadata#EntityDefinitions('{table.metadata_id}')"
+        if "/Attributes" not in match.group(0):
+            item = project(entity_metadata(table), select, ENTITY_TYPE)
+            return {
+                "@odata.context": f"{self.sim.api_url}$metadata#EntityDefinitions"
+                f"{_paren(select)}/$entity",
+                **item,
+            }
+        attributes = [attribute_metadata(table, a, self.sim.security) for a in table.attributes]
+        if attribute_name is not None:
+            found = [a for a in attributes if a["LogicalName"] == attribute_name]
+            if not found:
+                raise ODataError(
+                    404,
+                    NOT_FOUND_CODE,
+                    f"Could not find attribute with name '{attribute_name}' on entity "
+                    f"'{table.logical_name}'.",
+                )
+            return {
+                "@odata.context": f"{base}/Attributes{_paren(select)}/$entity",
+                **project(found[0], select, ATTRIBUTE_TYPE),
+            }
+        # Metadata is never paged: every matching attribute comes in this one response.
+        attributes = filter_items(attributes, options.get("$filter"), ATTRIBUTE_TYPE)
+        return {
+            "@odata.context": f"{base}/Attributes{_paren(select)}",
+            "value": [project(a, select, ATTRIBUTE_TYPE) for a in attributes],
+        }
+
+    def _privileges(self, user_id: str) -> dict[str, object]:
+        if self.sim.org.systemuser(user_id) is None:
+            raise ODataError(404, NOT_FOUND_CODE, f"systemuser With Id = {user_id} Does Not Exist")
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM."
+            "RetrievePrincipalAttributePrivilegesResponse",
+            "AttributePrivileges": self.sim.security.privileges(user_id),
+        }
+
+    # ---- rows -------------------------------------------------------------------------------
+
+    def _projection(
+        self,
+        table: Table,
+        options: QueryOptions,
+        preferences: Preferences,
+        principal: str,
+    ) -> Projection:
+        columns = select_columns(table, options.select)
+        hidden = self.sim.security.hidden(table.logical_name, principal)
+        return Projection(table, columns, hidden, preferences, self.sim.name_of)
+
+    def _entity(
+        self,
+        table: Table,
+        row_id: str,
+        options: QueryOptions,
+        preferences: Preferences,
+        principal: str,
+    ) -> dict[str, object]:
+        projection = self._projection(table, options, preferences, principal)
+        row = self.sim.store.get(table.logical_name, row_id)
+        if row is None:
+            raise ODataError(
+                404, NOT_FOUND_CODE, f"{table.logical_name} With Id = {row_id} Does Not Exist"
+            )
+        context = f"{self.sim.api_url}$metadata#{table.entity_set}{_paren(options.select)}/$entity"
+        return {"@odata.context": context, **projection.render(row)}
+
+    def _row_filter(self, table: Table, text: str, hidden: frozenset[str]) -> Predicate[Row]:
+        def resolve(path: str) -> Getter[Row]:
+            attribute = table.web_property(path)
+            if attribute is None:
+                raise property_not_found(path, f"Microsoft.Dynamics.CRM.{table.logical_name}")
+            logical = attribute.logical_name
+            if logical in hidden:
+                return lambda _row: None
+            return lambda row: row.values.get(logical)
+
+        return compile_filter(text, resolve)
+
+    def _collection(
+        self,
+        table: Table,
+        options: QueryOptions,
+        preferences: Preferences,
+        principal: str,
+    ) -> tuple[int, dict[str, object], list[tuple[str, str]]]:
+        """One page of a query, a change-tracking initial load, or a delta."""
+        skiptoken = options.get("$skiptoken")
+        cookie = decode_cookie(skiptoken) if skiptoken is not None else None
+        delta_token = options.get("$deltatoken")
+        tracking = (
+            preferences.track_changes
+            or delta_token is not None
+            or (cookie is not None and cookie.tracking)
+        )
+        _check_options(table, options, tracking)
+        projection = self._projection(table, options, preferences, principal)
+        page_size = min(preferences.max_page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
+        if cookie is None:
+            cookie = self._first_cookie(tracking, delta_token)
+        context = f"{self.sim.api_url}$metadata#{table.entity_set}{_paren(options.select)}"
+        body: dict[str, object] = {"@odata.context": context}
+        if cookie.mode == "delta":
+            body["@odata.context"] = f"{context}/$delta"
+            values, next_cookie = self._delta_page(table, cookie, page_size, projection)
+        else:
+            values, next_cookie, count = self._rows_page(
+                table, cookie, page_size, projection, options, preferences, principal
+            )
+            if count is not None:
+                body["@odata.count"] = count
+        body["value"] = values
+        link_base = f"{self.sim.api_url}{table.entity_set}"
+        select = options.get("$select")
+        # A tracking chain's links carry only $select, as Dataverse's change-tracking links do.
+        pairs = [("$select", select)] if select is not None else []
+        if next_cookie is not None:
+            if not next_cookie.tracking:
+                pairs = [(k, v) for k, v in options.options.items() if k != "$skiptoken"]
+            pairs.append(("$skiptoken", encode_cookie(next_cookie)))
+            body["@odata.nextLink"] = f"{link_base}?{link_query(pairs)}"
+        elif cookie.tracking:
+            # The token is the version the chain started from, so nothing changed while the
+            # client was paging can fall between this chain and the next delta.
+            pairs.append(("$deltatoken", encode_delta_token(cookie.until, datetime.now(UTC))))
+            body["@odata.deltaLink"] = f"{link_base}?{link_query(pairs)}"
+        return 200, body, _preference_applied(preferences, page_size)
+
+    def _delta_page(
+        self, table: Table, cookie: PageCookie, page_size: int, projection: Projection
+    ) -> tuple[list[dict[str, object]], PageCookie | None]:
+        rows, deleted, position = self.sim.store.data(table.logical_name).delta_page(
+            since=cookie.since,
+            until=cookie.until,
+            deletes=cookie.deletes,
+            after=cookie.after,
+            limit=page_size,
+        )
+        context = f"{self.sim.api_url}$metadata#{table.entity_set}/$deletedEntity"
+        values = [projection.render(r) for r in rows]
+        values += [{"@odata.context": context, "id": i, "reason": "deleted"} for i in deleted]
+        if position is None:
+            return values, None
+        in_deletes, after = position
+        return values, PageCookie(
+            cookie.page + 1, "delta", after, cookie.since, cookie.until, in_deletes
+        )
+
+    def _rows_page(
+        self,
+        table: Table,
+        cookie: PageCookie,
+        page_size: int,
+        projection: Projection,
+        options: QueryOptions,
+        preferences: Preferences,
+        principal: str,
+    ) -> tuple[list[dict[str, object]], PageCookie | None, int | None]:
+        """A page of rows in creation order; with $count=true also the (capped) count."""
+        data = self.sim.store.data(table.logical_name)
+        keep = None
+        filter_text = options.get("$filter")
+        if filter_text is not None:
+            hidden = self.sim.security.hidden(table.logical_name, principal)
+            keep = self._row_filter(table, filter_text, hidden)
+        # $top limits the result to one page, unless odata.maxpagesize asks for paging.
+        top = options.get("$top") if preferences.max_page_size is None else None
+        if top is not None and not top.isdigit():
+            raise ODataError(
+                400, ODATA_PARSE_ERROR, f"Invalid value '{top}' for $top query option found."
+            )
+        rows, after = data.full_page(
+            after=cookie.after,
+            limit=min(int(top), MAX_PAGE_SIZE) if top is not None else page_size,
+            snapshot=cookie.until if cookie.mode == "full" else None,
+            keep=keep,
+        )
+        count = None
+        if options.get("$count") == "true":
+            count = min(
+                sum(1 for r in data.rows.values() if keep is None or keep(r)), MAX_PAGE_SIZE
+            )
+        values = [projection.render(r) for r in rows]
+        if after is None or top is not None:
+            return values, None, count
+        next_cookie = PageCookie(cookie.page + 1, cookie.mode, after, cookie.since, cookie.until)
+        return values, next_cookie, count
+
+    def _first_cookie(self, tracking: bool, delta_token: str | None) -> PageCookie:
+        """Where a chain starts: a plain query, a full load, or the changes since a token."""
+        store = self.sim.store
+        if delta_token is not None:
+            version, issued = decode_delta_token(delta_token)
+            age = (datetime.now(UTC) - issued).total_seconds()
+            if (
+                version < store.token_floor
+                or version > store.version
+                or issued < self.sim.started_at
+                or age > self.sim.delta_retention_s
+            ):
+                raise expired_version_stamp()
+            return PageCookie(1, "delta", version, since=version, until=store.version)
+        if tracking:
+            return PageCookie(1, "full", 0, until=store.version)
+        return PageCookie(1, "page", 0)
+
+
+def _check_options(table: Table, options: QueryOptions, tracking: bool) -> None:
+    for name in NOT_WITH_TRACKING if tracking else ():
+        if options.get(name) is not None:
+            raise ODataError(
+                400,
+                INVALID_ARGUMENT,
+                f'The "{name}" query parameter isn\'t supported when Change Tracking is enabled.',
+            )
+    if options.get("$skip") is not None:
+        raise ODataError(400, ODATA_PARSE_ERROR, "The query parameter $skip is not supported.")
+    unimplemented = ("$orderby", "$expand", "$apply", "$search") + (("$count",) if tracking else ())
+    for name in unimplemented:
+        if options.get(name) is not None:
+            # Real organisations support these; saying so beats answering them wrongly.
+            raise ODataError(
+                501,
+                "",
+                f"The simulator does not implement {name} on {table.entity_set}; a real "
+                "Dataverse organisation does.",
+            )
+
+
+def _preference_applied(preferences: Preferences, page_size: int) -> list[tuple[str, str]]:
+    applied: list[tuple[str, str]] = []
+    if preferences.max_page_size is not None:
+        applied.append(("preference-applied", f"odata.maxpagesize={page_size}"))
+    if preferences.track_changes:
+        applied.append(("preference-applied", "odata.track-changes"))
+    if preferences.annotations_raw is not None:
+        annotations = f"odata.include-annotations={preferences.annotations_raw}"
+        applied.append(("preference-applied", annotations))
+    return applied
+
+
+def _paren(select: list[str] | None) -> str:
+    return f"({','.join(select)})" if select else ""
