@@ -14,7 +14,8 @@ def make_account(
         simulator.control.create_contacts(
             [
                 {
-                    "firstname": name, "lastname": f"person {i}",
+                    "firstname": name,
+                    "lastname": f"person {i}",
                     "parentcustomerid": account_id,
                     "parentcustomertype": "account",
                 }
