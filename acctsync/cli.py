@@ -8,6 +8,9 @@ import logging
 import sys
 from collections.abc import Sequence
 
+from azure.core.exceptions import AzureError
+
+from shared.dataverse import DataverseError
 from shared.settings import SettingsError, get_settings
 
 
@@ -18,6 +21,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     commands.add_parser("run", help="the local host: heartbeat, queue worker and API")
     commands.add_parser("status", help="sync status as JSON")
     commands.add_parser("replay-poison", help="move poison messages back onto the batch queue")
+    worker = commands.add_parser(
+        "worker", help="(dev) apply queued batches until stopped, like the queue trigger"
+    )
+    worker.add_argument(
+        "--visibility-timeout",
+        type=int,
+        help="seconds a failed batch waits before its retry (default: host.json)",
+    )
     fields = commands.add_parser("fields", help="list or select the account fields to sync")
     field_commands = fields.add_subparsers(dest="fields_command", required=True)
     field_commands.add_parser("list", help="every account column as JSON")
@@ -41,6 +52,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_local_host()
         if args.command == "fields":
             return _fields(args.fields_command, getattr(args, "names", ""))
+        if args.command == "worker":
+            from acctsync.worker import serve_until_stopped
+
+            return serve_until_stopped(visibility_timeout_s=args.visibility_timeout)
         if args.command == "replay-poison":
             from shared.services import get_services
             from shared.status import replay_poison
@@ -56,7 +71,25 @@ def main(argv: Sequence[str] | None = None) -> int:
     except SettingsError as error:
         print(f"acctsync: configuration error: {error}", file=sys.stderr)
         return 2
+    except DataverseError as error:
+        # Refused credentials, an untrusted certificate, Dataverse down after every retry:
+        # the message says what happened and what to check; a traceback would not help.
+        print(f"acctsync: Dynamics 365 (Dataverse): {error}", file=sys.stderr)
+        return 1
+    except AzureError as error:
+        print(
+            f"acctsync: storage ({type(error).__name__}): {_first_line(error)} "
+            "Check that Azurite or the storage account in AzureWebJobsStorage is reachable; "
+            "the next cycle re-reads whatever this one did not finish.",
+            file=sys.stderr,
+        )
+        return 1
     return 1
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return (lines[0] if lines else "").rstrip(".") + "."
 
 
 def _fields(command: str, names: str) -> int:

@@ -117,10 +117,15 @@ def run_local_host() -> int:
     api_key = os.environ.get("ACCTSYNC_API_KEY") or secrets.token_urlsafe(24)
     if "ACCTSYNC_API_KEY" not in os.environ:
         print(f"ACCTSYNC_API_KEY={api_key} (generated; set it to keep one)", flush=True)
-    host = LocalHost(services, api_key=api_key)
+    # Dev only: a second host on the same machine (or a test) needs its own port, and tests
+    # cannot wait a minute per heartbeat.
+    port = int(os.environ.get("ACCTSYNC_API_PORT") or API_PORT)
+    heartbeat_s = float(os.environ.get("ACCTSYNC_HEARTBEAT_SECONDS") or HEARTBEAT_S)
+    host = LocalHost(services, api_key=api_key, api_port=port, heartbeat_s=heartbeat_s)
+    every = "every minute" if heartbeat_s == HEARTBEAT_S else f"every {heartbeat_s:g}s"
     print(
-        f"acctsync local host: API on http://{API_HOST}:{API_PORT}/api, "
-        "heartbeat every minute, queue worker running",
+        f"acctsync local host: API on http://{API_HOST}:{port}/api, "
+        f"heartbeat {every}, queue worker running",
         flush=True,
     )
 

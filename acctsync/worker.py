@@ -7,14 +7,19 @@ failed attempts it moves to the poison queue.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import signal
 import threading
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
 import azure.functions as func
+from azure.core.exceptions import ServiceRequestError
 
 from functions.apply_batch import apply_batch_message
 from shared.services import Services
@@ -47,6 +52,8 @@ class QueueRules:
 
 class QueueWorker:
     # A message stays invisible this long while it is applied; longer than any batch takes.
+    # A worker that dies leaves its messages invisible until then, so fault tests shorten it
+    # with ACCTSYNC_WORKER_LEASE_SECONDS (dev only; the Functions host has its own rules).
     LEASE_S = 300
 
     def __init__(self, services: Services, rules: QueueRules | None = None):
@@ -57,6 +64,10 @@ class QueueWorker:
         self.applied = 0
         self.failed = 0
         self.progress: BatchProgress | None = None
+        self.lease_s = int(os.environ.get("ACCTSYNC_WORKER_LEASE_SECONDS") or self.LEASE_S)
+        # Called with ("applying" | "applied" | "failed", message id): `acctsync worker`
+        # prints these so a supervisor can tell where a kill landed.
+        self.on_event: Callable[[str, str], None] | None = None
 
     def run_once(self) -> int:
         """Receive and handle up to one host batch of messages; returns how many it saw."""
@@ -64,16 +75,30 @@ class QueueWorker:
             self.queue.receive_messages(
                 messages_per_page=self.rules.batch_size,
                 max_messages=self.rules.batch_size,
-                visibility_timeout=self.LEASE_S,
+                visibility_timeout=self.lease_s,
             )
         )
         for message in messages:
             body: bytes = message.content
+            self._event("applying", message.id)
             try:
                 apply_batch_message(func.QueueMessage(id=message.id, body=body))
-            except Exception:
+            except Exception as error:
+                self._event("failed", message.id)
                 self.failed += 1
-                logger.exception("batch %s failed (attempt %d)", message.id, message.dequeue_count)
+                if isinstance(error, ServiceRequestError):
+                    # Storage unreachable (an outage, a restart): expected, retried, and a
+                    # traceback per batch would bury the one line that matters.
+                    logger.warning(
+                        "batch %s failed (attempt %d): storage unreachable: %s",
+                        message.id,
+                        message.dequeue_count,
+                        error,
+                    )
+                else:
+                    logger.exception(
+                        "batch %s failed (attempt %d)", message.id, message.dequeue_count
+                    )
                 if (message.dequeue_count or 0) >= self.rules.max_dequeue_count:
                     self.poison.send_message(body.decode("utf-8", "replace"))
                     self.queue.delete_message(message)
@@ -86,10 +111,15 @@ class QueueWorker:
                     )
                 continue
             self.queue.delete_message(message)
+            self._event("applied", message.id)
             self.applied += 1
             if self.progress is not None:
                 self.progress.batch_applied()
         return len(messages)
+
+    def _event(self, event: str, message_id: str) -> None:
+        if self.on_event is not None:
+            self.on_event(event, message_id)
 
     def drain(self) -> None:
         """Apply until the queue has nothing visible left."""
@@ -101,6 +131,26 @@ class QueueWorker:
             try:
                 if not self.run_once():
                     stop.wait(idle_wait_s)
+            except ServiceRequestError as error:
+                logger.warning("queue worker: storage unreachable (%s), retrying", error)
+                stop.wait(5.0)
             except Exception:
                 logger.exception("queue worker: storage unavailable, retrying")
                 stop.wait(5.0)
+
+
+def serve_until_stopped(*, visibility_timeout_s: int | None = None) -> int:
+    """`acctsync worker`: serve the batch queue until SIGTERM or Ctrl-C (dev and fault tests)."""
+    from shared.services import get_services
+
+    rules = QueueRules.from_host_json()
+    if visibility_timeout_s is not None:
+        rules = replace(rules, visibility_timeout_s=visibility_timeout_s)
+    worker = QueueWorker(get_services(), rules)
+    worker.on_event = lambda event, message_id: print(f"{event} {message_id}", flush=True)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    print(f"worker ready (pid {os.getpid()})", flush=True)
+    with contextlib.suppress(KeyboardInterrupt):
+        worker.serve(stop, idle_wait_s=0.2)
+    return 0

@@ -8,15 +8,18 @@ partitions and its writes go out as entity-group transactions.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
+from shared.ids import parse_guid
 from shared.mapping import ColumnType
 
 # A queue message holds 64 KiB after base64, so at most 48 KiB of JSON; keep a margin.
 MAX_MESSAGE_BYTES = 46_000
 FORMAT_VERSION = 1
+_KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 Mode = Literal["initial", "delta", "reload"]
 
@@ -83,18 +86,27 @@ class Batch:
             if mode not in ("initial", "delta", "reload"):
                 raise BadBatch(f"unknown batch mode {mode!r}")
             return cls(
-                cycle_id=str(data["cycle"]),
-                batch_id=str(data["batch"]),
+                cycle_id=_key_text(data["cycle"]),
+                batch_id=_key_text(data["batch"]),
                 mode=mode,
-                columns={str(k): ColumnType(v) for k, v in data["columns"].items()},
+                columns={_column(k): ColumnType(v) for k, v in data["columns"].items()},
                 accounts=[_account_of(a) for a in data["accounts"]],
                 contacts=[_contact_of(c) for c in data["contacts"]],
-                traceparent=data.get("traceparent"),
+                traceparent=_optional_text(data.get("traceparent")),
                 backfill=[str(c) for c in data.get("backfill", [])],
             )
         except BadBatch:
             raise
-        except (ValueError, KeyError, TypeError, AttributeError) as error:
+        # OverflowError: int(Infinity); RecursionError: JSON nested thousands deep. Whatever
+        # the message holds, the caller gets BadBatch and the message goes to poison.
+        except (
+            ValueError,
+            KeyError,
+            TypeError,
+            AttributeError,
+            OverflowError,
+            RecursionError,
+        ) as error:
             raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
 
 
@@ -119,26 +131,64 @@ def _contact_json(change: ContactChange) -> dict[str, Any]:
 
 def _account_of(data: dict[str, Any]) -> AccountChange:
     if data.get("deleted"):
-        return AccountChange(id=str(data["id"]), deleted=True)
+        return AccountChange(id=parse_guid(data["id"]), deleted=True)
     return AccountChange(
-        id=str(data["id"]),
-        version=int(data["ver"]),
-        modified_on=data.get("mod"),
-        values=dict(data["f"]),
+        id=parse_guid(data["id"]),
+        version=_version(data["ver"]),
+        modified_on=_optional_text(data.get("mod")),
+        values=_values(data["f"]),
     )
 
 
 def _contact_of(data: dict[str, Any]) -> ContactChange:
     if data.get("deleted"):
-        return ContactChange(id=str(data["id"]), deleted=True)
+        return ContactChange(id=parse_guid(data["id"]), deleted=True)
+    parent = data.get("parent")
     return ContactChange(
-        id=str(data["id"]),
-        version=int(data["ver"]),
-        parent_id=data.get("parent"),
-        parent_type=data.get("ptype"),
-        modified_on=data.get("mod"),
-        values=dict(data["f"]),
+        id=parse_guid(data["id"]),
+        version=_version(data["ver"]),
+        parent_id=None if parent is None else parse_guid(parent),
+        parent_type=_optional_text(data.get("ptype")),
+        modified_on=_optional_text(data.get("mod")),
+        values=_values(data["f"]),
     )
+
+
+# Ids become table keys and versions order changes: a message is checked before either is
+# used, so a forged or corrupted batch fails as a whole (and goes to poison) instead.
+def _version(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"version {value!r} is not a non-negative whole number")
+    return value
+
+
+def _key_text(value: Any) -> str:
+    # Cycle and batch ids end up in table keys, which refuse slashes, # ? and control characters.
+    if not isinstance(value, str | int) or isinstance(value, bool):
+        raise ValueError(f"{value!r} is not an id")
+    text = str(value)
+    if not _KEY_TEXT.fullmatch(text):
+        raise ValueError(f"{text[:60]!r} is not an id")
+    return text
+
+
+def _column(name: str) -> str:
+    # Column names become property names (f_<name>): logical names only.
+    if not name.isidentifier() or not name.isascii():
+        raise ValueError(f"{name[:60]!r} is not a column name")
+    return name
+
+
+def _optional_text(value: Any) -> str | None:
+    if value is not None and not isinstance(value, str):
+        raise ValueError(f"{value!r} is not text")
+    return value
+
+
+def _values(value: Any) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ValueError("the field values are not an object")
+    return {str(k): v for k, v in value.items()}
 
 
 @dataclass(frozen=True)

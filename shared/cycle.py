@@ -30,6 +30,7 @@ from shared.columns import (
 )
 from shared.dataverse import ChangePage, DataverseClient, DeltaTokenExpired
 from shared.fields import backfilled, current_selection, refresh_readability
+from shared.ids import InvalidId, parse_guid
 from shared.mapping import ColumnType, web_api_property
 from shared.mirror import bucket
 from shared.services import Services
@@ -38,7 +39,6 @@ from shared.storage import BATCH_QUEUE
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=10)
 LEASE_RENEW_EVERY_S = 60.0
 RETRY_AFTER_FAILURE = timedelta(minutes=1)
 ACCOUNTS, CONTACTS = "accounts", "contacts"
@@ -58,6 +58,15 @@ class _NoProgress:
 
     def enqueued(self, batches: int, records: int) -> None:
         pass
+
+
+_default_progress: Progress = _NoProgress()
+
+
+def report_progress_to(progress: Progress) -> None:
+    """Where heartbeats without a progress of their own report (the local host's terminal)."""
+    global _default_progress
+    _default_progress = progress
 
 
 @dataclass
@@ -92,13 +101,13 @@ def heartbeat(
         return Heartbeat(
             "finished", schedule.cycle_id, next_due=iso(schedule.next_due), summary=summary
         )
-    started = services.schedule.try_start(owner=owner, now=now, lease=LEASE, force=force)
+    started = services.schedule.try_start(owner=owner, now=now, lease=_lease(services), force=force)
     if started is None:
         current = services.schedule.read()
         action = "idle" if current.phase == "idle" else "busy"
         return Heartbeat(action, current.cycle_id, next_due=iso(current.next_due))
     try:
-        plan = plan_cycle(services, started, progress=progress or _NoProgress())
+        plan = plan_cycle(services, started, progress=progress or _default_progress)
     except Exception:
         # Give the lease back so the next heartbeat retries instead of waiting for it to
         # expire; what was enqueued is applied anyway, and the cursors did not move.
@@ -145,6 +154,9 @@ def plan_cycle(services: Services, schedule: Schedule, *, progress: Progress) ->
         plan = planner.run()
     plan["dataverse_requests"] = client.stats.requests - requests_before
     plan["dataverse_throttled"] = client.stats.throttled - throttled_before
+    # Commit only while this heartbeat still holds the lease: a planner whose lease ran out
+    # (a stalled process) must not move the cursors under the cycle that took over.
+    services.schedule.renew(schedule, now=utcnow(), lease=_lease(services))
     services.cursors.commit(planner.new_links, at=utcnow())
     backfilled(services, planner.backfill)
     services.schedule.planned(schedule, now=utcnow(), plan=plan)
@@ -167,6 +179,9 @@ class _Planner:
         self.columns: dict[str, ColumnType] = {}
         self.backfill: list[str] = []
         self._renewed = time.monotonic()
+        lease = _lease(services)
+        # Renew well before the lease runs out, also when a short lease is configured.
+        self._renew_every_s = min(LEASE_RENEW_EVERY_S, lease.total_seconds() / 3)
 
     def run(self) -> dict[str, Any]:
         selection = current_selection(self.services, self.client)
@@ -201,9 +216,10 @@ class _Planner:
         for page in pages:
             last = page
             if seen is not None:
-                seen.update(str(r[_key(entity_set)]).lower() for r in page.rows)
+                seen.update(str(r.get(_key(entity_set))).lower() for r in page.rows)
             self._enqueue(entity_set, mode, page.rows, page.deleted_ids)
             self.progress.read(entity_set, len(page.rows) + len(page.deleted_ids))
+            self._keep_lease()  # slow pages (throttling, retries) must not outlive the lease
         if seen is not None:
             # A re-load sees no deletions: whatever the mirror has and Dynamics no longer does.
             mirror = self.services.accounts if entity_set == ACCOUNTS else self.services.contacts
@@ -227,8 +243,10 @@ class _Planner:
     def _enqueue(
         self, entity_set: str, mode: Mode, rows: list[dict[str, Any]], deleted: list[str]
     ) -> None:
+        entity = "account" if entity_set == ACCOUNTS else "contact"
+        deleted = [g for i in deleted if (g := self._guid_or_error(entity, i))]
         if entity_set == ACCOUNTS:
-            accounts = [self._account(r) for r in rows] + [
+            accounts = [a for r in rows if (a := self._account(r))] + [
                 AccountChange(id=i, deleted=True) for i in deleted
             ]
             accounts.sort(key=lambda c: bucket(c.id))
@@ -243,7 +261,7 @@ class _Planner:
             )
             self.counts["accounts_changed"] += len(accounts)
         else:
-            contacts = [self._contact(r) for r in rows] + [
+            contacts = [c for r in rows if (c := self._contact(r))] + [
                 ContactChange(id=i, deleted=True) for i in deleted
             ]
             contacts.sort(key=lambda c: bucket(c.id))
@@ -273,27 +291,71 @@ class _Planner:
         self.queue.send_message(batch.encode())
         self.counts["batches"] += 1
         self.progress.enqueued(1, len(batch.accounts) + len(batch.contacts))
-        if time.monotonic() - self._renewed > LEASE_RENEW_EVERY_S:
-            self.services.schedule.renew(self.schedule, now=utcnow(), lease=LEASE)
+        self._keep_lease()
+
+    def _keep_lease(self) -> None:
+        if time.monotonic() - self._renewed > self._renew_every_s:
+            self.services.schedule.renew(self.schedule, now=utcnow(), lease=_lease(self.services))
             self._renewed = time.monotonic()
 
-    def _account(self, row: dict[str, Any]) -> AccountChange:
-        return AccountChange(
-            id=str(row[ACCOUNT_ID]).lower(),
-            version=int(row["versionnumber"]),
-            modified_on=row.get("modifiedon"),
-            values={c: row.get(web_api_property(c, t)) for c, t in self.columns.items()},
+    def _guid_or_error(self, entity: str, value: Any) -> str | None:
+        """Ids from Dataverse become table keys: anything but a GUID is a sync error."""
+        try:
+            return parse_guid(value)
+        except InvalidId as error:
+            self._bad_row(entity, value, str(error))
+            return None
+
+    def _bad_row(self, entity: str, value: Any, message: str) -> None:
+        self.counts["errors"] += 1
+        self.services.errors.record(
+            entity=entity,
+            record_id=repr(value)[:100],
+            operation="read",
+            message=f"Dataverse sent a row acctsync cannot mirror: {message}",
+            cycle_id=self.schedule.cycle_id,
         )
 
-    def _contact(self, row: dict[str, Any]) -> ContactChange:
-        return ContactChange(
-            id=str(row[CONTACT_ID]).lower(),
-            version=int(row["versionnumber"]),
-            parent_id=row.get(PARENT_CUSTOMER),
-            parent_type=row.get(PARENT_TYPE),
-            modified_on=row.get("modifiedon"),
-            values={c: row.get(c) for c in CONTACT_COLUMNS},
-        )
+    def _account(self, row: dict[str, Any]) -> AccountChange | None:
+        try:
+            return AccountChange(
+                id=parse_guid(row.get(ACCOUNT_ID)),
+                version=_version(row),
+                modified_on=row.get("modifiedon"),
+                values={c: row.get(web_api_property(c, t)) for c, t in self.columns.items()},
+            )
+        except ValueError as error:  # InvalidId included
+            self._bad_row("account", row.get(ACCOUNT_ID), str(error))
+            return None
+
+    def _contact(self, row: dict[str, Any]) -> ContactChange | None:
+        parent = row.get(PARENT_CUSTOMER)
+        try:
+            return ContactChange(
+                id=parse_guid(row.get(CONTACT_ID)),
+                version=_version(row),
+                parent_id=None if parent is None else parse_guid(parent),
+                parent_type=row.get(PARENT_TYPE),
+                modified_on=row.get("modifiedon"),
+                values={c: row.get(c) for c in CONTACT_COLUMNS},
+            )
+        except ValueError as error:  # InvalidId included
+            self._bad_row("contact", row.get(CONTACT_ID), str(error))
+            return None
+
+
+def _version(row: dict[str, Any]) -> int:
+    version = row.get("versionnumber")
+    if isinstance(version, bool) or not isinstance(version, int | str):
+        raise ValueError(f"versionnumber {version!r} is not a number")
+    number = int(version)  # Dataverse sends it as a number or a numeric string
+    if number < 0:
+        raise ValueError(f"versionnumber {version!r} is negative")
+    return number
+
+
+def _lease(services: Services) -> timedelta:
+    return timedelta(seconds=services.settings.lease_seconds)
 
 
 def _key(entity_set: str) -> str:

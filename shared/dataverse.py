@@ -8,6 +8,7 @@ by their Dataverse `error.code`, not only their status.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import random
 import ssl
@@ -187,7 +188,16 @@ class DataverseClient:
             timeout=timeout or httpx.Timeout(120.0, connect=15.0),
             headers={"User-Agent": "acctsync/0.1"},
         )
-        self._tokens = TokenProvider(settings, self._http)
+        try:
+            # msal asks the authority for its OpenID configuration right here, over TLS.
+            self._tokens = TokenProvider(settings, self._http)
+        except (httpx.TransportError, httpx.TimeoutException) as error:
+            self._http.close()
+            _raise_if_untrusted(error)
+            raise DataverseError(
+                f"the Entra ID authority {settings.authority_host} did not answer "
+                f"({type(error).__name__}); check DATAVERSE_AUTHORITY_HOST and the network"
+            ) from error
         # Parallel requests stay within the server's advertised degree of parallelism.
         self._dop = 4
         self._slots = threading.BoundedSemaphore(self._dop)
@@ -310,12 +320,15 @@ class DataverseClient:
         attempt = 0
         while True:
             attempt += 1
-            token = self._tokens.token()
-            headers["Authorization"] = f"Bearer {token}"
             try:
+                # The token request goes over the same verified TLS and may fail the same way.
+                token = self._tokens.token()
+                headers["Authorization"] = f"Bearer {token}"
                 with self._slots:
                     response = self._http.get(url, params=params, headers=headers)
             except (httpx.TransportError, httpx.TimeoutException) as error:
+                # An untrusted certificate does not heal by retrying: say so at once.
+                _raise_if_untrusted(error)
                 self.stats.count(retry=True)
                 if attempt >= self._retry.max_attempts:
                     raise DataverseError(
@@ -377,6 +390,27 @@ class DataverseClient:
         wait = self._jitter(attempt)
         logger.warning("dataverse request failed (%s); retry %d in %.2fs", reason, attempt, wait)
         self._sleep(wait)
+
+
+def _raise_if_untrusted(error: Exception) -> None:
+    reason: str | None = None
+    cause: BaseException | None = error
+    while cause is not None and reason is None:
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            reason = cause.verify_message or str(cause)
+        elif "CERTIFICATE_VERIFY_FAILED" in str(cause):
+            reason = str(cause)
+        cause = cause.__cause__ or cause.__context__
+    if reason is None:
+        return
+    host = "the server"
+    with contextlib.suppress(RuntimeError):  # httpx raises when the error has no request
+        host = str(error.request.url.host) if isinstance(error, httpx.RequestError) else host
+    raise DataverseError(
+        f"the TLS certificate of {host} could not be verified ({reason}). acctsync always "
+        "verifies certificates: when a private CA or a TLS-inspecting proxy signs it, set "
+        "DATAVERSE_CA_BUNDLE to that CA's certificate file."
+    ) from error
 
 
 def _error_of(response: httpx.Response) -> tuple[str, str]:

@@ -9,7 +9,7 @@ class InvalidId(ValueError):
     """The value is not a GUID."""
 
 
-def parse_guid(value: str) -> str:
+def parse_guid(value: object) -> str:
     """The canonical lowercase form of a GUID, or InvalidId."""
     if not isinstance(value, str) or len(value) != 36:
         raise InvalidId(f"{value!r} is not a GUID like 00000000-0000-0000-0000-000000000000")

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -24,7 +23,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mapping import FIELD_PREFIX, to_json
-from shared.tablewrites import upsert_all
+from shared.tablewrites import run_parallel, upsert_all
 
 BUCKETS = 64
 PARALLEL_READS = 8
@@ -56,8 +55,8 @@ def _read_many(table: TableClient, ids: Iterable[str]) -> dict[str, TableEntity]
     unique = list(dict.fromkeys(ids))
     if not unique:
         return {}
-    with ThreadPoolExecutor(min(PARALLEL_READS, len(unique))) as pool:
-        return {rid: entity for rid, entity in pool.map(read, unique) if entity is not None}
+    found = run_parallel(read, unique, width=PARALLEL_READS)
+    return {rid: entity for rid, entity in found if entity is not None}
 
 
 class AccountMirror:

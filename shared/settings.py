@@ -15,6 +15,9 @@ from urllib.parse import urlsplit
 
 DEFAULT_STORAGE = "UseDevelopmentStorage=true"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
+# How long a heartbeat holds the cycle lease while it plans. A planner that dies keeps the
+# lease until it runs out, so the next cycle starts at most this long after a crash.
+DEFAULT_LEASE_SECONDS = 600.0
 
 
 class SettingsError(ValueError):
@@ -54,6 +57,8 @@ class Settings:
     sync_interval_minutes: float
     activity_contact_limit: int
     api_key: str | None
+    # ACCTSYNC_LEASE_SECONDS: an operator (or a test) may shorten the wait after a crash.
+    lease_seconds: float = DEFAULT_LEASE_SECONDS
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -72,6 +77,9 @@ class Settings:
             sync_interval_minutes=_number(env, "SYNC_INTERVAL_MINUTES", 5.0, minimum=0.0),
             activity_contact_limit=int(_number(env, "ACTIVITY_CONTACT_LIMIT", 5000, minimum=0)),
             api_key=_optional(env, "ACCTSYNC_API_KEY"),
+            lease_seconds=_number(
+                env, "ACCTSYNC_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=1.0
+            ),
         )
 
 

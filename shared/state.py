@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import uuid
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -24,6 +25,7 @@ from azure.data.tables import TableClient, UpdateMode
 from shared.mapping import ColumnType
 
 _TIME_BOUND_MS = 10**13 - 1
+_UNSAFE_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
 
 
 def utcnow() -> datetime:
@@ -280,10 +282,13 @@ class SyncErrors:
         self, *, entity: str, record_id: str, operation: str, message: str, cycle_id: str
     ) -> None:
         now = utcnow()
+        # The id may be whatever a bad row carried: keep it whole in a property, and only a
+        # key-safe form of it in the RowKey (which refuses / \ # ? and control characters).
+        safe_id = _UNSAFE_KEY.sub("_", record_id)[:100]
         self.table.upsert_entity(
             {
                 "PartitionKey": "errors",
-                "RowKey": f"{_inverted(now)}|{entity}|{record_id}",
+                "RowKey": f"{_inverted(now)}|{entity}|{safe_id}",
                 "entity": entity,
                 "record_id": record_id,
                 "operation": operation,

@@ -8,7 +8,9 @@ sends is one the trigger can read.
 from __future__ import annotations
 
 import contextlib
+import os
 import threading
+import urllib.request
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
@@ -53,10 +55,10 @@ class Storage:
         self._ready = False
         if settings.connection_string:
             self._table_service = TableServiceClient.from_connection_string(
-                settings.connection_string
+                settings.connection_string, **_transport_options()
             )
             self._queue_service = QueueServiceClient.from_connection_string(
-                settings.connection_string, **_queue_codec()
+                settings.connection_string, **_queue_codec(), **_transport_options()
             )
         else:
             from azure.identity import DefaultAzureCredential
@@ -66,10 +68,13 @@ class Storage:
             )
             assert settings.table_service_uri and settings.queue_service_uri
             self._table_service = TableServiceClient(
-                settings.table_service_uri, credential=credential
+                settings.table_service_uri, credential=credential, **_transport_options()
             )
             self._queue_service = QueueServiceClient(
-                settings.queue_service_uri, credential=credential, **_queue_codec()
+                settings.queue_service_uri,
+                credential=credential,
+                **_queue_codec(),
+                **_transport_options(),
             )
 
     def ensure(self) -> None:
@@ -117,3 +122,26 @@ def _queue_codec() -> dict[str, Any]:
         "message_encode_policy": TextBase64EncodePolicy(),
         "message_decode_policy": BinaryBase64DecodePolicy(),
     }
+
+
+def _transport_options() -> dict[str, Any]:
+    """Skip requests' per-request look at the environment; what it would find is given once.
+
+    With its default `trust_env`, requests walks the whole environment for proxy settings
+    twice and looks for a netrc file on every request: about half a millisecond of CPU per
+    storage request, a third of a point read. The environment does not change while the
+    process runs, so the CA bundle requests would pick from it (REQUESTS_CA_BUNDLE, then
+    CURL_CA_BUNDLE) is passed once instead; with a proxy or a netrc file, nothing changes.
+    """
+    netrc = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
+    if (
+        urllib.request.getproxies()
+        or os.path.exists(netrc)
+        or os.path.exists(os.path.expanduser("~/_netrc"))
+    ):
+        return {}
+    options: dict[str, Any] = {"use_env_settings": False}
+    bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
+    if bundle:
+        options["connection_verify"] = bundle
+    return options

@@ -1,0 +1,278 @@
+"""What the fault tests share: the clean twin, mirror snapshots, draining, processes, figures.
+
+Every claim is checked the same way: the run under faults and a clean run of the same
+Dynamics data end with the same mirror, compared row for row and activity for activity.
+The clean run uses a second Azurite (the twin), so both read the simulator at the same moments.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from shared.apply import apply_batch
+from shared.cycle import heartbeat, queue_backlog
+from shared.mapping import to_json
+from shared.services import Services
+from shared.settings import Settings
+from shared.storage import BATCH_QUEUE
+
+ROOT = Path(__file__).resolve().parents[2]
+ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]
+SOAK = os.environ.get("ACCTSYNC_SOAK") == "1"
+API_KEY = "fault-suite-key-not-a-secret"
+FIGURES_FILE = ROOT / ".acctsync" / "faults.json"
+# Written by the apply step at apply time, so they differ between two runs of the same data.
+VOLATILE = frozenset({"synced_at", "deleted_at"})
+MIRROR_TABLES = ("accounts", "contacts", "members", "activities")
+
+Snapshot = dict[str, dict[tuple[str, str], dict[str, Any]]]
+
+
+def scale(normal: int, soak: int) -> int:
+    """A size for the normal suite, or the bigger one of the soak (ACCTSYNC_SOAK=1)."""
+    return soak if SOAK else normal
+
+
+def wipe(connection: str) -> None:
+    """Remove every table and queue of a storage account."""
+    with TableServiceClient.from_connection_string(connection) as tables:
+        for table in tables.list_tables():
+            tables.delete_table(table.name)
+    with QueueServiceClient.from_connection_string(connection) as queues:
+        for queue in queues.list_queues():
+            queues.delete_queue(queue.name)
+
+
+def services_for(env: dict[str, str]) -> Services:
+    """acctsync's services for explicit settings (a second storage next to the global one)."""
+    return Services(Settings.from_env(env)).ready()
+
+
+def snapshot(services: Services) -> Snapshot:
+    """The mirror as plain values: accounts, contacts, memberships and activities."""
+    tables = {
+        "accounts": services.accounts.table,
+        "contacts": services.contacts.table,
+        "members": services.members.table,
+        "activities": services.activities.table,
+    }
+    result: Snapshot = {}
+    for name, table in tables.items():
+        rows: dict[tuple[str, str], dict[str, Any]] = {}
+        for entity in table.list_entities():
+            key = (str(entity["PartitionKey"]), str(entity["RowKey"]))
+            rows[key] = {
+                k: to_json(v)
+                for k, v in entity.items()
+                if k not in VOLATILE and k not in ("PartitionKey", "RowKey")
+            }
+        result[name] = rows
+    return result
+
+
+def mirror_differences(got: Snapshot, expected: Snapshot, *, limit: int = 5) -> list[str]:
+    """Readable differences between two snapshots; empty when they are the same."""
+    problems: list[str] = []
+    for name in MIRROR_TABLES:
+        mine, theirs = got.get(name, {}), expected.get(name, {})
+        missing = sorted(theirs.keys() - mine.keys())
+        extra = sorted(mine.keys() - theirs.keys())
+        changed = sorted(k for k in mine.keys() & theirs.keys() if mine[k] != theirs[k])
+        if missing:
+            problems.append(f"{name}: {len(missing)} missing, e.g. {missing[:limit]}")
+        if extra:
+            problems.append(f"{name}: {len(extra)} extra, e.g. {extra[:limit]}")
+        for key in changed[:limit]:
+            problems.append(f"{name} {key}: {mine[key]} != clean {theirs[key]}")
+        if len(changed) > limit:
+            problems.append(f"{name}: {len(changed)} rows differ in all")
+    return problems
+
+
+def assert_same_mirror(
+    services: Services, clean: Services, *, moved: set[str] | None = None
+) -> Snapshot:
+    """The mirror under test equals the clean run's, row for row; returns it.
+
+    `moved`: contacts that changed account in a cycle in which their old or new account also
+    changed. Which of the two accounts' activities such a contact gets depends on whether the
+    account batch or the contact batch of that cycle applied first, and a retried batch comes
+    later (a known limit, docs/faults.md): their activities are left out of the comparison
+    when the test lets batches apply out of order.
+    """
+    got, expected = snapshot(services), snapshot(clean)
+    if moved:
+        for shot in (got, expected):
+            shot["activities"] = {
+                key: row
+                for key, row in shot["activities"].items()
+                if key[1].split("|", 1)[0] not in moved
+            }
+    problems = mirror_differences(got, expected)
+    assert not problems, "the mirror differs from the clean run:\n" + "\n".join(problems)
+    return got
+
+
+def counts(shot: Snapshot) -> dict[str, int]:
+    return {name: len(shot[name]) for name in MIRROR_TABLES}
+
+
+def drain(services: Services) -> int:
+    """Apply every queued batch in this process, like a worker that never fails."""
+    queue = services.storage.queue(BATCH_QUEUE)
+    applied = 0
+    while True:
+        messages = list(queue.receive_messages(max_messages=32, visibility_timeout=300))
+        if not messages:
+            return applied
+        for message in messages:
+            apply_batch(services, message.content)
+            queue.delete_message(message)
+            applied += 1
+
+
+def clean_cycle(services: Services) -> dict[str, Any]:
+    """One whole cycle with nothing going wrong: plan, apply every batch, finish."""
+    planned = heartbeat(services, owner="clean-twin", force=True)
+    assert planned.action == "planned", planned
+    drain(services)
+    finished = heartbeat(services, owner="clean-twin")
+    assert finished.action == "finished", finished
+    return finished.summary
+
+
+def plan_only(services: Services, owner: str = "faults") -> dict[str, Any]:
+    planned = heartbeat(services, owner=owner, force=True)
+    assert planned.action == "planned", planned
+    return planned.summary
+
+
+def finish(services: Services) -> dict[str, Any]:
+    assert queue_backlog(services) == 0
+    finished = heartbeat(services, owner="faults")
+    assert finished.action == "finished", finished
+    return finished.summary
+
+
+def wait_until(condition: Any, *, timeout: float, every: float = 0.1, what: str = "") -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout}s waiting for {what or condition}")
+        time.sleep(every)
+
+
+@dataclass
+class Process:
+    """A child process whose stdout lines are collected as they come."""
+
+    popen: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+    times: list[float] = field(default_factory=list)  # time.monotonic() of each line
+    _reader: threading.Thread | None = None
+
+    @classmethod
+    def start(cls, args: list[str], env: dict[str, str], stderr: IO[str] | int) -> Process:
+        popen = subprocess.Popen(
+            args,
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=stderr,
+            stdin=subprocess.DEVNULL,
+            text=True,
+        )
+        process = cls(popen)
+        process._reader = threading.Thread(target=process._read, daemon=True)
+        process._reader.start()
+        return process
+
+    def _read(self) -> None:
+        assert self.popen.stdout is not None
+        for line in self.popen.stdout:
+            self.times.append(time.monotonic())
+            self.lines.append(line.rstrip("\n"))
+
+    def wait_for_line(self, prefix: str, *, timeout: float) -> None:
+        wait_until(
+            lambda: (
+                any(line.startswith(prefix) for line in self.lines) or self.popen.poll() is not None
+            ),
+            timeout=timeout,
+            what=f"a line starting {prefix!r}",
+        )
+        if not any(line.startswith(prefix) for line in self.lines):
+            raise AssertionError(f"the process ended ({self.popen.returncode}): {self.lines}")
+
+    def finish(self, timeout: float = 30) -> int:
+        code = self.popen.wait(timeout=timeout)
+        if self._reader is not None:
+            self._reader.join(timeout=5)
+        return code
+
+
+def run(
+    args: list[str], env: dict[str, str], *, timeout: float = 300
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*ACCTSYNC, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def sync_summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
+    assert done.returncode == 0, done.stderr[-3000:]
+    summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return summary
+
+
+class Figures:
+    """Numbers the tests measured, merged into .acctsync/faults.json for the docs to quote."""
+
+    def __init__(self) -> None:
+        self.data: dict[str, Any] = {}
+
+    def record(self, claim: str, **values: Any) -> None:
+        self.data.setdefault(claim, {}).update(values)
+
+    def write(self) -> None:
+        if not self.data:
+            return
+        FIGURES_FILE.parent.mkdir(parents=True, exist_ok=True)
+        existing: dict[str, Any] = {}
+        if FIGURES_FILE.exists():
+            try:
+                existing = json.loads(FIGURES_FILE.read_text())
+            except ValueError:
+                existing = {}
+        existing.update(self.data)
+        existing["_written_at"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        existing["_soak"] = SOAK
+        FIGURES_FILE.write_text(json.dumps(existing, indent=2, sort_keys=True) + "\n")
+
+
+def iter_history(services: Services) -> Iterator[dict[str, Any]]:
+    """Every finished cycle, however many."""
+    rows = services.history.table.query_entities("PartitionKey eq @p", parameters={"p": "history"})
+    for row in rows:
+        yield json.loads(row["summary"])
