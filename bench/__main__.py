@@ -1,0 +1,127 @@
+"""`make bench` (`python -m bench [--quick]`): every figure of docs/benchmarks.md in one run.
+
+It starts its own Azurite (a fresh in-memory one per scenario) and Dataverse simulator, runs
+acctsync in child processes (their RSS and CPU are acctsync's own), measures each baseline in
+the same run, prints one table and writes bench-results.json at the repository root.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench import scenarios
+from bench.report import render
+from bench.stack import ROOT, running_stack
+
+
+@dataclass(frozen=True)
+class Sizes:
+    small_accounts: int
+    small_contacts: int
+    big_accounts: int
+    big_contacts: int
+    changed_accounts: int
+    fanout: tuple[int, ...]  # contacts of the accounts whose one field changes
+    paging_accounts: int
+    scaleout_accounts: int
+    scaleout_contacts: int
+    workers: tuple[int, ...]
+
+
+FULL = Sizes(2_000, 20_000, 20_000, 200_000, 1_000, (5_000, 5_001, 20_000, 100_000), 100_000,
+             1_000, 10_000, (1, 2, 4))  # fmt: skip
+QUICK = Sizes(600, 12_000, 2_000, 20_000, 200, (5_000, 5_001, 8_000, 12_000), 20_000,
+              300, 3_000, (1, 2, 4))  # fmt: skip
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__)
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, for trying things")
+    parser.add_argument(
+        "--output", type=Path, default=ROOT / "bench-results.json", help="where the JSON goes"
+    )
+    args = parser.parse_args(argv)
+    # A SIGTERM (make interrupted, CI stopping) unwinds like Ctrl-C, so Azurite and the
+    # simulator are stopped on the way out.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    sizes = QUICK if args.quick else FULL
+    started = time.monotonic()
+    results: dict[str, Any] = {
+        "quick": args.quick,
+        "machine": machine(),
+        "started_at": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+    }
+
+    def step(name: str) -> None:
+        print(f"[{time.monotonic() - started:6.0f}s] {name}", file=sys.stderr, flush=True)
+
+    with running_stack() as stack:
+        step("Dataverse paging: acctsync's client against a bare httpx loop")
+        results["paging"] = scenarios.paging(stack, sizes.paging_accounts)
+        step(f"small mirror: load {sizes.small_accounts} accounts, {sizes.small_contacts} contacts")
+        small = scenarios.load_and_idle(
+            stack,
+            sizes.small_accounts,
+            sizes.small_contacts,
+            changed_accounts=sizes.changed_accounts,
+        )
+        results["small"] = small
+        step(f"fan-out to {', '.join(map(str, sizes.fanout))} contacts")
+        results["fanout"] = scenarios.fanout(stack, sizes.fanout)
+        step("raw ceiling of the small load's writes")
+        small["ceiling"] = scenarios.load_ceiling(stack, small["load"])
+        step(f"scale-out: the apply step on {', '.join(map(str, sizes.workers))} worker processes")
+        results["scaleout"] = scenarios.scaleout(
+            stack, sizes.scaleout_accounts, sizes.scaleout_contacts, sizes.workers
+        )
+        step(f"big mirror: load {sizes.big_accounts} accounts, {sizes.big_contacts} contacts")
+        big = scenarios.load_and_idle(
+            stack,
+            sizes.big_accounts,
+            sizes.big_contacts,
+            changed_accounts=sizes.changed_accounts,
+        )
+        results["big"] = big
+        step("raw ceilings of the big load's writes")
+        results["big"]["ceiling"] = scenarios.load_ceiling(stack, big["load"])
+        results["single_upserts"] = scenarios.single_upsert_rate(stack)
+    results["duration_s"] = round(time.monotonic() - started, 1)
+    table = render(results)
+    print(table)
+    results["table"] = table
+    args.output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures written to {args.output}", file=sys.stderr)
+    return 0
+
+
+def machine() -> dict[str, Any]:
+    import os
+
+    import psutil
+
+    model = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.exists():
+        for line in cpuinfo.read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    return {
+        "cpus": os.cpu_count(),
+        "cpu_model": model or platform.processor(),
+        "memory_gib": round(psutil.virtual_memory().total / 2**30, 1),
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+
+
+if __name__ == "__main__":
+    sys.exit(main())

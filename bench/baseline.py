@@ -1,0 +1,118 @@
+"""The raw ceilings: the same storage and Dataverse work with nothing of acctsync in it.
+
+- batched upserts: entities of the size acctsync writes, 64 partitions, entity-group
+  transactions of 100 upserts, a few in flight (as many as it takes to keep Azurite busy);
+- single upserts: one entity per request, one at a time;
+- paging: a bare httpx loop over the simulator's change-tracking pages.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+import zlib
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import httpx
+from azure.data.tables import TableServiceClient, TransactionOperation, UpdateMode
+
+from bench.stack import Stack
+from shared.dataverse import LOOKUP_ANNOTATIONS
+
+PARTITIONS = 64
+IN_FLIGHT = 4
+
+
+def entity(index: int, partition_of: str) -> dict[str, Any]:
+    """An entity shaped like a mirrored contact (about the same properties and size)."""
+    contact = str(uuid.UUID(int=index + 1))
+    return {
+        "PartitionKey": f"{zlib.crc32(partition_of.encode()) % PARTITIONS:02d}",
+        "RowKey": contact,
+        "version": index,
+        "is_deleted": False,
+        "accountid": "00000000-0000-0000-0000-00000000abcd",
+        "parent_id": "00000000-0000-0000-0000-00000000abcd",
+        "parent_type": "account",
+        "f_fullname": "Ana Silva",
+        "f_firstname": "Ana",
+        "f_lastname": "Silva",
+        "f_emailaddress1": f"ana.silva{index % 999}@contoso.example",
+        "f_jobtitle": "Purchasing Manager",
+        "f_telephone1": "+1 425 555 0101",
+        "f_statecode": 0,
+    }
+
+
+def batched_upserts(stack: Stack, count: int, *, table: str = "benchraw") -> float:
+    """Seconds to upsert `count` entities in 100-entity transactions (raw ceiling)."""
+    groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for index in range(count):
+        item = entity(index, str(index))
+        groups[item["PartitionKey"]].append(item)
+    chunks = [g[i : i + 100] for g in groups.values() for i in range(0, len(g), 100)]
+    # Interleave partitions, as a growing table would see them.
+    chunks.sort(key=lambda c: (c[0]["version"] // 6400, c[0]["PartitionKey"]))
+    with TableServiceClient.from_connection_string(stack.storage) as service:
+        client = service.create_table_if_not_exists(table)
+
+        def submit(chunk: list[dict[str, Any]]) -> None:
+            client.submit_transaction(
+                [(TransactionOperation.UPSERT, e, {"mode": UpdateMode.REPLACE}) for e in chunk]
+            )
+
+        started = time.perf_counter()
+        with ThreadPoolExecutor(IN_FLIGHT) as pool:
+            list(pool.map(submit, chunks))
+        elapsed = time.perf_counter() - started
+        service.delete_table(table)
+    return elapsed
+
+
+def single_upserts(stack: Stack, count: int, *, table: str = "benchsingle") -> float:
+    """Seconds to upsert `count` entities one request at a time."""
+    with TableServiceClient.from_connection_string(stack.storage) as service:
+        client = service.create_table_if_not_exists(table)
+        started = time.perf_counter()
+        for index in range(count):
+            client.upsert_entity(entity(index, str(index)), mode=UpdateMode.REPLACE)
+        elapsed = time.perf_counter() - started
+        service.delete_table(table)
+    return elapsed
+
+
+def page_loop(stack: Stack, entity_set: str, select: str) -> tuple[float, int, int]:
+    """A bare httpx loop over the change-tracking pages: (seconds, rows, requests).
+
+    It sends what DataverseClient sends (the same Prefer headers, so the same pages), and
+    nothing else: no retries, no token cache, no row handling beyond counting.
+    """
+    env = stack.sim.env
+    token_url = f"{env['DATAVERSE_AUTHORITY_HOST']}/{env['DATAVERSE_TENANT_ID']}/oauth2/v2.0/token"
+    with httpx.Client(verify=stack.sim.ssl_context(), timeout=120) as http:
+        token = http.post(
+            token_url,
+            data={
+                "grant_type": "client_credentials",
+                "client_id": env["DATAVERSE_CLIENT_ID"],
+                "client_secret": env["DATAVERSE_CLIENT_SECRET"],
+                "scope": f"{env['DATAVERSE_URL']}/.default",
+            },
+        ).json()["access_token"]
+        headers = {
+            "Authorization": f"Bearer {token}",
+            "Accept": "application/json",
+            "Prefer": f"odata.track-changes,odata.maxpagesize=5000,{LOOKUP_ANNOTATIONS}",
+        }
+        url: str | None = f"{env['DATAVERSE_URL']}/api/data/v9.2/{entity_set}?$select={select}"
+        rows = requests = 0
+        started = time.perf_counter()
+        while url:
+            body = http.get(url, headers=headers).json()
+            requests += 1
+            rows += len(body["value"])
+            url = body.get("@odata.nextLink")
+            headers["Prefer"] = f"odata.maxpagesize=5000,{LOOKUP_ANNOTATIONS}"
+        return time.perf_counter() - started, rows, requests

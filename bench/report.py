@@ -1,0 +1,163 @@
+"""The one table `make bench` prints, from the figures it measured."""
+
+from __future__ import annotations
+
+from typing import Any
+
+HEADER = ("#", "figure", "acctsync", "baseline, same run", "ratio", "goal", "met")
+
+
+def render(results: dict[str, Any]) -> str:
+    rows: list[tuple[str, ...]] = []
+    small, big = results["small"], results["big"]
+
+    for label, data in (("small", small), ("big", big)):
+        load, ceiling = data["load"], data["ceiling"]
+        rows.append(
+            (
+                "1",
+                f"initial load {data['accounts']:,} acc + {data['contacts']:,} con ({label})",
+                f"{load['records_per_s']:,.0f} rec/s, {load['wall_s']:,.0f} s, "
+                f"{load['storage']['entities_written']:,} entities; CPU s: acctsync "
+                f"{load['cpu_s']:,.0f}, Azurite {load['azurite_cpu_s']:,.0f}",
+                f"{ceiling['entities_per_s']:,.0f} ent/s batched ({ceiling['seconds']:,.0f} s)",
+                f"{ceiling['ratio']:.2f}",
+                ">= 0.7",
+                _met(ceiling["ratio"] >= 0.7),
+            )
+        )
+    idles = [(d["accounts"], d["idle"]) for d in (small, big)]
+    same = len({(i["dataverse_requests_seen"], i["storage"]["total"]) for _, i in idles}) == 1
+    for accounts, idle in idles:
+        rows.append(
+            (
+                "2",
+                f"idle cycle, {accounts:,} accounts",
+                f"{idle['dataverse_requests_seen']} Dataverse req, "
+                f"{idle['storage']['total']} storage ops, {idle['wall_s']:.2f} s",
+                "",
+                "",
+                "same counts, <= 3 req",
+                _met(same and idle["dataverse_requests_seen"] <= 3),
+            )
+        )
+    for data in (small, big):
+        inc = data["incremental"]
+        ceiling = inc["ceiling"]
+        rows.append(
+            (
+                "3",
+                f"incremental, {inc['changed_accounts']:,} of {data['accounts']:,} accounts",
+                f"{inc['wall_s']:.1f} s, {inc['summary']['activities_logged']:,} activities, "
+                f"{inc['storage']['total']:,} storage ops; CPU s: acctsync {inc['cpu_s']:.0f}, "
+                f"Azurite {inc['azurite_cpu_s']:.0f}",
+                f"{ceiling['seconds']:.1f} s for its {ceiling['entities']:,} entities",
+                f"{ceiling['ratio']:.2f}",
+                "",
+                "",
+            )
+        )
+    changes = results["fanout"]["changes"]
+    over = [c for c in changes.values() if c["contacts"] > 5000]
+    constant = len({c["storage"]["total"] for c in over}) == 1
+    for change in changes.values():
+        size = change["contacts"]
+        if "ceiling" in change:
+            rows.append(
+                (
+                    "4",
+                    f"fan-out, one field, {size:,} contacts",
+                    f"{change['activities_per_s']:,.0f} act/s, {change['wall_s']:.1f} s, "
+                    f"{change['storage']['total']} storage ops",
+                    f"{change['ceiling']['entities_per_s']:,.0f} ent/s batched",
+                    f"{change['ceiling']['ratio']:.2f}",
+                    ">= 0.7",
+                    _met(change["ceiling"]["ratio"] >= 0.7),
+                )
+            )
+        else:
+            rows.append(
+                (
+                    "4",
+                    f"fan-out, one field, {size:,} contacts",
+                    f"{change['storage']['total']} storage ops, "
+                    f"{change['summary']['activities_suppressed']:,} suppressed, "
+                    f"{change['wall_s']:.1f} s",
+                    "",
+                    "",
+                    "same small constant",
+                    _met(constant),
+                )
+            )
+    # Flat: within each kind of work, the largest size needs at most a quarter more memory
+    # than the smallest (10x and 20x the data).
+    loads = [(f"load {d['contacts']:,} contacts", d["load"]["peak_rss_mb"]) for d in (small, big)]
+    fans = [(f"change, {c['contacts']:,} contacts", c["peak_rss_mb"]) for c in changes.values()]
+    for group in (loads, fans):
+        peaks = [m for _, m in group]
+        flat = max(peaks) <= 1.25 * min(peaks)
+        for label, rss in group:
+            rows.append(
+                (
+                    "5",
+                    f"peak RSS, {label}",
+                    f"{rss:.0f} MB",
+                    "",
+                    "",
+                    "< 200 MB, flat",
+                    _met(rss < 200 and flat),
+                )
+            )
+    paging = results["paging"]
+    rows.append(
+        (
+            "6",
+            f"Dataverse paging, {paging['rows']:,} accounts ({paging['pages']} pages)",
+            f"{paging['client_rows_per_s']:,.0f} rows/s ({paging['client_s']:.1f} s)",
+            f"{paging['bare_rows_per_s']:,.0f} rows/s bare httpx",
+            f"{paging['ratio']:.2f}",
+            ">= 0.9",
+            _met(paging["ratio"] >= 0.9),
+        )
+    )
+    scale = results["scaleout"]
+    one = scale["runs"][min(scale["runs"], key=int)]["records_per_s"]
+    for run in scale["runs"].values():
+        rows.append(
+            (
+                "7",
+                f"apply, {run['workers']} worker process(es), {scale['records']:,} records",
+                f"{run['records_per_s']:,.0f} rec/s; CPU s: workers {run['workers_cpu_s']:.0f}, "
+                f"Azurite {run['azurite_cpu_s']:.0f}; {run['cores_busy']:.2f} cores busy",
+                "",
+                f"{run['records_per_s'] / one:.2f}x",
+                "",
+                "",
+            )
+        )
+    single = results["single_upserts"]
+    rows.append(
+        (
+            "-",
+            "raw single upserts, one at a time",
+            "",
+            f"{single['entities_per_s']:,.0f} ent/s",
+            "",
+            "",
+            "",
+        )
+    )
+    return _table(rows)
+
+
+def _met(ok: bool) -> str:
+    return "yes" if ok else "NO"
+
+
+def _table(rows: list[tuple[str, ...]]) -> str:
+    widths = [max(len(r[i]) for r in [HEADER, *rows]) for i in range(len(HEADER))]
+    lines = [
+        " | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip()
+        for row in [HEADER, tuple("-" * w for w in widths), *rows]
+    ]
+    return "\n".join(lines)

@@ -1,0 +1,254 @@
+"""The scenarios: each sets up its data, runs acctsync in child processes, and measures the
+baseline of the same work in the same run."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from azure.data.tables import TableClient
+from azure.storage.queue import QueueClient
+
+from bench import baseline
+from bench.stack import Stack, finish_child
+from shared.columns import DEFAULT_ACCOUNT_COLUMNS, account_catalogue, account_select
+from shared.dataverse import DataverseClient
+from shared.settings import Settings
+from shared.storage import ACCOUNTS_TABLE, BATCH_QUEUE
+
+SUMMARY_KEYS = (
+    "accounts_changed",
+    "contacts_changed",
+    "batches",
+    "accounts_applied",
+    "contacts_applied",
+    "skipped",
+    "activities_logged",
+    "activities_suppressed",
+    "errors",
+    "dataverse_requests",
+    "started_at",
+    "planned_at",
+    "finished_at",
+)
+
+
+def _cycle(stack: Stack, *, with_azurite_cpu: bool = True) -> dict[str, Any]:
+    """One `acctsync cycle` in a child process, with what Dataverse and Azurite saw of it."""
+    stack.dataverse_requests()  # clears the simulator's request log
+    azurite_before = stack.azurite_cpu()
+    run = stack.run_child("cycle")
+    summary = run.pop("result")
+    run["summary"] = {k: summary.get(k) for k in SUMMARY_KEYS}
+    run["dataverse_requests_seen"] = stack.dataverse_requests()
+    if with_azurite_cpu:
+        run["azurite_cpu_s"] = stack.azurite_cpu() - azurite_before
+    return run
+
+
+def load_and_idle(
+    stack: Stack, accounts: int, contacts: int, *, changed_accounts: int = 0
+) -> dict[str, Any]:
+    """A first load on an empty mirror, an idle cycle, and optionally an incremental one."""
+    stack.sim.control.reset(accounts, contacts, seed=1)
+    stack.fresh_azurite()
+    load = _cycle(stack)
+    summary = load["summary"]
+    records = summary["accounts_changed"] + summary["contacts_changed"]
+    load["records"] = records
+    load["records_per_s"] = records / load["wall_s"]
+    result: dict[str, Any] = {
+        "accounts": accounts,
+        "contacts": contacts,
+        "load": load,
+        "idle": _cycle(stack),
+    }
+    if changed_accounts:
+        result["incremental"] = incremental(stack, changed_accounts)
+    return result
+
+
+def _mirrored_account_ids(stack: Stack) -> list[str]:
+    with TableClient.from_connection_string(stack.storage, ACCOUNTS_TABLE) as table:
+        return sorted(str(e["RowKey"]) for e in table.list_entities(select=["RowKey"]))
+
+
+def incremental(stack: Stack, changed: int) -> dict[str, Any]:
+    """`changed` accounts (not the two at the activity limit) change one field each."""
+    largest = {a["accountid"] for a in stack.sim.control.stats()["largest_accounts"][:2]}
+    ids = [i for i in _mirrored_account_ids(stack) if i not in largest][:changed]
+    for number, account_id in enumerate(ids):
+        stack.sim.control.update_account(account_id, {"telephone1": f"+1 425 555 {number:04d}"})
+    run = _cycle(stack)
+    run["changed_accounts"] = len(ids)
+    run["ceiling"] = _ceiling(stack, run["storage"]["entities_written"], run["wall_s"])
+    return run
+
+
+def _ceiling(stack: Stack, entities: int, acctsync_wall_s: float) -> dict[str, Any]:
+    seconds = baseline.batched_upserts(stack, entities)
+    return {
+        "entities": entities,
+        "seconds": seconds,
+        "entities_per_s": entities / seconds,
+        "ratio": seconds / acctsync_wall_s,
+    }
+
+
+def load_ceiling(stack: Stack, load: dict[str, Any]) -> dict[str, Any]:
+    """The same number of entities as the load wrote, raw, on a fresh Azurite as it had."""
+    stack.fresh_azurite()
+    return _ceiling(stack, load["storage"]["entities_written"], load["wall_s"])
+
+
+def fanout(stack: Stack, sizes: tuple[int, ...]) -> dict[str, Any]:
+    """One field changed on accounts with these many contacts (after load_and_idle's small
+    mirror, whose demo data has the two accounts at 5,000 and 5,001 contacts)."""
+    control = stack.sim.control
+    accounts: dict[int, str] = {}
+    for entry in control.stats()["largest_accounts"]:
+        if entry["contacts"] in sizes:
+            accounts.setdefault(entry["contacts"], entry["accountid"])
+    created = 0
+    for size in sizes:
+        if size in accounts:
+            continue
+        (account_id,) = control.create_accounts([{"name": f"Fan-out {size}", "revenue": 1.0}])
+        for start in range(0, size, 10_000):
+            control.create_contacts(
+                [
+                    {
+                        "firstname": "Fan",
+                        "lastname": f"out {size}-{n}",
+                        "parentcustomerid": account_id,
+                        "parentcustomertype": "account",
+                    }
+                    for n in range(start, min(size, start + 10_000))
+                ]
+            )
+        accounts[size] = account_id
+        created += size
+    result: dict[str, Any] = {"setup": _setup_load(stack) if created else None, "changes": {}}
+    for number, size in enumerate(sizes):
+        control.update_account(accounts[size], {"telephone1": f"+1 206 555 {number:04d}"})
+        run = _cycle(stack)
+        run["contacts"] = size
+        logged = run["summary"]["activities_logged"]
+        run["activities_per_s"] = logged / run["wall_s"]
+        if logged:
+            run["ceiling"] = _ceiling(stack, run["storage"]["entities_written"], run["wall_s"])
+        result["changes"][str(size)] = run
+    return result
+
+
+def _setup_load(stack: Stack, workers: int = 2) -> dict[str, Any]:
+    """Load what was just created (set-up, not a figure): planned by one process, applied
+    by `workers` processes, then a cycle that finishes it and finds nothing new."""
+    planned = stack.run_child("plan")
+    started = time.perf_counter()
+    drains = [stack.start_child("drain") for _ in range(workers)]
+    applied = [finish_child(d) for d in drains]
+    return {
+        "records": int(planned["result"]["contacts_changed"])
+        + int(planned["result"]["accounts_changed"]),
+        "plan_s": planned["wall_s"],
+        "apply_s": time.perf_counter() - started,
+        "peak_rss_mb": max([planned["peak_rss_mb"], *(a["peak_rss_mb"] for a in applied)]),
+        "finish": _cycle(stack),
+    }
+
+
+def paging(stack: Stack, accounts: int, rounds: int = 2) -> dict[str, Any]:
+    """DataverseClient.changes over every page of `accounts` accounts, against a bare httpx
+    loop sending the same requests; the best of `rounds` alternating runs of each."""
+    stack.sim.control.reset(accounts, 0, seed=1)
+    settings = Settings.from_env(stack.sim.env).require_dataverse()
+    with DataverseClient(settings) as client:
+        columns = {
+            c.name: c.type
+            for c in account_catalogue(client)
+            if c.readable and c.name in DEFAULT_ACCOUNT_COLUMNS
+        }
+        select = account_select(columns)
+        client_s: list[float] = []
+        bare_s: list[float] = []
+        rows = requests = 0
+        for _ in range(rounds):
+            seconds, bare_rows, requests = baseline.page_loop(stack, "accounts", ",".join(select))
+            bare_s.append(seconds)
+            started = time.perf_counter()
+            rows = sum(len(p.rows) for p in client.changes("accounts", select, delta_link=None))
+            client_s.append(time.perf_counter() - started)
+            assert rows == bare_rows == accounts, (rows, bare_rows, accounts)
+    return {
+        "rows": rows,
+        "pages": requests,
+        "client_s": min(client_s),
+        "bare_s": min(bare_s),
+        "client_rows_per_s": rows / min(client_s),
+        "bare_rows_per_s": rows / min(bare_s),
+        "ratio": min(bare_s) / min(client_s),
+        "all_client_s": client_s,
+        "all_bare_s": bare_s,
+    }
+
+
+def scaleout(
+    stack: Stack, accounts: int, contacts: int, workers: tuple[int, ...]
+) -> dict[str, Any]:
+    """The same queued batches applied by 1, 2, 4... worker processes on one queue, each on
+    a fresh Azurite, with the CPU seconds of Azurite and of the workers."""
+    stack.sim.control.reset(accounts, contacts, seed=1)
+    stack.fresh_azurite()
+    planned = stack.run_child("plan")
+    plan = planned["result"]
+    records = int(plan["accounts_changed"]) + int(plan["contacts_changed"])
+    messages: list[str] = []
+    with QueueClient.from_connection_string(stack.storage, BATCH_QUEUE) as queue:
+        while True:
+            page = list(queue.receive_messages(messages_per_page=32, visibility_timeout=600))
+            if not page:
+                break
+            for message in page:
+                messages.append(str(message.content))
+                queue.delete_message(message)
+    runs: dict[str, Any] = {}
+    for count in workers:
+        stack.fresh_azurite()
+        with QueueClient.from_connection_string(stack.storage, BATCH_QUEUE) as queue:
+            queue.create_queue()
+            for body in messages:
+                queue.send_message(body)  # the raw (base64) text the cycle sent
+        start_at = time.time() + 3.0 + 0.5 * count  # after every worker has imported
+        azurite_before = stack.azurite_cpu()
+        children = [stack.start_child("drain", start_at=start_at) for _ in range(count)]
+        done = [finish_child(child) for child in children]
+        wall = max(d["ended_at"] for d in done) - start_at
+        azurite_cpu = stack.azurite_cpu() - azurite_before
+        workers_cpu = sum(d["cpu_s"] for d in done)
+        runs[str(count)] = {
+            "workers": count,
+            "wall_s": wall,
+            "records_per_s": records / wall,
+            "batches": sum(d["result"]["applied"] for d in done),
+            "failed": sum(d["result"]["failed"] for d in done),
+            "workers_cpu_s": workers_cpu,
+            "azurite_cpu_s": azurite_cpu,
+            "cores_busy": (workers_cpu + azurite_cpu) / wall,
+            "workers_cpu_ms_per_record": 1000 * workers_cpu / records,
+            "azurite_cpu_ms_per_record": 1000 * azurite_cpu / records,
+            "peak_rss_mb": max(d["peak_rss_mb"] for d in done),
+        }
+    return {
+        "records": records,
+        "batches": len(messages),
+        # Planning alone (read every page, pack, enqueue), in one process as the heartbeat does.
+        "plan_s": planned["wall_s"],
+        "plan_records_per_s": records / planned["wall_s"],
+        "runs": runs,
+    }
+
+
+def single_upsert_rate(stack: Stack, count: int = 2_000) -> dict[str, Any]:
+    seconds = baseline.single_upserts(stack, count)
+    return {"entities": count, "seconds": seconds, "entities_per_s": count / seconds}

@@ -1,0 +1,119 @@
+"""The bench's own Azurite and Dataverse simulator, and acctsync runs in child processes.
+
+acctsync runs in a child process (`python -m bench.child`) so that its peak RSS and CPU time
+are its own, not the bench's, Azurite's or the simulator's.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
+from acctsync.azurite import Azurite, start_azurite
+from acctsync.sim.harness import SimulatorHandle, start_simulator
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class Stack:
+    """One simulator for the whole run; Azurite restarted per scenario (fresh and in memory)."""
+
+    sim: SimulatorHandle
+    azurite: Azurite | None = None
+    azurite_cpu_s: list[float] = field(default_factory=list)
+
+    def fresh_azurite(self) -> Azurite:
+        """A new, empty in-memory Azurite (the old one stopped): every scenario starts equal."""
+        if self.azurite is not None:
+            self.azurite.stop()
+        self.azurite = start_azurite()
+        return self.azurite
+
+    @property
+    def storage(self) -> str:
+        assert self.azurite is not None
+        return self.azurite.connection_string
+
+    def azurite_cpu(self) -> float:
+        """CPU seconds (user + system) Azurite's node process has used so far."""
+        assert self.azurite is not None
+        times = psutil.Process(self.azurite.process.pid).cpu_times()
+        return float(times.user + times.system)
+
+    def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAVERSE_", "Azure"))}
+        env.update({k: v for k, v in self.sim.env.items() if k.startswith("DATAVERSE_")})
+        assert self.azurite is not None
+        env.update(
+            AzureWebJobsStorage=self.storage,
+            SYNC_INTERVAL_MINUTES="0",
+            ACTIVITY_CONTACT_LIMIT="5000",
+            BENCH_TABLE_PORT=str(self.azurite.table_port),
+            BENCH_QUEUE_PORT=str(self.azurite.queue_port),
+        )
+        env.update(extra or {})
+        return env
+
+    def clear_storage(self) -> None:
+        with TableServiceClient.from_connection_string(self.storage) as tables:
+            for table in tables.list_tables():
+                tables.delete_table(table.name)
+        with QueueServiceClient.from_connection_string(self.storage) as queues:
+            for queue in queues.list_queues():
+                queues.delete_queue(queue.name)
+
+    def dataverse_requests(self) -> int:
+        """Requests the simulator's Web API received since the last call (token requests apart)."""
+        entries = self.sim.control.requests(clear=True)
+        return sum(1 for e in entries if e.get("listener") == "webapi")
+
+    def start_child(self, task: str, **args: Any) -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "bench.child", task, json.dumps(args)],
+            cwd=ROOT,
+            env=self.child_env(),
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+
+    def run_child(self, task: str, **args: Any) -> dict[str, Any]:
+        """Run one acctsync task in a child process; its last stdout line is its JSON result."""
+        process = self.start_child(task, **args)
+        return finish_child(process)
+
+
+def finish_child(process: subprocess.Popen[str]) -> dict[str, Any]:
+    out, _ = process.communicate()
+    if process.returncode != 0:
+        raise RuntimeError(f"bench child failed ({process.returncode}):\n{out[-3000:]}")
+    result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    return result
+
+
+@contextlib.contextmanager
+def running_stack() -> Iterator[Stack]:
+    sim = start_simulator(timeout_s=120)
+    stack = Stack(sim)
+    try:
+        yield stack
+    finally:
+        if stack.azurite is not None:
+            stack.azurite.stop()
+        sim.stop()
+
+
+def timed() -> float:
+    return time.perf_counter()
