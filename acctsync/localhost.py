@@ -13,11 +13,14 @@ import secrets
 import signal
 import sys
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import uvicorn
 from azure.functions.timer import TimerRequest
 
 from acctsync.console_telemetry import configure_from_env
+from acctsync.ports import wait_for_port
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
@@ -41,6 +44,20 @@ def api_server(api_key: str, *, port: int = API_PORT) -> uvicorn.Server:
         lifespan="off",
     )
     return uvicorn.Server(config)
+
+
+@contextmanager
+def serving_api(api_key: str, *, port: int) -> Iterator[str]:
+    """The API server in a background thread for as long as the block runs; yields its URL."""
+    server = api_server(api_key, port=port)
+    thread = threading.Thread(target=server.run, name="api", daemon=True)
+    thread.start()
+    try:
+        wait_for_port(port)
+        yield f"http://{API_HOST}:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
 
 
 class LocalHost:

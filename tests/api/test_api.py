@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 import httpx
 import pytest
 
-from acctsync.localhost import api_server
-from acctsync.ports import free_port, wait_for_port
+from acctsync.localhost import serving_api
+from acctsync.ports import free_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
@@ -27,14 +26,8 @@ class Api:
 
 @pytest.fixture(scope="module")
 def api_base() -> Iterator[str]:
-    port = free_port()
-    server = api_server(KEY, port=port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_api(KEY, port=free_port()) as base:
+        yield base
 
 
 @pytest.fixture

@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import os
-import threading
 from collections.abc import Iterator
 
 import pytest
 
 from acctsync.azurite import Azurite, start_azurite
-from acctsync.localhost import api_server
-from acctsync.ports import free_port, wait_for_port
+from acctsync.localhost import serving_api
+from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from tests.faults.support import API_KEY, SOAK, Figures, services_for, wipe
@@ -19,14 +18,8 @@ from tests.faults.support import API_KEY, SOAK, Figures, services_for, wipe
 @pytest.fixture(scope="module")
 def api_base() -> Iterator[str]:
     """The local host's API server (127.0.0.1, key required) on a free port."""
-    port = free_port()
-    server = api_server(API_KEY, port=port)
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    wait_for_port(port)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    thread.join(timeout=10)
+    with serving_api(API_KEY, port=free_port()) as base:
+        yield base
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
