@@ -123,7 +123,11 @@ class TokenService:
         return stable_id("entra-object", principal.id)
 
     def _access_token(self, principal: Principal, audience: str, scope: str) -> str:
-        now = int(time.time())
+        # The claims hold whole seconds, but validity is checked against the exact issue time:
+        # truncating it would cut up to a second off a short lifetime (a 1 s token could be
+        # expired on arrival).
+        issued_at = time.time()
+        now = int(issued_at)
         expires = now + int(self.lifetime_s)
         tenant = self.credentials.tenant_id
         oid = self._object_id(principal)
@@ -154,7 +158,9 @@ class TokenService:
             }
         token = self._jwt(claims)
         self._serial += 1
-        self._issued[token] = IssuedToken(principal, audience, now + self.lifetime_s, self._serial)
+        self._issued[token] = IssuedToken(
+            principal, audience, issued_at + self.lifetime_s, self._serial
+        )
         return token
 
     def _id_token(self, principal: Principal) -> str:

@@ -176,7 +176,8 @@ def test_tls_verifies_with_the_ca_only(sim: SimulatorHandle) -> None:
 
 
 def test_token_lifetime_flag(tmp_path: Path) -> None:
-    with start_simulator(token_lifetime_s=1, state_dir=tmp_path) as short:
+    # Long enough that a busy CI machine cannot lose it between issue and first use.
+    with start_simulator(token_lifetime_s=3, state_dir=tmp_path) as short:
         env = short.env
         app = msal.ConfidentialClientApplication(
             env["DATAVERSE_CLIENT_ID"],
@@ -186,9 +187,9 @@ def test_token_lifetime_flag(tmp_path: Path) -> None:
             http_client=httpx.Client(verify=short.ssl_context()),
         )
         result = app.acquire_token_for_client([f"{short.dataverse_url}/.default"])
-        assert result["expires_in"] == 1
+        assert result["expires_in"] == 3
         headers = {"Authorization": f"Bearer {result['access_token']}"}
         url = f"{short.dataverse_url}/api/data/v9.2/WhoAmI"
         assert httpx.get(url, headers=headers, verify=short.ssl_context()).status_code == 200
-        time.sleep(1.1)
+        time.sleep(3.1)
         assert httpx.get(url, headers=headers, verify=short.ssl_context()).status_code == 401
