@@ -42,7 +42,7 @@ from shared.mapping import (
 from shared.mirror import PARALLEL_READS, Activity, bucket, replace
 from shared.services import Services
 from shared.state import BatchResult, utcnow
-from shared.tablewrites import MAX_TRANSACTION_ENTITIES, run_parallel
+from shared.tablewrites import MAX_TRANSACTION_ENTITIES, create_all, run_parallel
 from shared.threshold import contacts_to_count, logs_activities
 
 logger = logging.getLogger(__name__)
@@ -175,13 +175,24 @@ class _BatchApplier:
             self._apply_accounts()
         if self.batch.contacts:
             self._apply_contacts()
+        if self.batch.members:
+            self.services.members.add_all(self.batch.members)
         return self.result
+
+    @property
+    def _first_load(self) -> bool:
+        """A first load finds its rows missing: it writes them without reading first, and
+        reads only the rows of a request that met one already there (a redelivery)."""
+        return self.batch.mode == "initial"
 
     # -- accounts ----------------------------------------------------------------------------
 
     def _apply_accounts(self) -> None:
         live = [a for a in self.batch.accounts if not a.deleted]
-        existing = self.services.accounts.get_many(a.id for a in self.batch.accounts)
+        if self._first_load and len(live) == len(self.batch.accounts):
+            existing: dict[str, TableEntity] = {}  # rows met on the way are re-read alone
+        else:
+            existing = self.services.accounts.get_many(a.id for a in self.batch.accounts)
         plans = [p for a in live if (p := self._plan_account(a, existing.get(a.id)))]
         # The activities of every account of the batch go out together, before the account
         # rows as before: grouped by contact partition, they fill transactions that one
@@ -348,12 +359,38 @@ class _BatchApplier:
     # -- contacts ----------------------------------------------------------------------------
 
     def _apply_contacts(self) -> None:
-        existing = self.services.contacts.get_many(c.id for c in self.batch.contacts)
+        contacts = self.batch.contacts
+        if self._first_load and not any(c.deleted for c in contacts):
+            contacts = self._create_contacts(contacts)
+        if contacts:
+            self._update_contacts(contacts)
+
+    def _create_contacts(self, contacts: list[ContactChange]) -> list[ContactChange]:
+        """Write contacts as new rows; returns those whose rows turned out to exist."""
+        rows = {c.id: row for c in contacts if (row := self._contact_entity(c)) is not None}
+        # Memberships first, as in _update_contacts: a redelivery writes both again. Those of
+        # contacts whose parent is known to be an account may come in batches of their own.
+        apart = {c.id for c in contacts if self.batch.members_apart and c.parent_type == "account"}
+        self.services.members.add_all(
+            (str(row["accountid"]), contact_id)
+            for contact_id, row in rows.items()
+            if row["accountid"] and contact_id not in apart
+        )
+        table = self.services.contacts.table
+        existing = {str(row["RowKey"]) for row in create_all(table, rows.values())}
+        created = [c for c in contacts if c.id in rows and c.id not in existing]
+        self.result.contacts_applied += len(created)
+        for change in created:
+            self._lag(change.modified_on)
+        return [c for c in contacts if c.id in existing]
+
+    def _update_contacts(self, contacts: list[ContactChange]) -> None:
+        existing = self.services.contacts.get_many(c.id for c in contacts)
         rows: list[dict[str, Any]] = []
         joins: list[tuple[str, str]] = []
         leaves: list[tuple[str, str]] = []
         modified: list[str | None] = []
-        for change in self.batch.contacts:
+        for change in contacts:
             old = existing.get(change.id)
             old_account = str(old.get("accountid", "")) if old and not old.get("is_deleted") else ""
             if change.deleted:
@@ -390,29 +427,13 @@ class _BatchApplier:
             self._lag(modified_on)
 
     def _contact_entity(self, change: ContactChange) -> dict[str, Any] | None:
-        assert change.version is not None
         parent = (change.parent_id or "").lower()
         account = parent if self._parent_is_account(parent, change.parent_type) else ""
-        entity: dict[str, Any] = {
-            "PartitionKey": bucket(change.id),
-            "RowKey": change.id,
-            "version": EntityProperty(change.version, EdmType.INT64),
-            "synced_at": self.now,
-            "is_deleted": False,
-            "accountid": account,
-            "parent_id": parent,
-            "parent_type": change.parent_type or "",
-        }
         try:
-            for column, kind in CONTACT_COLUMNS.items():
-                stored = to_stored(column, kind, change.values.get(column))
-                if stored is not None:
-                    entity[property_name(column)] = stored
-            check_entity(entity)
+            return contact_row(change, account_id=account, synced_at=self.now)
         except UnstorableValue as error:
             self._error("contact", change.id, "update", str(error))
             return None
-        return entity
 
     def _parent_is_account(self, parent: str, parent_type: str | None) -> bool:
         if not parent:
@@ -437,6 +458,27 @@ class _BatchApplier:
             message=message,
             cycle_id=self.batch.cycle_id,
         )
+
+
+def contact_row(change: ContactChange, *, account_id: str, synced_at: datetime) -> dict[str, Any]:
+    """A contact's mirror row; UnstorableValue for a value Table Storage cannot hold."""
+    assert change.version is not None
+    entity: dict[str, Any] = {
+        "PartitionKey": bucket(change.id),
+        "RowKey": change.id,
+        "version": EntityProperty(change.version, EdmType.INT64),
+        "synced_at": synced_at,
+        "is_deleted": False,
+        "accountid": account_id,
+        "parent_id": (change.parent_id or "").lower(),
+        "parent_type": change.parent_type or "",
+    }
+    for column, kind in CONTACT_COLUMNS.items():
+        stored = to_stored(column, kind, change.values.get(column))
+        if stored is not None:
+            entity[property_name(column)] = stored
+    check_entity(entity)
+    return entity
 
 
 def _write_account(table: TableClient, plan: _AccountPlan) -> None:

@@ -1,15 +1,16 @@
 """Account and contact batches: what the cycle enqueues and the apply step reads.
 
 A batch carries the raw Web API values of the changed rows, so applying it needs no call to
-Dynamics. Rows are sorted by mirror partition before packing, so one batch mostly touches few
-partitions and its writes go out as entity-group transactions.
+Dynamics. While changes stream in, each batch holds rows of one mirror partition only, so the
+apply step writes it as whole entity-group transactions (100 rows a request) instead of a
+request per row; what is left of each partition at the end is packed together.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -59,21 +60,18 @@ class Batch:
     traceparent: str | None = None
     # Newly selected columns: loaded for every account without activities.
     backfill: list[str] = field(default_factory=list)
+    # (account id, contact id) pairs to add to the account memberships.
+    members: list[tuple[str, str]] = field(default_factory=list)
+    # The cycle sends the memberships of this batch's contacts in batches of their own,
+    # grouped by membership partition (a first load), so applying it writes none.
+    members_apart: bool = False
 
     def encode(self) -> str:
-        return json.dumps(
-            {
-                "v": FORMAT_VERSION,
-                "cycle": self.cycle_id,
-                "batch": self.batch_id,
-                "mode": self.mode,
-                "columns": {name: kind.value for name, kind in self.columns.items()},
-                "traceparent": self.traceparent,
-                "backfill": self.backfill,
-                "accounts": [_account_json(a) for a in self.accounts],
-                "contacts": [_contact_json(c) for c in self.contacts],
-            },
-            separators=(",", ":"),
+        return encode_batch(
+            self,
+            accounts=[account_fragment(a) for a in self.accounts],
+            contacts=[contact_fragment(c) for c in self.contacts],
+            members=[member_fragment(a, c) for a, c in self.members],
         )
 
     @classmethod
@@ -94,6 +92,8 @@ class Batch:
                 contacts=[_contact_of(c) for c in data["contacts"]],
                 traceparent=_optional_text(data.get("traceparent")),
                 backfill=[str(c) for c in data.get("backfill", [])],
+                members=[_member_of(m) for m in data.get("members", [])],
+                members_apart=data.get("members_apart") is True,
             )
         except BadBatch:
             raise
@@ -108,6 +108,45 @@ class Batch:
             RecursionError,
         ) as error:
             raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
+
+
+def encode_batch(
+    header: Batch, *, accounts: list[str], contacts: list[str], members: list[str]
+) -> str:
+    """The message of a batch: `header`'s own fields, and the changes as encoded fragments."""
+    head = {
+        "v": FORMAT_VERSION,
+        "cycle": header.cycle_id,
+        "batch": header.batch_id,
+        "mode": header.mode,
+        "columns": {name: kind.value for name, kind in header.columns.items()},
+        "traceparent": header.traceparent,
+        "backfill": header.backfill,
+    }
+    if header.members_apart:
+        head["members_apart"] = True
+    return (
+        f"{_compact(head)[:-1]},"
+        f'"accounts":[{",".join(accounts)}],'
+        f'"contacts":[{",".join(contacts)}],'
+        f'"members":[{",".join(members)}]}}'
+    )
+
+
+def account_fragment(change: AccountChange) -> str:
+    return _compact(_account_json(change))
+
+
+def contact_fragment(change: ContactChange) -> str:
+    return _compact(_contact_json(change))
+
+
+def member_fragment(account_id: str, contact_id: str) -> str:
+    return _compact([account_id, contact_id])
+
+
+def _compact(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"))
 
 
 def _account_json(change: AccountChange) -> dict[str, Any]:
@@ -138,6 +177,11 @@ def _account_of(data: dict[str, Any]) -> AccountChange:
         modified_on=_optional_text(data.get("mod")),
         values=_values(data["f"]),
     )
+
+
+def _member_of(data: Any) -> tuple[str, str]:
+    account_id, contact_id = data
+    return parse_guid(account_id), parse_guid(contact_id)
 
 
 def _contact_of(data: dict[str, Any]) -> ContactChange:
@@ -191,59 +235,67 @@ def _values(value: Any) -> dict[str, Any]:
     return {str(k): v for k, v in value.items()}
 
 
-@dataclass(frozen=True)
-class Oversized:
-    """A single change too large for any queue message."""
-
-    entity: str
-    id: str
-    size: int
+Kind = Literal["accounts", "contacts", "members"]
 
 
-def pack(
-    *,
-    cycle_id: str,
-    first_batch_number: int,
-    mode: Mode,
-    columns: dict[str, ColumnType],
-    accounts: Iterable[AccountChange] = (),
-    contacts: Iterable[ContactChange] = (),
-    traceparent: str | None = None,
-    backfill: list[str] | None = None,
-    max_bytes: int = MAX_MESSAGE_BYTES,
-) -> Iterator[Batch | Oversized]:
-    """Changes packed into batches whose encoded form fits a queue message, in the order given."""
-    number = first_batch_number
-    backfill = backfill or []
+@dataclass
+class Packed:
+    """The encoded changes of one batch, waiting for its header."""
 
-    def batch(accounts: list[AccountChange], contacts: list[ContactChange]) -> Batch:
-        return Batch(
-            cycle_id, f"{number:06d}", mode, columns, accounts, contacts, traceparent, backfill
-        )
+    accounts: list[str] = field(default_factory=list)
+    contacts: list[str] = field(default_factory=list)
+    members: list[str] = field(default_factory=list)
+    size: int = 0
 
-    empty = batch([], [])
-    overhead = len(empty.encode().encode()) + 16
-    budget = max_bytes - overhead
-    items: list[tuple[str, AccountChange | ContactChange, int]] = []
-    for account in accounts:
-        items.append(("account", account, len(json.dumps(_account_json(account)).encode()) + 1))
-    for contact in contacts:
-        items.append(("contact", contact, len(json.dumps(_contact_json(contact)).encode()) + 1))
-    current_accounts: list[AccountChange] = []
-    current_contacts: list[ContactChange] = []
-    used = 0
-    for entity, change, size in items:
-        if size > budget:
-            yield Oversized(entity, change.id, size)
-            continue
-        if used + size > budget:
-            yield batch(current_accounts, current_contacts)
-            number += 1
-            current_accounts, current_contacts, used = [], [], 0
-        if isinstance(change, AccountChange):
-            current_accounts.append(change)
-        else:
-            current_contacts.append(change)
-        used += size
-    if current_accounts or current_contacts:
-        yield batch(current_accounts, current_contacts)
+    @property
+    def records(self) -> int:
+        return len(self.accounts) + len(self.contacts)
+
+    def add(self, kind: Kind, fragment: str) -> None:
+        getattr(self, kind).append(fragment)
+        self.size += len(fragment) + 1  # and its comma
+
+
+class BatchPacker:
+    """Encoded changes into batches of at most `budget` bytes of changes: one (kind, partition)
+    per batch while they stream in, the remainders of all of them packed together at the end.
+
+    It holds at most one unfinished batch per kind and partition, however long the stream.
+    """
+
+    def __init__(self, budget: int):
+        self.budget = budget
+        self._open: dict[tuple[Kind, str], Packed] = {}
+
+    def fits(self, fragment: str) -> bool:
+        return len(fragment) + 1 <= self.budget
+
+    def add(self, kind: Kind, partition: str, fragment: str) -> Packed | None:
+        """Add a change that fits; returns the partition's batch when this one filled it."""
+        key = (kind, partition)
+        current = self._open.setdefault(key, Packed())
+        full = None
+        if current.size + len(fragment) + 1 > self.budget:
+            full, current = current, Packed()
+            self._open[key] = current
+        current.add(kind, fragment)
+        return full
+
+    def flush(self) -> Iterator[Packed]:
+        """What is left, in partition order, packed together."""
+        current = Packed()
+        for (kind, _), pending in sorted(self._open.items()):
+            for fragment in getattr(pending, kind):
+                if current.size + len(fragment) + 1 > self.budget:
+                    yield current
+                    current = Packed()
+                current.add(kind, fragment)
+        self._open.clear()
+        if current.size:
+            yield current
+
+
+def header_budget(header: Batch, max_bytes: int = MAX_MESSAGE_BYTES) -> int:
+    """How many bytes of changes a batch with this header can carry in one queue message."""
+    empty = encode_batch(header, accounts=[], contacts=[], members=[])
+    return max_bytes - len(empty.encode()) - 16  # a margin for a longer batch number

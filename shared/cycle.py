@@ -1,10 +1,14 @@
 """The sync cycle: a heartbeat decides, under a lease, whether a cycle starts or finishes.
 
-A cycle reads account and contact changes from the stored delta links (a full load when there
-are none), packs them into batches, enqueues them, and only then commits the new delta links:
-a crash before the commit means the next cycle re-reads the same changes, which the apply step
-ignores as already applied. The cycle finishes when every batch has left the queue, and the
-next one starts SYNC_INTERVAL_MINUTES later.
+A cycle reads changes from the stored delta links (a full load when there are none), packs them
+into batches, enqueues them, and only then commits the new delta links: a crash before the
+commit means the next cycle re-reads the same changes, which the apply step ignores as already
+applied. It does so in two stages, contacts first: their batches are applied before the
+accounts are even read, so an account change fans out to the contacts the account has after
+this cycle's moves, whatever order the workers take the messages in (one stage with both
+would let a contact that moves get the old or the new account's activities by chance).
+A stage that enqueues nothing goes straight on to the next. The cycle finishes when every
+batch of its last stage has left the queue, and the next one starts SYNC_INTERVAL_MINUTES later.
 """
 
 from __future__ import annotations
@@ -13,12 +17,26 @@ import json
 import logging
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared import telemetry
-from shared.batches import AccountChange, Batch, ContactChange, Mode, Oversized, pack
+from shared.apply import contact_row
+from shared.batches import (
+    AccountChange,
+    Batch,
+    BatchPacker,
+    ContactChange,
+    Kind,
+    Mode,
+    Packed,
+    account_fragment,
+    contact_fragment,
+    encode_batch,
+    header_budget,
+    member_fragment,
+)
 from shared.columns import (
     ACCOUNT_ID,
     CONTACT_COLUMNS,
@@ -31,7 +49,7 @@ from shared.columns import (
 from shared.dataverse import ChangePage, DataverseClient, DeltaTokenExpired
 from shared.fields import backfilled, current_selection, refresh_readability
 from shared.ids import InvalidId, parse_guid
-from shared.mapping import ColumnType, web_api_property
+from shared.mapping import ColumnType, UnstorableValue, web_api_property
 from shared.mirror import bucket
 from shared.services import Services
 from shared.state import Schedule, iso, utcnow
@@ -42,6 +60,7 @@ logger = logging.getLogger(__name__)
 LEASE_RENEW_EVERY_S = 60.0
 RETRY_AFTER_FAILURE = timedelta(minutes=1)
 ACCOUNTS, CONTACTS = "accounts", "contacts"
+STAGES = (CONTACTS, ACCOUNTS)
 
 
 class Progress(Protocol):
@@ -95,6 +114,13 @@ def heartbeat(
         backlog = queue_backlog(services)
         if backlog:
             return Heartbeat("waiting", schedule.cycle_id, backlog=backlog)
+        if schedule.stage != STAGES[-1]:
+            resumed = services.schedule.resume(
+                schedule, owner=owner, now=now, lease=_lease(services)
+            )
+            if resumed is None:
+                return Heartbeat("busy", schedule.cycle_id)
+            return _plan(services, resumed, progress)
         summary = finish_cycle(services, schedule, now=now)
         if summary is None:
             return Heartbeat("busy", schedule.cycle_id)
@@ -106,14 +132,18 @@ def heartbeat(
         current = services.schedule.read()
         action = "idle" if current.phase == "idle" else "busy"
         return Heartbeat(action, current.cycle_id, next_due=iso(current.next_due))
+    return _plan(services, started, progress)
+
+
+def _plan(services: Services, schedule: Schedule, progress: Progress | None) -> Heartbeat:
     try:
-        plan = plan_cycle(services, started, progress=progress or _default_progress)
+        plan = plan_cycle(services, schedule, progress=progress or _default_progress)
     except Exception:
         # Give the lease back so the next heartbeat retries instead of waiting for it to
         # expire; what was enqueued is applied anyway, and the cursors did not move.
-        services.schedule.abandon(started, now=utcnow(), retry_in=RETRY_AFTER_FAILURE)
+        services.schedule.abandon(schedule, now=utcnow(), retry_in=RETRY_AFTER_FAILURE)
         raise
-    return Heartbeat("planned", started.cycle_id, summary=plan)
+    return Heartbeat("planned", schedule.cycle_id, summary=plan)
 
 
 def queue_backlog(services: Services) -> int:
@@ -146,57 +176,90 @@ def finish_cycle(services: Services, schedule: Schedule, *, now: datetime) -> di
 
 
 def plan_cycle(services: Services, schedule: Schedule, *, progress: Progress) -> dict[str, Any]:
-    """Read the changes, enqueue them as batches, then commit the delta links."""
+    """Plan the cycle's next stage: read its changes, enqueue them as batches, then commit
+    its delta link. Stages that find nothing to enqueue are passed in the same call."""
     client = services.dataverse()
     requests_before, throttled_before = client.stats.requests, client.stats.throttled
-    planner = _Planner(services, client, schedule, progress)
+    plan = json.loads(schedule.plan)
+    planner = _Planner(services, client, schedule, progress, plan)
+    remaining = STAGES[STAGES.index(schedule.stage) + 1 if schedule.stage else 0 :]
+    stage = remaining[0]
     with telemetry.span("acctsync.cycle", attributes={"cycle_id": schedule.cycle_id}):
-        plan = planner.run()
-    plan["dataverse_requests"] = client.stats.requests - requests_before
-    plan["dataverse_throttled"] = client.stats.throttled - throttled_before
+        for stage in remaining:
+            batches_before = planner.counts["batches"]
+            planner.run(stage)
+            if planner.counts["batches"] > batches_before:
+                break  # this stage's batches are applied before the next stage is read
+    plan = planner.plan()
+    plan["dataverse_requests"] = (
+        plan.get("dataverse_requests", 0) + client.stats.requests - requests_before
+    )
+    plan["dataverse_throttled"] = (
+        plan.get("dataverse_throttled", 0) + client.stats.throttled - throttled_before
+    )
     # Commit only while this heartbeat still holds the lease: a planner whose lease ran out
     # (a stalled process) must not move the cursors under the cycle that took over.
     services.schedule.renew(schedule, now=utcnow(), lease=_lease(services))
     services.cursors.commit(planner.new_links, at=utcnow())
     backfilled(services, planner.backfill)
-    services.schedule.planned(schedule, now=utcnow(), plan=plan)
-    logger.info("cycle planned", extra={"cycle_id": schedule.cycle_id, **plan})
+    services.schedule.planned(schedule, now=utcnow(), stage=stage, plan=plan)
+    logger.info("cycle planned", extra={"cycle_id": schedule.cycle_id, "stage": stage, **plan})
     return plan
 
 
 class _Planner:
     def __init__(
-        self, services: Services, client: DataverseClient, schedule: Schedule, progress: Progress
+        self,
+        services: Services,
+        client: DataverseClient,
+        schedule: Schedule,
+        progress: Progress,
+        earlier: dict[str, Any],
     ):
+        """`earlier`: the plan of the cycle's stages so far, which this one adds to."""
         self.services = services
         self.client = client
         self.schedule = schedule
         self.progress = progress
         self.queue = services.storage.queue(BATCH_QUEUE)
         self.new_links: dict[str, tuple[str, str]] = {}
-        self.counts = {"accounts_changed": 0, "contacts_changed": 0, "batches": 0, "errors": 0}
-        self.modes: dict[str, str] = {}
+        self.earlier = earlier
+        self.counts = {
+            key: int(earlier.get(key, 0))
+            for key in ("accounts_changed", "contacts_changed", "batches", "errors")
+        }
+        self.modes: dict[str, str] = dict(earlier.get("modes", {}))
         self.columns: dict[str, ColumnType] = {}
         self.backfill: list[str] = []
+        self.unreadable: list[str] = []
+        # Set for each entity set streamed: the batches' common header, and their packer.
+        self.header = Batch(schedule.cycle_id, "", "delta", {})
+        self.packer = BatchPacker(0)
         self._renewed = time.monotonic()
         lease = _lease(services)
         # Renew well before the lease runs out, also when a short lease is configured.
         self._renew_every_s = min(LEASE_RENEW_EVERY_S, lease.total_seconds() / 3)
 
-    def run(self) -> dict[str, Any]:
+    def run(self, stage: str) -> None:
+        if stage == CONTACTS:
+            self._stream(CONTACTS, contact_select())
+            return
         selection = current_selection(self.services, self.client)
         selection = refresh_readability(self.services, self.client, selection, now=utcnow())
         # Unreadable columns stay in $select (the delta chain goes on) but out of the batches,
         # so their mirrored values are kept rather than blanked by the nulls Dynamics sends.
         self.columns = {k: v for k, v in selection.columns.items() if k not in selection.unreadable}
         self.backfill = [c for c in selection.backfill if c in self.columns]
+        self.unreadable = selection.unreadable
         self._stream(ACCOUNTS, account_select(selection.columns), reload=bool(self.backfill))
-        self._stream(CONTACTS, contact_select())
+
+    def plan(self) -> dict[str, Any]:
         return {
+            **self.earlier,
             **self.counts,
             "modes": self.modes,
-            "backfill": self.backfill,
-            "unreadable_fields": selection.unreadable,
+            "backfill": self.backfill or self.earlier.get("backfill", []),
+            "unreadable_fields": self.unreadable or self.earlier.get("unreadable_fields", []),
         }
 
     def _stream(self, entity_set: str, columns: list[str], *, reload: bool = False) -> None:
@@ -211,22 +274,43 @@ class _Planner:
             mode = "reload"
             pages = self._first_and_rest(entity_set, columns, None)
         self.modes[entity_set] = mode
+        self._open(entity_set, mode)
         seen: set[str] | None = set() if mode == "reload" else None
         last: ChangePage | None = None
         for page in pages:
             last = page
             if seen is not None:
                 seen.update(str(r.get(_key(entity_set))).lower() for r in page.rows)
-            self._enqueue(entity_set, mode, page.rows, page.deleted_ids)
+            self._enqueue(entity_set, page.rows, page.deleted_ids)
             self.progress.read(entity_set, len(page.rows) + len(page.deleted_ids))
             self._keep_lease()  # slow pages (throttling, retries) must not outlive the lease
         if seen is not None:
             # A re-load sees no deletions: whatever the mirror has and Dynamics no longer does.
             mirror = self.services.accounts if entity_set == ACCOUNTS else self.services.contacts
             gone = [i for i in mirror.ids() if i not in seen]
-            self._enqueue(entity_set, mode, [], gone)
+            self._enqueue(entity_set, [], gone)
+        self._close()
         assert last is not None and last.delta_link is not None
         self.new_links[entity_set] = (last.delta_link, select)
+
+    def _open(self, entity_set: str, mode: Mode) -> None:
+        """Start packing the changes of one entity set."""
+        self.header = Batch(
+            self.schedule.cycle_id,
+            "",
+            mode,
+            self.columns if entity_set == ACCOUNTS else {},
+            traceparent=telemetry.current_traceparent(),
+            backfill=self.backfill if entity_set == ACCOUNTS else [],
+            # A first load sends the contacts' memberships grouped by their own partition.
+            members_apart=entity_set == CONTACTS and mode == "initial",
+        )
+        self.packer = BatchPacker(header_budget(self.header))
+
+    def _close(self) -> None:
+        """Send what the packer still holds."""
+        for packed in self.packer.flush():
+            self._send(packed)
 
     def _first_and_rest(
         self, entity_set: str, columns: list[str], link: str | None
@@ -240,57 +324,57 @@ class _Planner:
 
         return chain()
 
-    def _enqueue(
-        self, entity_set: str, mode: Mode, rows: list[dict[str, Any]], deleted: list[str]
-    ) -> None:
-        entity = "account" if entity_set == ACCOUNTS else "contact"
-        deleted = [g for i in deleted if (g := self._guid_or_error(entity, i))]
+    def _enqueue(self, entity_set: str, rows: list[dict[str, Any]], deleted: list[str]) -> None:
+        """Hand a page's changes to the packer, and send the batches they fill."""
         if entity_set == ACCOUNTS:
-            accounts = [a for r in rows if (a := self._account(r))] + [
-                AccountChange(id=i, deleted=True) for i in deleted
+            accounts = [a for r in rows if (a := self._account(r))]
+            accounts += [
+                AccountChange(id=g, deleted=True)
+                for i in deleted
+                if (g := self._guid_or_error("account", i))
             ]
-            accounts.sort(key=lambda c: bucket(c.id))
-            batches = pack(
-                cycle_id=self.schedule.cycle_id,
-                first_batch_number=self.counts["batches"] + 1,
-                mode=mode,
-                columns=self.columns,
-                backfill=self.backfill,
-                accounts=accounts,
-                traceparent=telemetry.current_traceparent(),
-            )
+            for account in accounts:
+                self._add("accounts", bucket(account.id), account.id, account_fragment(account))
             self.counts["accounts_changed"] += len(accounts)
-        else:
-            contacts = [c for r in rows if (c := self._contact(r))] + [
-                ContactChange(id=i, deleted=True) for i in deleted
-            ]
-            contacts.sort(key=lambda c: bucket(c.id))
-            batches = pack(
-                cycle_id=self.schedule.cycle_id,
-                first_batch_number=self.counts["batches"] + 1,
-                mode=mode,
-                columns=self.columns,
-                contacts=contacts,
-                traceparent=telemetry.current_traceparent(),
-            )
-            self.counts["contacts_changed"] += len(contacts)
-        for item in batches:
-            if isinstance(item, Oversized):
-                self.counts["errors"] += 1
-                self.services.errors.record(
-                    entity=item.entity,
-                    record_id=item.id,
-                    operation="read",
-                    message=f"the record is {item.size} bytes, too large for a queue message",
-                    cycle_id=self.schedule.cycle_id,
-                )
-                continue
-            self._send(item)
+            return
+        contacts = [c for r in rows if (c := self._contact(r))]
+        contacts += [
+            ContactChange(id=g, deleted=True)
+            for i in deleted
+            if (g := self._guid_or_error("contact", i))
+        ]
+        for contact in contacts:
+            sent = self._add("contacts", bucket(contact.id), contact.id, contact_fragment(contact))
+            if sent and self.header.members_apart and (pair := _membership(contact)):
+                self._add("members", bucket(pair[0]), contact.id, member_fragment(*pair))
+        self.counts["contacts_changed"] += len(contacts)
 
-    def _send(self, batch: Batch) -> None:
-        self.queue.send_message(batch.encode())
+    def _add(self, kind: Kind, partition: str, record_id: str, fragment: str) -> bool:
+        if not self.packer.fits(fragment):
+            self.counts["errors"] += 1
+            self.services.errors.record(
+                entity=kind.removesuffix("s"),
+                record_id=record_id,
+                operation="read",
+                message=f"the record is {len(fragment)} bytes, too large for a queue message",
+                cycle_id=self.schedule.cycle_id,
+            )
+            return False
+        full = self.packer.add(kind, partition, fragment)
+        if full is not None:
+            self._send(full)
+        return True
+
+    def _send(self, packed: Packed) -> None:
+        number = f"{self.counts['batches'] + 1:06d}"
+        header = replace(self.header, batch_id=number)
+        self.queue.send_message(
+            encode_batch(
+                header, accounts=packed.accounts, contacts=packed.contacts, members=packed.members
+            )
+        )
         self.counts["batches"] += 1
-        self.progress.enqueued(1, len(batch.accounts) + len(batch.contacts))
+        self.progress.enqueued(1, packed.records)
         self._keep_lease()
 
     def _keep_lease(self) -> None:
@@ -342,6 +426,18 @@ class _Planner:
         except ValueError as error:  # InvalidId included
             self._bad_row("contact", row.get(CONTACT_ID), str(error))
             return None
+
+
+def _membership(contact: ContactChange) -> tuple[str, str] | None:
+    """The (account, contact) membership a first load sends apart: a contact whose parent is
+    known to be an account, and whose row the apply step will be able to write."""
+    if contact.deleted or contact.parent_type != "account" or not contact.parent_id:
+        return None
+    try:
+        contact_row(contact, account_id=contact.parent_id, synced_at=utcnow())
+    except UnstorableValue:
+        return None  # its batch records the sync error and writes no membership
+    return contact.parent_id, contact.id
 
 
 def _version(row: dict[str, Any]) -> int:

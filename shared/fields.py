@@ -129,8 +129,10 @@ def refresh_readability(
 
 def backfilled(services: Services, columns: list[str]) -> None:
     """Forget the backfill of columns whose full load has been enqueued."""
+    if not columns:
+        return
     stored = services.fields.get()
-    if stored is not None and columns:
+    if stored is not None:
         services.fields.put(
             replace(stored, backfill=[c for c in stored.backfill if c not in columns])
         )

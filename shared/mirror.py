@@ -3,10 +3,12 @@
 Table design (the README explains the reasons):
 - accounts:   PartitionKey = bucket(accountid), RowKey = accountid
 - contacts:   PartitionKey = bucket(contactid), RowKey = contactid
-- members:    PartitionKey = accountid,         RowKey = contactid  (live contacts only)
+- members:    PartitionKey = bucket(accountid), RowKey = accountid|contactid  (live contacts)
 - activities: PartitionKey = bucket(contactid), RowKey = contactid|inverted time|change|field
 A bucket is a stable hash of the id into BUCKETS partitions, so rows of one batch share
-partitions (entity-group transactions) without one hot partition.
+partitions (entity-group transactions) without one hot partition. An account's members are one
+key range of one partition: counting them stops after what the threshold rule needs, and the
+memberships of a first load are written 100 to a transaction like every other table.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
+from azure.core.paging import ItemPaged
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mapping import FIELD_PREFIX, to_json
@@ -102,7 +105,7 @@ class ContactMirror:
 
 
 class Memberships:
-    """Which live contacts belong to which account, one partition per account."""
+    """Which live contacts belong to which account: one key range per account."""
 
     def __init__(self, table: TableClient):
         self.table = table
@@ -110,11 +113,15 @@ class Memberships:
     def add_all(self, pairs: Iterable[tuple[str, str]]) -> None:
         upsert_all(
             self.table,
-            ({"PartitionKey": account, "RowKey": contact} for account, contact in pairs),
+            (
+                {"PartitionKey": bucket(account), "RowKey": f"{account}|{contact}"}
+                for account, contact in pairs
+            ),
         )
 
     def remove(self, account_id: str, contact_id: str) -> None:
-        self.table.delete_entity(account_id, contact_id)  # no error when already gone
+        # No error when already gone.
+        self.table.delete_entity(bucket(account_id), f"{account_id}|{contact_id}")
 
     def first(self, account_id: str, limit: int) -> list[str]:
         """Up to `limit` contact ids of the account; the service never returns more."""
@@ -122,28 +129,45 @@ class Memberships:
         token = None
         while len(found) < limit:
             # Each page asks for no more than what is still missing (a page holds <= 1,000).
-            pages = self.table.query_entities(
-                "PartitionKey eq @account",
-                parameters={"account": account_id},
-                select=["RowKey"],
-                results_per_page=min(1000, limit - len(found)),
-            ).by_page(continuation_token=token)
+            pages = self._query(account_id, results_per_page=min(1000, limit - len(found))).by_page(
+                continuation_token=token
+            )
             page = next(pages, None)
             if page is None:
                 break
-            found.extend(str(entity["RowKey"]) for entity in page)
+            found.extend(_member(entity) for entity in page)
             token = getattr(pages, "continuation_token", None)  # typed as a plain Iterator
             if not token:
                 break
         return found[:limit]
 
     def count(self, account_id: str) -> int:
-        return sum(
-            1
-            for _ in self.table.query_entities(
-                "PartitionKey eq @account", parameters={"account": account_id}, select=["RowKey"]
-            )
+        return sum(1 for _ in self._query(account_id))
+
+    def all(self) -> Iterator[tuple[str, str]]:
+        """Every (account id, contact id) pair: a full scan, for checks and tests."""
+        for entity in self.table.list_entities(select=["RowKey"]):
+            account_id, _, contact_id = str(entity["RowKey"]).partition("|")
+            yield account_id, contact_id
+
+    def _query(
+        self, account_id: str, *, results_per_page: int | None = None
+    ) -> ItemPaged[TableEntity]:
+        # '}' follows '|' in key order: the range holds exactly the account's "<id>|..." keys.
+        return self.table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
+            parameters={
+                "pk": bucket(account_id),
+                "low": account_id + "|",
+                "high": account_id + "}",
+            },
+            select=["RowKey"],
+            results_per_page=results_per_page,
         )
+
+
+def _member(entity: TableEntity) -> str:
+    return str(entity["RowKey"]).partition("|")[2]
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,10 @@ class LeaseLost(RuntimeError):
 
 @dataclass
 class Schedule:
-    phase: str = "idle"  # idle → planning → applying → idle
+    phase: str = "idle"  # idle → planning → applying (→ planning → applying) → idle
+    # The entity set planned last: a cycle plans contacts, applies them, then plans accounts
+    # (shared/cycle.py says why); "" before the first.
+    stage: str = ""
     cycle_id: str = ""
     lease_owner: str = ""
     lease_until: datetime | None = None
@@ -125,6 +128,7 @@ class CycleSchedule:
             return Schedule()
         return Schedule(
             phase=row["phase"],
+            stage=row.get("stage", ""),
             cycle_id=row.get("cycle_id", ""),
             lease_owner=row.get("lease_owner", ""),
             lease_until=row.get("lease_until"),
@@ -168,6 +172,7 @@ class CycleSchedule:
         if current.phase == "idle" and not due and not force:
             return None
         current.phase = "planning"
+        current.stage = ""
         current.cycle_id = f"{now:%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:8]}"
         current.lease_owner = owner
         current.lease_until = now + lease
@@ -177,13 +182,25 @@ class CycleSchedule:
         current.plan = "{}"
         return self.write(current)
 
+    def resume(
+        self, schedule: Schedule, *, owner: str, now: datetime, lease: timedelta
+    ) -> Schedule | None:
+        """Take the lease to plan the applied cycle's next stage; None when another took it."""
+        schedule.phase = "planning"
+        schedule.lease_owner = owner
+        schedule.lease_until = now + lease
+        return self.write(schedule)
+
     def renew(self, schedule: Schedule, *, now: datetime, lease: timedelta) -> None:
         schedule.lease_until = now + lease
         if self.write(schedule) is None:
             raise LeaseLost(f"cycle {schedule.cycle_id} lost its lease to another heartbeat")
 
-    def planned(self, schedule: Schedule, *, now: datetime, plan: dict[str, Any]) -> None:
+    def planned(
+        self, schedule: Schedule, *, now: datetime, stage: str, plan: dict[str, Any]
+    ) -> None:
         schedule.phase = "applying"
+        schedule.stage = stage
         schedule.planned_at = now
         schedule.plan = json.dumps(plan)
         if self.write(schedule) is None:

@@ -8,7 +8,14 @@ from collections.abc import Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
-from azure.data.tables import TableClient, TransactionOperation, UpdateMode
+from azure.core.exceptions import ResourceExistsError
+from azure.data.tables import (
+    TableClient,
+    TableErrorCode,
+    TableTransactionError,
+    TransactionOperation,
+    UpdateMode,
+)
 
 # An entity-group transaction holds at most 100 entities of one partition and under 4 MiB.
 MAX_TRANSACTION_ENTITIES = 100
@@ -53,20 +60,7 @@ def run_parallel(
 
 def upsert_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> int:
     """Upsert (replace) every entity, batched per partition; returns the number of requests."""
-    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
-    for entity in entities:
-        groups[str(entity["PartitionKey"])].append(entity)
-    chunks: list[list[Mapping[str, Any]]] = []
-    for group in groups.values():
-        if len(group) <= SINGLES_UP_TO:
-            # The transaction envelope costs about three single writes of client CPU, so a
-            # partition with this few entities gets the same replaces one by one (each one
-            # atomic; a batch that fails half-way is redelivered and its upserts repeated).
-            chunks.extend([entity] for entity in group)
-        else:
-            chunks.extend(_chunks(group))
-    if not chunks:
-        return 0
+    chunks = _partition_chunks(entities)
 
     def submit(chunk: list[Mapping[str, Any]]) -> None:
         if len(chunk) == 1:
@@ -77,8 +71,52 @@ def upsert_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> int
         ]
         table.submit_transaction(operations)
 
-    run_parallel(submit, chunks)
+    if chunks:
+        run_parallel(submit, chunks)
     return len(chunks)
+
+
+def create_all(
+    table: TableClient, entities: Iterable[Mapping[str, Any]]
+) -> list[Mapping[str, Any]]:
+    """Insert every entity, batched per partition; returns the entities not written because
+    their request met a row that already exists (a transaction writes all or nothing)."""
+
+    def submit(chunk: list[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
+        try:
+            if len(chunk) == 1:
+                table.create_entity(chunk[0])
+            else:
+                table.submit_transaction([(TransactionOperation.CREATE, e) for e in chunk])
+        except ResourceExistsError:
+            return chunk
+        except TableTransactionError as error:
+            if getattr(error, "error_code", None) != TableErrorCode.ENTITY_ALREADY_EXISTS:
+                raise
+            return chunk
+        return []
+
+    chunks = _partition_chunks(entities)
+    return (
+        [entity for failed in run_parallel(submit, chunks) for entity in failed] if chunks else []
+    )
+
+
+def _partition_chunks(entities: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
+    """Entities grouped by partition into the requests that write them."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
+    for entity in entities:
+        groups[str(entity["PartitionKey"])].append(entity)
+    chunks: list[list[Mapping[str, Any]]] = []
+    for group in groups.values():
+        if len(group) <= SINGLES_UP_TO:
+            # The transaction envelope costs about three single writes of client CPU, so a
+            # partition with this few entities gets the same writes one by one (each one
+            # atomic; a batch that fails half-way is redelivered and its writes repeated).
+            chunks.extend([entity] for entity in group)
+        else:
+            chunks.extend(_chunks(group))
+    return chunks
 
 
 def _chunks(entities: list[Mapping[str, Any]]) -> Iterable[list[Mapping[str, Any]]]:

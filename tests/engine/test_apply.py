@@ -10,7 +10,7 @@ import pytest
 from shared.apply import apply_batch
 from shared.batches import AccountChange, Batch, ContactChange, Mode
 from shared.mapping import ColumnType
-from shared.mirror import fields_of
+from shared.mirror import bucket, fields_of
 from shared.services import Services
 from shared.settings import Settings
 
@@ -171,3 +171,49 @@ def test_unstorable_value_is_a_sync_error_and_the_rest_applies(services: Service
     (error,) = services.errors.latest()
     assert error["id"] == bad
     assert "64 KiB" in error["message"]
+
+
+def test_first_load_met_by_rows_already_there_keeps_the_newer_and_logs_nothing(
+    services: Services,
+) -> None:
+    # A first-load batch writes without reading; a redelivery of it, or one that meets a row a
+    # later batch already wrote, falls back to reading: nothing older wins, nothing doubles.
+    account_id, newer_id = new_id(), new_id()
+    # Five in one partition (written as one transaction) and two alone (single writes).
+    grouped = [i for i in (new_id() for _ in range(5000)) if bucket(i) == "07"][:5]
+    contacts = grouped + [i for i in (new_id() for _ in range(50)) if bucket(i) != "07"][:2]
+    load = batch(
+        "initial",
+        [account(account_id, 1, name="Contoso"), account(newer_id, 1, name="Old name")],
+        [contact(c, 1, account_id) for c in contacts],
+    )
+    apply_batch(services, batch(accounts=[account(newer_id, 9, name="Newer name")]))
+    first = apply_batch(services, load)
+    assert (first.accounts_applied, first.contacts_applied, first.skipped) == (1, 7, 1)
+    again = apply_batch(services, load)
+    assert (again.accounts_applied, again.contacts_applied, again.skipped) == (0, 0, 9)
+    newer = services.accounts.get(newer_id)
+    assert newer is not None and fields_of(newer)["name"] == "Newer name"
+    assert services.members.count(account_id) == 7
+    assert all(services.activities.for_contact(c) == [] for c in contacts)
+
+
+def test_memberships_sent_apart_are_written_by_their_own_batch(services: Services) -> None:
+    account_id, other_id = new_id(), new_id()
+    known, unknown = new_id(), new_id()
+    contacts = Batch(
+        "cycle-1",
+        "000001",
+        "initial",
+        {},
+        contacts=[contact(known, 1, account_id), ContactChange(unknown, 1, parent_id=other_id)],
+        members_apart=True,
+    )
+    # The parent type of `unknown` was not sent: the apply step decides it from the mirror.
+    apply_batch(services, batch("initial", [account(other_id, 1, name="Other")]))
+    apply_batch(services, Batch.decode(contacts.encode()).encode())
+    assert services.members.first(account_id, 10) == []
+    assert services.members.first(other_id, 10) == [unknown]
+    members = Batch("cycle-1", "000002", "initial", {}, members=[(account_id, known)])
+    apply_batch(services, members.encode())
+    assert services.members.first(account_id, 10) == [known]

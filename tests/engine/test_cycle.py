@@ -9,9 +9,11 @@ import pytest
 
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
+from shared.batches import Batch
 from shared.cycle import heartbeat, queue_backlog
 from shared.mirror import fields_of
 from shared.services import Services
+from shared.storage import BATCH_QUEUE
 from tests.helpers import make_account
 
 
@@ -185,3 +187,33 @@ def test_acctsync_only_reads_from_dynamics(simulator: SimulatorHandle, services:
             assert request["method"] == "GET", request
         else:
             assert request["path"].endswith(("/token", "/openid-configuration")), request
+
+
+def test_a_contact_moving_in_the_cycle_of_its_new_accounts_change_gets_that_activity(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    old_id, old_contacts = make_account(simulator, "Old", 2)
+    new_id, new_contacts = make_account(simulator, "New", 1)
+    run_cycle_now(services)
+    moving = old_contacts[0]
+    simulator.control.update_contact(
+        moving, {"parentcustomerid": new_id, "parentcustomertype": "account"}
+    )
+    simulator.control.update_account(new_id, {"name": "New, renamed"})
+    simulator.control.update_account(old_id, {"name": "Old, renamed"})
+
+    # The cycle's first stage enqueues the contact only; the accounts wait until it is applied.
+    assert heartbeat(services, owner="test", force=True).action == "planned"
+    queued = services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32)
+    batches = [Batch.decode(m.content) for m in queued]
+    assert [len(b.contacts) for b in batches] == [1] and not batches[0].accounts
+    assert heartbeat(services, owner="test").action == "waiting"
+
+    summary = run_cycle_now(services)
+    assert (summary["accounts_changed"], summary["contacts_changed"]) == (2, 1)
+    assert summary["activities_logged"] == 3  # New: its 2 contacts now; Old: the one it kept
+    (moved,) = services.activities.for_contact(moving)
+    assert (moved["accountid"], moved["new"]) == (new_id, "New, renamed")
+    (stayed,) = services.activities.for_contact(old_contacts[1])
+    assert stayed["new"] == "Old, renamed"
+    assert len(services.activities.for_contact(new_contacts[0])) == 1

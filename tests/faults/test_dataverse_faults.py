@@ -19,7 +19,7 @@ import pytest
 from acctsync.runner import run_cycle_now
 from acctsync.sim.faults import FaultInjector, FaultPlan
 from acctsync.sim.harness import SimulatorHandle
-from shared.cycle import heartbeat, queue_backlog
+from shared.cycle import heartbeat
 from shared.dataverse import DataverseError
 from shared.services import Services
 from tests.faults.changes import change_dynamics, org_from_mirror
@@ -28,6 +28,7 @@ from tests.faults.support import (
     assert_same_mirror,
     clean_cycle,
     counts,
+    drain,
     scale,
     snapshot,
 )
@@ -135,14 +136,12 @@ def test_initial_load_and_deltas_through_a_faulty_dataverse(
     )
 
 
-def _seed_failing_second_request(rate: float) -> int:
-    """A seed whose draws let the 1st request through and throttle the next 8 (the client's
-    whole retry budget): the accounts delta is read, the contacts delta fails for good."""
+def _seed_throttling_eight_requests(rate: float) -> int:
+    """A seed whose draws throttle the next 8 requests (the client's whole retry budget)."""
     for seed in range(10_000):
         injector = FaultInjector()
         injector.configure(FaultPlan(rate_429=rate, seed=seed))
-        kinds = [injector.draw().kind for _ in range(9)]
-        if kinds[0] is None and all(k == "429" for k in kinds[1:]):
+        if all(injector.draw().kind == "429" for _ in range(8)):
             return seed
     raise AssertionError("no such seed")
 
@@ -160,26 +159,28 @@ def test_cursor_stays_when_dataverse_fails_mid_cycle(
     clean_cycle(twin)
     links_before = {c.entity_set: c.delta_link for c in services.cursors.all()}
 
+    # The cycle's contacts are read, enqueued and applied; then its accounts fail for good.
+    assert heartbeat(services, owner="faults", force=True).action == "planned"
+    drain(services)
     control.requests(clear=True)
-    control.inject_faults(rate_429=0.9, seed=_seed_failing_second_request(0.9))
+    control.inject_faults(rate_429=0.9, seed=_seed_throttling_eight_requests(0.9))
     with pytest.raises(DataverseError, match="kept throttling"):
-        heartbeat(services, owner="faults", force=True)
+        heartbeat(services, owner="faults")
     control.clear_faults()
     web = [e for e in control.requests(clear=True) if e["listener"] == "webapi"]
-    # The precondition the test is about: accounts read and enqueued, contacts failed for good.
-    assert web[0]["status"] == 200 and "accounts" in web[0]["path"], web[0]
-    assert [e["status"] for e in web[1:]] == [429] * 8
-    assert all("contacts" in e["path"] for e in web[1:])
-    assert queue_backlog(services) >= 1  # the accounts' batches went out
-    assert {c.entity_set: c.delta_link for c in services.cursors.all()} == links_before
+    assert [e["status"] for e in web] == [429] * 8
+    assert all("accounts" in e["path"] for e in web)
+    links = {c.entity_set: c.delta_link for c in services.cursors.all()}
+    assert links["accounts"] == links_before["accounts"]  # not past the unread changes
+    assert links["contacts"] != links_before["contacts"]  # its batches were all enqueued
 
     summary = run_cycle_now(services)
-    assert summary["contacts_changed"] > 0  # re-read from the links that did not move
+    assert summary["accounts_changed"] > 0  # re-read from the link that did not move
     assert_same_mirror(services, twin)
     figures.record(
         "dataverse_fails_mid_cycle",
         throttled_attempts_before_giving_up=8,
-        batches_left_in_queue=True,
-        delta_links_moved=False,
+        failed_stage="accounts, after the contacts stage was applied",
+        delta_links_moved={"contacts": True, "accounts": False},
         equal_to_clean_run_after_next_cycle=True,
     )

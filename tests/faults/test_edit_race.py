@@ -20,7 +20,7 @@ from shared.mapping import to_json
 from shared.mirror import fields_of
 from shared.services import Services
 from tests.faults.support import API_KEY as KEY
-from tests.faults.support import Figures, drain, finish, plan_only, scale
+from tests.faults.support import Figures, cycle_by_stages, drain, scale
 from tests.helpers import make_account
 
 
@@ -71,9 +71,8 @@ def test_local_edits_racing_the_sync(
         for editor in editors:
             editor.start()
         try:
-            plan_only(services, owner="race")
-            drain(services)  # the sync applies while the edits keep coming
-            finish(services)
+            # The sync applies while the edits keep coming.
+            cycle_by_stages(services, lambda: drain(services), owner="race")
         finally:
             stop.set()
             for editor in editors:

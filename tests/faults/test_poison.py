@@ -19,7 +19,7 @@ from shared.cycle import heartbeat, queue_backlog
 from shared.mirror import fields_of
 from shared.services import Services
 from shared.storage import ACTIVITIES_TABLE, BATCH_QUEUE
-from tests.faults.support import Figures, plan_only, run
+from tests.faults.support import Figures, cycle_by_stages, plan_only, run
 from tests.helpers import make_account
 
 
@@ -50,9 +50,7 @@ def test_poison_batch_is_shown_and_replayed_once_fixed(
     assert rules.max_dequeue_count == 5
     worker = QueueWorker(services, rules)
     account_id, contacts = make_account(simulator, "Contoso", 3)
-    plan_only(services)
-    work_until_idle(worker, services)
-    assert heartbeat(services, owner="faults").action == "finished"
+    cycle_by_stages(services, lambda: work_until_idle(worker, services))
 
     # A malformed message, and a real batch whose apply fails: an operator deleted the
     # activity table it writes to.

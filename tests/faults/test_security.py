@@ -280,8 +280,9 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         owner="security", now=utcnow(), lease=timedelta(minutes=1), force=True
     )
     assert schedule is not None
-    planner = _Planner(services, services.dataverse(), schedule, _NoProgress())
+    planner = _Planner(services, services.dataverse(), schedule, _NoProgress(), {})
     planner.columns = {"name": ColumnType.STRING}
+    planner._open("accounts", "delta")
     good = {
         "accountid": GUID,
         "versionnumber": 5,
@@ -293,12 +294,15 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         + [{**good, "accountid": bad} for bad in HOSTILE_IDS]
         + [{**good, "accountid": GUID.replace("1", "2"), "versionnumber": "five"}]
     )
-    planner._enqueue("accounts", "delta", rows, deleted=["../x", GUID.replace("1", "3")])
+    planner._enqueue("accounts", rows, deleted=["../x", GUID.replace("1", "3")])
+    planner._close()
+    planner._open("contacts", "delta")
     contacts = [
         {"contactid": GUID, "versionnumber": 3, "_parentcustomerid_value": "'; drop"},
         {"contactid": "../y", "versionnumber": 3},
     ]
-    planner._enqueue("contacts", "delta", contacts, deleted=[])
+    planner._enqueue("contacts", contacts, deleted=[])
+    planner._close()
     queued = services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32)
     ids = [
         change["id"]
