@@ -11,9 +11,8 @@ import json
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,6 @@ class Stack:
 
     sim: SimulatorHandle
     azurite: Azurite | None = None
-    azurite_cpu_s: list[float] = field(default_factory=list)
 
     def fresh_azurite(self) -> Azurite:
         """A new, empty in-memory Azurite (the old one stopped): every scenario starts equal."""
@@ -113,7 +111,3 @@ def running_stack() -> Iterator[Stack]:
         if stack.azurite is not None:
             stack.azurite.stop()
         sim.stop()
-
-
-def timed() -> float:
-    return time.perf_counter()
