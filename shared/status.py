@@ -18,6 +18,8 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
     return {
         "phase": schedule.phase,
         "current_cycle": schedule.cycle_id if schedule.phase != "idle" else None,
+        # Which table the running cycle has planned so far: "contacts", then "accounts".
+        "current_stage": (schedule.stage or None) if schedule.phase != "idle" else None,
         "current_plan": json.loads(schedule.plan) if schedule.phase == "applying" else None,
         "last_cycles": services.history.latest(cycles),
         "next_due": iso(schedule.next_due) if schedule.phase == "idle" else None,

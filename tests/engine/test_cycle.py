@@ -13,6 +13,7 @@ from shared.batches import Batch
 from shared.cycle import heartbeat, queue_backlog
 from shared.mirror import fields_of
 from shared.services import Services
+from shared.status import sync_status
 from shared.storage import BATCH_QUEUE
 from tests.helpers import make_account
 
@@ -207,6 +208,7 @@ def test_a_contact_moving_in_the_cycle_of_its_new_accounts_change_gets_that_acti
     queued = services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32)
     batches = [Batch.decode(m.content) for m in queued]
     assert [len(b.contacts) for b in batches] == [1] and not batches[0].accounts
+    assert sync_status(services)["current_stage"] == "contacts"
     assert heartbeat(services, owner="test").action == "waiting"
 
     summary = run_cycle_now(services)
