@@ -8,13 +8,14 @@ so a local edit that races an apply is never silently lost.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
@@ -46,6 +47,7 @@ from shared.tablewrites import MAX_TRANSACTION_ENTITIES, create_all, run_paralle
 from shared.threshold import contacts_to_count, logs_activities
 
 logger = logging.getLogger(__name__)
+Change = TypeVar("Change", AccountChange, ContactChange)
 
 SYNC_REASON = "Account field changed in Dynamics"
 SYNC_SOURCE = "Dynamics sync"
@@ -166,7 +168,15 @@ class _AccountPlan:
 class _BatchApplier:
     def __init__(self, services: Services, batch: Batch):
         self.services = services
-        self.batch = batch
+        # A record can come twice in one batch (a row that changed while a full load paged
+        # past it); one transaction cannot write a row twice, so its last occurrence, the
+        # newest, stands for it.
+        self.batch = dataclasses.replace(
+            batch,
+            accounts=_last_of_each(batch.accounts),
+            contacts=_last_of_each(batch.contacts),
+            members=list(dict.fromkeys(batch.members)),
+        )
         self.result = BatchResult()
         self.now = utcnow()
 
@@ -501,6 +511,10 @@ def _account_operation(plan: _AccountPlan) -> tuple[Any, ...]:
             "match_condition": MatchConditions.IfNotModified,
         },
     )
+
+
+def _last_of_each(changes: list[Change]) -> list[Change]:
+    return list({change.id: change for change in changes}.values())
 
 
 def _version(entity: TableEntity) -> int:

@@ -217,3 +217,29 @@ def test_memberships_sent_apart_are_written_by_their_own_batch(services: Service
     members = Batch("cycle-1", "000002", "initial", {}, members=[(account_id, known)])
     apply_batch(services, members.encode())
     assert services.members.first(account_id, 10) == [known]
+
+
+def test_a_record_twice_in_one_batch_applies_its_last_occurrence(services: Services) -> None:
+    account_id = new_id()
+    same_partition = [i for i in (new_id() for _ in range(5000)) if bucket(i) == "11"][:5]
+    twice = same_partition[0]
+    contacts = [contact(c, 1, account_id) for c in same_partition]
+    contacts.append(ContactChange(twice, 2, account_id, "account", values={"fullname": "Later"}))
+    result = apply_batch(
+        services,
+        Batch(
+            "cycle-1",
+            "000001",
+            "initial",
+            COLUMNS,
+            [account(account_id, 1, name="Old"), account(account_id, 2, name="New")],
+            contacts,
+            members=[(account_id, twice), (account_id, twice)],
+        ).encode(),
+    )
+    assert (result.accounts_applied, result.contacts_applied, result.errors) == (1, 5, 0)
+    row = services.contacts.get(twice)
+    assert row is not None and fields_of(row)["fullname"] == "Later"
+    account_row = services.accounts.get(account_id)
+    assert account_row is not None and fields_of(account_row)["name"] == "New"
+    assert services.members.count(account_id) == 5
