@@ -75,53 +75,50 @@ class FieldChange:
     new: Any
 
 
-def log_change_activities(
-    services: Services,
-    *,
-    account_id: str,
-    changes: list[FieldChange],
-    change_key: str,
-    at: datetime,
-    reason: str,
-    source: str,
-) -> tuple[int, int]:
+@dataclass(frozen=True)
+class FieldsChanged:
+    """Fields of one account changed once (a Dynamics version, or a local edit)."""
+
+    account_id: str
+    changes: list[FieldChange]
+    change_key: str  # the same change always has the same key: logging it twice is harmless
+    at: datetime
+    reason: str
+    source: str
+
+
+def log_change_activities(services: Services, event: FieldsChanged) -> tuple[int, int]:
     """Log one Change Data Value per contact per changed field, under the threshold rule.
 
     Returns (logged, suppressed). The rule reads at most limit + 1 members of the account.
     """
-    activities, suppressed = change_activities(
-        services,
-        account_id=account_id,
-        changes=changes,
-        change_key=change_key,
-        at=at,
-        reason=reason,
-        source=source,
-    )
+    activities, suppressed = change_activities(services, event)
     if not activities:
         return 0, suppressed
     return services.activities.write(activities), suppressed
 
 
-def change_activities(
-    services: Services,
-    *,
-    account_id: str,
-    changes: list[FieldChange],
-    change_key: str,
-    at: datetime,
-    reason: str,
-    source: str,
-) -> tuple[list[Activity], int]:
+def change_activities(services: Services, event: FieldsChanged) -> tuple[list[Activity], int]:
     """The activities a change logs under the threshold rule, and how many it suppresses."""
+    changes = event.changes
     if not changes:
         return [], 0
     limit = services.settings.activity_contact_limit
-    members = services.members.first(account_id, contacts_to_count(limit))
+    members = services.members.first(event.account_id, contacts_to_count(limit))
     if not logs_activities(len(members), limit):
         return [], len(members) * len(changes)
     activities = [
-        Activity(contact, account_id, c.field, c.old, c.new, reason, source, at, change_key)
+        Activity(
+            contact,
+            event.account_id,
+            c.field,
+            c.old,
+            c.new,
+            event.reason,
+            event.source,
+            event.at,
+            event.change_key,
+        )
         for contact in members
         for c in changes
     ]
@@ -297,8 +294,7 @@ class _BatchApplier:
     def _activities(self, plan: _AccountPlan) -> tuple[list[Activity], int]:
         """The plan's activities to write, and how many the threshold rule suppresses."""
         change = plan.change
-        return change_activities(
-            self.services,
+        event = FieldsChanged(
             account_id=change.id,
             changes=plan.diff,
             change_key=f"v{change.version:020d}",
@@ -306,6 +302,7 @@ class _BatchApplier:
             reason=SYNC_REASON,
             source=SYNC_SOURCE,
         )
+        return change_activities(self.services, event)
 
     def _write_account_groups(self, plans: list[_AccountPlan]) -> list[AccountChange]:
         """Write plans in entity-group transactions; return the changes that met a conflict."""

@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError
 
-from shared.apply import FieldChange, log_change_activities
+from shared.apply import FieldChange, FieldsChanged, log_change_activities
 from shared.mapping import UnstorableValue, check_entity, property_name, to_json, to_stored
 from shared.mirror import replace
 from shared.services import Services
@@ -94,8 +94,7 @@ def edit_account_through_contact(
                     "the account changed in Dynamics while it was edited; read it and retry",
                 ) from None
             continue  # another local edit: re-read and apply on top of it
-        logged, suppressed = log_change_activities(
-            services,
+        event = FieldsChanged(
             account_id=account_id,
             changes=changes,
             change_key=edit_key,
@@ -103,6 +102,7 @@ def edit_account_through_contact(
             reason=f"Local edit through contact {contact_id}",
             source=EDIT_SOURCE,
         )
+        logged, suppressed = log_change_activities(services, event)
         return EditResult(account_id, [c.field for c in changes], logged, suppressed)
     raise EditError(409, "edit_conflict", "the account kept changing; retry the edit")
 

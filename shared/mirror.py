@@ -62,13 +62,15 @@ def _read_many(table: TableClient, ids: Iterable[str]) -> dict[str, TableEntity]
     return {rid: entity for rid, entity in found if entity is not None}
 
 
-class AccountMirror:
+class _Records:
+    """Mirrored rows of one table, keyed bucket(id) / id."""
+
     def __init__(self, table: TableClient):
         self.table = table
 
-    def get(self, account_id: str) -> TableEntity | None:
+    def get(self, record_id: str) -> TableEntity | None:
         try:
-            return self.table.get_entity(bucket(account_id), account_id)
+            return self.table.get_entity(bucket(record_id), record_id)
         except ResourceNotFoundError:
             return None
 
@@ -76,32 +78,19 @@ class AccountMirror:
         return _read_many(self.table, ids)
 
     def ids(self) -> Iterator[str]:
-        """Every mirrored account id that is not flagged deleted (a full scan: reloads only)."""
+        """Every mirrored id that is not flagged deleted (a full scan: reloads only)."""
         for entity in self.table.list_entities(select=["RowKey", "is_deleted"]):
             if not entity.get("is_deleted"):
                 yield str(entity["RowKey"])
 
 
-class ContactMirror:
-    def __init__(self, table: TableClient):
-        self.table = table
+class AccountMirror(_Records):
+    """Mirrored accounts: written only by the apply step, and by local edits under ETags."""
 
-    def get(self, contact_id: str) -> TableEntity | None:
-        try:
-            return self.table.get_entity(bucket(contact_id), contact_id)
-        except ResourceNotFoundError:
-            return None
 
-    def get_many(self, ids: Iterable[str]) -> dict[str, TableEntity]:
-        return _read_many(self.table, ids)
-
+class ContactMirror(_Records):
     def upsert_all(self, entities: Iterable[dict[str, Any]]) -> int:
         return upsert_all(self.table, entities)
-
-    def ids(self) -> Iterator[str]:
-        for entity in self.table.list_entities(select=["RowKey", "is_deleted"]):
-            if not entity.get("is_deleted"):
-                yield str(entity["RowKey"])
 
 
 class Memberships:
