@@ -19,7 +19,11 @@ from shared.mapping import ColumnType
 
 # A queue message holds 64 KiB after base64, so at most 48 KiB of JSON; keep a margin.
 MAX_MESSAGE_BYTES = 46_000
-FORMAT_VERSION = 1
+# 2 added memberships to batches. A worker of version 1 refuses a version-2 message (it goes
+# to poison, to be replayed once the worker is upgraded) rather than drop its memberships; a
+# version-1 message means the same to this version.
+FORMAT_VERSION = 2
+READABLE_VERSIONS = (1, 2)
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 
 Mode = Literal["initial", "delta", "reload"]
@@ -62,8 +66,9 @@ class Batch:
     backfill: list[str] = field(default_factory=list)
     # (account id, contact id) pairs to add to the account memberships.
     members: list[tuple[str, str]] = field(default_factory=list)
-    # The cycle sends the memberships of this batch's contacts in batches of their own,
-    # grouped by membership partition (a first load), so applying it writes none.
+    # The cycle sends the memberships of this batch's contacts whose parent is known to be an
+    # account in batches of their own, grouped by membership partition (a first load), so
+    # applying this batch writes none of those.
     members_apart: bool = False
 
     def encode(self) -> str:
@@ -78,8 +83,8 @@ class Batch:
     def decode(cls, text: str | bytes) -> Batch:
         try:
             data = json.loads(text)
-            if data.get("v") != FORMAT_VERSION:
-                raise BadBatch(f"batch format {data.get('v')!r} is not {FORMAT_VERSION}")
+            if data.get("v") not in READABLE_VERSIONS:
+                raise BadBatch(f"batch format {data.get('v')!r} is not one of {READABLE_VERSIONS}")
             mode = data["mode"]
             if mode not in ("initial", "delta", "reload"):
                 raise BadBatch(f"unknown batch mode {mode!r}")

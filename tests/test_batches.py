@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import uuid
 
+import pytest
+
 from shared.batches import (
     MAX_MESSAGE_BYTES,
+    BadBatch,
     Batch,
     BatchPacker,
     ContactChange,
@@ -82,3 +85,17 @@ def _message(packed: Packed) -> str:
     return encode_batch(
         HEADER, accounts=packed.accounts, contacts=packed.contacts, members=packed.members
     )
+
+
+def test_a_version_1_message_still_decodes_and_an_unknown_version_does_not() -> None:
+    contact_id = str(uuid.uuid4())
+    old = (
+        '{"v":1,"cycle":"c1","batch":"000001","mode":"delta","columns":{},"traceparent":null,'
+        f'"backfill":[],"accounts":[],"contacts":[{{"id":"{contact_id}","ver":3,"parent":null,'
+        '"ptype":null,"mod":null,"f":{}}]}'
+    )
+    batch = Batch.decode(old)
+    assert [c.id for c in batch.contacts] == [contact_id]
+    assert batch.members == [] and not batch.members_apart
+    with pytest.raises(BadBatch, match="format 3"):
+        Batch.decode(old.replace('"v":1', '"v":3'))
