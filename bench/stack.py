@@ -17,8 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import psutil
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueServiceClient
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle, start_simulator
@@ -64,14 +62,6 @@ class Stack:
         )
         env.update(extra or {})
         return env
-
-    def clear_storage(self) -> None:
-        with TableServiceClient.from_connection_string(self.storage) as tables:
-            for table in tables.list_tables():
-                tables.delete_table(table.name)
-        with QueueServiceClient.from_connection_string(self.storage) as queues:
-            for queue in queues.list_queues():
-                queues.delete_queue(queue.name)
 
     def dataverse_requests(self) -> int:
         """Requests the simulator's Web API received since the last call (token requests apart)."""

@@ -6,12 +6,11 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueServiceClient
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle, start_simulator
 from shared.services import Services, get_services, reset_services
+from tests.helpers import wipe_storage
 
 
 @pytest.fixture(scope="session")
@@ -23,14 +22,8 @@ def azurite() -> Iterator[Azurite]:
 @pytest.fixture
 def storage_connection(azurite: Azurite) -> Iterator[str]:
     """Azurite's connection string, with every table and queue removed before the test."""
-    connection = azurite.connection_string
-    with TableServiceClient.from_connection_string(connection) as tables:
-        for table in tables.list_tables():
-            tables.delete_table(table.name)
-    with QueueServiceClient.from_connection_string(connection) as queues:
-        for queue in queues.list_queues():
-            queues.delete_queue(queue.name)
-    return connection
+    wipe_storage(azurite.connection_string)
+    return azurite.connection_string
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,20 @@
 
 from __future__ import annotations
 
+from azure.data.tables import TableServiceClient
+from azure.storage.queue import QueueServiceClient
+
 from acctsync.sim.harness import SimulatorHandle
+
+
+def wipe_storage(connection: str) -> None:
+    """Remove every table and queue of a storage account."""
+    with TableServiceClient.from_connection_string(connection) as tables:
+        for table in tables.list_tables():
+            tables.delete_table(table.name)
+    with QueueServiceClient.from_connection_string(connection) as queues:
+        for queue in queues.list_queues():
+            queues.delete_queue(queue.name)
 
 
 def make_account(

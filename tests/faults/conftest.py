@@ -12,7 +12,8 @@ from acctsync.localhost import serving_api
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.faults.support import API_KEY, SOAK, Figures, services_for, wipe
+from tests.faults.support import API_KEY, SOAK, Figures, services_for
+from tests.helpers import wipe_storage
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +55,7 @@ def twin(
     twin_azurite: Azurite, simulator: SimulatorHandle, services: Services
 ) -> Iterator[Services]:
     """acctsync on an empty second storage with the same settings: the clean run."""
-    wipe(twin_azurite.connection_string)
+    wipe_storage(twin_azurite.connection_string)
     settings = dict(os.environ)
     settings["AzureWebJobsStorage"] = twin_azurite.connection_string
     clean = services_for(settings)

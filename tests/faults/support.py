@@ -18,9 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from azure.data.tables import TableServiceClient
-from azure.storage.queue import QueueServiceClient
-
 from shared.apply import apply_batch
 from shared.cycle import heartbeat, queue_backlog
 from shared.mapping import to_json
@@ -44,16 +41,6 @@ T = TypeVar("T")
 def scale(normal: int, soak: int) -> int:
     """A size for the normal suite, or the bigger one of the soak (ACCTSYNC_SOAK=1)."""
     return soak if SOAK else normal
-
-
-def wipe(connection: str) -> None:
-    """Remove every table and queue of a storage account."""
-    with TableServiceClient.from_connection_string(connection) as tables:
-        for table in tables.list_tables():
-            tables.delete_table(table.name)
-    with QueueServiceClient.from_connection_string(connection) as queues:
-        for queue in queues.list_queues():
-            queues.delete_queue(queue.name)
 
 
 def services_for(env: dict[str, str]) -> Services:
