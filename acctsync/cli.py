@@ -10,7 +10,7 @@ from collections.abc import Sequence
 
 from azure.core.exceptions import AzureError
 
-from shared.dataverse import DataverseError
+from shared.dataverse.client import DataverseError
 from shared.settings import SettingsError, get_settings
 
 
@@ -58,13 +58,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return serve_until_stopped(visibility_timeout_s=args.visibility_timeout)
         if args.command == "replay-poison":
             from shared.services import get_services
-            from shared.status import replay_poison
+            from shared.sync.status import replay_poison
 
             print(json.dumps({"replayed": replay_poison(get_services())}))
             return 0
         if args.command == "status":
             from shared.services import get_services
-            from shared.status import sync_status
+            from shared.sync.status import sync_status
 
             print(json.dumps(sync_status(get_services()), indent=2))
             return 0
@@ -93,8 +93,8 @@ def _first_line(error: Exception) -> str:
 
 
 def _fields(command: str, names: str) -> int:
-    from shared.fields import FieldSelectionError, list_fields, select_fields
     from shared.services import get_services
+    from shared.sync.fields import FieldSelectionError, list_fields, select_fields
 
     services = get_services()
     if command == "list":

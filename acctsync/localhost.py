@@ -24,9 +24,9 @@ from acctsync.ports import wait_for_port
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
-from shared.api import api_app, require_key
-from shared.cycle import report_progress_to
 from shared.services import Services, get_services
+from shared.sync.cycle import report_progress_to
+from shared.web.api import api_app, require_key
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_S = 60.0

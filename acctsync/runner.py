@@ -8,8 +8,8 @@ from typing import Any
 
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
-from shared.cycle import heartbeat
 from shared.services import Services
+from shared.sync.cycle import heartbeat
 
 
 class CycleTimeout(RuntimeError):

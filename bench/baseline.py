@@ -19,7 +19,7 @@ import httpx
 from azure.data.tables import TableServiceClient, TransactionOperation, UpdateMode
 
 from bench.stack import Stack
-from shared.dataverse import LOOKUP_ANNOTATIONS
+from shared.dataverse.client import LOOKUP_ANNOTATIONS
 
 PARTITIONS = 64
 IN_FLIGHT = 4

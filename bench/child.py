@@ -76,7 +76,7 @@ def _cycle(services: Any, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _plan(services: Any, args: dict[str, Any]) -> dict[str, Any]:
-    from shared.cycle import heartbeat
+    from shared.sync.cycle import heartbeat
 
     outcome = heartbeat(services, owner="bench", force=True)
     return {"action": outcome.action, **outcome.summary}

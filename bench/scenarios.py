@@ -12,8 +12,8 @@ from azure.storage.queue import QueueClient
 
 from bench import baseline
 from bench.stack import Stack, finish_child
-from shared.columns import DEFAULT_ACCOUNT_COLUMNS, account_catalogue, account_select
-from shared.dataverse import DataverseClient
+from shared.dataverse.client import DataverseClient
+from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS, account_catalogue, account_select
 from shared.settings import Settings
 from shared.storage import ACCOUNTS_TABLE, BATCH_QUEUE
 

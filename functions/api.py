@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import azure.functions as func
 
-from shared.api import api_app
+from shared.web.api import api_app
 
 bp = func.Blueprint()
 _asgi = func.AsgiMiddleware(api_app)

@@ -10,9 +10,9 @@ import logging
 
 import azure.functions as func
 
-from shared.apply import apply_message
 from shared.services import get_services
 from shared.storage import BATCH_QUEUE
+from shared.sync.apply import apply_message
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)

@@ -8,8 +8,8 @@ import socket
 
 import azure.functions as func
 
-from shared.cycle import heartbeat
 from shared.services import get_services
+from shared.sync.cycle import heartbeat
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import threading
 from functools import cached_property
 
-from shared.dataverse import DataverseClient
-from shared.mirror import AccountMirror, ActivityLog, ContactMirror, Memberships
+from shared.dataverse.client import DataverseClient
+from shared.mirror.records import AccountMirror, ActivityLog, ContactMirror, Memberships
 from shared.settings import Settings, get_settings
-from shared.state import (
+from shared.state.tables import (
     Cursors,
     CycleHistory,
     CycleResults,

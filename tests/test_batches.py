@@ -6,7 +6,8 @@ import uuid
 
 import pytest
 
-from shared.batches import (
+from shared.mirror.records import bucket
+from shared.sync.batches import (
     MAX_MESSAGE_BYTES,
     BadBatch,
     Batch,
@@ -18,7 +19,6 @@ from shared.batches import (
     header_budget,
     member_fragment,
 )
-from shared.mirror import bucket
 
 HEADER = Batch("20261126T000000-abcdef12", "000000", "initial", {}, members_apart=True)
 

@@ -7,12 +7,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from shared.apply import apply_batch
-from shared.batches import AccountChange, Batch, ContactChange, Mode
 from shared.mapping import ColumnType
-from shared.mirror import bucket, fields_of
+from shared.mirror.records import bucket, fields_of
 from shared.services import Services
 from shared.settings import Settings
+from shared.sync.apply import apply_batch
+from shared.sync.batches import AccountChange, Batch, ContactChange, Mode
 
 COLUMNS = {
     "name": ColumnType.STRING,

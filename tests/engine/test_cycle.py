@@ -9,12 +9,12 @@ import pytest
 
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.batches import Batch
-from shared.cycle import heartbeat, queue_backlog
-from shared.mirror import fields_of
+from shared.mirror.records import fields_of
 from shared.services import Services
-from shared.status import sync_status
 from shared.storage import BATCH_QUEUE
+from shared.sync.batches import Batch
+from shared.sync.cycle import heartbeat, queue_backlog
+from shared.sync.status import sync_status
 from tests.helpers import make_account
 
 

@@ -8,8 +8,8 @@ import pytest
 
 from acctsync.worker import QueueRules, QueueWorker
 from shared.services import Services, get_services, reset_services
-from shared.status import sync_status
 from shared.storage import BATCH_QUEUE
+from shared.sync.status import sync_status
 
 
 @pytest.fixture
@@ -37,7 +37,7 @@ def test_a_malformed_batch_ends_in_the_poison_queue(services: Services) -> None:
 
 
 def test_replay_poison_puts_messages_back(services: Services) -> None:
-    from shared.status import replay_poison
+    from shared.sync.status import replay_poison
 
     services.storage.queue(BATCH_QUEUE).send_message("not a batch")
     worker = QueueWorker(services, QueueRules(max_dequeue_count=1, visibility_timeout_s=0))

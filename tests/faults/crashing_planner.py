@@ -17,9 +17,10 @@ import sys
 import time
 from typing import Any
 
-from shared import cycle, state
-from shared.cycle import heartbeat
 from shared.services import get_services
+from shared.state import tables as state
+from shared.sync import cycle
+from shared.sync.cycle import heartbeat
 
 
 def _die(step: str) -> None:

@@ -18,12 +18,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any, TypeVar
 
-from shared.apply import apply_batch
-from shared.cycle import heartbeat, queue_backlog
 from shared.mapping import to_json
 from shared.services import Services
 from shared.settings import Settings
 from shared.storage import BATCH_QUEUE
+from shared.sync.apply import apply_batch
+from shared.sync.cycle import heartbeat, queue_backlog
 
 ROOT = Path(__file__).resolve().parents[2]
 ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]

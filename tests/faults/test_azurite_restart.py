@@ -16,8 +16,8 @@ from pathlib import Path
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
-from shared.cycle import queue_backlog
 from shared.services import Services
+from shared.sync.cycle import queue_backlog
 from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     ACCTSYNC,

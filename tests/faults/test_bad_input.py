@@ -26,9 +26,9 @@ from schemathesis import GenerationMode
 from acctsync.cli import main as cli_main
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.batches import AccountChange, BadBatch, Batch, ContactChange
 from shared.mapping import ColumnType, UnstorableValue, check_entity, to_json, to_stored
 from shared.services import Services
+from shared.sync.batches import AccountChange, BadBatch, Batch, ContactChange
 from tests.faults.support import API_KEY, Figures, run, snapshot
 from tests.helpers import make_account
 

@@ -15,8 +15,8 @@ import subprocess
 import sys
 
 from acctsync.sim.harness import SimulatorHandle
-from shared.cycle import queue_backlog
 from shared.services import Services
+from shared.sync.cycle import queue_backlog
 from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     ROOT,

@@ -19,9 +19,9 @@ import pytest
 from acctsync.runner import run_cycle_now
 from acctsync.sim.faults import FaultInjector, FaultPlan
 from acctsync.sim.harness import SimulatorHandle
-from shared.cycle import heartbeat
-from shared.dataverse import DataverseError
+from shared.dataverse.client import DataverseError
 from shared.services import Services
+from shared.sync.cycle import heartbeat
 from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     Figures,

@@ -17,7 +17,7 @@ import httpx
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import to_json
-from shared.mirror import fields_of
+from shared.mirror.records import fields_of
 from shared.services import Services
 from tests.faults.support import API_KEY as KEY
 from tests.faults.support import Figures, cycle_by_stages, drain, scale

@@ -18,9 +18,9 @@ from pathlib import Path
 
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
-from shared.cycle import heartbeat, queue_backlog
-from shared.mirror import fields_of
+from shared.mirror.records import fields_of
 from shared.services import Services
+from shared.sync.cycle import heartbeat, queue_backlog
 from tests.faults.support import (
     ACCTSYNC,
     Figures,

@@ -15,10 +15,10 @@ from azure.data.tables import TableServiceClient
 
 from acctsync.sim.harness import SimulatorHandle
 from acctsync.worker import QueueRules, QueueWorker
-from shared.cycle import heartbeat, queue_backlog
-from shared.mirror import fields_of
+from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.storage import ACTIVITIES_TABLE, BATCH_QUEUE
+from shared.sync.cycle import heartbeat, queue_backlog
 from tests.faults.support import Figures, cycle_by_stages, plan_only, run
 from tests.helpers import make_account
 

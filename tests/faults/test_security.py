@@ -24,14 +24,14 @@ import trustme
 from acctsync.ports import free_port, wait_for_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.cycle import _NoProgress, _Planner
-from shared.dataverse import DataverseAuthError
+from shared.dataverse.client import DataverseAuthError
 from shared.mapping import ColumnType
-from shared.openapi import OPENAPI
 from shared.services import Services
-from shared.state import utcnow
-from shared.status import sync_status
+from shared.state.tables import utcnow
 from shared.storage import BATCH_QUEUE
+from shared.sync.cycle import _NoProgress, _Planner
+from shared.sync.status import sync_status
+from shared.web.openapi import OPENAPI
 from tests.faults.support import ACCTSYNC, API_KEY, Figures, Process, run, services_for, snapshot
 from tests.helpers import make_account
 

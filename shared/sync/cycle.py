@@ -22,8 +22,24 @@ from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from shared import telemetry
-from shared.apply import contact_row
-from shared.batches import (
+from shared.dataverse.client import ChangePage, DataverseClient, DeltaTokenExpired
+from shared.dataverse.columns import (
+    ACCOUNT_ID,
+    CONTACT_COLUMNS,
+    CONTACT_ID,
+    PARENT_CUSTOMER,
+    PARENT_TYPE,
+    account_select,
+    contact_select,
+)
+from shared.ids import InvalidId, parse_guid
+from shared.mapping import ColumnType, UnstorableValue, web_api_property
+from shared.mirror.records import bucket
+from shared.services import Services
+from shared.state.tables import Schedule, iso, utcnow
+from shared.storage import BATCH_QUEUE
+from shared.sync.apply import contact_row
+from shared.sync.batches import (
     AccountChange,
     Batch,
     BatchPacker,
@@ -37,23 +53,7 @@ from shared.batches import (
     header_budget,
     member_fragment,
 )
-from shared.columns import (
-    ACCOUNT_ID,
-    CONTACT_COLUMNS,
-    CONTACT_ID,
-    PARENT_CUSTOMER,
-    PARENT_TYPE,
-    account_select,
-    contact_select,
-)
-from shared.dataverse import ChangePage, DataverseClient, DeltaTokenExpired
-from shared.fields import backfilled, current_selection, refresh_readability
-from shared.ids import InvalidId, parse_guid
-from shared.mapping import ColumnType, UnstorableValue, web_api_property
-from shared.mirror import bucket
-from shared.services import Services
-from shared.state import Schedule, iso, utcnow
-from shared.storage import BATCH_QUEUE
+from shared.sync.fields import backfilled, current_selection, refresh_readability
 
 logger = logging.getLogger(__name__)
 

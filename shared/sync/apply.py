@@ -30,8 +30,7 @@ from azure.data.tables import (
 )
 
 from shared import telemetry
-from shared.batches import AccountChange, Batch, ContactChange
-from shared.columns import CONTACT_COLUMNS
+from shared.dataverse.columns import CONTACT_COLUMNS
 from shared.mapping import (
     ColumnType,
     UnstorableValue,
@@ -40,10 +39,11 @@ from shared.mapping import (
     to_json,
     to_stored,
 )
-from shared.mirror import PARALLEL_READS, Activity, bucket, replace
+from shared.mirror.records import PARALLEL_READS, Activity, bucket, replace
+from shared.mirror.writes import MAX_TRANSACTION_ENTITIES, create_all, run_parallel
 from shared.services import Services
-from shared.state import BatchResult, utcnow
-from shared.tablewrites import MAX_TRANSACTION_ENTITIES, create_all, run_parallel
+from shared.state.tables import BatchResult, utcnow
+from shared.sync.batches import AccountChange, Batch, ContactChange
 from shared.threshold import contacts_to_count, logs_activities
 
 logger = logging.getLogger(__name__)

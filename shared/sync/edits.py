@@ -14,11 +14,11 @@ from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError
 
-from shared.apply import FieldChange, FieldsChanged, log_change_activities
 from shared.mapping import UnstorableValue, check_entity, property_name, to_json, to_stored
-from shared.mirror import replace
+from shared.mirror.records import replace
 from shared.services import Services
-from shared.state import utcnow
+from shared.state.tables import utcnow
+from shared.sync.apply import FieldChange, FieldsChanged, log_change_activities
 
 EDIT_SOURCE = "acctsync API"
 MAX_ATTEMPTS = 5

@@ -26,7 +26,7 @@ from azure.core.paging import ItemPaged
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mapping import FIELD_PREFIX, to_json
-from shared.tablewrites import run_parallel, upsert_all
+from shared.mirror.writes import run_parallel, upsert_all
 
 BUCKETS = 64
 PARALLEL_READS = 8

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from shared.dataverse import DataverseClient
+from shared.dataverse.client import DataverseClient
 from shared.mapping import ColumnType, column_type, web_api_property
 
 ACCOUNT_ID = "accountid"

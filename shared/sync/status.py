@@ -6,7 +6,7 @@ import json
 from typing import Any
 
 from shared.services import Services
-from shared.state import iso, utcnow
+from shared.state.tables import iso, utcnow
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
 
 

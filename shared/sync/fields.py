@@ -11,10 +11,10 @@ from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.columns import DEFAULT_ACCOUNT_COLUMNS, ColumnInfo, account_catalogue
-from shared.dataverse import DataverseClient
+from shared.dataverse.client import DataverseClient
+from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS, ColumnInfo, account_catalogue
 from shared.services import Services
-from shared.state import FieldSelection, utcnow
+from shared.state.tables import FieldSelection, utcnow
 
 # The full metadata check costs a request; the grant check of secured columns runs every cycle.
 METADATA_RECHECK = timedelta(hours=1)

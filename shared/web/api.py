@@ -15,15 +15,15 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from typing import Any
 
-from shared.edits import EditError, edit_account_through_contact
-from shared.fields import FieldSelectionError, list_fields, select_fields
 from shared.ids import InvalidId, parse_guid
-from shared.mirror import fields_of
-from shared.openapi import OPENAPI
+from shared.mirror.records import fields_of
 from shared.services import Services, get_services
 from shared.settings import SettingsError
-from shared.state import iso
-from shared.status import sync_status
+from shared.state.tables import iso
+from shared.sync.edits import EditError, edit_account_through_contact
+from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+from shared.sync.status import sync_status
+from shared.web.openapi import OPENAPI
 
 logger = logging.getLogger(__name__)
 
