@@ -111,7 +111,7 @@ def _fields(command: str, names: str) -> int:
 
 def _cycle() -> int:
     from acctsync.progress import TerminalProgress
-    from acctsync.runner import CycleTimeout, run_cycle_now
+    from acctsync.runner import CycleFailed, CycleTimeout, run_cycle_now
     from shared.services import get_services
 
     get_settings().require_dataverse()  # fail before touching storage or the lease
@@ -119,6 +119,10 @@ def _cycle() -> int:
         summary = run_cycle_now(get_services(), progress=TerminalProgress())
     except CycleTimeout as error:
         print(f"acctsync: {error}", file=sys.stderr)
+        return 1
+    except CycleFailed as failed:
+        print(f"acctsync: {failed}", file=sys.stderr)
+        print(json.dumps(failed.summary))
         return 1
     print(json.dumps(summary))
     return 0

@@ -1,41 +1,101 @@
-"""Run one whole cycle now: plan it, apply every batch it enqueued, and finish it."""
+"""Run one whole cycle now: plan it, apply every batch it enqueued, and finish it.
+
+Queue workers apply batches on threads of their own while the heartbeats plan, as the
+Functions host's queue trigger does while the timer plans, so a long load is applied as it
+is read. A cycle another host is running comes first: this waits for it and says whose it is.
+"""
 
 from __future__ import annotations
 
+import os
 import socket
+import sys
+import threading
 import time
-from typing import Any
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from shared.services import Services
-from shared.sync.cycle import heartbeat
+from shared.sync.cycle import Action, heartbeat
+
+WORKERS = 2
 
 
 class CycleTimeout(RuntimeError):
     pass
 
 
+class CycleFailed(RuntimeError):
+    """The cycle's planning failed; what it had enqueued was applied."""
+
+    def __init__(self, summary: dict[str, Any]):
+        failure = summary.get("failure") or {}
+        super().__init__(
+            f"the cycle failed while planning {failure.get('step')}: {failure.get('message')}"
+        )
+        self.summary = summary
+
+
 def run_cycle_now(
-    services: Services, *, progress: TerminalProgress | None = None, timeout_s: float = 3600
+    services: Services,
+    *,
+    progress: TerminalProgress | None = None,
+    timeout_s: float = 24 * 3600,
+    notices: TextIO | None = None,
 ) -> dict[str, Any]:
-    """The summary of a cycle started now, whatever the schedule says, once it has finished."""
-    owner = f"cli-{socket.gethostname()}"
-    worker = QueueWorker(services)
-    worker.progress = progress
+    """The summary of a cycle started now, whatever the schedule says, once it has finished.
+    CycleFailed when its planning failed (its summary is on the exception)."""
+    owner = f"cli-{socket.gethostname()}-{os.getpid()}"
+    notices = notices or sys.stderr
     started = False
+    told: tuple[str, str | None] | None = None
     deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        outcome = heartbeat(services, owner=owner, force=not started, progress=progress)
-        if outcome.action == "planned":
-            started = True
-        elif outcome.action == "finished" and started:
-            if progress is not None:
-                progress.done()
-            return outcome.summary
-        elif outcome.action == "busy":
-            time.sleep(1.0)  # another host holds the lease; its cycle comes first
-        worker.drain()
-        if outcome.action == "waiting":
-            time.sleep(0.5)  # messages in flight elsewhere, or waiting to be retried
+    with _applying(services, progress):
+        while time.monotonic() < deadline:
+            outcome = heartbeat(services, owner=owner, force=not started, progress=progress)
+            if outcome.action in (Action.PLANNED, Action.CHECKPOINTED, Action.FAILED):
+                started = True
+            elif outcome.action is Action.FINISHED and started:
+                if progress is not None:
+                    progress.done()
+                if outcome.summary.get("status") == "failed":
+                    raise CycleFailed(outcome.summary)
+                return outcome.summary
+            elif outcome.action is Action.BUSY:
+                if outcome.lease_owner and told != (outcome.lease_owner, outcome.lease_until):
+                    told = (outcome.lease_owner, outcome.lease_until)
+                    print(
+                        f"acctsync: waiting for cycle {outcome.cycle_id}: its planning lease is "
+                        f"held by {outcome.lease_owner} until {outcome.lease_until} (a crashed "
+                        "planner's lease runs out then, and this goes on from its checkpoint)",
+                        file=notices,
+                        flush=True,
+                    )
+                time.sleep(1.0)
+            elif outcome.action is Action.WAITING:
+                time.sleep(0.2)  # batches being applied, here or elsewhere
     raise CycleTimeout(f"the cycle did not finish within {timeout_s:.0f}s")
+
+
+@contextmanager
+def _applying(services: Services, progress: TerminalProgress | None) -> Iterator[None]:
+    """Queue workers on threads for as long as the block runs."""
+    stop = threading.Event()
+    workers = [QueueWorker(services) for _ in range(WORKERS)]
+    threads = []
+    for number, worker in enumerate(workers):
+        worker.progress = progress
+        thread = threading.Thread(
+            target=worker.serve, args=(stop,), kwargs={"idle_wait_s": 0.1}, name=f"apply-{number}"
+        )
+        thread.start()
+        threads.append(thread)
+    try:
+        yield
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()

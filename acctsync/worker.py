@@ -18,8 +18,8 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Protocol
 
-import azure.functions as func
-from azure.core.exceptions import ServiceRequestError
+from azure.core.exceptions import AzureError
+from azure.functions.queue import QueueMessage
 
 from functions.apply_batch import apply_batch_message
 from shared.services import Services
@@ -82,18 +82,23 @@ class QueueWorker:
             body: bytes = message.content
             self._event("applying", message.id)
             try:
-                apply_batch_message(func.QueueMessage(id=message.id, body=body))
+                # The host's own message type: the trigger reads dequeue_count from it.
+                apply_batch_message(
+                    QueueMessage(  # type: ignore[no-untyped-call]
+                        id=message.id, body=body, dequeue_count=message.dequeue_count
+                    )
+                )
             except Exception as error:
                 self._event("failed", message.id)
                 self.failed += 1
-                if isinstance(error, ServiceRequestError):
-                    # Storage unreachable (an outage, a restart): expected, retried, and a
-                    # traceback per batch would bury the one line that matters.
+                if isinstance(error, AzureError):
+                    # Storage unreachable or refusing (an outage, a restart): expected, retried,
+                    # and a traceback per batch would bury the one line that matters.
                     logger.warning(
-                        "batch %s failed (attempt %d): storage unreachable: %s",
+                        "batch %s failed (attempt %d): storage: %s",
                         message.id,
                         message.dequeue_count,
-                        error,
+                        _first_line(error),
                     )
                 else:
                     logger.exception(
@@ -131,12 +136,17 @@ class QueueWorker:
             try:
                 if not self.run_once():
                     stop.wait(idle_wait_s)
-            except ServiceRequestError as error:
-                logger.warning("queue worker: storage unreachable (%s), retrying", error)
+            except AzureError as error:
+                logger.warning("queue worker: storage: %s; retrying", _first_line(error))
                 stop.wait(5.0)
             except Exception:
-                logger.exception("queue worker: storage unavailable, retrying")
+                logger.exception("queue worker failed; retrying")
                 stop.wait(5.0)
+
+
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
 
 
 def serve_until_stopped(*, visibility_timeout_s: int | None = None) -> int:

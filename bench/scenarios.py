@@ -198,7 +198,7 @@ def paging(stack: Stack, accounts: int, rounds: int = 2) -> dict[str, Any]:
             seconds, bare_rows, requests = baseline.page_loop(stack, "accounts", ",".join(select))
             bare_s.append(seconds)
             started = time.perf_counter()
-            rows = sum(len(p.rows) for p in client.changes("accounts", select, delta_link=None))
+            rows = sum(len(p.rows) for p in client.changes("accounts", select, link=None))
             client_s.append(time.perf_counter() - started)
             assert rows == bare_rows == accounts, (rows, bare_rows, accounts)
     return {

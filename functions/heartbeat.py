@@ -1,4 +1,4 @@
-"""Timer trigger: the minute heartbeat that starts and finishes sync cycles."""
+"""Timer trigger: the heartbeat that starts, continues and finishes sync cycles."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ import socket
 import azure.functions as func
 
 from shared.services import get_services
-from shared.sync.cycle import heartbeat
+from shared.sync.cycle import Action, heartbeat
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
 
-# Every minute; the cycle itself decides (under a lease) whether a cycle is due.
-HEARTBEAT_SCHEDULE = "0 */1 * * * *"
+# Every 30 seconds, so a cycle starts within half a minute of being due; the cycle itself
+# decides (under a lease) whether there is anything to do.
+HEARTBEAT_SCHEDULE = "*/30 * * * * *"
 
 
 @bp.function_name("heartbeat")
@@ -25,11 +26,14 @@ HEARTBEAT_SCHEDULE = "0 */1 * * * *"
 def heartbeat_timer(timer: func.TimerRequest) -> None:
     owner = os.environ.get("WEBSITE_INSTANCE_ID") or socket.gethostname()
     outcome = heartbeat(get_services(), owner=owner)
-    logger.info(
-        "heartbeat: %s",
-        outcome.action,
+    log = logger.error if outcome.action is Action.FAILED else logger.info
+    log(
+        "heartbeat: %s%s",
+        outcome.action.value,
+        f" ({outcome.error})" if outcome.error else "",
         extra={
             "cycle_id": outcome.cycle_id,
+            "step": outcome.step,
             "backlog": outcome.backlog,
             "past_due": timer.past_due,
         },

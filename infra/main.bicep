@@ -51,6 +51,11 @@ param syncIntervalMinutes int = 5
 @minValue(0)
 param activityContactLimit int = 5000
 
+@description('Seconds one heartbeat plans before it checkpoints and leaves the rest to the next (ACCTSYNC_PLAN_BUDGET_SECONDS); keep it well under functionTimeout.')
+@minValue(10)
+@maxValue(1200)
+param planBudgetSeconds int = 180
+
 @description('Most instances the Function App scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -199,6 +204,7 @@ module functionApp 'app/function.bicep' = {
     dataverseAuthorityHost: dataverseAuthorityHost
     syncIntervalMinutes: syncIntervalMinutes
     activityContactLimit: activityContactLimit
+    planBudgetSeconds: planBudgetSeconds
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant

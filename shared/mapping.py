@@ -1,13 +1,17 @@
 """The mapping from Dataverse Web API values to mirror (Table Storage) values and back.
 
-Dataverse sends JSON; Table Storage stores typed properties with hard limits (a string is at
-most 64 KiB as UTF-16, an entity at most 1 MiB, 252 custom properties). Every value is checked
-on the way in, so a value the mirror cannot hold becomes a sync error on that record instead
-of a failed batch.
+Dataverse sends JSON; Table Storage stores typed properties with hard limits (a string
+property is at most 64 KiB as UTF-16, an entity at most 1 MiB, 252 custom properties), and
+counts text as UTF-16 whatever the characters. A column lives in the property `f_<name>`;
+text longer than one property holds continues in `f_<name>__C1`, `f_<name>__C2`, ... (an
+upper-case letter cannot occur in a Dataverse logical name, so these never collide with a
+column). Every value is checked on the way in, so a value the mirror cannot hold becomes a sync
+error on that record instead of a failed batch.
 """
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from collections.abc import Mapping
@@ -20,12 +24,17 @@ from azure.data.tables import EdmType, EntityProperty
 from shared.ids import InvalidId, parse_guid
 
 FIELD_PREFIX = "f_"
-MAX_STRING_BYTES = 64 * 1024
+CHUNK_MARK = "__C"
+# UTF-16 code units per property of long text: under the 32,768 a property holds.
+CHUNK_UNITS = 32_000
+# An activity's old or new value, as JSON text, is cut to fit one property with room to spare.
+ACTIVITY_VALUE_UNITS = 30_000
 MAX_ENTITY_BYTES = 1024 * 1024
 MAX_CUSTOM_PROPERTIES = 252
 INT32_RANGE = (-(2**31), 2**31 - 1)
 INT64_RANGE = (-(2**63), 2**63 - 1)
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_CHUNK = re.compile(r"__C\d+$")
 
 
 class ColumnType(StrEnum):
@@ -82,6 +91,95 @@ def property_name(column: str) -> str:
     return FIELD_PREFIX + column
 
 
+def column_of(property_name: str) -> str | None:
+    """The column a Table Storage property belongs to, or None for other properties."""
+    if not property_name.startswith(FIELD_PREFIX):
+        return None
+    return _CHUNK.sub("", property_name[len(FIELD_PREFIX) :])
+
+
+def read_column(entity: Mapping[str, Any], column: str) -> Any:
+    """A column's stored value (long text joined again), None when the column is empty."""
+    name = property_name(column)
+    value = entity.get(name)
+    if isinstance(value, str) and (name + CHUNK_MARK + "1") in entity:
+        parts = [value]
+        index = 1
+        while (part := entity.get(f"{name}{CHUNK_MARK}{index}")) is not None:
+            parts.append(part)
+            index += 1
+        return "".join(parts)
+    return value
+
+
+def columns_of(entity: Mapping[str, Any]) -> dict[str, Any]:
+    """Every mirrored column of an entity with its stored value."""
+    return {
+        name[len(FIELD_PREFIX) :]: read_column(entity, name[len(FIELD_PREFIX) :])
+        for name in entity
+        if name.startswith(FIELD_PREFIX) and not _CHUNK.search(name)
+    }
+
+
+def set_column(entity: dict[str, Any], column: str, stored: Any) -> None:
+    """Put a stored value into an entity (over as many properties as it needs); None empties
+    the column."""
+    drop_column(entity, column)
+    if stored is None:
+        return
+    name = property_name(column)
+    if not isinstance(stored, str) or utf16_units(stored) <= CHUNK_UNITS:
+        entity[name] = stored
+        return
+    for index, part in enumerate(_utf16_chunks(stored, CHUNK_UNITS)):
+        entity[name if index == 0 else f"{name}{CHUNK_MARK}{index}"] = part
+
+
+def drop_column(entity: dict[str, Any], column: str) -> None:
+    name = property_name(column)
+    for key in [k for k in entity if k == name or (k.startswith(name) and _is_chunk(k, name))]:
+        del entity[key]
+
+
+def _is_chunk(key: str, name: str) -> bool:
+    rest = key[len(name) :]
+    return rest.startswith(CHUNK_MARK) and rest[len(CHUNK_MARK) :].isdigit()
+
+
+def utf16_units(text: str) -> int:
+    """Length as Table Storage counts it: UTF-16 code units (two for a character past U+FFFF)."""
+    if text.isascii():
+        return len(text)
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _utf16_chunks(text: str, units: int) -> list[str]:
+    """Consecutive pieces of at most `units` UTF-16 code units, never splitting a character."""
+    chunks: list[str] = []
+    start = count = 0
+    for index, char in enumerate(text):
+        size = 2 if ord(char) > 0xFFFF else 1
+        if count + size > units:
+            chunks.append(text[start:index])
+            start, count = index, 0
+        count += size
+    chunks.append(text[start:])
+    return chunks
+
+
+def activity_value(value: Any) -> tuple[str, bool]:
+    """A Change Data Value's old or new value as JSON text that fits one property, and whether
+    it had to be truncated (only long text ever is)."""
+    text = json.dumps(value, ensure_ascii=False)
+    if utf16_units(text) <= ACTIVITY_VALUE_UNITS or not isinstance(value, str):
+        return text, False
+    keep = len(value)
+    while utf16_units(text) > ACTIVITY_VALUE_UNITS:
+        keep = max(0, keep * ACTIVITY_VALUE_UNITS // utf16_units(text) - 16)
+        text = json.dumps(value[:keep], ensure_ascii=False)
+    return text, True
+
+
 def to_stored(column: str, kind: ColumnType, value: Any) -> Any:
     """A Web API value as a typed Table Storage value; None stays None (the column is empty)."""
     if value is None:
@@ -121,19 +219,16 @@ def _value_size(value: Any) -> int:
     if isinstance(value, EntityProperty):
         value = value.value
     if isinstance(value, str):
-        return 4 + len(value.encode("utf-16-le"))
+        return 4 + 2 * utf16_units(value)
     if isinstance(value, bool):
         return 1
     return 8
 
 
 def _string(value: Any) -> str:
+    # Any length: long text spans properties (set_column); check_entity bounds the whole row.
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {type(value).__name__}")
-    if len(value.encode("utf-16-le")) > MAX_STRING_BYTES:
-        raise ValueError(
-            f"text of {len(value)} characters is over Table Storage's 64 KiB property limit"
-        )
     return value
 
 

@@ -7,16 +7,15 @@ import threading
 from functools import cached_property
 
 from shared.dataverse.client import DataverseClient
-from shared.mirror.records import AccountMirror, ActivityLog, ContactMirror, Memberships
+from shared.mirror.activities import ActivityLog
+from shared.mirror.members import Memberships
+from shared.mirror.records import AccountMirror, ContactMirror
 from shared.settings import Settings, get_settings
-from shared.state.tables import (
-    Cursors,
-    CycleHistory,
-    CycleResults,
-    CycleSchedule,
-    FieldSelections,
-    SyncErrors,
-)
+from shared.state.cursors import Cursors
+from shared.state.errors import SyncErrors
+from shared.state.fields import FieldSelections
+from shared.state.results import CycleHistory, CycleResults
+from shared.state.schedule import CycleSchedule
 from shared.storage import (
     ACCOUNTS_TABLE,
     ACTIVITIES_TABLE,

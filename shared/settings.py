@@ -15,9 +15,14 @@ from urllib.parse import urlsplit
 
 DEFAULT_STORAGE = "UseDevelopmentStorage=true"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
-# How long a heartbeat holds the cycle lease while it plans. A planner that dies keeps the
-# lease until it runs out, so the next cycle starts at most this long after a crash.
-DEFAULT_LEASE_SECONDS = 600.0
+# How long a heartbeat holds the cycle lease while it plans; it renews it every third of that.
+# A planner that dies keeps the lease until it runs out, so the next heartbeat goes on from
+# its last checkpoint at most this long after a crash.
+DEFAULT_LEASE_SECONDS = 90.0
+# How long one heartbeat plans before it checkpoints and leaves the rest to the next: well
+# under functionTimeout (30 min), so a scale-in drain, a redeploy or a crash costs minutes.
+DEFAULT_PLAN_BUDGET_SECONDS = 180.0
+MAX_PAGE_SIZE = 5000
 
 
 class SettingsError(ValueError):
@@ -31,6 +36,7 @@ class StorageSettings:
     connection_string: str | None = None
     table_service_uri: str | None = None
     queue_service_uri: str | None = None
+    blob_service_uri: str | None = None
     managed_identity_client_id: str | None = None
 
 
@@ -57,8 +63,11 @@ class Settings:
     sync_interval_minutes: float
     activity_contact_limit: int
     api_key: str | None
-    # ACCTSYNC_LEASE_SECONDS: an operator (or a test) may shorten the wait after a crash.
+    plan_budget_seconds: float = DEFAULT_PLAN_BUDGET_SECONDS
+    # Dev and tests: ACCTSYNC_LEASE_SECONDS shortens the wait after a crash, ACCTSYNC_PAGE_SIZE
+    # asks Dataverse for smaller pages (odata.maxpagesize) so small tables have many.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
+    page_size: int = MAX_PAGE_SIZE
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -77,9 +86,13 @@ class Settings:
             sync_interval_minutes=_number(env, "SYNC_INTERVAL_MINUTES", 5.0, minimum=0.0),
             activity_contact_limit=int(_number(env, "ACTIVITY_CONTACT_LIMIT", 5000, minimum=0)),
             api_key=_optional(env, "ACCTSYNC_API_KEY"),
+            plan_budget_seconds=_number(
+                env, "ACCTSYNC_PLAN_BUDGET_SECONDS", DEFAULT_PLAN_BUDGET_SECONDS, minimum=0.0
+            ),
             lease_seconds=_number(
                 env, "ACCTSYNC_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=1.0
             ),
+            page_size=_page_size(env),
         )
 
 
@@ -107,6 +120,13 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     return value
 
 
+def _page_size(env: Mapping[str, str]) -> int:
+    size = int(_number(env, "ACCTSYNC_PAGE_SIZE", MAX_PAGE_SIZE, minimum=1))
+    if size > MAX_PAGE_SIZE:
+        raise SettingsError(f"ACCTSYNC_PAGE_SIZE={size} is over Dataverse's {MAX_PAGE_SIZE}")
+    return size
+
+
 def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
     connection = _optional(env, "AzureWebJobsStorage")
     if connection:
@@ -115,16 +135,22 @@ def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
     account = _optional(env, prefix + "accountName")
     table_uri = _optional(env, prefix + "tableServiceUri")
     queue_uri = _optional(env, prefix + "queueServiceUri")
+    blob_uri = _optional(env, prefix + "blobServiceUri")
     if account:
         table_uri = table_uri or f"https://{account}.table.core.windows.net"
         queue_uri = queue_uri or f"https://{account}.queue.core.windows.net"
-    if table_uri or queue_uri:
-        if not (table_uri and queue_uri):
+        blob_uri = blob_uri or f"https://{account}.blob.core.windows.net"
+    if table_uri or queue_uri or blob_uri:
+        if not (table_uri and queue_uri and blob_uri):
             raise SettingsError(
-                "identity-based storage needs both AzureWebJobsStorage__tableServiceUri and "
-                "AzureWebJobsStorage__queueServiceUri (or AzureWebJobsStorage__accountName)"
+                "identity-based storage needs AzureWebJobsStorage__tableServiceUri, "
+                "__queueServiceUri and __blobServiceUri (or AzureWebJobsStorage__accountName)"
             )
-        for name, uri in (("tableServiceUri", table_uri), ("queueServiceUri", queue_uri)):
+        for name, uri in (
+            ("tableServiceUri", table_uri),
+            ("queueServiceUri", queue_uri),
+            ("blobServiceUri", blob_uri),
+        ):
             if urlsplit(uri).scheme != "https":
                 raise SettingsError(f"AzureWebJobsStorage__{name} must be an https:// URL")
         client_id = None
@@ -133,6 +159,7 @@ def _storage_settings(env: Mapping[str, str]) -> StorageSettings:
         return StorageSettings(
             table_service_uri=table_uri,
             queue_service_uri=queue_uri,
+            blob_service_uri=blob_uri,
             managed_identity_client_id=client_id,
         )
     return StorageSettings(connection_string=DEFAULT_STORAGE)

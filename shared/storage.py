@@ -1,4 +1,5 @@
-"""Table and queue clients built from the storage settings (connection string or identity).
+"""Table, queue and blob clients built from the storage settings (connection string or
+identity).
 
 The queue trigger decodes base64 by default (host.json `messageEncoding`), while the queue
 SDK sends raw text unless told otherwise; both sides use base64 here so a message the cycle
@@ -15,6 +16,7 @@ from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
+from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     QueueClient,
@@ -42,6 +44,9 @@ TABLES = (
     ERRORS_TABLE,
 )
 QUEUES = (BATCH_QUEUE, POISON_QUEUE)
+# Batches too large for a queue message (claim checks), one folder per cycle.
+BATCH_CONTAINER = "acctsync-batches"
+CONTAINERS = (BATCH_CONTAINER,)
 
 
 class Storage:
@@ -52,6 +57,7 @@ class Storage:
         self._lock = threading.Lock()
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
+        self._containers: dict[str, ContainerClient] = {}
         self._ready = False
         if settings.connection_string:
             self._table_service = TableServiceClient.from_connection_string(
@@ -60,6 +66,9 @@ class Storage:
             self._queue_service = QueueServiceClient.from_connection_string(
                 settings.connection_string, **_queue_codec(), **_transport_options()
             )
+            self._blob_service = BlobServiceClient.from_connection_string(
+                settings.connection_string, **_transport_options()
+            )
         else:
             from azure.identity import DefaultAzureCredential
 
@@ -67,6 +76,7 @@ class Storage:
                 managed_identity_client_id=settings.managed_identity_client_id
             )
             assert settings.table_service_uri and settings.queue_service_uri
+            assert settings.blob_service_uri
             self._table_service = TableServiceClient(
                 settings.table_service_uri, credential=credential, **_transport_options()
             )
@@ -75,6 +85,9 @@ class Storage:
                 credential=credential,
                 **_queue_codec(),
                 **_transport_options(),
+            )
+            self._blob_service = BlobServiceClient(
+                settings.blob_service_uri, credential=credential, **_transport_options()
             )
 
     def ensure(self) -> None:
@@ -90,6 +103,9 @@ class Storage:
             for name in QUEUES:
                 with contextlib.suppress(ResourceExistsError):
                     self._queue_service.create_queue(name)
+            for name in CONTAINERS:
+                with contextlib.suppress(ResourceExistsError):
+                    self._blob_service.create_container(name)
             self._ready = True
 
     def table(self, name: str) -> TableClient:
@@ -108,13 +124,23 @@ class Storage:
                 )
             return client
 
+    def container(self, name: str) -> ContainerClient:
+        with self._lock:
+            client = self._containers.get(name)
+            if client is None:
+                client = self._containers[name] = self._blob_service.get_container_client(name)
+            return client
+
     def close(self) -> None:
         for table in self._tables.values():
             table.close()
         for queue in self._queues.values():
             queue.close()
+        for container in self._containers.values():
+            container.close()
         self._table_service.close()
         self._queue_service.close()
+        self._blob_service.close()
 
 
 def _queue_codec() -> dict[str, Any]:

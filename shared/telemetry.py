@@ -25,6 +25,7 @@ COUNTERS = {
     "acctsync.dataverse_throttled": "Dataverse answers of 429 (service protection)",
     "acctsync.poison_messages": "batches that failed for good and went to the poison queue",
     "acctsync.sync_errors": "records that could not be mirrored",
+    "acctsync.planning_failures": "heartbeats whose planning failed (the cycle closes as failed)",
 }
 HISTOGRAMS = {
     "acctsync.cycle_duration_s": ("s", "from the start of a cycle to its last batch applied"),

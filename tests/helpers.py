@@ -6,6 +6,7 @@ from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from acctsync.sim.harness import SimulatorHandle
+from shared.mirror.records import MirroredRecords
 
 
 def wipe_storage(connection: str) -> None:
@@ -39,3 +40,12 @@ def make_account(
         else []
     )
     return account_id, contact_ids
+
+
+def live_ids(records: MirroredRecords) -> list[str]:
+    """Every mirrored id not flagged deleted (a full scan)."""
+    return [
+        str(row["RowKey"])
+        for row in records.table.list_entities(select=["RowKey", "is_deleted"])
+        if not row.get("is_deleted")
+    ]

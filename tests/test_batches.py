@@ -7,20 +7,24 @@ import uuid
 import pytest
 
 from shared.mirror.records import bucket
+from shared.state.schedule import LoadMode
 from shared.sync.batches import (
     MAX_MESSAGE_BYTES,
     BadBatch,
     Batch,
     BatchPacker,
+    ClaimCheck,
     ContactChange,
     Packed,
+    SweepBatch,
     contact_fragment,
+    decode_message,
     encode_batch,
     header_budget,
     member_fragment,
 )
 
-HEADER = Batch("20261126T000000-abcdef12", "000000", "initial", {}, members_apart=True)
+HEADER = Batch("20261126T000000-abcdef12", "000000", LoadMode.INITIAL, {}, members_apart=True)
 
 
 def _contact(number: int) -> ContactChange:
@@ -97,5 +101,39 @@ def test_a_version_1_message_still_decodes_and_an_unknown_version_does_not() -> 
     batch = Batch.decode(old)
     assert [c.id for c in batch.contacts] == [contact_id]
     assert batch.members == [] and not batch.members_apart
-    with pytest.raises(BadBatch, match="format 3"):
-        Batch.decode(old.replace('"v":1', '"v":3'))
+    with pytest.raises(BadBatch, match="format 4"):
+        Batch.decode(old.replace('"v":1', '"v":4'))
+
+
+def test_text_is_counted_in_utf8_bytes_as_the_queue_counts_it() -> None:
+    # 6,000 CJK characters: 18,000 bytes of UTF-8 (36,000 as \u escapes). Two fit a message.
+    memo = "語" * 6_000
+    changes = [ContactChange(str(uuid.uuid4()), 1, values={"fullname": memo}) for _ in range(7)]
+    packer = BatchPacker(header_budget(HEADER))
+    packed: list[Packed] = []
+    for change in changes:
+        fragment = contact_fragment(change)
+        assert memo in fragment  # as UTF-8 text, not escapes
+        if (full := packer.add("contacts", "00", fragment)) is not None:
+            packed.append(full)
+    packed += list(packer.flush())
+    assert len(packed) == 4
+    names: list[str] = []
+    for one in packed:
+        message = _message(one)
+        assert len(message.encode("utf-8")) <= MAX_MESSAGE_BYTES
+        names += [c.values["fullname"] for c in Batch.decode(message).contacts]
+    assert names == [memo] * 7
+
+
+def test_sweeps_and_claim_checks_round_trip() -> None:
+    sweep = SweepBatch("c1", "000007", "contacts", "13", 4, None)
+    assert decode_message(sweep.encode()) == sweep
+    claim = ClaimCheck("c1", "000008", "c1/000008.json")
+    assert decode_message(claim.encode()) == claim
+    with pytest.raises(BadBatch, match="claim check"):
+        decode_message(claim.encode().replace("c1/000008.json", "../etc/passwd"))
+    with pytest.raises(BadBatch, match="partition"):
+        decode_message(sweep.encode().replace('"13"', '"1x"'))
+    with pytest.raises(BadBatch, match="not a batch of changes"):
+        Batch.decode(sweep.encode())

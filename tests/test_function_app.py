@@ -29,7 +29,7 @@ def test_functions_index_with_no_settings() -> None:
     functions = json.loads(output.strip().splitlines()[-1])
     (timer,) = functions["heartbeat"]["bindings"]
     assert timer["type"] == "timerTrigger"
-    assert timer["schedule"] == "0 */1 * * * *"
+    assert timer["schedule"] == "*/30 * * * * *"
     assert timer["runOnStartup"] is False
     (queue,) = functions["apply_batch"]["bindings"]
     assert queue["type"] == "queueTrigger"

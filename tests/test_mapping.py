@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 
 import pytest
@@ -12,10 +13,16 @@ from hypothesis import strategies as st
 from shared.mapping import (
     ColumnType,
     UnstorableValue,
+    activity_value,
     check_entity,
+    column_of,
     column_type,
+    columns_of,
+    read_column,
+    set_column,
     to_json,
     to_stored,
+    utf16_units,
     web_api_property,
 )
 from shared.threshold import contacts_to_count, logs_activities
@@ -54,7 +61,6 @@ def test_bigint_is_stored_as_int64() -> None:
 @pytest.mark.parametrize(
     ("kind", "value", "reason"),
     [
-        (ColumnType.STRING, "x" * 40_000, "64 KiB"),
         (ColumnType.STRING, 5, "expected text"),
         (ColumnType.INTEGER, 2**31, "32-bit"),
         (ColumnType.INTEGER, 1.5, "whole number"),
@@ -102,3 +108,47 @@ def test_threshold_rule_at_the_boundary() -> None:
     assert not logs_activities(5001, 5000)
     assert logs_activities(0, 0)
     assert contacts_to_count(5000) == 5001
+
+
+def test_long_text_spans_properties_and_reads_back_whole() -> None:
+    # 200 kB of mixed text, with characters past U+FFFF (two UTF-16 units each) on the seams.
+    text = ("Beschreibung 😀 " * 13_000)[:200_000]
+    entity: dict[str, object] = {"PartitionKey": "p", "RowKey": "r"}
+    set_column(entity, "description", text)
+    parts = [k for k in entity if k.startswith("f_description")]
+    assert len(parts) > 1 and "f_description__C1" in parts
+    for name in parts:
+        value = entity[name]
+        assert isinstance(value, str) and utf16_units(value) <= 32_768
+    assert read_column(entity, "description") == text
+    assert columns_of(entity) == {"description": text}
+    assert column_of("f_description__C3") == "description"
+    check_entity(entity)
+    set_column(entity, "description", "short")
+    assert [k for k in entity if k.startswith("f_description")] == ["f_description"]
+    set_column(entity, "description", None)
+    assert read_column(entity, "description") is None
+
+
+def test_sizes_are_counted_as_utf16() -> None:
+    assert utf16_units("abc") == 3
+    assert utf16_units("語") == 1
+    assert utf16_units("😀") == 2
+    # 300,000 CJK characters are 600 KB as UTF-16 however few bytes they are in UTF-8.
+    entity: dict[str, object] = {}
+    set_column(entity, "memo", "語" * 300_000)
+    set_column(entity, "other", "語" * 300_000)
+    with pytest.raises(UnstorableValue, match="1 MiB"):
+        check_entity(entity)
+
+
+def test_activity_values_fit_one_property_and_say_when_cut() -> None:
+    cjk = "語" * 6_000
+    text, cut = activity_value(cjk)
+    assert (json.loads(text), cut) == (cjk, False)
+    assert utf16_units(text) < 7_000  # UTF-8 in the JSON, not \\u escapes (6 units each)
+    long_text, cut = activity_value("x" * 200_000)
+    assert cut is True
+    assert utf16_units(long_text) <= 30_000
+    assert json.loads(long_text) == "x" * (len(json.loads(long_text)))
+    assert activity_value(12.5) == ("12.5", False)

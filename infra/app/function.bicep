@@ -66,6 +66,9 @@ param syncIntervalMinutes int = 5
 @description('Accounts with more contacts than this get no Change Data Value activities.')
 param activityContactLimit int = 5000
 
+@description('Seconds one heartbeat plans before it checkpoints and leaves the rest to the next.')
+param planBudgetSeconds int = 180
+
 @description('Most instances the app scales out to (each runs host.json queue batches in parallel).')
 @minValue(1)
 @maxValue(1000)
@@ -158,6 +161,10 @@ var baseSettings = [
   {
     name: 'ACTIVITY_CONTACT_LIMIT'
     value: string(activityContactLimit)
+  }
+  {
+    name: 'ACCTSYNC_PLAN_BUDGET_SECONDS'
+    value: string(planBudgetSeconds)
   }
 ]
 

@@ -50,7 +50,12 @@ class DataverseError(Exception):
         self.code = code
 
 
-class DeltaTokenExpired(DataverseError):
+class LinkRefused(DataverseError):
+    """Dataverse refused a link it gave out earlier (a stored delta or next link): the table's
+    chain has to start over with a full re-load."""
+
+
+class DeltaTokenExpired(LinkRefused):
     """The stored delta link is too old; the table needs a full re-load."""
 
 
@@ -60,11 +65,13 @@ class DataverseAuthError(DataverseError):
 
 @dataclass(frozen=True)
 class ChangePage:
-    """One page of a change-tracking chain."""
+    """One page of a change-tracking chain: a next link on every page but the last, which
+    has the delta link instead."""
 
     rows: list[dict[str, Any]]
     deleted_ids: list[str]
-    delta_link: str | None  # present on the last page only
+    next_link: str | None
+    delta_link: str | None
 
 
 @dataclass
@@ -258,20 +265,25 @@ class DataverseClient:
         entity_set: str,
         columns: list[str],
         *,
-        delta_link: str | None,
+        link: str | None,
+        resume: bool = False,
         page_size: int = MAX_PAGE_SIZE,
     ) -> Iterator[ChangePage]:
-        """Pages of changed rows and deletions since `delta_link` (everything when None)."""
+        """Pages of a change-tracking chain: the whole table when `link` is None, the changes
+        since a delta link, or with `resume` the rest of a chain from one of its next links.
+        LinkRefused when Dataverse no longer accepts a link it gave out."""
         size = min(page_size, MAX_PAGE_SIZE)
-        if delta_link is None:
+        if link is None:
             url = self._base + entity_set
             params: dict[str, str] | None = {"$select": ",".join(columns)}
         else:
-            self._check_same_origin(delta_link)
-            url, params = delta_link, None
-        prefer = f"odata.track-changes,odata.maxpagesize={size},{LOOKUP_ANNOTATIONS}"
+            self._check_same_origin(link)
+            url, params = link, None
+        # Follow-up pages: the link as given, with the same page size (PAGE doc).
+        follow_up = f"odata.maxpagesize={size},{LOOKUP_ANNOTATIONS}"
+        prefer = follow_up if resume else f"odata.track-changes,{follow_up}"
         while True:
-            body = self._get_json(url, params=params, prefer=prefer)
+            body = self._get_link(url, params=params, prefer=prefer, given=link is not None)
             rows: list[dict[str, Any]] = []
             deleted: list[str] = []
             for item in body.get("value", []):
@@ -282,11 +294,9 @@ class DataverseClient:
             next_link = body.get("@odata.nextLink")
             new_delta = body.get("@odata.deltaLink")
             if next_link:
-                yield ChangePage(rows, deleted, None)
                 self._check_same_origin(next_link)
-                # Follow-up pages: the link as given, with the same page size (PAGE doc).
-                url, params = next_link, None
-                prefer = f"odata.maxpagesize={size},{LOOKUP_ANNOTATIONS}"
+                yield ChangePage(rows, deleted, str(next_link), None)
+                url, params, prefer, link = next_link, None, follow_up, next_link
                 continue
             if not new_delta:
                 raise DataverseError(
@@ -294,8 +304,21 @@ class DataverseClient:
                     "is change tracking enabled on the table?"
                 )
             self._check_same_origin(new_delta)
-            yield ChangePage(rows, deleted, str(new_delta))
+            yield ChangePage(rows, deleted, None, str(new_delta))
             return
+
+    def _get_link(
+        self, url: str, *, params: dict[str, str] | None, prefer: str, given: bool
+    ) -> dict[str, Any]:
+        """A page request; a link Dataverse gave out and now refuses is LinkRefused."""
+        try:
+            return self._get_json(url, params=params, prefer=prefer)
+        except (LinkRefused, DataverseAuthError):
+            raise
+        except DataverseError as error:
+            if given and error.status in (400, 404, 410, 412):
+                raise LinkRefused(str(error), status=error.status, code=error.code) from error
+            raise
 
     # -- transport -------------------------------------------------------------------------
 

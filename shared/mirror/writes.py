@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import Any, TypeVar
 
@@ -16,6 +16,8 @@ from azure.data.tables import (
     TransactionOperation,
     UpdateMode,
 )
+
+from shared.mapping import utf16_units
 
 # An entity-group transaction holds at most 100 entities of one partition and under 4 MiB.
 MAX_TRANSACTION_ENTITIES = 100
@@ -61,8 +63,14 @@ def run_parallel(
 def upsert_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> int:
     """Upsert (replace) every entity, batched per partition; returns the number of requests."""
     chunks = _partition_chunks(entities)
+    upsert_chunks(table, chunks)
+    return len(chunks)
 
-    def submit(chunk: list[Mapping[str, Any]]) -> None:
+
+def upsert_chunks(table: TableClient, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+    """Upsert (replace) chunks of one partition each (a transaction per chunk, side by side)."""
+
+    def submit(chunk: Sequence[Mapping[str, Any]]) -> None:
         if len(chunk) == 1:
             table.upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
             return
@@ -72,8 +80,24 @@ def upsert_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> int
         table.submit_transaction(operations)
 
     if chunks:
+        run_parallel(submit, list(chunks))
+
+
+def merge_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> None:
+    """Merge the given properties into existing entities, batched per partition."""
+
+    def submit(chunk: list[Mapping[str, Any]]) -> None:
+        if len(chunk) == 1:
+            table.update_entity(chunk[0], mode=UpdateMode.MERGE)
+            return
+        operations = [
+            (TransactionOperation.UPDATE, entity, {"mode": UpdateMode.MERGE}) for entity in chunk
+        ]
+        table.submit_transaction(operations)
+
+    chunks = _partition_chunks(entities)
+    if chunks:
         run_parallel(submit, chunks)
-    return len(chunks)
 
 
 def create_all(
@@ -136,4 +160,5 @@ def _chunks(entities: list[Mapping[str, Any]]) -> Iterable[list[Mapping[str, Any
 
 
 def _approximate_size(entity: Mapping[str, Any]) -> int:
-    return sum(len(str(k)) + len(str(v)) for k, v in entity.items()) * 2 + 200
+    # Text counts as UTF-16, as the service counts it; other values by their text form.
+    return sum(2 * (len(str(k)) + utf16_units(str(v))) for k, v in entity.items()) + 200

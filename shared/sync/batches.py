@@ -1,9 +1,11 @@
-"""Account and contact batches: what the cycle enqueues and the apply step reads.
+"""Queue messages: account and contact batches, re-load sweeps, and claim checks.
 
 A batch carries the raw Web API values of the changed rows, so applying it needs no call to
-Dynamics. While changes stream in, each batch holds rows of one mirror partition only, so the
-apply step writes it as whole entity-group transactions (100 rows a request) instead of a
-request per row; what is left of each partition at the end is packed together.
+Dynamics. While a page's changes stream in, each batch holds rows of one mirror partition only,
+so the apply step writes it as whole entity-group transactions (100 rows a request) instead of
+a request per row; what is left of each partition at the end of the page is packed together.
+A record too large for a queue message travels alone in a blob; its message holds the blob's
+name (the claim check pattern). Sizes are counted in UTF-8 bytes, as the queue counts them.
 """
 
 from __future__ import annotations
@@ -14,19 +16,20 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from shared.ids import parse_guid
+from shared.ids import parse_guid, parse_version
 from shared.mapping import ColumnType
+from shared.state.schedule import LoadMode
 
 # A queue message holds 64 KiB after base64, so at most 48 KiB of JSON; keep a margin.
 MAX_MESSAGE_BYTES = 46_000
-# 2 added memberships to batches. A worker of version 1 refuses a version-2 message (it goes
-# to poison, to be replayed once the worker is upgraded) rather than drop its memberships; a
-# version-1 message means the same to this version.
-FORMAT_VERSION = 2
-READABLE_VERSIONS = (1, 2)
+# 2 added memberships to batches, 3 re-load generations, sweeps and claim checks. A worker
+# refuses a newer message (it goes to poison, to be replayed once the worker is upgraded)
+# rather than apply part of it: a version-2 worker would not stamp a re-load's rows, and the
+# sweep would then flag them as deleted. Older messages mean the same to this version.
+FORMAT_VERSION = 3
+READABLE_VERSIONS = (1, 2, 3)
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
-
-Mode = Literal["initial", "delta", "reload"]
+_BLOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}/[A-Za-z0-9_.:-]{1,100}\.json")
 
 
 class BadBatch(ValueError):
@@ -57,7 +60,7 @@ class ContactChange:
 class Batch:
     cycle_id: str
     batch_id: str
-    mode: Mode
+    mode: LoadMode
     columns: dict[str, ColumnType]
     accounts: list[AccountChange] = field(default_factory=list)
     contacts: list[ContactChange] = field(default_factory=list)
@@ -70,6 +73,8 @@ class Batch:
     # account in batches of their own, grouped by membership partition (a first load), so
     # applying this batch writes none of those.
     members_apart: bool = False
+    # A re-load stamps every row it carries with its generation (shared/sync/sweep.py).
+    generation: int = 0
 
     def encode(self) -> str:
         return encode_batch(
@@ -81,38 +86,115 @@ class Batch:
 
     @classmethod
     def decode(cls, text: str | bytes) -> Batch:
-        try:
-            data = json.loads(text)
-            if data.get("v") not in READABLE_VERSIONS:
-                raise BadBatch(f"batch format {data.get('v')!r} is not one of {READABLE_VERSIONS}")
-            mode = data["mode"]
-            if mode not in ("initial", "delta", "reload"):
-                raise BadBatch(f"unknown batch mode {mode!r}")
-            return cls(
-                cycle_id=_key_text(data["cycle"]),
-                batch_id=_key_text(data["batch"]),
-                mode=mode,
-                columns={_column(k): ColumnType(v) for k, v in data["columns"].items()},
-                accounts=[_account_of(a) for a in data["accounts"]],
-                contacts=[_contact_of(c) for c in data["contacts"]],
-                traceparent=_optional_text(data.get("traceparent")),
-                backfill=[str(c) for c in data.get("backfill", [])],
-                members=[_member_of(m) for m in data.get("members", [])],
-                members_apart=data.get("members_apart") is True,
+        message = decode_message(text)
+        if not isinstance(message, Batch):
+            raise BadBatch("the message is not a batch of changes")
+        return message
+
+
+@dataclass(frozen=True)
+class SweepBatch:
+    """After a table's full re-load: flag the rows of one partition that the re-load did not
+    see (a generation older than its own) as deleted."""
+
+    cycle_id: str
+    batch_id: str
+    entity_set: str
+    partition: str
+    generation: int
+    traceparent: str | None = None
+
+    def encode(self) -> str:
+        return _compact(
+            {
+                "v": FORMAT_VERSION,
+                "cycle": self.cycle_id,
+                "batch": self.batch_id,
+                "traceparent": self.traceparent,
+                "sweep": {
+                    "table": self.entity_set,
+                    "partition": self.partition,
+                    "generation": self.generation,
+                },
+            }
+        )
+
+
+@dataclass(frozen=True)
+class ClaimCheck:
+    """A batch too large for a queue message: the message names the blob that holds it."""
+
+    cycle_id: str
+    batch_id: str
+    blob: str
+
+    def encode(self) -> str:
+        return _compact(
+            {
+                "v": FORMAT_VERSION,
+                "cycle": self.cycle_id,
+                "batch": self.batch_id,
+                "claim": self.blob,
+            }
+        )
+
+
+Message = Batch | SweepBatch | ClaimCheck
+
+
+def decode_message(text: str | bytes) -> Message:
+    """A queue message as what it is; BadBatch for anything this version cannot apply."""
+    try:
+        data = json.loads(text)
+        if not isinstance(data, dict) or data.get("v") not in READABLE_VERSIONS:
+            version = data.get("v") if isinstance(data, dict) else None
+            raise BadBatch(f"batch format {version!r} is not one of {READABLE_VERSIONS}")
+        cycle_id, batch_id = _key_text(data["cycle"]), _key_text(data["batch"])
+        if "claim" in data:
+            blob = data["claim"]
+            if not isinstance(blob, str) or not _BLOB_NAME.fullmatch(blob):
+                raise BadBatch(f"claim check {str(blob)[:60]!r} is not a batch blob name")
+            return ClaimCheck(cycle_id, batch_id, blob)
+        traceparent = _optional_text(data.get("traceparent"))
+        if "sweep" in data:
+            sweep = data["sweep"]
+            table = sweep["table"]
+            if table not in ("accounts", "contacts"):
+                raise BadBatch(f"sweep of unknown table {table!r}")
+            return SweepBatch(
+                cycle_id,
+                batch_id,
+                table,
+                _partition(sweep["partition"]),
+                parse_version(sweep["generation"]),
+                traceparent,
             )
-        except BadBatch:
-            raise
-        # OverflowError: int(Infinity); RecursionError: JSON nested thousands deep. Whatever
-        # the message holds, the caller gets BadBatch and the message goes to poison.
-        except (
-            ValueError,
-            KeyError,
-            TypeError,
-            AttributeError,
-            OverflowError,
-            RecursionError,
-        ) as error:
-            raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
+        return Batch(
+            cycle_id=cycle_id,
+            batch_id=batch_id,
+            mode=LoadMode(data["mode"]),
+            columns={_column(k): ColumnType(v) for k, v in data["columns"].items()},
+            accounts=[_account_of(a) for a in data["accounts"]],
+            contacts=[_contact_of(c) for c in data["contacts"]],
+            traceparent=traceparent,
+            backfill=[str(c) for c in data.get("backfill", [])],
+            members=[_member_of(m) for m in data.get("members", [])],
+            members_apart=data.get("members_apart") is True,
+            generation=parse_version(data.get("gen", 0)),
+        )
+    except BadBatch:
+        raise
+    # OverflowError: int(Infinity); RecursionError: JSON nested thousands deep. Whatever
+    # the message holds, the caller gets BadBatch and the message goes to poison.
+    except (
+        ValueError,
+        KeyError,
+        TypeError,
+        AttributeError,
+        OverflowError,
+        RecursionError,
+    ) as error:
+        raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
 
 
 def encode_batch(
@@ -130,6 +212,8 @@ def encode_batch(
     }
     if header.members_apart:
         head["members_apart"] = True
+    if header.generation:
+        head["gen"] = header.generation
     return (
         f"{_compact(head)[:-1]},"
         f'"accounts":[{",".join(accounts)}],'
@@ -151,7 +235,13 @@ def member_fragment(account_id: str, contact_id: str) -> str:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
+    # Text as UTF-8, not \\u escapes: a CJK character costs 3 bytes instead of 6.
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def byte_size(text: str) -> int:
+    """Bytes of text as the queue counts them (UTF-8, before base64)."""
+    return len(text) if text.isascii() else len(text.encode("utf-8"))
 
 
 def _account_json(change: AccountChange) -> dict[str, Any]:
@@ -178,7 +268,7 @@ def _account_of(data: dict[str, Any]) -> AccountChange:
         return AccountChange(id=parse_guid(data["id"]), deleted=True)
     return AccountChange(
         id=parse_guid(data["id"]),
-        version=_version(data["ver"]),
+        version=parse_version(data["ver"]),
         modified_on=_optional_text(data.get("mod")),
         values=_values(data["f"]),
     )
@@ -195,7 +285,7 @@ def _contact_of(data: dict[str, Any]) -> ContactChange:
     parent = data.get("parent")
     return ContactChange(
         id=parse_guid(data["id"]),
-        version=_version(data["ver"]),
+        version=parse_version(data["ver"]),
         parent_id=None if parent is None else parse_guid(parent),
         parent_type=_optional_text(data.get("ptype")),
         modified_on=_optional_text(data.get("mod")),
@@ -205,12 +295,6 @@ def _contact_of(data: dict[str, Any]) -> ContactChange:
 
 # Ids become table keys and versions order changes: a message is checked before either is
 # used, so a forged or corrupted batch fails as a whole (and goes to poison) instead.
-def _version(value: Any) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"version {value!r} is not a non-negative whole number")
-    return value
-
-
 def _key_text(value: Any) -> str:
     # Cycle and batch ids end up in table keys, which refuse slashes, # ? and control characters.
     if not isinstance(value, str | int) or isinstance(value, bool):
@@ -226,6 +310,12 @@ def _column(name: str) -> str:
     if not name.isidentifier() or not name.isascii():
         raise ValueError(f"{name[:60]!r} is not a column name")
     return name
+
+
+def _partition(value: Any) -> str:
+    if not isinstance(value, str) or not (len(value) == 2 and value.isdigit()):
+        raise ValueError(f"{str(value)[:20]!r} is not a mirror partition")
+    return value
 
 
 def _optional_text(value: Any) -> str | None:
@@ -256,9 +346,9 @@ class Packed:
     def records(self) -> int:
         return len(self.accounts) + len(self.contacts)
 
-    def add(self, kind: Kind, fragment: str) -> None:
+    def add(self, kind: Kind, fragment: str, size: int) -> None:
         getattr(self, kind).append(fragment)
-        self.size += len(fragment) + 1  # and its comma
+        self.size += size + 1  # and its comma
 
 
 class BatchPacker:
@@ -273,17 +363,18 @@ class BatchPacker:
         self._open: dict[tuple[Kind, str], Packed] = {}
 
     def fits(self, fragment: str) -> bool:
-        return len(fragment) + 1 <= self.budget
+        return byte_size(fragment) + 1 <= self.budget
 
     def add(self, kind: Kind, partition: str, fragment: str) -> Packed | None:
         """Add a change that fits; returns the partition's batch when this one filled it."""
         key = (kind, partition)
+        size = byte_size(fragment)
         current = self._open.setdefault(key, Packed())
         full = None
-        if current.size + len(fragment) + 1 > self.budget:
+        if current.size + size + 1 > self.budget:
             full, current = current, Packed()
             self._open[key] = current
-        current.add(kind, fragment)
+        current.add(kind, fragment, size)
         return full
 
     def flush(self) -> Iterator[Packed]:
@@ -291,10 +382,11 @@ class BatchPacker:
         current = Packed()
         for (kind, _), pending in sorted(self._open.items()):
             for fragment in getattr(pending, kind):
-                if current.size + len(fragment) + 1 > self.budget:
+                size = byte_size(fragment)
+                if current.size + size + 1 > self.budget:
                     yield current
                     current = Packed()
-                current.add(kind, fragment)
+                current.add(kind, fragment, size)
         self._open.clear()
         if current.size:
             yield current
@@ -303,4 +395,4 @@ class BatchPacker:
 def header_budget(header: Batch, max_bytes: int = MAX_MESSAGE_BYTES) -> int:
     """How many bytes of changes a batch with this header can carry in one queue message."""
     empty = encode_batch(header, accounts=[], contacts=[], members=[])
-    return max_bytes - len(empty.encode()) - 16  # a margin for a longer batch number
+    return max_bytes - byte_size(empty) - 16  # a margin for a longer batch number

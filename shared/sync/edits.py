@@ -14,13 +14,25 @@ from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError
 
-from shared.mapping import UnstorableValue, check_entity, property_name, to_json, to_stored
+from shared.mapping import (
+    CHUNK_UNITS,
+    UnstorableValue,
+    check_entity,
+    read_column,
+    set_column,
+    to_json,
+    to_stored,
+    utf16_units,
+)
 from shared.mirror.records import replace
 from shared.services import Services
-from shared.state.tables import utcnow
-from shared.sync.apply import FieldChange, FieldsChanged, log_change_activities
+from shared.sync.apply.activities import FieldChange, FieldsChanged, log_change_activities
+from shared.times import utcnow
 
 EDIT_SOURCE = "acctsync API"
+# Text an edit may set: what one Table Storage property holds (Dynamics' own text columns
+# are far shorter; only a synced memo may be longer, and it is never edited that long).
+MAX_EDIT_UNITS = CHUNK_UNITS
 MAX_ATTEMPTS = 5
 
 
@@ -65,15 +77,11 @@ def edit_account_through_contact(
         entity: dict[str, Any] = dict(account)
         changes: list[FieldChange] = []
         for column, value in stored.items():
-            name = property_name(column)
-            before, after = to_json(account.get(name)), to_json(value)
+            before, after = to_json(read_column(account, column)), to_json(value)
             if before == after:
                 continue
             changes.append(FieldChange(column, before, after))
-            if value is None:
-                entity.pop(name, None)
-            else:
-                entity[name] = value
+            set_column(entity, column, value)
         if not changes:
             return EditResult(account_id, [], 0, 0)
         marks = json.loads(account.get("locally_modified") or "[]")
@@ -126,6 +134,11 @@ def _validated(
             stored[column] = to_stored(column, kind, value)
         except UnstorableValue as error:
             problems.append(str(error))
+            continue
+        if isinstance(value, str) and utf16_units(value) > MAX_EDIT_UNITS:
+            problems.append(
+                f"{column!r} is longer than the {MAX_EDIT_UNITS:,} characters an edit may set"
+            )
     if problems:
         raise EditError(422, "invalid_fields", "; ".join(problems))
     return stored

@@ -14,7 +14,8 @@ from typing import Any
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS, ColumnInfo, account_catalogue
 from shared.services import Services
-from shared.state.tables import FieldSelection, utcnow
+from shared.state.fields import FieldSelection
+from shared.times import utcnow
 
 # The full metadata check costs a request; the grant check of secured columns runs every cycle.
 METADATA_RECHECK = timedelta(hours=1)

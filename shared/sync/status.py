@@ -2,34 +2,65 @@
 
 from __future__ import annotations
 
-import json
+from dataclasses import asdict
 from typing import Any
 
 from shared.services import Services
-from shared.state.tables import iso, utcnow
+from shared.state.results import CycleStatus
+from shared.state.schedule import CycleState, Phase
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
+from shared.times import iso, utcnow
 
 
 def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> dict[str, Any]:
     now = utcnow()
-    schedule = services.schedule.read()
+    state = services.schedule.read()
     cursors = services.cursors.all()
     selection = services.fields.get()
+    running = state.phase is not Phase.IDLE
+    history = services.history.latest(cycles)
     return {
-        "phase": schedule.phase,
-        "current_cycle": schedule.cycle_id if schedule.phase != "idle" else None,
-        # Which table the running cycle has planned so far: "contacts", then "accounts".
-        "current_stage": (schedule.stage or None) if schedule.phase != "idle" else None,
-        "current_plan": json.loads(schedule.plan) if schedule.phase == "applying" else None,
-        "last_cycles": services.history.latest(cycles),
-        "next_due": iso(schedule.next_due) if schedule.phase == "idle" else None,
+        "phase": state.phase.value,
+        "current_cycle": state.cycle_id if running else None,
+        # The step the running cycle is at: contacts, [contacts_sweep,] accounts, ...
+        "current_stage": state.step.value if running and state.step else None,
+        "current_plan": asdict(state.plan) if running else None,
+        # Where each table's page chain stands while it is read over several heartbeats.
+        "checkpoints": {
+            name: {"mode": c.mode.value, "rows_read": c.rows_read, "pages": c.pages}
+            for name, c in state.checkpoints.items()
+        },
+        "lease": {"owner": state.lease_owner, "until": iso(state.lease_until)}
+        if state.lease_held(now)
+        else None,
+        "last_cycles": ([_in_process(state)] if running else []) + history,
+        "next_due": iso(state.next_due) if not running else None,
         "queue_backlog": _count(services, BATCH_QUEUE),
         "poison_count": _count(services, POISON_QUEUE),
         "cursor_age_s": {
             c.entity_set: round((now - c.updated_at).total_seconds(), 1) for c in cursors
         },
         "unreadable_fields": selection.unreadable if selection else [],
+        "last_failure": state.last_failure.to_dict() if state.last_failure else None,
+        "failures_in_a_row": state.failures_in_a_row,
         "last_errors": services.errors.latest(errors),
+    }
+
+
+def _in_process(state: CycleState) -> dict[str, Any]:
+    """The running cycle as a row of the history, with what it has read so far."""
+    plan = state.plan
+    return {
+        "cycle_id": state.cycle_id,
+        "status": CycleStatus.IN_PROCESS.value,
+        "started_at": iso(state.started_at),
+        "step": state.step.value if state.step else None,
+        "accounts_changed": plan.changed("accounts"),
+        "contacts_changed": plan.changed("contacts"),
+        "batches": plan.batches,
+        "modes": {name: table.mode.value for name, table in plan.tables.items()},
+        "restarted": {n: t.restarted for n, t in plan.tables.items() if t.restarted},
+        "failure": state.failure.to_dict() if state.failure else None,
     }
 
 

@@ -19,10 +19,10 @@ from shared.ids import InvalidId, parse_guid
 from shared.mirror.records import fields_of
 from shared.services import Services, get_services
 from shared.settings import SettingsError
-from shared.state.tables import iso
 from shared.sync.edits import EditError, edit_account_through_contact
 from shared.sync.fields import FieldSelectionError, list_fields, select_fields
 from shared.sync.status import sync_status
+from shared.times import iso
 from shared.web.openapi import OPENAPI
 
 logger = logging.getLogger(__name__)

@@ -13,7 +13,7 @@ from acctsync.ports import free_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.helpers import make_account
+from tests.helpers import live_ids, make_account
 
 KEY = "test-key-not-a-secret"
 
@@ -51,7 +51,7 @@ def test_accounts_cannot_be_created(api: httpx.Client, services: Services) -> No
         response = api.request(method, path, json={"name": "New"})
         assert response.status_code == 405
         assert response.json()["error"]["code"] == "accounts_come_from_dynamics"
-    assert list(services.accounts.ids()) == []
+    assert list(live_ids(services.accounts)) == []
 
 
 def test_edit_reaches_every_contact_until_dynamics_overwrites_it(

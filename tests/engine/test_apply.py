@@ -11,8 +11,9 @@ from shared.mapping import ColumnType
 from shared.mirror.records import bucket, fields_of
 from shared.services import Services
 from shared.settings import Settings
+from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
-from shared.sync.batches import AccountChange, Batch, ContactChange, Mode
+from shared.sync.batches import AccountChange, Batch, ContactChange
 
 COLUMNS = {
     "name": ColumnType.STRING,
@@ -51,7 +52,7 @@ def contact(
 
 
 def batch(
-    mode: Mode = "delta",
+    mode: LoadMode = LoadMode.DELTA,
     accounts: list[AccountChange] | None = None,
     contacts: list[ContactChange] | None = None,
 ) -> str:
@@ -163,14 +164,15 @@ def test_unstorable_value_is_a_sync_error_and_the_rest_applies(services: Service
         services,
         batch(
             "initial",
-            [account(good, 1, name="Fine"), account(bad, 1, name="x" * 40_000)],
+            # 600,000 characters are 1.2 MB as UTF-16: more than a whole entity holds.
+            [account(good, 1, name="Fine"), account(bad, 1, name="x" * 600_000)],
         ),
     )
     assert (result.accounts_applied, result.errors) == (1, 1)
     assert services.accounts.get(bad) is None
     (error,) = services.errors.latest()
     assert error["id"] == bad
-    assert "64 KiB" in error["message"]
+    assert "1 MiB" in error["message"]
 
 
 def test_first_load_met_by_rows_already_there_keeps_the_newer_and_logs_nothing(

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 import pytest
 
@@ -11,9 +10,10 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import fields_of
 from shared.services import Services
+from shared.state.cursors import Cursor
 from shared.storage import BATCH_QUEUE
 from shared.sync.batches import Batch
-from shared.sync.cycle import heartbeat, queue_backlog
+from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.status import sync_status
 from tests.helpers import make_account
 
@@ -98,18 +98,25 @@ def test_crash_before_cursor_commit_rereads_without_duplicates(
     run_cycle_now(services)
     simulator.control.update_account(account_id, {"name": "Renamed"})
 
-    def crash(*args: Any, **kwargs: Any) -> None:
-        raise RuntimeError("crash between enqueue and cursor commit")
+    commit = services.cursors.commit
+
+    def crash(cursor: Cursor) -> None:
+        if cursor.entity_set == "accounts":
+            raise RuntimeError("crash between enqueue and cursor commit")
+        commit(cursor)
 
     with monkeypatch.context() as patch:
         patch.setattr(services.cursors, "commit", crash)
-        with pytest.raises(RuntimeError, match="crash between"):
-            heartbeat(services, owner="crashing", force=True)
-    # The crashed cycle's batch is in the queue, its cursor did not move: the next cycle
-    # re-reads the same change, and the two batches together apply it once.
+        failed = heartbeat(services, owner="crashing", force=True)
+    assert failed.action is Action.FAILED and "crash between" in (failed.error or "")
+    # The failed cycle's batch is in the queue, its cursor did not move: the failed cycle
+    # closes once the batch is applied, the next one re-reads the same change, and the two
+    # batches together apply it once.
     assert queue_backlog(services) == 1
     summary = run_cycle_now(services)
     assert summary["accounts_changed"] == 1
+    (closed, *_) = services.history.latest(2)[1:]
+    assert closed["status"] == "failed" and "crash between" in closed["failure"]["message"]
     for contact_id in contacts:
         assert len(services.activities.for_contact(contact_id)) == 1
 

@@ -3,10 +3,11 @@
     python -m tests.faults.crashing_planner STEP
 
 STEP is `read` (a page read, nothing enqueued), `enqueued:N` (after the N-th batch was sent),
-`all-enqueued` (every batch sent, delta links not committed), `committed` (links committed,
-cycle not marked planned) or `planned` (planned, nothing applied). The process dies the way a
-crashed host does: no finally blocks, no cleanup. Exit 3: the step never came; 4: the lease
-stayed taken.
+`checkpointed:N` (after the N-th page's checkpoint was written), `all-enqueued` (every batch
+of a table sent, its delta link not committed), `committed` (the link committed, the step not
+marked planned) or `planned` (planned, nothing applied). The process dies the way a crashed
+host does: no finally blocks, no cleanup. Exit 3: the step never came; 4: the lease stayed
+taken.
 """
 
 from __future__ import annotations
@@ -18,9 +19,11 @@ import time
 from typing import Any
 
 from shared.services import get_services
-from shared.state import tables as state
-from shared.sync import cycle
+from shared.state.cursors import Cursors
+from shared.state.schedule import Phase
 from shared.sync.cycle import heartbeat
+from shared.sync.lease import CycleLease
+from shared.sync.sender import BatchSender
 
 
 def _die(step: str) -> None:
@@ -31,26 +34,39 @@ def _die(step: str) -> None:
 def arm(step: str) -> None:
     name, _, count = step.partition(":")
     if name == "read":
-        original_enqueue = cycle._Planner._enqueue
+        original_add = BatchSender.add
 
-        def enqueue(self: Any, *args: Any, **kwargs: Any) -> None:
+        def add(self: Any, *args: Any, **kwargs: Any) -> None:
             _die(step)
-            original_enqueue(self, *args, **kwargs)
+            original_add(self, *args, **kwargs)
 
-        cycle._Planner._enqueue = enqueue  # type: ignore[method-assign]
+        BatchSender.add = add  # type: ignore[method-assign]
     elif name == "enqueued":
-        original_send = cycle._Planner._send
+        original_send = BatchSender._send
         sent = [0]
 
-        def send(self: Any, batch: Any) -> None:
-            original_send(self, batch)
+        def send(self: Any, packed: Any) -> None:
+            original_send(self, packed)
             sent[0] += 1
             if sent[0] == int(count):
                 _die(step)
 
-        cycle._Planner._send = send  # type: ignore[method-assign]
+        BatchSender._send = send  # type: ignore[method-assign]
+    elif name == "checkpointed":
+        original_write = CycleLease.write
+        written = [0]
+
+        def write(self: Any, **changes: Any) -> None:
+            original_write(self, **changes)
+            checkpoints = changes.get("checkpoints") or {}
+            if any(c.next_link for c in checkpoints.values()) and "phase" not in changes:
+                written[0] += 1
+                if written[0] == int(count):
+                    _die(step)
+
+        CycleLease.write = write  # type: ignore[method-assign]
     elif name in ("all-enqueued", "committed"):
-        original_commit = state.Cursors.commit
+        original_commit = Cursors.commit
 
         def commit(self: Any, *args: Any, **kwargs: Any) -> None:
             if name == "all-enqueued":
@@ -58,15 +74,16 @@ def arm(step: str) -> None:
             original_commit(self, *args, **kwargs)
             _die(step)
 
-        state.Cursors.commit = commit  # type: ignore[method-assign]
+        Cursors.commit = commit  # type: ignore[method-assign]
     elif name == "planned":
-        original_planned = state.CycleSchedule.planned
+        original_release = CycleLease.release
 
-        def planned(self: Any, *args: Any, **kwargs: Any) -> None:
-            original_planned(self, *args, **kwargs)
-            _die(step)
+        def release(self: Any, **changes: Any) -> None:
+            original_release(self, **changes)
+            if changes.get("phase") is Phase.APPLYING:
+                _die(step)
 
-        state.CycleSchedule.planned = planned  # type: ignore[method-assign]
+        CycleLease.release = release  # type: ignore[method-assign]
     else:
         raise SystemExit(f"unknown step {step!r}")
 

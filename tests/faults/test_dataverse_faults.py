@@ -14,14 +14,13 @@ import random
 from datetime import datetime
 from typing import Any
 
-import pytest
-
 from acctsync.runner import run_cycle_now
 from acctsync.sim.faults import FaultInjector, FaultPlan
 from acctsync.sim.harness import SimulatorHandle
 from shared.dataverse.client import DataverseError
 from shared.services import Services
 from shared.sync.cycle import heartbeat
+from shared.sync.status import sync_status
 from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     Figures,
@@ -164,8 +163,8 @@ def test_cursor_stays_when_dataverse_fails_mid_cycle(
     drain(services)
     control.requests(clear=True)
     control.inject_faults(rate_429=0.9, seed=_seed_throttling_eight_requests(0.9))
-    with pytest.raises(DataverseError, match="kept throttling"):
-        heartbeat(services, owner="faults")
+    failed = heartbeat(services, owner="faults")
+    assert failed.action == "failed" and "kept throttling" in (failed.error or "")
     control.clear_faults()
     web = [e for e in control.requests(clear=True) if e["listener"] == "webapi"]
     assert [e["status"] for e in web] == [429] * 8
@@ -174,8 +173,15 @@ def test_cursor_stays_when_dataverse_fails_mid_cycle(
     assert links["accounts"] == links_before["accounts"]  # not past the unread changes
     assert links["contacts"] != links_before["contacts"]  # its batches were all enqueued
 
+    # The failed cycle is closed as failed (nothing of it was left to apply); the next one
+    # re-reads the accounts from the link that did not move.
+    closed = heartbeat(services, owner="faults")
+    assert closed.action == "finished" and closed.summary["status"] == "failed"
+    assert "kept throttling" in closed.summary["failure"]["message"]
+    assert sync_status(services)["failures_in_a_row"] == 1
     summary = run_cycle_now(services)
-    assert summary["accounts_changed"] > 0  # re-read from the link that did not move
+    assert summary["accounts_changed"] > 0
+    assert sync_status(services)["failures_in_a_row"] == 0
     assert_same_mirror(services, twin)
     figures.record(
         "dataverse_fails_mid_cycle",

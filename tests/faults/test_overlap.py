@@ -29,6 +29,7 @@ from tests.faults.support import (
     scale,
     wait_until,
 )
+from tests.helpers import live_ids
 
 
 def _time(text: str) -> datetime:
@@ -87,16 +88,16 @@ def test_two_hosts_and_extra_heartbeats_run_one_cycle_at_a_time(
             rng = random.Random(6)
             wait_until(
                 lambda: (
-                    len(list(services.contacts.ids())) == contacts
-                    and len(list(services.accounts.ids())) == accounts
+                    len(list(live_ids(services.contacts))) == contacts
+                    and len(list(live_ids(services.accounts))) == accounts
                 ),
                 timeout=120,
                 what="the initial load",
             )
             for thread in threads[:-1]:
                 thread.start()
-            every_account = sorted(services.accounts.ids())
-            every_contact = sorted(services.contacts.ids())
+            every_account = sorted(live_ids(services.accounts))
+            every_contact = sorted(live_ids(services.contacts))
             changed_accounts = rng.sample(every_account, scale(16, 40))
             changed_contacts = rng.sample(every_contact, scale(16, 40))
             for account_id, contact_id in zip(changed_accounts, changed_contacts, strict=True):

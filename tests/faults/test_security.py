@@ -13,7 +13,6 @@ import os
 import re
 import socket
 from collections.abc import Iterator
-from datetime import timedelta
 from pathlib import Path
 
 import httpx
@@ -24,12 +23,15 @@ import trustme
 from acctsync.ports import free_port, wait_for_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.dataverse.client import DataverseAuthError
+from shared.dataverse.client import ChangePage, DataverseAuthError
 from shared.mapping import ColumnType
 from shared.services import Services
-from shared.state.tables import utcnow
-from shared.storage import BATCH_QUEUE
-from shared.sync.cycle import _NoProgress, _Planner
+from shared.state.schedule import LoadMode
+from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
+from shared.sync.claims import ClaimStore
+from shared.sync.cycle import _NoProgress
+from shared.sync.readers import AccountReader, ContactReader, RowErrors
+from shared.sync.sender import BatchSender
 from shared.sync.status import sync_status
 from shared.web.openapi import OPENAPI
 from tests.faults.support import ACCTSYNC, API_KEY, Figures, Process, run, services_for, snapshot
@@ -272,17 +274,10 @@ def test_api_ids_are_validated_before_any_lookup(api_base: str, services: Servic
 def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
     simulator: SimulatorHandle, services: Services
 ) -> None:
-    """Rows as the Web API sends them go through the planner: a row whose id is not a GUID
-    becomes a sync error that status shows, and never a table key or a queued batch."""
-    make_account(simulator, "Contoso", 1)
-    run_cycle_now(services)
-    schedule = services.schedule.try_start(
-        owner="security", now=utcnow(), lease=timedelta(minutes=1), force=True
-    )
-    assert schedule is not None
-    planner = _Planner(services, services.dataverse(), schedule, _NoProgress(), {})
-    planner.columns = {"name": ColumnType.STRING}
-    planner._open("accounts", "delta")
+    """Rows as the Web API sends them go through the readers and the sender: a row whose id is
+    not a GUID becomes a sync error that status shows, and never a table key or a queued
+    batch."""
+    errors = RowErrors(services.errors, "20260101T000000-security")
     good = {
         "accountid": GUID,
         "versionnumber": 5,
@@ -294,15 +289,27 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         + [{**good, "accountid": bad} for bad in HOSTILE_IDS]
         + [{**good, "accountid": GUID.replace("1", "2"), "versionnumber": "five"}]
     )
-    planner._enqueue("accounts", rows, deleted=["../x", GUID.replace("1", "3")])
-    planner._close()
-    planner._open("contacts", "delta")
-    contacts = [
+    accounts = AccountReader({"name": ColumnType.STRING}, [], errors)
+    contacts = ContactReader(errors)
+    contact_rows = [
         {"contactid": GUID, "versionnumber": 3, "_parentcustomerid_value": "'; drop"},
         {"contactid": "../y", "versionnumber": 3},
     ]
-    planner._enqueue("contacts", contacts, deleted=[])
-    planner._close()
+    pages = [
+        (accounts, ChangePage(rows, ["../x", GUID.replace("1", "3")], None, "delta")),
+        (contacts, ChangePage(contact_rows, [], None, "delta")),
+    ]
+    for reader, page in pages:
+        sender = BatchSender(
+            services.storage.queue(BATCH_QUEUE),
+            ClaimStore(services.storage.container(BATCH_CONTAINER)),
+            reader.header(errors.cycle_id, LoadMode.DELTA, 0),
+            sent_before=0,
+            progress=_NoProgress(),
+        )
+        for fragment in reader.fragments(page):
+            sender.add(fragment)
+        sender.end_page()
     queued = services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32)
     ids = [
         change["id"]
@@ -311,9 +318,9 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         + json.loads(bytes(message.content))["contacts"]
     ]
     assert sorted(ids) == sorted([GUID, GUID.replace("1", "3")])
-    errors = sync_status(services)["last_errors"]
-    assert len(errors) == len(HOSTILE_IDS) + 1 + 1 + 2
-    assert all(e["operation"] == "read" for e in errors)
+    status_errors = sync_status(services)["last_errors"]
+    assert len(status_errors) == len(HOSTILE_IDS) + 1 + 1 + 2
+    assert all(e["operation"] == "read" for e in status_errors)
 
 
 # -- the local host's socket --------------------------------------------------------------------

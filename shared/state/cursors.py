@@ -1,0 +1,67 @@
+"""Where each table's change-tracking chain stands: its delta link, and the re-load generation.
+
+A delta link is committed only after every page of its chain has been enqueued, so a crash
+before the commit re-reads the same changes, which the apply step ignores as applied.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, TableEntity, UpdateMode
+
+
+@dataclass(frozen=True)
+class Cursor:
+    entity_set: str
+    delta_link: str
+    select: str
+    updated_at: datetime
+    # The last full re-load of the table stamped every row it saw with this number; rows with
+    # an older stamp were gone from Dynamics (shared/sync/sweep.py).
+    generation: int = 0
+
+
+class Cursors:
+    PARTITION = "cursor"
+
+    def __init__(self, table: TableClient):
+        self.table = table
+
+    def get(self, entity_set: str) -> Cursor | None:
+        try:
+            return _cursor(self.table.get_entity(self.PARTITION, entity_set))
+        except ResourceNotFoundError:
+            return None
+
+    def commit(self, cursor: Cursor) -> None:
+        self.table.upsert_entity(
+            {
+                "PartitionKey": self.PARTITION,
+                "RowKey": cursor.entity_set,
+                "delta_link": cursor.delta_link,
+                "select": cursor.select,
+                "updated_at": cursor.updated_at,
+                "generation": cursor.generation,
+            },
+            mode=UpdateMode.REPLACE,
+        )
+
+    def drop(self, entity_set: str) -> None:
+        self.table.delete_entity(self.PARTITION, entity_set)
+
+    def all(self) -> list[Cursor]:
+        rows = self.table.query_entities("PartitionKey eq @p", parameters={"p": self.PARTITION})
+        return [_cursor(row) for row in rows]
+
+
+def _cursor(row: TableEntity) -> Cursor:
+    return Cursor(
+        entity_set=str(row["RowKey"]),
+        delta_link=str(row["delta_link"]),
+        select=str(row.get("select", "")),
+        updated_at=row["updated_at"],
+        generation=int(row.get("generation", 0)),
+    )

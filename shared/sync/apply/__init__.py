@@ -1,0 +1,137 @@
+"""The apply step: one queue message into the mirror.
+
+Idempotent under redelivery: a change whose version is not newer than the mirrored one is
+skipped (nothing written, nothing logged), activity keys are derived from the change, so a batch
+applied twice cannot log twice, and only its first result counts in the cycle's summary.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from typing import TypeVar
+
+from shared import telemetry
+from shared.services import Services
+from shared.state.results import BatchResult
+from shared.state.schedule import LoadMode
+from shared.storage import BATCH_CONTAINER
+from shared.sync.apply.accounts import AccountApplier
+from shared.sync.apply.contacts import ContactApplier
+from shared.sync.apply.context import ApplyContext
+from shared.sync.apply.sweep import sweep_partition
+from shared.sync.batches import (
+    AccountChange,
+    BadBatch,
+    Batch,
+    ClaimCheck,
+    ContactChange,
+    Message,
+    SweepBatch,
+    decode_message,
+)
+from shared.sync.claims import ClaimStore
+from shared.times import utcnow
+
+logger = logging.getLogger(__name__)
+Change = TypeVar("Change", AccountChange, ContactChange)
+
+MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
+
+
+def apply_batch(services: Services, body: str | bytes) -> BatchResult:
+    """Apply one queue message; raises BadBatch for a message that is not a batch."""
+    message = _resolved(services, decode_message(body))
+    ids = {"cycle_id": message.cycle_id, "batch_id": message.batch_id}
+    with telemetry.span("acctsync.apply_batch", traceparent=message.traceparent, attributes=ids):
+        if isinstance(message, SweepBatch):
+            result = sweep_partition(ApplyContext(services, _sweep_header(message)), message)
+        else:
+            result = _apply_changes(ApplyContext(services, _deduplicated(message)))
+    services.results.record(message.cycle_id, message.batch_id, result, at=utcnow())
+    telemetry.count("acctsync.accounts_applied", result.accounts_applied)
+    telemetry.count("acctsync.contacts_applied", result.contacts_applied)
+    telemetry.count("acctsync.activities_logged", result.activities_logged)
+    telemetry.count("acctsync.activities_suppressed", result.activities_suppressed)
+    telemetry.count("acctsync.sync_errors", result.errors)
+    logger.info("batch applied", extra={**ids, **dataclasses.asdict(result)})
+    return result
+
+
+def apply_message(
+    services: Services, body: str | bytes, *, dequeue_count: int | None
+) -> BatchResult:
+    """Apply a queue message; a failure on its last allowed attempt is recorded as poisoned
+    (in its cycle's summary and in the sync errors) before the host moves it to poison."""
+    try:
+        return apply_batch(services, body)
+    except Exception as error:
+        if dequeue_count is not None and dequeue_count >= MAX_DEQUEUE_COUNT:
+            telemetry.count("acctsync.poison_messages", 1)
+            logger.exception("batch failed for good; it moves to the poison queue")
+            _record_poisoned(services, body, error)
+        raise
+
+
+def _apply_changes(context: ApplyContext) -> BatchResult:
+    batch = context.batch
+    if batch.accounts:
+        AccountApplier(context).apply(batch.accounts)
+    if batch.contacts:
+        ContactApplier(context).apply(batch.contacts)
+    if batch.members:
+        context.services.members.add_all(batch.members)
+    return context.result
+
+
+def _resolved(services: Services, message: Message) -> Batch | SweepBatch:
+    """A claim check's batch, read from its blob; other messages as they are."""
+    if not isinstance(message, ClaimCheck):
+        return message
+    claims = ClaimStore(services.storage.container(BATCH_CONTAINER))
+    batch = Batch.decode(claims.get(message.blob))
+    if (batch.cycle_id, batch.batch_id) != (message.cycle_id, message.batch_id):
+        raise BadBatch(f"the blob {message.blob} holds another batch")
+    return batch
+
+
+def _deduplicated(batch: Batch) -> Batch:
+    """A record can come twice in one batch (a row that changed while a full load paged past
+    it); one transaction cannot write a row twice, so its last occurrence, the newest, stands
+    for it."""
+    return dataclasses.replace(
+        batch,
+        accounts=_last_of_each(batch.accounts),
+        contacts=_last_of_each(batch.contacts),
+        members=list(dict.fromkeys(batch.members)),
+    )
+
+
+def _last_of_each(changes: list[Change]) -> list[Change]:
+    return list({change.id: change for change in changes}.values())
+
+
+def _sweep_header(sweep: SweepBatch) -> Batch:
+    return Batch(sweep.cycle_id, sweep.batch_id, LoadMode.RELOAD, {}, generation=sweep.generation)
+
+
+def _record_poisoned(services: Services, body: str | bytes, error: Exception) -> None:
+    try:
+        message = decode_message(body)
+    except BadBatch:
+        return  # not attributable to a cycle; the poison queue's count still shows it
+    try:
+        services.results.poisoned(
+            message.cycle_id, message.batch_id, message=str(error), at=utcnow()
+        )
+        services.errors.record(
+            entity="batch",
+            record_id=message.batch_id,
+            operation="apply",
+            message=f"the batch failed {MAX_DEQUEUE_COUNT} times and went to the poison "
+            f"queue: {type(error).__name__}: {error}. Fix the cause, then run "
+            "`acctsync replay-poison`.",
+            cycle_id=message.cycle_id,
+        )
+    except Exception:
+        logger.exception("could not record poisoned batch %s", message.batch_id)

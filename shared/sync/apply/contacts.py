@@ -1,0 +1,128 @@
+"""The applier of a batch's contact changes, and the account memberships they imply.
+
+A contact belongs to the account its parent customer names (no account when the parent is
+another contact). Memberships are written before the contact rows: a crash in between is
+redone on redelivery (the contact still has its old version), and both writes are idempotent.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from azure.data.tables import TableEntity
+
+from shared.mapping import UnstorableValue
+from shared.mirror.records import generation_of, version_of
+from shared.mirror.writes import create_all, merge_all
+from shared.sync.apply.context import ApplyContext
+from shared.sync.apply.rows import contact_row
+from shared.sync.batches import ContactChange
+
+
+class ContactApplier:
+    def __init__(self, context: ApplyContext):
+        self.context = context
+        self.services = context.services
+
+    def apply(self, changes: list[ContactChange]) -> None:
+        if self.context.first_load and not any(c.deleted for c in changes):
+            changes = self._create(changes)
+        if changes:
+            self._update(changes)
+
+    def _create(self, changes: list[ContactChange]) -> list[ContactChange]:
+        """Write contacts as new rows; returns those whose rows turned out to exist."""
+        rows = {c.id: row for c in changes if (row := self._row(c, None)) is not None}
+        # Those of contacts whose parent is known to be an account may come in batches of
+        # their own (grouped by membership partition).
+        batch = self.context.batch
+        apart = {c.id for c in changes if batch.members_apart and c.parent_type == "account"}
+        self.services.members.add_all(
+            (str(row["accountid"]), contact_id)
+            for contact_id, row in rows.items()
+            if row["accountid"] and contact_id not in apart
+        )
+        existing = {
+            str(r["RowKey"]) for r in create_all(self.services.contacts.table, rows.values())
+        }
+        created = [c for c in changes if c.id in rows and c.id not in existing]
+        self.context.result.contacts_applied += len(created)
+        for change in created:
+            self.context.lag(change.modified_on)
+        return [c for c in changes if c.id in existing]
+
+    def _update(self, changes: list[ContactChange]) -> None:
+        existing = self.services.contacts.get_many(c.id for c in changes)
+        result = self.context.result
+        rows: list[dict[str, Any]] = []
+        stamps: list[dict[str, Any]] = []
+        joins: list[tuple[str, str]] = []
+        leaves: list[tuple[str, str]] = []
+        modified: list[str | None] = []
+        for change in changes:
+            old = existing.get(change.id)
+            old_account = str(old.get("accountid", "")) if old and not old.get("is_deleted") else ""
+            if change.deleted:
+                if old is None or old.get("is_deleted"):
+                    result.skipped += 1
+                    continue
+                rows.append({**old, "is_deleted": True, "deleted_at": self.context.now})
+                if old_account:
+                    leaves.append((old_account, change.id))
+                continue
+            assert change.version is not None
+            if old is not None and version_of(old) >= change.version:
+                result.skipped += 1
+                if self.context.reload and generation_of(old) != self.context.batch.generation:
+                    stamps.append(self._stamp(old))
+                continue
+            entity = self._row(change, old)
+            if entity is None:
+                continue
+            new_account = entity["accountid"]
+            if new_account != old_account:
+                if old_account:
+                    leaves.append((old_account, change.id))
+                if new_account:
+                    joins.append((new_account, change.id))
+            rows.append(entity)
+            modified.append(change.modified_on)
+        self.services.members.add_all(joins)
+        for account_id, contact_id in leaves:
+            self.services.members.remove(account_id, contact_id)
+        self.services.contacts.upsert_all(rows)
+        merge_all(self.services.contacts.table, stamps)
+        result.contacts_applied += len(rows)
+        for modified_on in modified:
+            self.context.lag(modified_on)
+
+    def _stamp(self, old: TableEntity) -> dict[str, Any]:
+        """A re-load saw this unchanged row."""
+        return {
+            "PartitionKey": old["PartitionKey"],
+            "RowKey": old["RowKey"],
+            "generation": self.context.batch.generation,
+        }
+
+    def _row(self, change: ContactChange, old: TableEntity | None) -> dict[str, Any] | None:
+        parent = (change.parent_id or "").lower()
+        account = parent if self._parent_is_account(parent, change.parent_type) else ""
+        if self.context.reload:
+            generation = self.context.batch.generation
+        else:
+            generation = generation_of(old) if old is not None else 0
+        try:
+            return contact_row(
+                change, account_id=account, synced_at=self.context.now, generation=generation
+            )
+        except UnstorableValue as error:
+            self.context.error("contact", change.id, "update", str(error))
+            return None
+
+    def _parent_is_account(self, parent: str, parent_type: str | None) -> bool:
+        if not parent:
+            return False
+        if parent_type is not None:
+            return parent_type == "account"
+        # Without the lookuplogicalname annotation, the parent is an account only if we know it.
+        return self.services.accounts.get(parent) is not None

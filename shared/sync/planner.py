@@ -1,0 +1,222 @@
+"""Planning one step of a cycle: a table's pages read and enqueued, or a re-load's sweep.
+
+A table is read from where its chain stands: the checkpoint of a chain under way, else the
+stored delta link, else from the start (a first load, or a re-load of a table already
+mirrored). After each page's batches are sent, the position (the page's next link) and the
+counts are checkpointed under the lease, so a planner killed at any point loses at most that
+page, which the next heartbeat reads again. One heartbeat plans for at most the budget, then
+leaves the rest to the next. The delta link is committed only after the last page.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Protocol
+
+from shared.dataverse.client import ChangePage, DataverseClient, LinkRefused
+from shared.mirror.records import all_buckets
+from shared.services import Services
+from shared.state.cursors import Cursor
+from shared.state.schedule import Checkpoint, LoadMode, TablePlan
+from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
+from shared.sync.batches import Batch
+from shared.sync.claims import ClaimStore
+from shared.sync.fields import backfilled
+from shared.sync.lease import CycleLease
+from shared.sync.readers import TableReader
+from shared.sync.sender import BatchSender, SendProgress
+from shared.times import utcnow
+
+logger = logging.getLogger(__name__)
+
+
+class Progress(SendProgress, Protocol):
+    """Where long work reports how far it got (the terminal, locally)."""
+
+    def read(self, entity_set: str, rows: int) -> None: ...
+
+
+@dataclass(frozen=True)
+class StepOutcome:
+    done: bool  # the step is planned whole (a table's delta link committed)
+    enqueued: int  # batches this heartbeat sent for it
+
+
+@dataclass(frozen=True)
+class _Chain:
+    """Where a table's reading starts in this heartbeat."""
+
+    mode: LoadMode
+    link: str | None
+    resume: bool
+    generation: int
+    backfill: tuple[str, ...] = ()
+    rows_read: int = 0
+    pages: int = 0
+
+
+class TablePlanner:
+    def __init__(
+        self,
+        services: Services,
+        client: DataverseClient,
+        lease: CycleLease,
+        reader: TableReader,
+        *,
+        deadline: float,
+        progress: Progress,
+    ):
+        """`deadline`: time.monotonic() after which no further page is started."""
+        self.services = services
+        self.client = client
+        self.lease = lease
+        self.reader = reader
+        self.deadline = deadline
+        self.progress = progress
+        self.entity_set = reader.entity_set
+        self.select = ",".join(reader.select)
+
+    def run(self) -> StepOutcome:
+        cursor = self.services.cursors.get(self.entity_set)
+        chain = self._start(cursor)
+        plan = self.lease.state.plan
+        table = plan.tables.setdefault(
+            self.entity_set, TablePlan(chain.mode, generation=chain.generation)
+        )
+        table.mode, table.generation = chain.mode, chain.generation
+        sent_before = plan.batches
+        try:
+            return self._read(chain, table, cursor, sent_before)
+        except LinkRefused as refused:
+            # The chain cannot go on: read the whole table again, logging no activity for
+            # values that did not change, and flag what is gone.
+            previous = max(chain.generation, cursor.generation if cursor else 0)
+            chain = _Chain(LoadMode.RELOAD, None, False, previous + 1, self.reader.backfill)
+            table.mode, table.generation = chain.mode, chain.generation
+            table.restarted = (
+                f"Dataverse refused the stored link of {self.entity_set} ({refused}); "
+                f"re-reading {self.entity_set} in full"
+            )
+            logger.warning("cycle %s: %s", self.lease.state.cycle_id, table.restarted)
+            return self._read(chain, table, cursor, sent_before)
+
+    def _start(self, cursor: Cursor | None) -> _Chain:
+        checkpoint = self.lease.state.checkpoints.get(self.entity_set)
+        backfill = self.reader.backfill
+        if (
+            checkpoint is not None
+            and checkpoint.select == self.select
+            and set(backfill) <= set(checkpoint.backfill)
+        ):
+            return _Chain(
+                checkpoint.mode,
+                checkpoint.next_link,
+                True,
+                checkpoint.generation,
+                checkpoint.backfill,
+                checkpoint.rows_read,
+                checkpoint.pages,
+            )
+        if cursor is not None and cursor.select == self.select and not backfill:
+            return _Chain(LoadMode.DELTA, cursor.delta_link, False, cursor.generation)
+        if cursor is None and checkpoint is None:
+            return _Chain(LoadMode.INITIAL, None, False, 0, backfill)
+        previous = max(
+            cursor.generation if cursor else 0, checkpoint.generation if checkpoint else 0
+        )
+        return _Chain(LoadMode.RELOAD, None, False, previous + 1, backfill)
+
+    def _read(
+        self, chain: _Chain, table: TablePlan, cursor: Cursor | None, sent_before: int
+    ) -> StepOutcome:
+        plan = self.lease.state.plan
+        generation = chain.generation if chain.mode is LoadMode.RELOAD else 0
+        sender = BatchSender(
+            self.services.storage.queue(BATCH_QUEUE),
+            ClaimStore(self.services.storage.container(BATCH_CONTAINER)),
+            self.reader.header(self.lease.state.cycle_id, chain.mode, generation),
+            sent_before=plan.batches,
+            progress=self.progress,
+        )
+        rows_read, pages = chain.rows_read, chain.pages
+        changed_before = self.reader.changed
+        for page in self._pages(chain):
+            for fragment in self.reader.fragments(page):
+                sender.add(fragment)
+            sender.end_page()
+            rows_read += len(page.rows) + len(page.deleted_ids)
+            pages += 1
+            table.changed += self.reader.changed - changed_before
+            changed_before = self.reader.changed
+            table.pages += 1
+            plan.batches = sender.sent
+            self.progress.read(self.entity_set, len(page.rows) + len(page.deleted_ids))
+            if page.delta_link is not None:
+                self._commit(page, chain, cursor)
+                return StepOutcome(True, sender.sent - sent_before)
+            assert page.next_link is not None
+            checkpoint = Checkpoint(
+                chain.mode,
+                self.select,
+                page.next_link,
+                chain.generation,
+                chain.backfill,
+                rows_read,
+                pages,
+            )
+            self.lease.write(
+                checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
+                plan=plan,
+            )
+            if time.monotonic() >= self.deadline:
+                return StepOutcome(False, sender.sent - sent_before)
+        raise AssertionError("a change-tracking chain ends with its delta link")
+
+    def _pages(self, chain: _Chain) -> Iterator[ChangePage]:
+        return self.client.changes(
+            self.entity_set,
+            self.reader.select,
+            link=chain.link,
+            resume=chain.resume,
+            page_size=self.services.settings.page_size,
+        )
+
+    def _commit(self, page: ChangePage, chain: _Chain, cursor: Cursor | None) -> None:
+        """The chain is read to its end: store its delta link, then forget its checkpoint. A
+        crash in between re-reads the last page from the checkpoint and commits again."""
+        assert page.delta_link is not None
+        self.lease.renew()  # only while this heartbeat still holds the lease
+        generation = chain.generation if chain.mode is LoadMode.RELOAD else 0
+        if chain.mode is LoadMode.DELTA and cursor is not None:
+            generation = cursor.generation
+        self.services.cursors.commit(
+            Cursor(self.entity_set, page.delta_link, self.select, utcnow(), generation)
+        )
+        checkpoints = dict(self.lease.state.checkpoints)
+        checkpoints.pop(self.entity_set, None)
+        self.lease.write(checkpoints=checkpoints, plan=self.lease.state.plan)
+        # Every row now carries the newly selected columns.
+        backfilled(self.services, list(chain.backfill))
+
+
+def plan_sweep(services: Services, lease: CycleLease, entity_set: str, progress: Progress) -> int:
+    """After a table's re-load: one message per mirror partition, each flagging the rows the
+    re-load did not see as deleted. Returns the batches sent."""
+    plan = lease.state.plan
+    generation = plan.tables[entity_set].generation
+    sender = BatchSender(
+        services.storage.queue(BATCH_QUEUE),
+        ClaimStore(services.storage.container(BATCH_CONTAINER)),
+        Batch(lease.state.cycle_id, "", LoadMode.RELOAD, {}),
+        sent_before=plan.batches,
+        progress=progress,
+    )
+    for partition in all_buckets():
+        sender.send_sweep(entity_set, partition, generation)
+    sent = sender.sent - plan.batches
+    plan.batches = sender.sent
+    lease.write(plan=plan)
+    return sent

@@ -1,0 +1,211 @@
+"""Readers of one table's pages: what to select, and each row as the changes a batch carries.
+
+A row acctsync cannot mirror (an id that is not a GUID, a version that is not a number) becomes
+a sync error on that row; the rest of the page goes on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from shared import telemetry
+from shared.dataverse.client import ChangePage
+from shared.dataverse.columns import (
+    ACCOUNT_ID,
+    CONTACT_COLUMNS,
+    CONTACT_ID,
+    PARENT_CUSTOMER,
+    PARENT_TYPE,
+    account_select,
+    contact_select,
+)
+from shared.ids import InvalidId, parse_guid, parse_version
+from shared.mapping import ColumnType, UnstorableValue, web_api_property
+from shared.mirror.records import bucket
+from shared.state.errors import SyncErrors
+from shared.state.schedule import LoadMode
+from shared.sync.apply.rows import contact_row
+from shared.sync.batches import (
+    AccountChange,
+    Batch,
+    ContactChange,
+    Kind,
+    account_fragment,
+    contact_fragment,
+    member_fragment,
+)
+from shared.times import utcnow
+
+
+@dataclass(frozen=True)
+class Fragment:
+    """One change, encoded, with the mirror partition it belongs to."""
+
+    kind: Kind
+    partition: str
+    record_id: str
+    text: str
+
+
+@dataclass
+class RowErrors:
+    """Where a reader records the rows it cannot mirror."""
+
+    errors: SyncErrors
+    cycle_id: str
+    count: int = 0
+
+    def bad_row(self, entity: str, value: Any, message: str) -> None:
+        self.count += 1
+        self.errors.record(
+            entity=entity,
+            record_id=repr(value)[:100],
+            operation="read",
+            message=f"Dataverse sent a row acctsync cannot mirror: {message}",
+            cycle_id=self.cycle_id,
+        )
+
+    def guid(self, entity: str, value: Any) -> str | None:
+        """Ids from Dataverse become table keys: anything but a GUID is a sync error."""
+        try:
+            return parse_guid(value)
+        except InvalidId as error:
+            self.bad_row(entity, value, str(error))
+            return None
+
+
+class TableReader(Protocol):
+    entity_set: str
+    # The columns the change-tracking chain selects, in order (part of its delta link).
+    select: list[str]
+    # Columns loaded for every row without activities (newly selected ones); a chain that
+    # does not carry all of them cannot go on, the table is read again in full.
+    backfill: tuple[str, ...]
+    changed: int  # changes (deletions included) read so far
+
+    def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
+        """What every batch of a chain read in `mode` says about itself."""
+        ...
+
+    def fragments(self, page: ChangePage) -> Iterator[Fragment]:
+        """The page's changes (deletions included), encoded."""
+        ...
+
+
+@dataclass
+class AccountReader:
+    """Accounts with the selected columns. Unreadable columns stay in $select (the chain goes
+    on) but out of the batches, so their mirrored values are kept rather than blanked by the
+    nulls Dynamics sends for them."""
+
+    selected: dict[str, ColumnType]
+    unreadable: list[str]
+    errors: RowErrors
+    backfill: tuple[str, ...] = ()
+    entity_set: str = "accounts"
+    changed: int = 0
+    select: list[str] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.select = account_select(self.selected)
+
+    @property
+    def columns(self) -> dict[str, ColumnType]:
+        """The columns the batches carry."""
+        return {k: v for k, v in self.selected.items() if k not in self.unreadable}
+
+    def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
+        return Batch(
+            cycle_id,
+            "",
+            mode,
+            self.columns,
+            traceparent=telemetry.current_traceparent(),
+            backfill=list(self.backfill),
+            generation=generation,
+        )
+
+    def fragments(self, page: ChangePage) -> Iterator[Fragment]:
+        columns = self.columns
+        for row in page.rows:
+            try:
+                change = AccountChange(
+                    id=parse_guid(row.get(ACCOUNT_ID)),
+                    version=parse_version(row.get("versionnumber")),
+                    modified_on=row.get("modifiedon"),
+                    values={c: row.get(web_api_property(c, t)) for c, t in columns.items()},
+                )
+            except ValueError as error:  # InvalidId and InvalidVersion included
+                self.errors.bad_row("account", row.get(ACCOUNT_ID), str(error))
+                continue
+            self.changed += 1
+            yield Fragment("accounts", bucket(change.id), change.id, account_fragment(change))
+        for deleted in page.deleted_ids:
+            if account_id := self.errors.guid("account", deleted):
+                self.changed += 1
+                change = AccountChange(id=account_id, deleted=True)
+                yield Fragment("accounts", bucket(account_id), account_id, account_fragment(change))
+
+
+@dataclass
+class ContactReader:
+    """Contacts with their parent customer. A first load also sends each contact's account
+    membership, grouped by the membership's own partition (`members_apart`)."""
+
+    errors: RowErrors
+    members_apart: bool = False
+    backfill: tuple[str, ...] = ()
+    entity_set: str = "contacts"
+    changed: int = 0
+    select: list[str] = field(default_factory=contact_select)
+
+    def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
+        self.members_apart = mode is LoadMode.INITIAL
+        return Batch(
+            cycle_id,
+            "",
+            mode,
+            {},
+            traceparent=telemetry.current_traceparent(),
+            members_apart=self.members_apart,
+            generation=generation,
+        )
+
+    def fragments(self, page: ChangePage) -> Iterator[Fragment]:
+        for row in page.rows:
+            parent = row.get(PARENT_CUSTOMER)
+            try:
+                change = ContactChange(
+                    id=parse_guid(row.get(CONTACT_ID)),
+                    version=parse_version(row.get("versionnumber")),
+                    parent_id=None if parent is None else parse_guid(parent),
+                    parent_type=row.get(PARENT_TYPE),
+                    modified_on=row.get("modifiedon"),
+                    values={c: row.get(c) for c in CONTACT_COLUMNS},
+                )
+            except ValueError as error:
+                self.errors.bad_row("contact", row.get(CONTACT_ID), str(error))
+                continue
+            self.changed += 1
+            yield Fragment("contacts", bucket(change.id), change.id, contact_fragment(change))
+            if self.members_apart and (pair := _membership(change)):
+                yield Fragment("members", bucket(pair[0]), change.id, member_fragment(*pair))
+        for deleted in page.deleted_ids:
+            if contact_id := self.errors.guid("contact", deleted):
+                self.changed += 1
+                change = ContactChange(id=contact_id, deleted=True)
+                yield Fragment("contacts", bucket(contact_id), contact_id, contact_fragment(change))
+
+
+def _membership(contact: ContactChange) -> tuple[str, str] | None:
+    """The (account, contact) membership a first load sends apart: a contact whose parent is
+    known to be an account, and whose row the apply step will be able to write."""
+    if contact.parent_type != "account" or not contact.parent_id:
+        return None
+    try:
+        contact_row(contact, account_id=contact.parent_id, synced_at=utcnow())
+    except UnstorableValue:
+        return None  # its batch records the sync error and writes no membership
+    return contact.parent_id, contact.id
