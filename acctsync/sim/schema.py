@@ -204,6 +204,15 @@ def _account() -> Table:
         a("telephone1", "String", "Telephone1", "Main Phone", max_length=50),
         a("websiteurl", "String", "WebSiteURL", "Website", max_length=200),
         a("description", "Memo", "Description", "Description", max_length=2000),
+        # A custom multiline column at the longest a Memo column may be (1,048,576 characters).
+        a(
+            "new_longnotes",
+            "Memo",
+            "new_LongNotes",
+            "Account Notes",
+            max_length=1_048_576,
+            custom=True,
+        ),
         a(
             "donotemail",
             "Boolean",

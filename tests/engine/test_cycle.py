@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 
 import pytest
 
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
+from acctsync.worker import QueueWorker
 from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.state.cursors import Cursor
@@ -15,6 +18,7 @@ from shared.storage import BATCH_QUEUE
 from shared.sync.batches import Batch
 from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.status import sync_status
+from tests.faults.support import services_for
 from tests.helpers import make_account
 
 
@@ -226,3 +230,41 @@ def test_a_contact_moving_in_the_cycle_of_its_new_accounts_change_gets_that_acti
     (stayed,) = services.activities.for_contact(old_contacts[1])
     assert stayed["new"] == "Old, renamed"
     assert len(services.activities.for_contact(new_contacts[0])) == 1
+
+
+def test_the_pause_runs_from_the_last_batch_applied(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    """SYNC_INTERVAL_MINUTES after the last batch of a cycle was applied, the next cycle starts
+    at the first heartbeat: never an interval counted from when a heartbeat noticed."""
+    interval_s, tick_s = 6.0, 2.0
+    paced = services_for({**os.environ, "SYNC_INTERVAL_MINUTES": str(interval_s / 60)})
+    account_id, _ = make_account(simulator, "Paced", 3)
+    applied: list[float] = []
+    worker = QueueWorker(paced)
+    worker.on_event = lambda event, _: applied.append(time.time()) if event == "applied" else None
+    stop = threading.Event()
+    applier = threading.Thread(target=worker.serve, args=(stop,), kwargs={"idle_wait_s": 0.05})
+    applier.start()
+    starts: dict[str, float] = {}  # cycle id -> when the heartbeat that started it began
+    try:
+        deadline = time.monotonic() + 40
+        changes = 0
+        while time.monotonic() < deadline:
+            began = time.time()
+            outcome = heartbeat(paced, owner="ticks")
+            if outcome.action in ("planned", "checkpointed"):
+                starts.setdefault(outcome.cycle_id, began)
+            if outcome.action == "finished":  # something to apply in every cycle
+                changes += 1
+                simulator.control.update_account(account_id, {"name": f"Paced {changes}"})
+            time.sleep(tick_s)
+    finally:
+        stop.set()
+        applier.join()
+    begun = sorted(starts.values())
+    assert len(begun) >= 3
+    # From the last batch of one cycle to the heartbeat that started the next.
+    gaps = [start - max(t for t in applied if t < start) for start in begun[1:]]
+    assert all(interval_s - 0.5 <= gap <= interval_s + tick_s + 0.5 for gap in gaps), gaps
+    paced.close()

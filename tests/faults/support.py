@@ -128,7 +128,7 @@ def cycle_by_stages(
     the queue); returns the cycle's summary and what each `apply()` returned."""
     outcome = heartbeat(services, owner=owner, force=True)
     applied: list[T] = []
-    while outcome.action == "planned":
+    while outcome.action in ("planned", "checkpointed"):
         applied.append(apply())
         assert queue_backlog(services) == 0
         outcome = heartbeat(services, owner=owner)

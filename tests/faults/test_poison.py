@@ -65,10 +65,18 @@ def test_poison_batch_is_shown_and_replayed_once_fixed(
     assert attempts == 2 * rules.max_dequeue_count
     shown = status(env)
     assert shown["poison_count"] == 2 and shown["queue_backlog"] == 0
-    # The cycle does not hang on it: it finishes, and says a batch did not apply.
+    # The cycle does not hang on it: it finishes, incomplete, and says a batch did not apply.
     finished = heartbeat(services, owner="faults")
     assert finished.action == "finished"
-    assert finished.summary["batches"] == 1 and finished.summary["batches_applied"] == 0
+    summary = finished.summary
+    assert summary["batches"] == 1 and summary["batches_applied"] == 0
+    assert (summary["status"], summary["batches_poisoned"]) == ("incomplete", 1)
+    assert summary["errors"] >= 1
+    shown = status(env)
+    (last, *_) = shown["last_cycles"]  # type: ignore[misc]
+    assert (last["status"], last["batches_poisoned"]) == ("incomplete", 1)
+    (error, *_) = [e for e in shown["last_errors"] if e["entity"] == "batch"]  # type: ignore[attr-defined]
+    assert "poison" in error["message"] and "replay-poison" in error["message"]
     row = services.accounts.get(account_id)
     assert row is not None and fields_of(row)["name"] == "Contoso"  # nothing half-applied
 
