@@ -21,7 +21,7 @@ $(STAMP_NODE): package.json package-lock.json
 	touch $@
 
 run: install
-	$(BIN)/python -m acctsync.devstack
+	$(BIN)/python -m acctsync.devstack $(if $(VERBOSE),--verbose)
 
 lint: install
 	$(BIN)/ruff check .

@@ -84,12 +84,16 @@ def start_azurite(
         location.mkdir(parents=True, exist_ok=True)
         args += ["--location", str(location)]
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
-    process = subprocess.Popen(args, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT)
+    # A session of its own: Ctrl-C reaches the host, which stops Azurite after it has given
+    # back its queue messages, not before.
+    process = subprocess.Popen(
+        args, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+    )
     azurite = Azurite(process, ports["blob"], ports["queue"], ports["table"])
     try:
         for port in ports.values():
             wait_for_port(port)
-    except TimeoutError:
+    except BaseException:  # a timeout, or Ctrl-C while it starts: it has a session of its own
         azurite.stop()
         raise
     return azurite

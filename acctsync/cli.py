@@ -1,4 +1,8 @@
-"""`acctsync`: the command line (dev and operations); see `acctsync --help`."""
+"""`acctsync`: the command line (dev and operations); see `acctsync --help`.
+
+Settings come from the environment, then the `Values` of ./local.settings.json, then those of
+the dev stack `make run` keeps in .acctsync/ (acctsync/localsettings.py).
+"""
 
 from __future__ import annotations
 
@@ -6,21 +10,29 @@ import argparse
 import json
 import logging
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from azure.core.exceptions import AzureError
 
+from acctsync.localsettings import LocalSettingsError, load_local_settings
 from shared.dataverse.client import DataverseError
 from shared.settings import SettingsError, get_settings
 
+Command = Callable[[argparse.Namespace], int]
 
-def main(argv: Sequence[str] | None = None) -> int:
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="acctsync", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("cycle", help="run one whole cycle now and apply every batch")
-    commands.add_parser("run", help="the local host: heartbeat, queue worker and API")
+    run = commands.add_parser("run", help="the local host: heartbeat, queue worker and API")
+    run.add_argument("--verbose", action="store_true", help="debug logs, with tracebacks")
     commands.add_parser("status", help="sync status as JSON")
     commands.add_parser("replay-poison", help="move poison messages back onto the batch queue")
+    commands.add_parser(
+        "reset-cursors",
+        help="forget every table's delta link: the next cycle reads them again in full",
+    )
     worker = commands.add_parser(
         "worker", help="(dev) apply queued batches until stopped, like the queue trigger"
     )
@@ -35,40 +47,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     select = field_commands.add_parser("select", help="store the selection")
     select.add_argument("names", help="NAME[,NAME...]")
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if args.command == "sim":
+        from acctsync.sim.cli import main as sim_main
+
+        return int(sim_main(list(rest)))
+    if rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    configure_logging(verbose=getattr(args, "verbose", False))
     try:
-        if args.command == "sim":
-            from acctsync.sim.cli import main as sim_main
-
-            return int(sim_main(list(rest)))
-        if rest:
-            parser.error(f"unrecognized arguments: {' '.join(rest)}")
-        if args.command == "cycle":
-            return _cycle()
-        if args.command == "run":
-            from acctsync.localhost import run_local_host
-
-            return run_local_host()
-        if args.command == "fields":
-            return _fields(args.fields_command, getattr(args, "names", ""))
-        if args.command == "worker":
-            from acctsync.worker import serve_until_stopped
-
-            return serve_until_stopped(visibility_timeout_s=args.visibility_timeout)
-        if args.command == "replay-poison":
-            from shared.services import get_services
-            from shared.sync.status import replay_poison
-
-            print(json.dumps({"replayed": replay_poison(get_services())}))
-            return 0
-        if args.command == "status":
-            from shared.services import get_services
-            from shared.sync.status import sync_status
-
-            print(json.dumps(sync_status(get_services()), indent=2))
-            return 0
-    except SettingsError as error:
+        load_local_settings()
+        return COMMANDS[args.command](args)
+    except (SettingsError, LocalSettingsError) as error:
         print(f"acctsync: configuration error: {error}", file=sys.stderr)
         return 2
     except DataverseError as error:
@@ -84,7 +79,28 @@ def main(argv: Sequence[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 1
-    return 1
+
+
+class _OneLine(logging.Formatter):
+    """Log lines without tracebacks (they are for --verbose)."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        if record.exc_info:
+            record = logging.makeLogRecord(record.__dict__)
+            record.msg = f"{record.getMessage()} (--verbose shows the traceback)"
+            record.args = None
+            record.exc_info = record.exc_text = None
+        return super().format(record)
+
+
+def configure_logging(*, verbose: bool) -> None:
+    handler = logging.StreamHandler()
+    style = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+    handler.setFormatter(logging.Formatter(style) if verbose else _OneLine(style))
+    logging.basicConfig(level=logging.WARNING, handlers=[handler], force=True)
+    if verbose:
+        for name in ("shared", "functions", "acctsync"):
+            logging.getLogger(name).setLevel(logging.DEBUG)
 
 
 def _first_line(error: Exception) -> str:
@@ -92,24 +108,12 @@ def _first_line(error: Exception) -> str:
     return (lines[0] if lines else "").rstrip(".") + "."
 
 
-def _fields(command: str, names: str) -> int:
-    from shared.services import get_services
-    from shared.sync.fields import FieldSelectionError, list_fields, select_fields
-
-    services = get_services()
-    if command == "list":
-        print(json.dumps(list_fields(services)))
-        return 0
-    try:
-        selection = select_fields(services, names.split(","))
-    except FieldSelectionError as error:
-        print(f"acctsync: nothing changed: {error}", file=sys.stderr)
-        return 1
-    print(json.dumps({"selected": list(selection.columns), "backfill": selection.backfill}))
+def _print(value: object, *, indent: int | None = None) -> int:
+    print(json.dumps(value, indent=indent))
     return 0
 
 
-def _cycle() -> int:
+def _cycle(args: argparse.Namespace) -> int:
     from acctsync.progress import TerminalProgress
     from acctsync.runner import CycleFailed, CycleTimeout, run_cycle_now
     from shared.services import get_services
@@ -122,10 +126,73 @@ def _cycle() -> int:
         return 1
     except CycleFailed as failed:
         print(f"acctsync: {failed}", file=sys.stderr)
-        print(json.dumps(failed.summary))
+        _print(failed.summary)
         return 1
-    print(json.dumps(summary))
-    return 0
+    return _print(summary)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from acctsync.localhost import run_local_host
+
+    return run_local_host()
+
+
+def _status(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.status import sync_status
+
+    return _print(sync_status(get_services()), indent=2)
+
+
+def _replay_poison(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.status import replay_poison
+
+    return _print({"replayed": replay_poison(get_services())})
+
+
+def _reset_cursors(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.cursors import CycleRunning, reset_cursors
+
+    try:
+        reset = reset_cursors(get_services())
+    except CycleRunning as error:
+        print(f"acctsync: nothing changed: {error}", file=sys.stderr)
+        return 1
+    return _print({"reset": reset})
+
+
+def _worker(args: argparse.Namespace) -> int:
+    from acctsync.worker import serve_until_stopped
+
+    return serve_until_stopped(visibility_timeout_s=args.visibility_timeout)
+
+
+def _fields(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+
+    services = get_services()
+    if args.fields_command == "list":
+        return _print(list_fields(services))
+    try:
+        selection = select_fields(services, args.names.split(","))
+    except FieldSelectionError as error:
+        print(f"acctsync: nothing changed: {error}", file=sys.stderr)
+        return 1
+    return _print({"selected": list(selection.columns), "backfill": selection.backfill})
+
+
+COMMANDS: dict[str, Command] = {
+    "cycle": _cycle,
+    "run": _run,
+    "status": _status,
+    "replay-poison": _replay_poison,
+    "reset-cursors": _reset_cursors,
+    "worker": _worker,
+    "fields": _fields,
+}
 
 
 if __name__ == "__main__":

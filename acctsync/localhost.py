@@ -7,15 +7,16 @@ calls the queue-triggered function, and prints a one-line summary of each finish
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import secrets
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 
 import uvicorn
 from azure.functions.timer import TimerRequest
@@ -27,9 +28,10 @@ from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
 from shared.services import Services, get_services
 from shared.state.schedule import Phase
-from shared.sync.cycle import report_progress_to
+from shared.sync.cycle import report_progress_to, stop_planning_on
 from shared.times import utcnow
-from shared.web.api import api_app, require_key
+from shared.web.app import asgi_app
+from shared.web.guards import require_key
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # as the timer trigger's schedule
@@ -40,7 +42,7 @@ API_PORT = 7071
 def api_server(api_key: str, *, port: int = API_PORT) -> uvicorn.Server:
     """The same ASGI app Azure serves, behind the key check Azure's function keys do."""
     config = uvicorn.Config(
-        require_key(api_app, api_key),
+        require_key(asgi_app(), api_key),
         host=API_HOST,
         port=port,
         log_level="warning",
@@ -80,23 +82,36 @@ class LocalHost:
         self.nudge = threading.Event()
         self.progress = TerminalProgress()
         report_progress_to(self.progress)
+        stop_planning_on(self.stop)
         self.workers = [QueueWorker(services) for _ in range(workers)]
         for worker in self.workers:
             worker.progress = self.progress
         self._printed: set[str] = {c["cycle_id"] for c in services.history.latest(20)}
+        self._threads: list[threading.Thread] = []
 
-    def start(self) -> list[threading.Thread]:
-        threads = [
+    def start(self) -> None:
+        self._threads = [
             threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True),
             threading.Thread(target=self.api.run, name="api", daemon=True),
         ]
-        threads += [
+        self._threads += [
             threading.Thread(target=self._work, args=(w,), name=f"worker-{i}", daemon=True)
             for i, w in enumerate(self.workers)
         ]
-        for thread in threads:
+        for thread in self._threads:
             thread.start()
-        return threads
+
+    def shutdown(self, *, timeout_s: float = 20.0) -> None:
+        """Stop as the Functions host drains: planning ends at the next page, checkpointed and
+        with its lease given back; workers finish the batch at hand and give back the rest."""
+        self.stop.set()
+        self.nudge.set()
+        self.api.should_exit = True
+        deadline = time.monotonic() + timeout_s
+        for thread in self._threads:
+            thread.join(timeout=max(0.0, deadline - time.monotonic()))
+        for worker in self.workers:
+            worker.release()  # a worker still inside a batch: its messages come back at once
 
     def _heartbeats(self) -> None:
         while not self.stop.is_set():
@@ -104,19 +119,27 @@ class LocalHost:
                 heartbeat_timer(TimerRequest(past_due=False))
                 self._print_finished()
                 state = self.services.schedule.read()
-                if state.phase is Phase.PLANNING and not state.lease_held(utcnow()):
+                if (
+                    state.phase is Phase.PLANNING
+                    and not state.lease_held(utcnow())
+                    and not self.stop.is_set()
+                ):
                     continue  # a load planned over several heartbeats goes on at once
-            except Exception:
-                logger.exception("heartbeat failed; the next one retries")
+            except Exception as error:
+                # The heartbeat says why a planning step failed itself; this is the rest
+                # (storage unreachable before it could): one line, traceback at --verbose.
+                logger.error("heartbeat failed: %s; the next one retries", _first_line(error))
+                logger.debug("heartbeat failure", exc_info=error)
             self.nudge.wait(self.heartbeat_s)
             self.nudge.clear()
 
     def _work(self, worker: QueueWorker) -> None:
+        worker.stopping = self.stop
         while not self.stop.is_set():
             try:
                 seen = worker.run_once()
-            except Exception:
-                logger.exception("queue worker: storage unavailable, retrying")
+            except Exception as error:
+                logger.error("queue worker: %s; retrying", _first_line(error))
                 self.stop.wait(5.0)
                 continue
             if not seen:
@@ -124,13 +147,41 @@ class LocalHost:
                     self.nudge.set()  # the queue drained: let the heartbeat finish the cycle
                     worker.applied = 0
                 self.stop.wait(1.0)
+        worker.release()
 
     def _print_finished(self) -> None:
         for summary in reversed(self.services.history.latest(5)):
             if summary["cycle_id"] not in self._printed:
                 self._printed.add(summary["cycle_id"])
                 self.progress.done()
-                print(f"cycle finished: {json.dumps(summary)}", flush=True)
+                print(cycle_line(summary), flush=True)
+
+
+def cycle_line(summary: dict[str, Any]) -> str:
+    """A finished cycle in one short line (`acctsync status` has the whole summary)."""
+    status = summary.get("status", "?")
+    tables = ", ".join(
+        f"{summary.get(f'{name}_changed', 0):,} {name}"
+        + (f" ({mode})" if (mode := summary.get("modes", {}).get(name)) != "delta" else "")
+        for name in ("contacts", "accounts")
+    )
+    line = (
+        f"cycle {status} in {summary.get('duration_s', 0):.1f} s: {tables} changed; "
+        f"{summary.get('activities_logged', 0):,} activities"
+    )
+    if summary.get("activities_suppressed"):
+        line += f" ({summary['activities_suppressed']:,} suppressed)"
+    if summary.get("deleted"):
+        line += f"; {summary['deleted']:,} flagged deleted"
+    line += f"; {summary.get('errors', 0)} errors"
+    if failure := summary.get("failure"):
+        line += f" — {failure['message']}. Fix: {failure['fix']}"
+    return line
+
+
+def _first_line(error: BaseException) -> str:
+    lines = str(error).strip().splitlines()
+    return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def run_local_host() -> int:
@@ -141,28 +192,28 @@ def run_local_host() -> int:
     if "ACCTSYNC_API_KEY" not in os.environ:
         print(f"ACCTSYNC_API_KEY={api_key} (generated; set it to keep one)", flush=True)
     # Dev only: a second host on the same machine (or a test) needs its own port, and tests
-    # cannot wait a minute per heartbeat.
+    # cannot wait 30 s per heartbeat.
     port = int(os.environ.get("ACCTSYNC_API_PORT") or API_PORT)
     heartbeat_s = float(os.environ.get("ACCTSYNC_HEARTBEAT_SECONDS") or HEARTBEAT_S)
     host = LocalHost(services, api_key=api_key, api_port=port, heartbeat_s=heartbeat_s)
-    every = f"every {heartbeat_s:g}s"
     print(
         f"acctsync local host: API on http://{API_HOST}:{port}/api, "
-        f"heartbeat {every}, queue worker running",
+        f"heartbeat every {heartbeat_s:g}s, queue worker running",
         flush=True,
     )
-
-    def shutdown(*_: object) -> None:
-        host.stop.set()
-        host.nudge.set()
-        host.api.should_exit = True
-
-    signal.signal(signal.SIGTERM, shutdown)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     host.start()
     try:
-        while not host.stop.wait(0.5):
+        while not stopped.wait(0.5):
             pass
     except KeyboardInterrupt:
-        shutdown()
+        pass
+    print(
+        "acctsync local host: stopping (planning checkpointed, batches given back)...",
+        file=sys.stderr,
+        flush=True,
+    )
+    host.shutdown()
     print("acctsync local host stopped", file=sys.stderr)
     return 0

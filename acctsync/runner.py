@@ -56,15 +56,19 @@ def run_cycle_now(
     with _applying(services, progress):
         while time.monotonic() < deadline:
             outcome = heartbeat(services, owner=owner, force=not started, progress=progress)
-            if outcome.action in (Action.PLANNED, Action.CHECKPOINTED, Action.FAILED):
+            if outcome.started or outcome.action in (
+                Action.PLANNED,
+                Action.CHECKPOINTED,
+                Action.FAILED,
+            ):
                 started = True
-            elif outcome.action is Action.FINISHED and started:
+            if outcome.action is Action.FINISHED and started:
                 if progress is not None:
                     progress.done()
                 if outcome.summary.get("status") == "failed":
                     raise CycleFailed(outcome.summary)
                 return outcome.summary
-            elif outcome.action is Action.BUSY:
+            if outcome.action is Action.BUSY:
                 if outcome.lease_owner and told != (outcome.lease_owner, outcome.lease_until):
                     told = (outcome.lease_owner, outcome.lease_until)
                     print(
@@ -75,7 +79,7 @@ def run_cycle_now(
                         flush=True,
                     )
                 time.sleep(1.0)
-            elif outcome.action is Action.WAITING:
+            if outcome.action is Action.WAITING:
                 time.sleep(0.2)  # batches being applied, here or elsewhere
     raise CycleTimeout(f"the cycle did not finish within {timeout_s:.0f}s")
 

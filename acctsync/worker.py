@@ -68,6 +68,10 @@ class QueueWorker:
         # Called with ("applying" | "applied" | "failed", message id): `acctsync worker`
         # prints these so a supervisor can tell where a kill landed.
         self.on_event: Callable[[str, str], None] | None = None
+        # Received and not yet deleted: given back (made visible) when the worker stops.
+        self._held: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.stopping = threading.Event()
 
     def run_once(self) -> int:
         """Receive and handle up to one host batch of messages; returns how many it saw."""
@@ -78,7 +82,11 @@ class QueueWorker:
                 visibility_timeout=self.lease_s,
             )
         )
+        with self._lock:
+            self._held.update((m.id, m.pop_receipt or "") for m in messages)
         for message in messages:
+            if self.stopping.is_set():
+                break  # the rest is given back by release()
             body: bytes = message.content
             self._event("applying", message.id)
             try:
@@ -106,21 +114,40 @@ class QueueWorker:
                     )
                 if (message.dequeue_count or 0) >= self.rules.max_dequeue_count:
                     self.poison.send_message(body.decode("utf-8", "replace"))
+                    self._done(message.id)
                     self.queue.delete_message(message)
                 else:
                     # By id and receipt: passing the message would re-send its decoded bytes.
+                    self._done(message.id)
                     self.queue.update_message(
                         message.id,
                         pop_receipt=message.pop_receipt,
                         visibility_timeout=self.rules.visibility_timeout_s,
                     )
                 continue
+            self._done(message.id)
             self.queue.delete_message(message)
             self._event("applied", message.id)
             self.applied += 1
             if self.progress is not None:
                 self.progress.batch_applied()
         return len(messages)
+
+    def _done(self, message_id: str) -> None:
+        with self._lock:
+            self._held.pop(message_id, None)
+
+    def release(self) -> int:
+        """Give back every message received and not finished, so they are visible again at
+        once (not a worker lease later): what a stopped worker owes the next one."""
+        with self._lock:
+            held, self._held = self._held, {}
+        for message_id, receipt in held.items():
+            try:
+                self.queue.update_message(message_id, pop_receipt=receipt, visibility_timeout=0)
+            except AzureError as error:
+                logger.warning("could not give back batch %s: %s", message_id, _first_line(error))
+        return len(held)
 
     def _event(self, event: str, message_id: str) -> None:
         if self.on_event is not None:
@@ -132,6 +159,14 @@ class QueueWorker:
             pass
 
     def serve(self, stop: threading.Event, *, idle_wait_s: float = 1.0) -> None:
+        """Apply until `stop` is set; then give back what was received and not applied."""
+        self.stopping = stop
+        try:
+            self._serve(stop, idle_wait_s)
+        finally:
+            self.release()
+
+    def _serve(self, stop: threading.Event, idle_wait_s: float) -> None:
         while not stop.is_set():
             try:
                 if not self.run_once():

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from bench import scenarios
+from bench.imports import import_times
 from bench.report import render
 from bench.stack import ROOT, running_stack
 
@@ -34,12 +35,15 @@ class Sizes:
     scaleout_accounts: int
     scaleout_contacts: int
     workers: tuple[int, ...]
+    planning_contacts: int
+    planning_budget_s: float
+    fanout_batch: tuple[int, int, int]  # accounts, contacts of each, changed fields
 
 
 FULL = Sizes(2_000, 20_000, 20_000, 200_000, 1_000, (5_000, 5_001, 20_000, 100_000), 100_000,
-             1_000, 10_000, (1, 2, 4))  # fmt: skip
+             1_000, 10_000, (1, 2, 4), 100_000, 2.0, (100, 5_000, 3))  # fmt: skip
 QUICK = Sizes(600, 12_000, 2_000, 20_000, 200, (5_000, 5_001, 8_000, 12_000), 20_000,
-              300, 3_000, (1, 2, 4))  # fmt: skip
+              300, 3_000, (1, 2, 4), 20_000, 0.5, (10, 5_000, 3))  # fmt: skip
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,9 +67,18 @@ def main(argv: list[str] | None = None) -> int:
     def step(name: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {name}", file=sys.stderr, flush=True)
 
+    step("cold import of the Function App, now and before the API moved to FastAPI")
+    results["imports"] = import_times()
     with running_stack() as stack:
         step("Dataverse paging: acctsync's client against a bare httpx loop")
         results["paging"] = scenarios.paging(stack, sizes.paging_accounts)
+        step(
+            f"planning {sizes.planning_contacts} contacts in heartbeats of "
+            f"{sizes.planning_budget_s:g} s against a bare loop sending the same messages"
+        )
+        results["planning"] = scenarios.planning(
+            stack, sizes.planning_contacts, sizes.planning_budget_s
+        )
         step(f"small mirror: load {sizes.small_accounts} accounts, {sizes.small_contacts} contacts")
         small = scenarios.load_and_idle(
             stack,
@@ -92,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
         results["big"] = big
         step("raw ceilings of the big load's writes")
         results["big"]["ceiling"] = scenarios.load_ceiling(stack, big["load"])
+        accounts, each, fields = sizes.fanout_batch
+        step(f"one batch of {accounts} accounts x {each} contacts x {fields} fields")
+        results["fanout_batch"] = scenarios.fanout_batch(stack, accounts, each, fields)
         results["single_upserts"] = scenarios.single_upsert_rate(stack)
     results["duration_s"] = round(time.monotonic() - started, 1)
     table = render(results)

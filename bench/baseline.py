@@ -17,9 +17,11 @@ from typing import Any
 
 import httpx
 from azure.data.tables import TableServiceClient, TransactionOperation, UpdateMode
+from azure.storage.queue import QueueClient
 
 from bench.stack import Stack
 from shared.dataverse.client import LOOKUP_ANNOTATIONS
+from shared.storage import BATCH_QUEUE
 
 PARTITIONS = 64
 IN_FLIGHT = 4
@@ -83,14 +85,20 @@ def single_upserts(stack: Stack, count: int, *, table: str = "benchsingle") -> f
     return elapsed
 
 
-def page_loop(stack: Stack, entity_set: str, select: str) -> tuple[float, int, int]:
+def page_loop(
+    stack: Stack, entity_set: str, select: str, *, messages: list[str] | None = None
+) -> tuple[float, int, int]:
     """A bare httpx loop over the change-tracking pages: (seconds, rows, requests).
 
     It sends what DataverseClient sends (the same Prefer headers, so the same pages), and
-    nothing else: no retries, no token cache, no row handling beyond counting.
+    nothing else: no retries, no token cache, no row handling beyond counting. With
+    `messages`, it also sends those queue messages as it goes, spread evenly over the pages
+    (the same bodies acctsync's planning sent), and nothing else: no packing, no checkpoint.
     """
     env = stack.sim.env
     token_url = f"{env['DATAVERSE_AUTHORITY_HOST']}/{env['DATAVERSE_TENANT_ID']}/oauth2/v2.0/token"
+    queue = QueueClient.from_connection_string(stack.storage, BATCH_QUEUE) if messages else None
+    pending = list(messages or [])
     with httpx.Client(verify=stack.sim.ssl_context(), timeout=120) as http:
         token = http.post(
             token_url,
@@ -108,11 +116,26 @@ def page_loop(stack: Stack, entity_set: str, select: str) -> tuple[float, int, i
         }
         url: str | None = f"{env['DATAVERSE_URL']}/api/data/v9.2/{entity_set}?$select={select}"
         rows = requests = 0
+        per_page = max(1, len(pending) // max(1, rows_hint(stack, entity_set) // 5000 + 1))
         started = time.perf_counter()
         while url:
             body = http.get(url, headers=headers).json()
             requests += 1
             rows += len(body["value"])
             url = body.get("@odata.nextLink")
+            if queue is not None:
+                share = pending if not url else pending[:per_page]
+                for message in share:
+                    queue.send_message(message)
+                del pending[: len(share)]
             headers["Prefer"] = f"odata.maxpagesize=5000,{LOOKUP_ANNOTATIONS}"
-        return time.perf_counter() - started, rows, requests
+        elapsed = time.perf_counter() - started
+    if queue is not None:
+        queue.close()
+    return elapsed, rows, requests
+
+
+def rows_hint(stack: Stack, entity_set: str) -> int:
+    """How many rows the simulator holds for an entity set (to spread messages over pages)."""
+    stats = stack.sim.control.stats()
+    return int(stats["accounts" if entity_set == "accounts" else "contacts"])

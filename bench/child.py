@@ -79,7 +79,53 @@ def _plan(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     from shared.sync.cycle import heartbeat
 
     outcome = heartbeat(services, owner="bench", force=True)
-    return {"action": outcome.action, **outcome.summary}
+    return {"action": outcome.action.value, **_changed(outcome.summary)}
+
+
+def _changed(plan: dict[str, Any]) -> dict[str, Any]:
+    tables = plan.get("tables", {})
+    return {
+        "accounts_changed": tables.get("accounts", {}).get("changed", 0),
+        "contacts_changed": tables.get("contacts", {}).get("changed", 0),
+        "batches": plan.get("batches", 0),
+    }
+
+
+class _PageTimes:
+    """Progress that keeps how long each page took (read, packed and sent)."""
+
+    def __init__(self) -> None:
+        self.pages: list[float] = []
+        self.mark = time.perf_counter()
+
+    def read(self, entity_set: str, rows: int) -> None:
+        now = time.perf_counter()
+        self.pages.append(now - self.mark)
+        self.mark = now
+
+    def enqueued(self, batches: int, records: int) -> None:
+        pass
+
+
+def _plan_step(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The cycle's first step planned over as many heartbeats as its budget takes."""
+    from shared.sync.cycle import heartbeat
+
+    times = _PageTimes()
+    beats: list[float] = []
+    while True:
+        started = time.perf_counter()
+        times.mark = started
+        outcome = heartbeat(services, owner="bench", force=not beats, progress=times)
+        beats.append(time.perf_counter() - started)
+        if outcome.action.value != "checkpointed":
+            break
+    return {
+        "action": outcome.action.value,
+        "heartbeats": beats,
+        "pages": times.pages,
+        **_changed(outcome.summary),
+    }
 
 
 def _drain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -90,7 +136,7 @@ def _drain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"applied": worker.applied, "failed": worker.failed}
 
 
-TASKS = {"cycle": _cycle, "plan": _plan, "drain": _drain}
+TASKS = {"cycle": _cycle, "plan": _plan, "plan_step": _plan_step, "drain": _drain}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

@@ -4,6 +4,7 @@ baseline of the same work in the same run."""
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -13,23 +14,37 @@ from azure.storage.queue import QueueClient
 from bench import baseline
 from bench.stack import Stack, finish_child
 from shared.dataverse.client import DataverseClient
-from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS, account_catalogue, account_select
+from shared.dataverse.columns import (
+    DEFAULT_ACCOUNT_COLUMNS,
+    account_catalogue,
+    account_select,
+    contact_select,
+)
+from shared.mapping import ColumnType
+from shared.services import Services
 from shared.settings import Settings
+from shared.state.schedule import LoadMode
 from shared.storage import ACCOUNTS_TABLE, BATCH_QUEUE
+from shared.sync.apply import apply_batch
+from shared.sync.batches import AccountChange, Batch
 
 SUMMARY_KEYS = (
+    "status",
+    "modes",
     "accounts_changed",
     "contacts_changed",
     "batches",
+    "batches_poisoned",
     "accounts_applied",
     "contacts_applied",
     "skipped",
+    "deleted",
     "activities_logged",
     "activities_suppressed",
     "errors",
     "dataverse_requests",
+    "planning_heartbeats",
     "started_at",
-    "planned_at",
     "finished_at",
 )
 
@@ -50,7 +65,8 @@ def _cycle(stack: Stack, *, with_azurite_cpu: bool = True) -> dict[str, Any]:
 def load_and_idle(
     stack: Stack, accounts: int, contacts: int, *, changed_accounts: int = 0
 ) -> dict[str, Any]:
-    """A first load on an empty mirror, an idle cycle, and optionally an incremental one."""
+    """A first load on an empty mirror, an idle cycle, optionally an incremental one, and a
+    full re-load after the delta tokens expired."""
     stack.sim.control.reset(accounts, contacts, seed=1)
     stack.fresh_azurite()
     load = _cycle(stack)
@@ -66,7 +82,18 @@ def load_and_idle(
     }
     if changed_accounts:
         result["incremental"] = incremental(stack, changed_accounts)
+    result["reload"] = reload(stack)
     return result
+
+
+def reload(stack: Stack) -> dict[str, Any]:
+    """Every table read again in full (an expired delta token), then swept for deletions."""
+    stack.sim.control.expire_delta_tokens()
+    run = _cycle(stack)
+    summary = run["summary"]
+    run["records"] = summary["accounts_changed"] + summary["contacts_changed"]
+    run["records_per_s"] = run["records"] / run["wall_s"]
+    return run
 
 
 def _mirrored_account_ids(stack: Stack) -> list[str]:
@@ -143,9 +170,9 @@ def fanout(stack: Stack, sizes: tuple[int, ...]) -> dict[str, Any]:
 
 
 def _plan_stages(stack: Stack, between: Callable[[], None]) -> tuple[dict[str, Any], float, float]:
-    """A whole cycle planned stage by stage, each stage in a child process as the heartbeat
-    does it, with `between()` after each (it must empty the queue); returns the cycle's plan,
-    the seconds spent planning and the peak RSS of the planners."""
+    """A whole cycle planned step by step, each step in a child process as the heartbeat
+    does it, with `between()` after each (it must empty the queue); returns the cycle's
+    counts, the seconds spent planning and the peak RSS of the planners."""
     plan: dict[str, Any] = {}
     seconds = peak_rss = 0.0
     while True:
@@ -155,6 +182,102 @@ def _plan_stages(stack: Stack, between: Callable[[], None]) -> tuple[dict[str, A
         plan, seconds = planned["result"], seconds + planned["wall_s"]
         peak_rss = max(peak_rss, planned["peak_rss_mb"])
         between()
+
+
+def _take_messages(stack: Stack) -> list[str]:
+    """Every queued message, taken off the queue unapplied, as the raw (base64) text sent."""
+    messages: list[str] = []
+    with QueueClient.from_connection_string(stack.storage, BATCH_QUEUE) as queue:
+        while page := list(queue.receive_messages(messages_per_page=32, visibility_timeout=600)):
+            for message in page:
+                messages.append(str(message.content))
+                queue.delete_message(message)
+    return messages
+
+
+def planning(stack: Stack, contacts: int, budget_s: float) -> dict[str, Any]:
+    """A first load's contacts planned over heartbeats of `budget_s` each, a checkpoint per
+    page, against a bare loop over the same pages that sends the same messages."""
+    stack.sim.control.reset(max(1, contacts // 10), contacts, seed=2)
+    stack.fresh_azurite()
+    run = stack.run_child("plan_step", env={"ACCTSYNC_PLAN_BUDGET_SECONDS": str(budget_s)})
+    result = run.pop("result")
+    messages = _take_messages(stack)
+    stack.fresh_azurite()
+    with QueueClient.from_connection_string(stack.storage, BATCH_QUEUE) as queue:
+        queue.create_queue()
+    bare_s, bare_rows, pages = baseline.page_loop(
+        stack, "contacts", ",".join(contact_select()), messages=messages
+    )
+    assert bare_rows == result["contacts_changed"] == contacts, (bare_rows, result)
+    beats, page_s = result["heartbeats"], result["pages"]
+    return {
+        "rows": contacts,
+        "pages": pages,
+        "batches": len(messages),
+        "budget_s": budget_s,
+        "heartbeats": len(beats),
+        "longest_heartbeat_s": max(beats),
+        "longest_page_s": max(page_s),
+        "acctsync_s": run["wall_s"],
+        "bare_s": bare_s,
+        "acctsync_rows_per_s": contacts / run["wall_s"],
+        "bare_rows_per_s": contacts / bare_s,
+        "ratio": bare_s / run["wall_s"],
+        "peak_rss_mb": run["peak_rss_mb"],
+    }
+
+
+def fanout_batch(stack: Stack, accounts: int, contacts_each: int, fields: int) -> dict[str, Any]:
+    """One batch of `accounts` changed accounts, each with `contacts_each` contacts and
+    `fields` changed fields, applied by one process: its peak RSS and rate. The memberships
+    are written straight into the mirror (set-up, not a figure)."""
+    stack.fresh_azurite()
+    services = Services(Settings.from_env(stack.child_env())).ready()
+    try:
+        ids = [str(uuid.UUID(int=7 * 10**9 + n)) for n in range(accounts)]
+        setup_started = time.perf_counter()
+        services.members.add_all(
+            (account_id, str(uuid.UUID(int=8 * 10**9 + a * contacts_each + c)))
+            for a, account_id in enumerate(ids)
+            for c in range(contacts_each)
+        )
+        columns = {f"field{n}": ColumnType.STRING for n in range(fields)}
+
+        def change(version: int) -> list[AccountChange]:
+            return [
+                AccountChange(
+                    account_id,
+                    version,
+                    "2026-11-30T12:00:00Z",
+                    {name: f"value {version} of {name}" for name in columns},
+                )
+                for account_id in ids
+            ]
+
+        apply_batch(
+            services, Batch("benchsetup", "1", LoadMode.INITIAL, columns, change(1)).encode()
+        )
+        setup_s = time.perf_counter() - setup_started
+        services.storage.queue(BATCH_QUEUE).send_message(
+            Batch("benchfanout", "1", LoadMode.DELTA, columns, change(2)).encode()
+        )
+        run = stack.run_child("drain")
+        logged = services.results.totals("benchfanout").result.activities_logged
+    finally:
+        services.close()
+    assert logged == accounts * contacts_each * fields, logged
+    return {
+        "accounts": accounts,
+        "contacts_each": contacts_each,
+        "fields": fields,
+        "activities": logged,
+        "setup_s": setup_s,
+        "wall_s": run["wall_s"],
+        "activities_per_s": logged / run["wall_s"],
+        "peak_rss_mb": run["peak_rss_mb"],
+        "storage": run["storage"],
+    }
 
 
 def _setup_load(stack: Stack, workers: int = 2) -> dict[str, Any]:
@@ -224,13 +347,7 @@ def scaleout(
     messages: list[str] = []
 
     def collect() -> None:
-        with QueueClient.from_connection_string(stack.storage, BATCH_QUEUE) as queue:
-            while page := list(
-                queue.receive_messages(messages_per_page=32, visibility_timeout=600)
-            ):
-                for message in page:
-                    messages.append(str(message.content))
-                    queue.delete_message(message)
+        messages.extend(_take_messages(stack))
 
     # Both stages' batches, taken off the queue unapplied (a first load logs no activities,
     # so the order in which the workers then apply them changes nothing).

@@ -50,6 +50,7 @@ class Stack:
         return float(times.user + times.system)
 
     def child_env(self, extra: dict[str, str] | None = None) -> dict[str, str]:
+        """The environment of an acctsync child: this stack's services, and `extra`."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("DATAVERSE_", "Azure"))}
         env.update({k: v for k, v in self.sim.env.items() if k.startswith("DATAVERSE_")})
         assert self.azurite is not None
@@ -68,18 +69,22 @@ class Stack:
         entries = self.sim.control.requests(clear=True)
         return sum(1 for e in entries if e.get("listener") == "webapi")
 
-    def start_child(self, task: str, **args: Any) -> subprocess.Popen[str]:
+    def start_child(
+        self, task: str, *, env: dict[str, str] | None = None, **args: Any
+    ) -> subprocess.Popen[str]:
         return subprocess.Popen(
             [sys.executable, "-m", "bench.child", task, json.dumps(args)],
             cwd=ROOT,
-            env=self.child_env(),
+            env=self.child_env(env),
             stdout=subprocess.PIPE,
             text=True,
         )
 
-    def run_child(self, task: str, **args: Any) -> dict[str, Any]:
+    def run_child(
+        self, task: str, *, env: dict[str, str] | None = None, **args: Any
+    ) -> dict[str, Any]:
         """Run one acctsync task in a child process; its last stdout line is its JSON result."""
-        process = self.start_child(task, **args)
+        process = self.start_child(task, env=env, **args)
         return finish_child(process)
 
 

@@ -9,7 +9,6 @@ import socket
 import azure.functions as func
 
 from shared.services import get_services
-from shared.sync.cycle import Action, heartbeat
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -24,6 +23,10 @@ HEARTBEAT_SCHEDULE = "*/30 * * * * *"
     arg_name="timer", schedule=HEARTBEAT_SCHEDULE, run_on_startup=False, use_monitor=True
 )
 def heartbeat_timer(timer: func.TimerRequest) -> None:
+    # Imported at the first tick: an instance scaled out for the queue never plans, and need
+    # not load the Dataverse client (httpx, msal) to start.
+    from shared.sync.cycle import Action, heartbeat
+
     owner = os.environ.get("WEBSITE_INSTANCE_ID") or socket.gethostname()
     outcome = heartbeat(get_services(), owner=owner)
     log = logger.error if outcome.action is Action.FAILED else logger.info

@@ -127,7 +127,7 @@ def set_column(entity: dict[str, Any], column: str, stored: Any) -> None:
     drop_column(entity, column)
     if stored is None:
         return
-    name = property_name(column)
+    name = FIELD_PREFIX + column
     if not isinstance(stored, str) or utf16_units(stored) <= CHUNK_UNITS:
         entity[name] = stored
         return
@@ -137,13 +137,10 @@ def set_column(entity: dict[str, Any], column: str, stored: Any) -> None:
 
 def drop_column(entity: dict[str, Any], column: str) -> None:
     name = property_name(column)
-    for key in [k for k in entity if k == name or (k.startswith(name) and _is_chunk(k, name))]:
-        del entity[key]
-
-
-def _is_chunk(key: str, name: str) -> bool:
-    rest = key[len(name) :]
-    return rest.startswith(CHUNK_MARK) and rest[len(CHUNK_MARK) :].isdigit()
+    entity.pop(name, None)
+    index = 1  # the parts of long text are numbered from 1 without gaps
+    while entity.pop(f"{name}{CHUNK_MARK}{index}", None) is not None:
+        index += 1
 
 
 def utf16_units(text: str) -> int:

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import threading
 from functools import cached_property
+from typing import TYPE_CHECKING
 
-from shared.dataverse.client import DataverseClient
 from shared.mirror.activities import ActivityLog
 from shared.mirror.members import Memberships
 from shared.mirror.records import AccountMirror, ContactMirror
@@ -26,6 +26,9 @@ from shared.storage import (
     Storage,
 )
 
+if TYPE_CHECKING:
+    from shared.dataverse.client import DataverseClient
+
 
 class Services:
     def __init__(self, settings: Settings):
@@ -35,6 +38,10 @@ class Services:
         self._lock = threading.Lock()
 
     def dataverse(self) -> DataverseClient:
+        # Imported here: the queue worker never talks to Dataverse, and a new instance of it
+        # should not pay for httpx and msal (Flex Consumption scales it out on its own).
+        from shared.dataverse.client import DataverseClient
+
         with self._lock:
             if self._dataverse is None:
                 self._dataverse = DataverseClient(self.settings.require_dataverse())

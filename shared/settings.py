@@ -18,7 +18,7 @@ DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 # How long a heartbeat holds the cycle lease while it plans; it renews it every third of that.
 # A planner that dies keeps the lease until it runs out, so the next heartbeat goes on from
 # its last checkpoint at most this long after a crash.
-DEFAULT_LEASE_SECONDS = 90.0
+DEFAULT_LEASE_SECONDS = 60.0
 # How long one heartbeat plans before it checkpoints and leaves the rest to the next: well
 # under functionTimeout (30 min), so a scale-in drain, a redeploy or a crash costs minutes.
 DEFAULT_PLAN_BUDGET_SECONDS = 180.0

@@ -12,11 +12,10 @@ import contextlib
 import os
 import threading
 import urllib.request
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
-from azure.storage.blob import BlobServiceClient, ContainerClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     QueueClient,
@@ -25,6 +24,10 @@ from azure.storage.queue import (
 )
 
 from shared.settings import StorageSettings
+
+if TYPE_CHECKING:
+    from azure.core.credentials import TokenCredential
+    from azure.storage.blob import ContainerClient
 
 BATCH_QUEUE = "acctsync-batches"
 POISON_QUEUE = BATCH_QUEUE + "-poison"
@@ -46,7 +49,6 @@ TABLES = (
 QUEUES = (BATCH_QUEUE, POISON_QUEUE)
 # Batches too large for a queue message (claim checks), one folder per cycle.
 BATCH_CONTAINER = "acctsync-batches"
-CONTAINERS = (BATCH_CONTAINER,)
 
 
 class Storage:
@@ -58,6 +60,7 @@ class Storage:
         self._tables: dict[str, TableClient] = {}
         self._queues: dict[str, QueueClient] = {}
         self._containers: dict[str, ContainerClient] = {}
+        self._credential: TokenCredential | None = None  # identity-based storage only
         self._ready = False
         if settings.connection_string:
             self._table_service = TableServiceClient.from_connection_string(
@@ -65,9 +68,6 @@ class Storage:
             )
             self._queue_service = QueueServiceClient.from_connection_string(
                 settings.connection_string, **_queue_codec(), **_transport_options()
-            )
-            self._blob_service = BlobServiceClient.from_connection_string(
-                settings.connection_string, **_transport_options()
             )
         else:
             from azure.identity import DefaultAzureCredential
@@ -86,9 +86,7 @@ class Storage:
                 **_queue_codec(),
                 **_transport_options(),
             )
-            self._blob_service = BlobServiceClient(
-                settings.blob_service_uri, credential=credential, **_transport_options()
-            )
+            self._credential = credential
 
     def ensure(self) -> None:
         """Create the tables and queues that do not exist yet (once per process)."""
@@ -103,9 +101,6 @@ class Storage:
             for name in QUEUES:
                 with contextlib.suppress(ResourceExistsError):
                     self._queue_service.create_queue(name)
-            for name in CONTAINERS:
-                with contextlib.suppress(ResourceExistsError):
-                    self._blob_service.create_container(name)
             self._ready = True
 
     def table(self, name: str) -> TableClient:
@@ -125,11 +120,28 @@ class Storage:
             return client
 
     def container(self, name: str) -> ContainerClient:
+        """A blob container, created on first use: blobs are only for the rare batch too
+        large for a queue message, so neither the client nor the container is made before."""
         with self._lock:
             client = self._containers.get(name)
             if client is None:
-                client = self._containers[name] = self._blob_service.get_container_client(name)
+                client = self._containers[name] = self._blob_client(name)
+                with contextlib.suppress(ResourceExistsError):
+                    client.create_container()
             return client
+
+    def _blob_client(self, name: str) -> ContainerClient:
+        from azure.storage.blob import ContainerClient
+
+        settings = self._settings
+        if settings.connection_string:
+            return ContainerClient.from_connection_string(
+                settings.connection_string, name, **_transport_options()
+            )
+        assert settings.blob_service_uri
+        return ContainerClient(
+            settings.blob_service_uri, name, credential=self._credential, **_transport_options()
+        )
 
     def close(self) -> None:
         for table in self._tables.values():
@@ -140,7 +152,6 @@ class Storage:
             container.close()
         self._table_service.close()
         self._queue_service.close()
-        self._blob_service.close()
 
 
 def _queue_codec() -> dict[str, Any]:

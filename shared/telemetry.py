@@ -30,6 +30,7 @@ COUNTERS = {
 HISTOGRAMS = {
     "acctsync.cycle_duration_s": ("s", "from the start of a cycle to its last batch applied"),
     "acctsync.change_lag_s": ("s", "from modifiedon in Dynamics to the row in the mirror"),
+    "acctsync.since_last_success_s": ("s", "at each heartbeat: since a cycle last succeeded"),
 }
 
 

@@ -4,6 +4,7 @@ and importing it needs no settings at all (an import error would hide every func
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -40,6 +41,28 @@ def test_functions_index_with_no_settings() -> None:
     assert http["authLevel"] == "FUNCTION"  # function keys guard the API in Azure
     assert http["route"] == "{*route}"
     assert response["type"] == "http"
+    # The docs and the description only (no data) are open: the docs page fetches the
+    # description without a key.
+    docs, _ = functions["api_docs"]["bindings"]
+    assert docs["authLevel"] == "ANONYMOUS" and docs["methods"] == ["GET"]
+    assert re.fullmatch(r"\{page:regex\((.+)\)\}", docs["route"])
+    pattern = re.fullmatch(r"\{page:regex\((.+)\)\}", docs["route"]).group(1)  # type: ignore[union-attr]
+    assert [
+        p for p in ("docs", "openapi.json", "sync/status", "docsx") if re.search(pattern, p)
+    ] == [
+        "docs",
+        "openapi.json",
+    ]
+    # FastAPI is not imported with the function app: only at the first HTTP request.
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import sys, function_app; print(sorted(sys.modules))"],
+        cwd=ROOT,
+        env={"PATH": "/usr/bin:/bin"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "'fastapi'" not in loaded and "'httpx'" not in loaded and "'msal'" not in loaded
 
 
 def test_host_json_sends_failing_batches_to_poison_after_five_tries() -> None:

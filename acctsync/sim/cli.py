@@ -73,11 +73,33 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--username", help=f"ROPC user (default: syncuser@{TENANT_DOMAIN})")
     parser.add_argument("--password", help="ROPC password (default: random)")
     parser.add_argument("--control-key", help="x-sim-control-key value (default: random)")
+    parser.add_argument(
+        "--credentials-file",
+        type=Path,
+        help="JSON with tenant_id, client_id, client_secret, username, password and "
+        "control_key (instead of passing secrets on the command line)",
+    )
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.credentials_file is not None:
+        try:
+            given = json.loads(args.credentials_file.read_text(encoding="utf-8"))
+        except (OSError, ValueError) as error:
+            parser.error(f"--credentials-file {args.credentials_file}: {error}")
+        for name in (
+            "tenant_id",
+            "client_id",
+            "client_secret",
+            "username",
+            "password",
+            "control_key",
+        ):
+            if getattr(args, name) is None and isinstance(given.get(name), str):
+                setattr(args, name, given[name])
     logging.basicConfig(
         stream=sys.stderr, level=logging.INFO, format="%(asctime)s %(name)s %(message)s"
     )

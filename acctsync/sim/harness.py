@@ -267,11 +267,22 @@ def start_simulator(
         *extra_args,
     ]
     with open(log_file, "ab") as log:
+        # A session of its own: Ctrl-C reaches the caller, which stops the simulator last.
         process = subprocess.Popen(
-            args, stdout=subprocess.PIPE, stderr=log, stdin=subprocess.DEVNULL, text=True
+            args,
+            stdout=subprocess.PIPE,
+            stderr=log,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            start_new_session=True,
         )
     assert process.stdout is not None
-    line = _first_line(process.stdout, timeout_s)
+    try:
+        line = _first_line(process.stdout, timeout_s)
+    except BaseException:  # Ctrl-C while it starts: it has a session of its own
+        process.kill()
+        process.wait()
+        raise
     if not line:
         process.kill()
         process.wait()

@@ -63,6 +63,23 @@ class DataverseAuthError(DataverseError):
     """Entra ID refused the credentials, or Dataverse refused the token."""
 
 
+class OrgChanged(DataverseError):
+    """A stored link names another Dataverse host than DATAVERSE_URL: the mirror was built from
+    another org (or the org moved); syncing on would mix two orgs or loop on refused links."""
+
+    def __init__(self, stored_host: str, configured_host: str):
+        super().__init__(
+            f"the mirror was built from Dataverse at {stored_host}, but DATAVERSE_URL is now "
+            f"{configured_host}"
+        )
+        self.fix = (
+            "if the org only moved to a new URL, run `acctsync reset-cursors` (every table is "
+            "read again in full, logging no activity for unchanged values); for a different "
+            "org, use a storage account of its own (locally: a fresh .acctsync/), or "
+            "`acctsync reset-cursors` to turn this mirror into the new org's"
+        )
+
+
 @dataclass(frozen=True)
 class ChangePage:
     """One page of a change-tracking chain: a next link on every page but the last, which
@@ -321,6 +338,12 @@ class DataverseClient:
             raise
 
     # -- transport -------------------------------------------------------------------------
+
+    def check_stored_link(self, link: str) -> None:
+        """A link stored earlier must be of this org; OrgChanged says plainly when not."""
+        ours, theirs = urlsplit(self._settings.url), urlsplit(link)
+        if (theirs.scheme, theirs.netloc) != (ours.scheme, ours.netloc):
+            raise OrgChanged(theirs.netloc, ours.netloc)
 
     def _check_same_origin(self, link: str) -> None:
         # Links come from the server; refuse to send our token anywhere else.

@@ -4,10 +4,12 @@ account column catalogue with what the sync user can read."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.dataverse.client import DataverseClient
 from shared.mapping import ColumnType, column_type, web_api_property
+
+if TYPE_CHECKING:  # the column lists are needed where no request is ever sent (the apply step)
+    from shared.dataverse.client import DataverseClient
 
 ACCOUNT_ID = "accountid"
 CONTACT_ID = "contactid"

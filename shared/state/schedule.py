@@ -124,13 +124,26 @@ class Failure:
     step: str
     message: str
     fix: str = ""
+    needs_action: bool = False  # retrying changes nothing until someone acts
 
     def to_dict(self) -> dict[str, Any]:
-        return {"at": iso(self.at), "step": self.step, "message": self.message, "fix": self.fix}
+        return {
+            "at": iso(self.at),
+            "step": self.step,
+            "message": self.message,
+            "fix": self.fix,
+            "needs_action": self.needs_action,
+        }
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Failure:
-        return cls(parse_iso(data["at"]), data["step"], data["message"], data.get("fix", ""))
+        return cls(
+            parse_iso(data["at"]),
+            data["step"],
+            data["message"],
+            data.get("fix", ""),
+            bool(data.get("needs_action", False)),
+        )
 
 
 @dataclass
@@ -152,6 +165,9 @@ class CycleState:
     failure: Failure | None = None
     last_failure: Failure | None = None
     failures_in_a_row: int = 0
+    # The last cycle that was not a failure finished then; a planner last moved on then.
+    succeeded_at: datetime | None = None
+    progress_at: datetime | None = None
     etag: str | None = field(default=None, compare=False)
 
     def lease_held(self, now: datetime) -> bool:
@@ -194,6 +210,8 @@ class CycleSchedule:
             failure=_failure(row.get("failure")),
             last_failure=_failure(row.get("last_failure")),
             failures_in_a_row=int(row.get("failures_in_a_row", 0)),
+            succeeded_at=row.get("succeeded_at"),
+            progress_at=row.get("progress_at"),
             etag=row.metadata["etag"],
         )
 
@@ -212,7 +230,15 @@ class CycleSchedule:
             "last_failure": json.dumps(state.last_failure.to_dict()) if state.last_failure else "",
             "failures_in_a_row": state.failures_in_a_row,
         }
-        for name in ("lease_until", "started_at", "finished_at", "next_due", "interval_minutes"):
+        for name in (
+            "lease_until",
+            "started_at",
+            "finished_at",
+            "next_due",
+            "interval_minutes",
+            "succeeded_at",
+            "progress_at",
+        ):
             value = getattr(state, name)
             if value is not None:
                 entity[name] = value

@@ -18,22 +18,21 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 import time
 from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from azure.core.exceptions import AzureError
-
 from shared import telemetry
-from shared.dataverse.client import DataverseClient, DataverseError
+from shared.dataverse.client import DataverseClient
 from shared.services import Services
-from shared.settings import SettingsError
-from shared.state.results import CycleStatus
+from shared.state.results import BatchResult, CycleStatus, CycleTotals
 from shared.state.schedule import CyclePlan, CycleState, Failure, LoadMode, Phase, Step
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.claims import ClaimStore
+from shared.sync.failures import explain
 from shared.sync.fields import current_selection, refresh_readability
 from shared.sync.lease import CycleLease, LeaseLost
 from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
@@ -72,6 +71,16 @@ def report_progress_to(progress: Progress) -> None:
     _default_progress = progress
 
 
+_stop_planning = threading.Event()
+
+
+def stop_planning_on(event: threading.Event) -> None:
+    """A host that is stopping sets `event`: a heartbeat planning then ends at the next page,
+    checkpointed and with its lease given back, so the next start goes on at once."""
+    global _stop_planning
+    _stop_planning = event
+
+
 @dataclass
 class Heartbeat:
     """What one heartbeat did."""
@@ -85,6 +94,7 @@ class Heartbeat:
     lease_until: str | None = None
     error: str | None = None
     summary: dict[str, Any] = field(default_factory=dict)
+    started: bool = False  # this heartbeat began the cycle
 
 
 def heartbeat(
@@ -99,6 +109,10 @@ def heartbeat(
     step left at a checkpoint, or start a cycle that is due."""
     now = now or utcnow()
     state = services.schedule.read()
+    if state.succeeded_at is not None:
+        # What the "sync is down" alert watches: it grows until a cycle succeeds again.
+        since = (now - state.succeeded_at).total_seconds()
+        telemetry.observe("acctsync.since_last_success_s", max(since, 0.0))
     lease = timedelta(seconds=services.settings.lease_seconds)
     if state.phase is Phase.APPLYING:
         backlog = queue_backlog(services)
@@ -124,7 +138,9 @@ def heartbeat(
         taken = services.schedule.start(state, owner=owner, now=now, lease=lease)
     if taken is None:
         return _busy(services.schedule.read())
-    return _plan(services, CycleLease(services.schedule, taken, duration=lease), progress)
+    outcome = _plan(services, CycleLease(services.schedule, taken, duration=lease), progress)
+    outcome.started = state.phase is Phase.IDLE
+    return outcome
 
 
 def next_step(step: Step | None, plan: CyclePlan) -> Step | None:
@@ -174,46 +190,74 @@ def _step(state: CycleState) -> str | None:
 
 def _plan(services: Services, lease: CycleLease, progress: Progress | None) -> Heartbeat:
     """Plan steps from the lease's one until the budget runs out or a step enqueued batches."""
-    progress = progress or _default_progress
-    deadline = time.monotonic() + services.settings.plan_budget_seconds
-    plan = lease.state.plan
-    plan.heartbeats += 1
-    client: DataverseClient | None = None
-    requests = throttled = 0
-
-    def counted() -> CyclePlan:
-        if client is not None:
-            plan.dataverse_requests += client.stats.requests - requests
-            plan.dataverse_throttled += client.stats.throttled - throttled
-        return plan
-
+    steps = _Steps(services, lease, progress or _default_progress)
     cycle_id = lease.state.cycle_id
-    with (
-        telemetry.span("acctsync.cycle", attributes={"cycle_id": cycle_id}),
-        lease.kept(),
-    ):
+    with telemetry.span("acctsync.cycle", attributes={"cycle_id": cycle_id}):
+        with lease.kept():
+            outcome = steps.run()
+        if outcome is not None:
+            return outcome
+        # The last step enqueued nothing and every earlier one is applied: the cycle is done
+        # now (an idle cycle is one heartbeat). The lease keeper has stopped: nothing races.
+        summary = finish_cycle(services, lease.state, now=utcnow())
+        if summary is None:
+            return _busy(services.schedule.read())
+        return Heartbeat(Action.FINISHED, cycle_id, summary=summary)
+
+
+class _Steps:
+    """The steps one heartbeat plans, under its lease, within its budget."""
+
+    def __init__(self, services: Services, lease: CycleLease, progress: Progress):
+        self.services = services
+        self.lease = lease
+        self.progress = progress
+        self.deadline = time.monotonic() + services.settings.plan_budget_seconds
+        self.client: DataverseClient | None = None
+        self._sent_before = (0, 0)
+        lease.state.plan.heartbeats += 1
+
+    def run(self) -> Heartbeat | None:
+        """How the heartbeat ended; None when the cycle has nothing left to apply."""
+        lease, cycle_id = self.lease, self.lease.state.cycle_id
+        plan = lease.state.plan
         try:
             # Inside: a client that cannot even start (settings, authority) is a failure too.
-            client = services.dataverse()
-            requests, throttled = client.stats.requests, client.stats.throttled
+            self.client = self.services.dataverse()
+            self._sent_before = (self.client.stats.requests, self.client.stats.throttled)
             while True:
                 step = lease.state.step or Step.CONTACTS
-                outcome = _run_step(services, client, lease, step, deadline, progress)
+                outcome = _run_step(
+                    self.services, self.client, lease, step, self.deadline, self.progress
+                )
                 if not outcome.done:
-                    lease.release(plan=counted())
+                    lease.release(plan=self._counted())
                     _log_planned(cycle_id, step, plan, "checkpointed")
                     return Heartbeat(Action.CHECKPOINTED, cycle_id, step.value)
                 following = next_step(step, plan)
-                if outcome.enqueued or following is None:
-                    lease.release(phase=Phase.APPLYING, plan=counted())
+                if outcome.enqueued:
+                    lease.release(phase=Phase.APPLYING, plan=self._counted())
                     _log_planned(cycle_id, step, plan, "planned")
                     return Heartbeat(Action.PLANNED, cycle_id, step.value, summary=asdict(plan))
+                if following is None:
+                    lease.stage(plan=self._counted())
+                    return None
                 lease.write(step=following, plan=plan)
         except LeaseLost as lost:
             logger.warning("cycle %s: %s; the heartbeat that took it over goes on", cycle_id, lost)
-            return _busy(services.schedule.read())
+            return _busy(self.services.schedule.read())
         except Exception as error:
-            return _failed(services, lease, error, counted())
+            return _failed(self.services, lease, error, self._counted())
+
+    def _counted(self) -> CyclePlan:
+        """The plan, with the Dataverse requests this heartbeat sent added."""
+        plan = self.lease.state.plan
+        if self.client is not None:
+            requests, throttled = self._sent_before
+            plan.dataverse_requests += self.client.stats.requests - requests
+            plan.dataverse_throttled += self.client.stats.throttled - throttled
+            self._sent_before = (self.client.stats.requests, self.client.stats.throttled)
+        return plan
 
 
 def _run_step(
@@ -239,7 +283,13 @@ def _run_step(
         lease.state.plan.unreadable_fields = list(selection.unreadable)
     try:
         return TablePlanner(
-            services, client, lease, reader, deadline=deadline, progress=progress
+            services,
+            client,
+            lease,
+            reader,
+            deadline=deadline,
+            progress=progress,
+            stop=_stop_planning,
         ).run()
     finally:
         lease.state.plan.errors += errors.count
@@ -249,20 +299,21 @@ def _failed(services: Services, lease: CycleLease, error: Exception, plan: Cycle
     """Planning failed: what was enqueued is applied, then the cycle closes as failed; the
     checkpoint stays for the next cycle, which goes on from there."""
     step = lease.state.step.value if lease.state.step else ""
-    failure = Failure(utcnow(), step, f"{type(error).__name__}: {error}")
-    telemetry.count("acctsync.planning_failures", 1)
-    # An error of Dynamics, storage or the settings says what happened in its message; a
-    # traceback is kept for debug logs. Anything else is a defect: its traceback goes out.
-    expected = isinstance(error, DataverseError | AzureError | SettingsError)
+    explained = explain(error)
+    failure = Failure(utcnow(), step, explained.message, explained.fix, explained.needs_action)
+    telemetry.count("acctsync.planning_failures", 1, step=step)
+    # One line that says what happened and what to do; the traceback of an expected error
+    # only in debug logs, of a defect at error level.
     logger.error(
-        "cycle %s: planning %s failed: %s",
+        "cycle %s: planning %s failed: %s. Fix: %s",
         lease.state.cycle_id,
         step,
         failure.message,
-        exc_info=None if expected else error,
+        failure.fix,
+        exc_info=None if explained.expected else error,
         extra={"cycle_id": lease.state.cycle_id},
     )
-    if expected:
+    if explained.expected:
         logger.debug("planning failure", exc_info=error)
     with contextlib.suppress(LeaseLost):  # taken over: the other heartbeat goes on
         lease.release(phase=Phase.APPLYING, failure=failure, last_failure=failure, plan=plan)
@@ -271,8 +322,11 @@ def _failed(services: Services, lease: CycleLease, error: Exception, plan: Cycle
 
 def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dict[str, Any] | None:
     """Close a cycle whose batches are all applied; None when another heartbeat did first."""
-    totals = services.results.totals(state.cycle_id)
     plan = state.plan
+    if plan.batches:
+        totals = services.results.totals(state.cycle_id)
+    else:  # nothing was enqueued: there is nothing to add up
+        totals = CycleTotals(BatchResult(), 0, set(), None)
     if state.failure:
         status = CycleStatus.FAILED
     elif totals.poisoned:
@@ -332,16 +386,26 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         plan=CyclePlan(),
         failure=None,
         failures_in_a_row=state.failures_in_a_row + 1 if state.failure else 0,
+        succeeded_at=state.succeeded_at if state.failure else ended,
     )
     if not services.schedule.write(finished):
         return None
-    ClaimStore(services.storage.container(BATCH_CONTAINER)).drop_cycle(
-        state.cycle_id, keep=totals.poisoned
-    )
+    if plan.batches:
+        ClaimStore(services.storage.container(BATCH_CONTAINER)).drop_cycle(
+            state.cycle_id, keep=totals.poisoned
+        )
     if "duration_s" in summary:
         telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
     logger.info("cycle finished", extra=summary)
     return summary
+
+
+def _retry_at(failure: Failure, now: datetime, interval_minutes: float) -> datetime:
+    """A failure that needs someone to act is tried again a whole interval later (at least
+    the retry delay); any other a minute later."""
+    if failure.needs_action:
+        return now + max(RETRY_AFTER_FAILURE, timedelta(minutes=interval_minutes))
+    return now + RETRY_AFTER_FAILURE
 
 
 def _log_planned(cycle_id: str, step: Step, plan: CyclePlan, what: str) -> None:

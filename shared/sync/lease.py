@@ -42,7 +42,8 @@ class CycleLease:
         with self._lock:
             if self.lost:
                 raise LeaseLost(f"cycle {self.state.cycle_id} lost its lease")
-            values = {"lease_until": utcnow() + self.duration, **changes}
+            now = utcnow()
+            values = {"lease_until": now + self.duration, "progress_at": now, **changes}
             candidate = replace(self.state, **values)
             if not self._schedule.write(candidate):
                 self.lost = True
@@ -52,6 +53,11 @@ class CycleLease:
 
     def renew(self) -> None:
         self.write()
+
+    def stage(self, **changes: Any) -> None:
+        """Changes the next write stores (losing them in a crash before it loses nothing)."""
+        with self._lock:
+            self.state = replace(self.state, **changes)
 
     def release(self, **changes: Any) -> None:
         """Give the lease back, so the next heartbeat goes on at once (not a lease later)."""

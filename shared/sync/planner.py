@@ -10,9 +10,12 @@ leaves the rest to the next. The delta link is committed only after the last pag
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -68,14 +71,17 @@ class TablePlanner:
         *,
         deadline: float,
         progress: Progress,
+        stop: threading.Event | None = None,
     ):
-        """`deadline`: time.monotonic() after which no further page is started."""
+        """`deadline`: time.monotonic() after which no further page is started; `stop`: set
+        when the host is stopping (no further page either)."""
         self.services = services
         self.client = client
         self.lease = lease
         self.reader = reader
         self.deadline = deadline
         self.progress = progress
+        self.stop = stop or threading.Event()
         self.entity_set = reader.entity_set
         self.select = ",".join(reader.select)
 
@@ -120,7 +126,13 @@ class TablePlanner:
                 checkpoint.rows_read,
                 checkpoint.pages,
             )
-        if cursor is not None and cursor.select == self.select and not backfill:
+        # A cursor without a link (`acctsync reset-cursors`) asks for a full re-read.
+        if (
+            cursor is not None
+            and cursor.delta_link
+            and cursor.select == self.select
+            and not backfill
+        ):
             return _Chain(LoadMode.DELTA, cursor.delta_link, False, cursor.generation)
         if cursor is None and checkpoint is None:
             return _Chain(LoadMode.INITIAL, None, False, 0, backfill)
@@ -143,39 +155,58 @@ class TablePlanner:
         )
         rows_read, pages = chain.rows_read, chain.pages
         changed_before = self.reader.changed
-        for page in self._pages(chain):
-            for fragment in self.reader.fragments(page):
-                sender.add(fragment)
-            sender.end_page()
-            rows_read += len(page.rows) + len(page.deleted_ids)
-            pages += 1
-            table.changed += self.reader.changed - changed_before
-            changed_before = self.reader.changed
-            table.pages += 1
-            plan.batches = sender.sent
-            self.progress.read(self.entity_set, len(page.rows) + len(page.deleted_ids))
-            if page.delta_link is not None:
-                self._commit(page, chain, cursor)
-                return StepOutcome(True, sender.sent - sent_before)
-            assert page.next_link is not None
-            checkpoint = Checkpoint(
-                chain.mode,
-                self.select,
-                page.next_link,
-                chain.generation,
-                chain.backfill,
-                rows_read,
-                pages,
-            )
-            self.lease.write(
-                checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
-                plan=plan,
-            )
-            if time.monotonic() >= self.deadline:
-                return StepOutcome(False, sender.sent - sent_before)
+        with contextlib.closing(self._prefetched(self._pages(chain))) as chain_pages:
+            for page in chain_pages:
+                for fragment in self.reader.fragments(page):
+                    sender.add(fragment)
+                sender.end_page()
+                rows_read += len(page.rows) + len(page.deleted_ids)
+                pages += 1
+                table.changed += self.reader.changed - changed_before
+                changed_before = self.reader.changed
+                table.pages += 1
+                plan.batches = sender.sent
+                self.progress.read(self.entity_set, len(page.rows) + len(page.deleted_ids))
+                if page.delta_link is not None:
+                    self._commit(page, chain, cursor)
+                    return StepOutcome(True, sender.sent - sent_before)
+                assert page.next_link is not None
+                checkpoint = Checkpoint(
+                    chain.mode,
+                    self.select,
+                    page.next_link,
+                    chain.generation,
+                    chain.backfill,
+                    rows_read,
+                    pages,
+                )
+                self.lease.write(
+                    checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
+                    plan=plan,
+                )
+                if not self._going_on():
+                    return StepOutcome(False, sender.sent - sent_before)
         raise AssertionError("a change-tracking chain ends with its delta link")
 
+    def _going_on(self) -> bool:
+        return time.monotonic() < self.deadline and not self.stop.is_set()
+
+    def _prefetched(self, pages: Iterator[ChangePage]) -> Generator[ChangePage, None, None]:
+        """The pages, the next one read while this one is packed and sent (Dataverse pages
+        come one after the other, by their links; the queue does not have to wait for it)."""
+        with ThreadPoolExecutor(1, thread_name_prefix="acctsync-page") as reader:
+            upcoming: Future[ChangePage | None] | None = reader.submit(next, pages, None)
+            while upcoming is not None and (page := upcoming.result()) is not None:
+                # Not past the budget: a page read for nothing would only be read again.
+                ahead = page.next_link is not None and self._going_on()
+                upcoming = reader.submit(next, pages, None) if ahead else None
+                yield page
+                if upcoming is None and page.next_link is not None and self._going_on():
+                    upcoming = reader.submit(next, pages, None)
+
     def _pages(self, chain: _Chain) -> Iterator[ChangePage]:
+        if chain.link is not None:
+            self.client.check_stored_link(chain.link)
         return self.client.changes(
             self.entity_set,
             self.reader.select,
@@ -196,8 +227,8 @@ class TablePlanner:
             Cursor(self.entity_set, page.delta_link, self.select, utcnow(), generation)
         )
         checkpoints = dict(self.lease.state.checkpoints)
-        checkpoints.pop(self.entity_set, None)
-        self.lease.write(checkpoints=checkpoints, plan=self.lease.state.plan)
+        if checkpoints.pop(self.entity_set, None) is not None:
+            self.lease.stage(checkpoints=checkpoints)  # the step's end writes it
         # Every row now carries the newly selected columns.
         backfilled(self.services, list(chain.backfill))
 
@@ -216,6 +247,7 @@ def plan_sweep(services: Services, lease: CycleLease, entity_set: str, progress:
     )
     for partition in all_buckets():
         sender.send_sweep(entity_set, partition, generation)
+    sender.end_page()
     sent = sender.sent - plan.batches
     plan.batches = sender.sent
     lease.write(plan=plan)

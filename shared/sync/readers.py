@@ -22,11 +22,11 @@ from shared.dataverse.columns import (
     contact_select,
 )
 from shared.ids import InvalidId, parse_guid, parse_version
-from shared.mapping import ColumnType, UnstorableValue, web_api_property
+from shared.mapping import ColumnType, web_api_property
 from shared.mirror.records import bucket
 from shared.state.errors import SyncErrors
 from shared.state.schedule import LoadMode
-from shared.sync.apply.rows import contact_row
+from shared.sync.apply.rows import contact_storable
 from shared.sync.batches import (
     AccountChange,
     Batch,
@@ -36,7 +36,6 @@ from shared.sync.batches import (
     contact_fragment,
     member_fragment,
 )
-from shared.times import utcnow
 
 
 @dataclass(frozen=True)
@@ -204,8 +203,6 @@ def _membership(contact: ContactChange) -> tuple[str, str] | None:
     known to be an account, and whose row the apply step will be able to write."""
     if contact.parent_type != "account" or not contact.parent_id:
         return None
-    try:
-        contact_row(contact, account_id=contact.parent_id, synced_at=utcnow())
-    except UnstorableValue:
+    if not contact_storable(contact):
         return None  # its batch records the sync error and writes no membership
     return contact.parent_id, contact.id

@@ -8,6 +8,7 @@ from typing import Protocol
 
 from azure.storage.queue import QueueClient
 
+from shared.mirror.writes import run_parallel
 from shared.sync.batches import (
     MAX_MESSAGE_BYTES,
     Batch,
@@ -21,6 +22,9 @@ from shared.sync.batches import (
 )
 from shared.sync.claims import ClaimStore
 from shared.sync.readers import Fragment
+
+# Messages of a page sent at once: the queue takes them in any order (each is independent).
+PARALLEL_SENDS = 4
 
 
 class SendProgress(Protocol):
@@ -44,6 +48,7 @@ class BatchSender:
         self.sent = sent_before
         self.progress = progress
         self.packer = BatchPacker(header_budget(header))
+        self._page: list[str] = []  # this page's messages, sent together at its end
 
     def add(self, fragment: Fragment) -> None:
         if not self.packer.fits(fragment.text):
@@ -57,16 +62,19 @@ class BatchSender:
             self._send(full)
 
     def end_page(self) -> None:
-        """Send everything still packed, so a checkpoint after the page loses nothing."""
+        """Send the page's batches, a few side by side, and everything still packed, so a
+        checkpoint after the page loses nothing."""
         for packed in self.packer.flush():
             self._send(packed)
+        run_parallel(self.queue.send_message, self._page, width=PARALLEL_SENDS)
+        self._page = []
 
     def send_sweep(self, entity_set: str, partition: str, generation: int) -> None:
         number = self._next_number()
         sweep = SweepBatch(
             self.header.cycle_id, number, entity_set, partition, generation, self.header.traceparent
         )
-        self.queue.send_message(sweep.encode())
+        self._page.append(sweep.encode())
         self.sent += 1
         self.progress.enqueued(1, 0)
 
@@ -79,7 +87,7 @@ class BatchSender:
         if byte_size(body) > MAX_MESSAGE_BYTES:
             blob = self.claims.put(header.cycle_id, number, body)
             body = ClaimCheck(header.cycle_id, number, blob).encode()
-        self.queue.send_message(body)
+        self._page.append(body)
         self.sent += 1
         self.progress.enqueued(1, packed.records)
 

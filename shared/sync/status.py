@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict
+from datetime import datetime, timedelta
 from typing import Any
 
 from shared.services import Services
@@ -19,7 +20,9 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
     selection = services.fields.get()
     running = state.phase is not Phase.IDLE
     history = services.history.latest(cycles)
+    last_applied = services.results.totals(state.cycle_id).last_applied_at if running else None
     return {
+        "health": sync_health(services, state, now, last_applied=last_applied),
         "phase": state.phase.value,
         "current_cycle": state.cycle_id if running else None,
         # The step the running cycle is at: contacts, [contacts_sweep,] accounts, ...
@@ -44,6 +47,55 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
         "last_failure": state.last_failure.to_dict() if state.last_failure else None,
         "failures_in_a_row": state.failures_in_a_row,
         "last_errors": services.errors.latest(errors),
+    }
+
+
+# How long past the interval a sync may go without a cycle finishing before it is called
+# stalled: room for a few heartbeats, retries and a long-ish cycle.
+STALLED_MARGIN = timedelta(minutes=15)
+
+
+def sync_health(
+    services: Services, state: CycleState, now: datetime, *, last_applied: datetime | None
+) -> dict[str, Any]:
+    """`healthy` while cycles succeed within the interval plus a margin, or the running one
+    moves on (a long load); `stalled` otherwise, with why."""
+    interval = timedelta(minutes=services.settings.sync_interval_minutes)
+    threshold = interval + STALLED_MARGIN
+    moved = max((t for t in (state.progress_at, last_applied) if t is not None), default=None)
+    failing = state.failure or (state.last_failure if state.failures_in_a_row else None)
+    reasons = []
+    if failing is not None and failing.needs_action:
+        # Nothing will change until someone acts: say so at once, not an interval later.
+        verdict = "stalled"
+        reasons.append(f"planning {failing.step} fails: {failing.message}")
+    elif state.succeeded_at is not None and now - state.succeeded_at <= threshold:
+        verdict = "healthy"
+    elif (
+        state.phase is not Phase.IDLE
+        and not state.failure
+        and moved
+        and now - moved <= STALLED_MARGIN
+    ):
+        verdict = "healthy"  # a long cycle (a first load), still moving
+    elif state.cycle_id == "" and state.failures_in_a_row == 0:
+        verdict = "healthy"  # nothing has run yet
+    else:
+        verdict = "stalled"
+        if state.succeeded_at is None:
+            reasons.append("no cycle has succeeded yet")
+        else:
+            minutes = (now - state.succeeded_at).total_seconds() / 60
+            reasons.append(f"no cycle has succeeded for {minutes:.0f} minutes")
+    blamed = failing or state.last_failure
+    if verdict == "stalled" and state.failures_in_a_row:
+        reasons.append(f"{state.failures_in_a_row} failed cycles in a row")
+    return {
+        "verdict": verdict,
+        "why": "; ".join(reasons) or None,
+        "fix": blamed.fix if verdict == "stalled" and blamed else None,
+        "last_success_at": iso(state.succeeded_at),
+        "stalled_after_s": threshold.total_seconds(),
     }
 
 

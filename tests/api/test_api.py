@@ -12,6 +12,7 @@ from acctsync.localhost import serving_api
 from acctsync.ports import free_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
+from shared import __version__
 from shared.services import Services
 from tests.helpers import live_ids, make_account
 
@@ -237,3 +238,40 @@ def test_status_and_openapi(
         assert key in cycle
     spec = api.get("/api/openapi.json").json()
     assert "/api/contacts/{contactid}/account" in spec["paths"]
+
+
+def test_every_error_has_the_contract_shape_and_says_what_to_do(
+    api: httpx.Client, api_base: str
+) -> None:
+    guid = "00000000-0000-4000-8000-000000000001"
+    unknown = api.get("/api/nosuchroute")
+    assert unknown.status_code == 404
+    assert unknown.json()["error"] == {
+        "code": "not_found",
+        "message": "no route /api/nosuchroute; see /api/docs",
+    }
+    # A method the route does not take names the route that does what was meant.
+    wrong = api.patch(f"/api/accounts/{guid}", json={"fields": {"name": "x"}})
+    assert wrong.status_code == 405 and wrong.json()["error"]["code"] == "method_not_allowed"
+    assert "PATCH /api/contacts/{contactid}/account" in wrong.json()["error"]["message"]
+    assert "GET" in wrong.headers["allow"]
+    # FastAPI's own validation errors keep the shape, and say what the body must be.
+    bad = api.put("/api/sync/fields", json={"selected": "name"})
+    assert bad.status_code == 422
+    error = bad.json()["error"]
+    assert error["code"] == "invalid_body" and '{"selected": [' in error["message"]
+    assert set(bad.json()) == {"error"}
+
+
+def test_the_description_and_the_docs_are_generated_and_open(api_base: str) -> None:
+    with httpx.Client(base_url=api_base, timeout=30) as anonymous:  # no key
+        schema = anonymous.get("/api/openapi.json")
+        assert schema.status_code == 200
+        description = schema.json()
+        assert description["info"]["version"] == __version__
+        assert "/api/contacts/{contactid}/account" in description["paths"]
+        edit = description["paths"]["/api/contacts/{contactid}/account"]["patch"]
+        assert "422" in edit["responses"] and "requestBody" in edit
+        docs = anonymous.get("/api/docs")
+        assert docs.status_code == 200 and "swagger" in docs.text.lower()
+        assert anonymous.get("/api/sync/status").status_code == 401  # data needs the key

@@ -33,7 +33,7 @@ from shared.sync.cycle import _NoProgress
 from shared.sync.readers import AccountReader, ContactReader, RowErrors
 from shared.sync.sender import BatchSender
 from shared.sync.status import sync_status
-from shared.web.openapi import OPENAPI
+from shared.web.app import create_app
 from tests.faults.support import ACCTSYNC, API_KEY, Figures, Process, run, services_for, snapshot
 from tests.helpers import make_account
 
@@ -41,7 +41,7 @@ GUID = "00000000-0000-4000-8000-000000000001"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
 ROUTES = [
     (method.upper(), path.replace("{accountid}", GUID).replace("{contactid}", GUID))
-    for path, methods in OPENAPI["paths"].items()
+    for path, methods in create_app().openapi()["paths"].items()
     for method in methods
 ] + [("GET", "/api/nosuchroute"), ("DELETE", f"/api/accounts/{GUID}"), ("GET", "/")]
 

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
 from shared.dataverse.columns import CONTACT_COLUMNS
-from shared.mapping import check_entity, set_column, to_stored
+from shared.mapping import UnstorableValue, check_entity, set_column, to_stored, utf16_units
 from shared.mirror.records import bucket
 from shared.sync.batches import ContactChange
 
+_EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # Properties the apply step owns; everything else on an account row is a mirrored column.
 BOOKKEEPING = (
     "version",
@@ -44,7 +45,33 @@ def contact_row(
         "parent_type": change.parent_type or "",
         "generation": generation,
     }
-    for column, kind in CONTACT_COLUMNS.items():
-        set_column(entity, column, to_stored(column, kind, change.values.get(column)))
+    for column, stored in contact_columns(change).items():
+        set_column(entity, column, stored)
     check_entity(entity)
     return entity
+
+
+def contact_columns(change: ContactChange) -> dict[str, Any]:
+    """The contact's mirrored columns as stored values; UnstorableValue for one that the
+    mirror cannot hold."""
+    return {
+        column: to_stored(column, kind, change.values.get(column))
+        for column, kind in CONTACT_COLUMNS.items()
+    }
+
+
+# Text under this many UTF-16 units, whatever it is, leaves a contact row far under 1 MiB.
+_SAFE_TEXT_UNITS = 100_000
+
+
+def contact_storable(change: ContactChange) -> bool:
+    """Whether the apply step will be able to write the contact's row, checked cheaply: the
+    whole row is built only when its text is long enough to matter."""
+    try:
+        values = contact_columns(change)
+        text = sum(utf16_units(v) for v in values.values() if isinstance(v, str))
+        if text >= _SAFE_TEXT_UNITS:
+            contact_row(change, account_id=change.parent_id or "", synced_at=_EPOCH)
+    except UnstorableValue:
+        return False
+    return True
