@@ -53,16 +53,25 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args, rest = parser.parse_known_args(argv)
-    if args.command == "sim":
-        from acctsync.sim.cli import main as sim_main
-
-        return int(sim_main(list(rest)))
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    configure_logging(verbose=getattr(args, "verbose", False))
     try:
+        if args.command == "sim":
+            from acctsync.sim.cli import main as sim_main
+
+            return int(sim_main(list(rest)))
+        if rest:
+            parser.error(f"unrecognized arguments: {' '.join(rest)}")
+        configure_logging(verbose=getattr(args, "verbose", False))
         load_local_settings()
         return COMMANDS[args.command](args)
+    except ModuleNotFoundError as missing:
+        # Azure's requirements.txt leaves out what only the CLI needs (uvicorn, rich, ...).
+        package = (missing.name or "").split(".")[0]
+        print(
+            f"acctsync {args.command}: the Python package {package!r} is missing: install it "
+            f"(pip install {package}), or acctsync with all it needs (pip install -e .)",
+            file=sys.stderr,
+        )
+        return 2
     except (SettingsError, LocalSettingsError) as error:
         print(f"acctsync: configuration error: {error}", file=sys.stderr)
         return 2

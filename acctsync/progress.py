@@ -1,73 +1,148 @@
-"""Progress of long work on the terminal: rows read, records applied, rate and time left."""
+"""Progress of long work (a first load, a re-load, a backfill) on the terminal.
+
+Per table: rows read of the table's total (Dataverse's RetrieveTotalRecordCount), then the
+batches applied of those sent, each with its rate and the time left. On a terminal these are
+rich progress bars; otherwise (logs, CI) one plain line per interval. The counters start again
+after each finished cycle.
+"""
 
 from __future__ import annotations
 
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from typing import TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+)
+
+from shared.state.schedule import LoadMode
+
+
+@dataclass
+class _Counter:
+    """One thing being counted: rows read of a table, or batches applied."""
+
+    label: str
+    total: int | None
+    done: int = 0
+    started: float = field(default_factory=time.monotonic)
+    counted_from: int = 0  # done when counting began here (a load resumed from a checkpoint)
+
+    def rate(self) -> float:
+        elapsed = time.monotonic() - self.started
+        return (self.done - self.counted_from) / elapsed if elapsed > 0.5 else 0.0
+
+    def line(self, unit: str) -> str:
+        of = f" of {self.total:,}" if self.total else ""
+        text = f"{self.label}: {self.done:,}{of} {unit}"
+        rate = self.rate()
+        if rate:
+            text += f" ({rate:,.0f}/s"
+            if self.total and self.total > self.done:
+                text += f", about {(self.total - self.done) / rate:,.0f} s left"
+            text += ")"
+        return text
 
 
 class TerminalProgress:
-    """At most one status line a second on stderr while a cycle reads and applies; the
-    counters start again after each finished cycle."""
-
-    def __init__(self, stream: TextIO | None = None, *, every_s: float = 1.0):
+    def __init__(
+        self, stream: TextIO | None = None, *, every_s: float = 10.0, terminal: bool | None = None
+    ):
         self.stream = stream or sys.stderr
+        self.terminal = self.stream.isatty() if terminal is None else terminal
         self.every_s = every_s
         self._lock = threading.Lock()
+        self._bars: Progress | None = None
+        self._tasks: dict[str, TaskID] = {}
         self._reset()
 
     def _reset(self) -> None:
-        self._start = time.monotonic()
-        self._first_applied: float | None = None
-        self._last_print = 0.0
-        self.rows_read = 0
-        self.records_enqueued = 0
-        self.batches_enqueued = 0
-        self.batches_applied = 0
+        self._tables: dict[str, _Counter] = {}
+        self._batches = _Counter("batches applied", 0)
+        self._last_line = 0.0
+
+    # -- what the planner and the workers report ---------------------------------------------
+
+    def started(self, entity_set: str, mode: LoadMode, *, total: int | None, done: int) -> None:
+        with self._lock:
+            label = f"{entity_set} ({mode.value})"
+            self._tables[entity_set] = _Counter(label, total, done, counted_from=done)
+            self._show(entity_set)
 
     def read(self, entity_set: str, rows: int) -> None:
         with self._lock:
-            self.rows_read += rows
-            self._maybe_print(f"reading {entity_set}")
+            counter = self._tables.setdefault(entity_set, _Counter(entity_set, None))
+            counter.done += rows
+            self._show(entity_set)
 
     def enqueued(self, batches: int, records: int) -> None:
         with self._lock:
-            self.batches_enqueued += batches
-            self.records_enqueued += records
+            self._batches.total = (self._batches.total or 0) + batches
+            self._show("batches")
 
     def batch_applied(self) -> None:
         with self._lock:
-            if self._first_applied is None:
-                self._first_applied = time.monotonic()
-            self.batches_applied += 1
-            self._maybe_print("applying")
+            self._batches.done += 1
+            self._show("batches")
 
     def done(self) -> None:
+        """The cycle finished: close the bars (or say the last line) and start again."""
         with self._lock:
-            if self._last_print:
-                self.stream.write("\n")
-                self.stream.flush()
+            if self._bars is not None:
+                self._bars.stop()
+                self._bars, self._tasks = None, {}
+            elif self._last_line:
+                self._print_lines()
             self._reset()
 
-    def _maybe_print(self, phase: str) -> None:
-        now = time.monotonic()
-        if now - self._last_print < self.every_s:
-            return
-        self._last_print = now
-        elapsed = max(now - self._start, 1e-6)
-        line = f"{phase}: read {self.rows_read:,} rows ({self.rows_read / elapsed:,.0f}/s)"
-        applying_for = now - self._first_applied if self._first_applied is not None else 0.0
-        if self.batches_enqueued and applying_for >= 1.0:  # a rate needs a second to mean much
-            share = min(self.batches_applied / self.batches_enqueued, 1.0)
-            applied = int(self.records_enqueued * share)
-            line += (
-                f" · applied ~{applied:,}/{self.records_enqueued:,} records"
-                f" ({applied / applying_for:,.0f}/s)"
+    # -- drawing -----------------------------------------------------------------------------
+
+    def _show(self, key: str) -> None:
+        if self.terminal:
+            self._draw(key)
+        elif time.monotonic() - self._last_line >= self.every_s:
+            self._print_lines()
+
+    def _draw(self, key: str) -> None:
+        if self._bars is None:
+            self._bars = Progress(
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("{task.fields[rate]}"),
+                TimeRemainingColumn(),
+                console=Console(file=self.stream, force_terminal=True),
+                transient=False,
             )
-            left = self.batches_enqueued - self.batches_applied
-            if left > 0:
-                line += f" · ~{left * applying_for / self.batches_applied:,.0f}s left"
-        self.stream.write("\r" + line.ljust(110))
-        self.stream.flush()
+            self._bars.start()
+        counter = self._batches if key == "batches" else self._tables[key]
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._tasks[key] = self._bars.add_task(
+                counter.label, total=counter.total, rate=""
+            )
+        rate = counter.rate()
+        self._bars.update(
+            task,
+            completed=counter.done,
+            total=counter.total or None,
+            rate=f"{rate:,.0f}/s" if rate else "",
+        )
+
+    def _print_lines(self) -> None:
+        self._last_line = time.monotonic()
+        parts = [c.line("rows read") for c in self._tables.values()]
+        if self._batches.total:
+            parts.append(self._batches.line(""))
+        if parts:
+            self.stream.write("; ".join(p.rstrip() for p in parts) + "\n")
+            self.stream.flush()

@@ -98,6 +98,9 @@ class _PageTimes:
         self.pages: list[float] = []
         self.mark = time.perf_counter()
 
+    def started(self, entity_set: str, mode: Any, *, total: int | None, done: int) -> None:
+        pass
+
     def read(self, entity_set: str, rows: int) -> None:
         now = time.perf_counter()
         self.pages.append(now - self.mark)

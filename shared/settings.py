@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -50,10 +51,22 @@ class DataverseSettings:
     password: str | None
     authority_host: str
     ca_bundle: str | None
+    # The Function App's managed identity is the application user: no secret anywhere.
+    managed_identity: bool = False
 
     @property
-    def uses_ropc(self) -> bool:
-        return self.username is not None
+    def connection(self) -> DataverseConnection:
+        if self.managed_identity:
+            return DataverseConnection.MANAGED_IDENTITY
+        return DataverseConnection.ROPC if self.username else DataverseConnection.CLIENT_SECRET
+
+
+class DataverseConnection(StrEnum):
+    """How acctsync signs in to Dataverse (what `acctsync validate` names)."""
+
+    CLIENT_SECRET = "client_credentials"  # noqa: S105 (a name, not a secret)
+    ROPC = "ropc"
+    MANAGED_IDENTITY = "managed_identity"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -174,6 +187,28 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
         raise SettingsError(
             f"DATAVERSE_URL={url!r} must be an https:// URL such as https://contoso.crm.dynamics.com"
         )
+    ca_bundle = _optional(env, "DATAVERSE_CA_BUNDLE")
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
+    credential = (_optional(env, "DATAVERSE_CREDENTIAL") or "").lower()
+    if credential == "managedidentity":
+        return DataverseSettings(
+            url=url.rstrip("/"),
+            tenant_id=_optional(env, "DATAVERSE_TENANT_ID") or "",
+            # A user-assigned identity's client id; none: the system-assigned identity.
+            client_id=_optional(env, "DATAVERSE_CLIENT_ID") or "",
+            client_secret=None,
+            username=None,
+            password=None,
+            authority_host=DEFAULT_AUTHORITY_HOST,
+            ca_bundle=ca_bundle,
+            managed_identity=True,
+        )
+    if credential:
+        raise SettingsError(
+            f"DATAVERSE_CREDENTIAL={credential!r}: set managedidentity, or leave it unset for "
+            "the client secret or the ROPC user"
+        )
     missing = [n for n in ("DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_ID") if not _optional(env, n)]
     username = _optional(env, "DATAVERSE_USERNAME")
     password = _optional(env, "DATAVERSE_PASSWORD")
@@ -193,9 +228,6 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
     authority = (_optional(env, "DATAVERSE_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST).rstrip("/")
     if urlsplit(authority).scheme != "https":
         raise SettingsError("DATAVERSE_AUTHORITY_HOST must be an https:// URL")
-    ca_bundle = _optional(env, "DATAVERSE_CA_BUNDLE")
-    if ca_bundle is not None and not os.path.isfile(ca_bundle):
-        raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
     return DataverseSettings(
         url=url.rstrip("/"),
         tenant_id=env["DATAVERSE_TENANT_ID"].strip(),

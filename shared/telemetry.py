@@ -31,6 +31,7 @@ HISTOGRAMS = {
     "acctsync.cycle_duration_s": ("s", "from the start of a cycle to its last batch applied"),
     "acctsync.change_lag_s": ("s", "from modifiedon in Dynamics to the row in the mirror"),
     "acctsync.since_last_success_s": ("s", "at each heartbeat: since a cycle last succeeded"),
+    "acctsync.poison_backlog": ("1", "at each heartbeat: batches waiting in the poison queue"),
 }
 
 

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from shared.settings import DEFAULT_STORAGE, Settings, SettingsError
+from shared.settings import DEFAULT_STORAGE, DataverseConnection, Settings, SettingsError
 
 DATAVERSE = {
     "DATAVERSE_URL": "https://contoso.crm.dynamics.com/",
@@ -30,11 +30,25 @@ def test_client_credentials_and_ropc() -> None:
     dataverse = Settings.from_env(DATAVERSE).require_dataverse()
     assert dataverse.url == "https://contoso.crm.dynamics.com"
     assert dataverse.authority_host == "https://login.microsoftonline.com"
-    assert not dataverse.uses_ropc
+    assert dataverse.connection is DataverseConnection.CLIENT_SECRET
     ropc = Settings.from_env(
         {**DATAVERSE, "DATAVERSE_USERNAME": "sync@contoso.com", "DATAVERSE_PASSWORD": "pw"}
     ).require_dataverse()
-    assert ropc.uses_ropc
+    assert ropc.connection is DataverseConnection.ROPC
+
+
+def test_managed_identity_needs_no_secret_nor_tenant() -> None:
+    identity = Settings.from_env(
+        {
+            "DATAVERSE_URL": "https://contoso.crm.dynamics.com",
+            "DATAVERSE_CREDENTIAL": "ManagedIdentity",
+            "DATAVERSE_CLIENT_ID": "11111111-1111-1111-1111-111111111111",
+        }
+    ).require_dataverse()
+    assert identity.connection is DataverseConnection.MANAGED_IDENTITY
+    assert identity.client_secret is None and identity.client_id.startswith("1111")
+    with pytest.raises(SettingsError, match="managedidentity"):
+        Settings.from_env({**DATAVERSE, "DATAVERSE_CREDENTIAL": "certificate"})
 
 
 @pytest.mark.parametrize(

@@ -163,6 +163,10 @@ class TokenService:
         )
         return token
 
+    def application_token(self, audience: str) -> str:
+        """A token of the application user, as a managed identity endpoint issues it."""
+        return self._access_token(self.org.app_user, audience, "")
+
     def _id_token(self, principal: Principal) -> str:
         now = int(time.time())
         oid = self._object_id(principal)
@@ -575,5 +579,55 @@ def realm_handler(tokens: TokenService) -> Handler:
         ):
             return json_response(200, tokens.user_realm(segments[2]))
         return json_response(404, {"error": "not_found"})
+
+    return handle
+
+
+def identity_handler(tokens: TokenService, *, secret: str, client_id: str) -> Handler:
+    """The App Service managed identity endpoint (IDENTITY_ENDPOINT, plain HTTP on loopback,
+    as on an App Service instance): tokens for the user-assigned identity `client_id`, which
+    the organisation knows as its application user. The caller proves it runs on the
+    instance with the X-IDENTITY-HEADER secret."""
+
+    async def handle(request: Request) -> Response:
+        if request.method != "GET" or request.path.rstrip("/") != "/msi/token":
+            return json_response(404, {"statusCode": 404, "message": "Not found."})
+        if not hmac.compare_digest(
+            (request.header("x-identity-header") or "").encode(), secret.encode()
+        ):
+            return json_response(
+                401, {"statusCode": 401, "message": "The X-IDENTITY-HEADER is missing or wrong."}
+            )
+        query = dict(parse_qsl(request.query_string))
+        if query.get("api-version") != "2019-08-01":
+            return json_response(
+                400, {"statusCode": 400, "message": "api-version is not supported."}
+            )
+        wanted = query.get("client_id")
+        if wanted is not None and wanted.lower() != client_id.lower():
+            return json_response(
+                400,
+                {
+                    "statusCode": 400,
+                    "message": "No User Assigned or Delegated Managed Identity found for "
+                    "specified ClientId/ResourceId/PrincipalId.",
+                },
+            )
+        resource = (query.get("resource") or "").rstrip("/")
+        if resource.endswith("/.default"):
+            resource = resource.removesuffix("/.default")
+        if not resource:
+            return json_response(400, {"statusCode": 400, "message": "resource is required."})
+        token = tokens.application_token(resource)
+        return json_response(
+            200,
+            {
+                "access_token": token,
+                "expires_on": str(int(time.time() + tokens.lifetime_s)),
+                "resource": resource,
+                "token_type": "Bearer",
+                "client_id": client_id,
+            },
+        )
 
     return handle

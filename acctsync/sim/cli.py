@@ -23,7 +23,7 @@ import uuid
 from pathlib import Path
 
 from acctsync.sim import demo
-from acctsync.sim.auth import Credentials, TokenService, realm_handler
+from acctsync.sim.auth import Credentials, TokenService, identity_handler, realm_handler
 from acctsync.sim.control import Control
 from acctsync.sim.http import asgi_app
 from acctsync.sim.org import ORG
@@ -134,6 +134,7 @@ async def _serve(args: argparse.Namespace, state_dir: Path) -> None:
     api_sock = bind(args.port)
     authority_sock = bind(args.authority_port)
     control_sock = bind(args.control_port)
+    identity_sock = bind(None)
     try:
         realm_sock = bind(REALM_PORT)
     except OSError as error:
@@ -161,6 +162,8 @@ async def _serve(args: argparse.Namespace, state_dir: Path) -> None:
         finally:
             gc.enable()
     control_key = args.control_key or secrets.token_urlsafe(24)
+    identity_secret = secrets.token_urlsafe(24)
+    identity_client_id = str(uuid.uuid5(uuid.UUID(credentials.client_id), "managed-identity"))
     listeners = [
         Listener(
             "Web API", asgi_app(WebApi(sim).handle, log=sim.log, listener="webapi"), api_sock, tls
@@ -175,6 +178,16 @@ async def _serve(args: argparse.Namespace, state_dir: Path) -> None:
             "control",
             asgi_app(Control(sim, control_key).handle, log=None, listener="control"),
             control_sock,
+            None,
+        ),
+        Listener(
+            "managed identity",
+            asgi_app(
+                identity_handler(tokens, secret=identity_secret, client_id=identity_client_id),
+                log=sim.log,
+                listener="identity",
+            ),
+            identity_sock,
             None,
         ),
     ]
@@ -200,6 +213,11 @@ async def _serve(args: argparse.Namespace, state_dir: Path) -> None:
         "SIM_SYNC_USER_ID": ORG.sync_user.id,
         "SIM_USERREALM_443": "1" if realm_sock is not None else "0",
         "SIM_STATE_DIR": str(state_dir),
+        # The App Service managed identity endpoint, for DATAVERSE_CREDENTIAL=managedidentity:
+        # set IDENTITY_ENDPOINT and IDENTITY_HEADER from these, DATAVERSE_CLIENT_ID from the id.
+        "SIM_IDENTITY_ENDPOINT": f"http://127.0.0.1:{identity_sock.getsockname()[1]}/msi/token",
+        "SIM_IDENTITY_HEADER": identity_secret,
+        "SIM_IDENTITY_CLIENT_ID": identity_client_id,
     }
     async with serving(listeners):
         sys.stdout.write(json.dumps(settings) + "\n")

@@ -13,6 +13,7 @@ import re
 import uuid
 from datetime import UTC, datetime
 from typing import Final
+from urllib.parse import parse_qsl, unquote
 
 import orjson
 
@@ -72,6 +73,7 @@ _PRIVILEGES = re.compile(
     rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrievePrincipalAttributePrivileges"
     r"(?:\(\))?$"
 )
+_TOTAL_COUNT = re.compile(r"^RetrieveTotalRecordCount\(EntityNames=(.+)\)$")
 _WRITE_PRIVILEGES: Final = {"POST": "Create", "PATCH": "Write", "PUT": "Write", "DELETE": "Delete"}
 
 
@@ -201,6 +203,8 @@ class WebApi:
             return 200, self._privileges(match.group(1).lower()), []
         if resource == "organizations":
             return 200, self._organizations(options), []
+        if match := _TOTAL_COUNT.match(unquote(resource)):
+            return 200, self._total_counts(match.group(1), request.query_string), []
         raise _not_found_segment(entity_set)
 
     def _privilege_denied(self, method: str, table: Table, token: IssuedToken) -> ODataError:
@@ -248,6 +252,40 @@ class WebApi:
         return {
             "@odata.context": f"{self.sim.api_url}$metadata#organizations{_paren(select)}",
             "value": [{"@odata.etag": 'W/"1"', **row}],
+        }
+
+    def _total_counts(self, argument: str, query_string: str) -> dict[str, object]:
+        """RetrieveTotalRecordCount: the rows of each table (Dataverse answers from a snapshot
+        up to a day old; the simulator counts now). The names come inline or through a
+        parameter alias (`EntityNames=@p1` with `?@p1=[...]`)."""
+        text = argument
+        if argument.startswith("@"):
+            aliases = dict(parse_qsl(query_string, keep_blank_values=True))
+            if argument not in aliases:
+                raise ODataError(
+                    400, INVALID_ARGUMENT, f"The parameter alias {argument} has no value."
+                )
+            text = aliases[argument]
+        try:
+            names = orjson.loads(text.replace("'", '"'))
+        except orjson.JSONDecodeError:
+            names = None
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ODataError(400, INVALID_ARGUMENT, "EntityNames must be a list of table names.")
+        counts = []
+        for name in names:
+            if name not in TABLES:
+                raise ODataError(404, NOT_FOUND_CODE, f"Could not find entity with name '{name}'.")
+            counts.append(len(self.sim.store.data(name).rows))
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM."
+            "RetrieveTotalRecordCountResponse",
+            "EntityRecordCountCollection": {
+                "Count": len(names),
+                "IsReadOnly": False,
+                "Keys": names,
+                "Values": counts,
+            },
         }
 
     # ---- metadata ---------------------------------------------------------------------------

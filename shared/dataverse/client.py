@@ -1,4 +1,4 @@
-"""A read-only Dataverse Web API client: msal for tokens, httpx for requests.
+"""A read-only Dataverse Web API client: httpx for requests, tokens from shared/dataverse/auth.py.
 
 It exposes reads only (GETs and token requests); there is no method that writes to Dynamics.
 Retries follow Microsoft's guidance: 429 waits for Retry-After, 5xx and transport errors back
@@ -21,11 +21,29 @@ from urllib.parse import quote, urlsplit
 
 import certifi
 import httpx
-import msal
+import orjson
 
 from shared import telemetry
+from shared.dataverse.auth import token_provider
+from shared.dataverse.errors import (
+    DataverseAuthError,
+    DataverseError,
+    DeltaTokenExpired,
+    LinkRefused,
+    OrgChanged,
+)
 from shared.ids import parse_guid
 from shared.settings import DataverseSettings
+
+__all__ = [
+    "ChangePage",
+    "DataverseAuthError",
+    "DataverseClient",
+    "DataverseError",
+    "DeltaTokenExpired",
+    "LinkRefused",
+    "OrgChanged",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -39,45 +57,6 @@ LOOKUP_ANNOTATIONS = (
     'Microsoft.Dynamics.CRM.associatednavigationproperty"'
 )
 DELETED_ENTITY_SUFFIX = "/$deletedEntity"
-
-
-class DataverseError(Exception):
-    """A Dataverse request failed for good; `code` is the Dataverse error code when known."""
-
-    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-
-
-class LinkRefused(DataverseError):
-    """Dataverse refused a link it gave out earlier (a stored delta or next link): the table's
-    chain has to start over with a full re-load."""
-
-
-class DeltaTokenExpired(LinkRefused):
-    """The stored delta link is too old; the table needs a full re-load."""
-
-
-class DataverseAuthError(DataverseError):
-    """Entra ID refused the credentials, or Dataverse refused the token."""
-
-
-class OrgChanged(DataverseError):
-    """A stored link names another Dataverse host than DATAVERSE_URL: the mirror was built from
-    another org (or the org moved); syncing on would mix two orgs or loop on refused links."""
-
-    def __init__(self, stored_host: str, configured_host: str):
-        super().__init__(
-            f"the mirror was built from Dataverse at {stored_host}, but DATAVERSE_URL is now "
-            f"{configured_host}"
-        )
-        self.fix = (
-            "if the org only moved to a new URL, run `acctsync reset-cursors` (every table is "
-            "read again in full, logging no activity for unchanged values); for a different "
-            "org, use a storage account of its own (locally: a fresh .acctsync/), or "
-            "`acctsync reset-cursors` to turn this mirror into the new org's"
-        )
 
 
 @dataclass(frozen=True)
@@ -125,73 +104,6 @@ def tls_context(ca_bundle: str | None) -> ssl.SSLContext:
     return context
 
 
-class TokenProvider:
-    """Bearer tokens from Entra ID through one long-lived msal application and its cache."""
-
-    def __init__(self, settings: DataverseSettings, http: httpx.Client):
-        self._settings = settings
-        self._scopes = [f"{settings.url}/.default"]
-        authority = f"{settings.authority_host}/{settings.tenant_id}"
-        self._lock = threading.Lock()
-        self._app: msal.ClientApplication
-        if settings.client_secret is not None:
-            self._app = msal.ConfidentialClientApplication(
-                settings.client_id,
-                client_credential=settings.client_secret,
-                authority=authority,
-                http_client=http,
-                instance_discovery=_is_public_cloud(settings.authority_host),
-            )
-        else:
-            self._app = msal.PublicClientApplication(
-                settings.client_id,
-                authority=authority,
-                http_client=http,
-                instance_discovery=_is_public_cloud(settings.authority_host),
-            )
-
-    def token(self) -> str:
-        with self._lock:
-            result = self._acquire()
-        if not result or "access_token" not in result:
-            error = (result or {}).get("error", "no_token")
-            description = str((result or {}).get("error_description", "")).split("\r\n")[0]
-            raise DataverseAuthError(
-                f"Entra ID refused the Dataverse credentials ({error}): {description} "
-                "Check DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and the secret or password."
-            )
-        return str(result["access_token"])
-
-    def discard(self, token: str) -> None:
-        """Forget a token Dataverse refused, so the next call fetches a fresh one."""
-        with self._lock:
-            cache = self._app.token_cache
-            for item in list(cache.search(msal.TokenCache.CredentialType.ACCESS_TOKEN)):
-                if item.get("secret") == token:
-                    cache.remove_at(item)
-
-    def _acquire(self) -> dict[str, Any] | None:
-        settings = self._settings
-        if settings.username is None:
-            assert isinstance(self._app, msal.ConfidentialClientApplication)
-            return self._app.acquire_token_for_client(scopes=self._scopes)  # type: ignore[no-any-return]
-        # ROPC: the cache first (msal refreshes with the refresh token), the password last.
-        accounts = self._app.get_accounts(username=settings.username)
-        if accounts:
-            result = self._app.acquire_token_silent(self._scopes, account=accounts[0])
-            if result:
-                return result  # type: ignore[no-any-return]
-        return self._app.acquire_token_by_username_password(  # type: ignore[no-any-return]
-            settings.username, settings.password or "", scopes=self._scopes
-        )
-
-
-def _is_public_cloud(authority_host: str) -> bool:
-    # Instance discovery asks Microsoft's public cloud about the host; a sovereign or test
-    # authority must skip it, the public one keeps msal's default.
-    return urlsplit(authority_host).hostname == "login.microsoftonline.com"
-
-
 class DataverseClient:
     """Reads accounts, contacts and metadata from one Dataverse environment."""
 
@@ -213,8 +125,7 @@ class DataverseClient:
             headers={"User-Agent": "acctsync/0.1"},
         )
         try:
-            # msal asks the authority for its OpenID configuration right here, over TLS.
-            self._tokens = TokenProvider(settings, self._http)
+            self._tokens = token_provider(settings, self._http)
         except (httpx.TransportError, httpx.TimeoutException) as error:
             self._http.close()
             _raise_if_untrusted(error)
@@ -273,6 +184,19 @@ class DataverseClient:
             str(p["AttributeId"]).lower()
             for p in body.get("AttributePrivileges", [])
             if int(p.get("CanRead", 0)) == 4
+        }
+
+    def total_records(self, tables: list[str]) -> dict[str, int]:
+        """Rows per table (logical names), from RetrieveTotalRecordCount: one request, a count
+        Dataverse keeps up to a day old, enough to show how far a full load is."""
+        names = orjson.dumps([_logical(t) for t in tables]).decode()
+        body = self._get_json(
+            self._base + "RetrieveTotalRecordCount(EntityNames=@p1)", params={"@p1": names}
+        )
+        counts = body.get("EntityRecordCountCollection") or {}
+        return {
+            str(k): int(v)
+            for k, v in zip(counts.get("Keys", []), counts.get("Values", []), strict=False)
         }
 
     # -- change tracking -------------------------------------------------------------------

@@ -114,6 +114,7 @@ class Checkpoint:
     backfill: tuple[str, ...] = ()  # the columns the chain loads for every row
     rows_read: int = 0  # in the whole chain, across heartbeats and cycles
     pages: int = 0
+    total: int | None = None  # rows the table had when a full read began (for progress)
 
 
 @dataclass(frozen=True)

@@ -30,7 +30,7 @@ from shared.dataverse.client import DataverseClient
 from shared.services import Services
 from shared.state.results import BatchResult, CycleStatus, CycleTotals
 from shared.state.schedule import CyclePlan, CycleState, Failure, LoadMode, Phase, Step
-from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
+from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.claims import ClaimStore
 from shared.sync.failures import explain
 from shared.sync.fields import current_selection, refresh_readability
@@ -55,6 +55,9 @@ class Action(StrEnum):
 
 
 class _NoProgress:
+    def started(self, entity_set: str, mode: LoadMode, *, total: int | None, done: int) -> None:
+        pass
+
     def read(self, entity_set: str, rows: int) -> None:
         pass
 
@@ -113,6 +116,8 @@ def heartbeat(
         # What the "sync is down" alert watches: it grows until a cycle succeeds again.
         since = (now - state.succeeded_at).total_seconds()
         telemetry.observe("acctsync.since_last_success_s", max(since, 0.0))
+    # What the "poison messages waiting" alert watches.
+    telemetry.observe("acctsync.poison_backlog", queue_backlog(services, POISON_QUEUE))
     lease = timedelta(seconds=services.settings.lease_seconds)
     if state.phase is Phase.APPLYING:
         backlog = queue_backlog(services)
@@ -159,8 +164,8 @@ def next_step(step: Step | None, plan: CyclePlan) -> Step | None:
     return None
 
 
-def queue_backlog(services: Services) -> int:
-    properties = services.storage.queue(BATCH_QUEUE).get_queue_properties()
+def queue_backlog(services: Services, queue: str = BATCH_QUEUE) -> int:
+    properties = services.storage.queue(queue).get_queue_properties()
     return int(properties.approximate_message_count or 0)
 
 
@@ -301,7 +306,7 @@ def _failed(services: Services, lease: CycleLease, error: Exception, plan: Cycle
     step = lease.state.step.value if lease.state.step else ""
     explained = explain(error)
     failure = Failure(utcnow(), step, explained.message, explained.fix, explained.needs_action)
-    telemetry.count("acctsync.planning_failures", 1, step=step)
+    telemetry.count("acctsync.planning_failures", 1, step=step, kind=type(error).__name__)
     # One line that says what happened and what to do; the traceback of an expected error
     # only in debug logs, of a defect at error level.
     logger.error(

@@ -19,7 +19,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Protocol
 
-from shared.dataverse.client import ChangePage, DataverseClient, LinkRefused
+from shared.dataverse.client import ChangePage, DataverseClient, DataverseError, LinkRefused
 from shared.mirror.records import all_buckets
 from shared.services import Services
 from shared.state.cursors import Cursor
@@ -38,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 class Progress(SendProgress, Protocol):
     """Where long work reports how far it got (the terminal, locally)."""
+
+    def started(self, entity_set: str, mode: LoadMode, *, total: int | None, done: int) -> None:
+        """A table's reading begins (or goes on): of `total` rows when known, `done` read."""
+        ...
 
     def read(self, entity_set: str, rows: int) -> None: ...
 
@@ -59,6 +63,7 @@ class _Chain:
     backfill: tuple[str, ...] = ()
     rows_read: int = 0
     pages: int = 0
+    total: int | None = None
 
 
 class TablePlanner:
@@ -125,6 +130,7 @@ class TablePlanner:
                 checkpoint.backfill,
                 checkpoint.rows_read,
                 checkpoint.pages,
+                checkpoint.total,
             )
         # A cursor without a link (`acctsync reset-cursors`) asks for a full re-read.
         if (
@@ -154,6 +160,8 @@ class TablePlanner:
             progress=self.progress,
         )
         rows_read, pages = chain.rows_read, chain.pages
+        total = chain.total if chain.total is not None else self._total(chain)
+        self.progress.started(self.entity_set, chain.mode, total=total, done=rows_read)
         changed_before = self.reader.changed
         with contextlib.closing(self._prefetched(self._pages(chain))) as chain_pages:
             for page in chain_pages:
@@ -179,6 +187,7 @@ class TablePlanner:
                     chain.backfill,
                     rows_read,
                     pages,
+                    total,
                 )
                 self.lease.write(
                     checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
@@ -187,6 +196,18 @@ class TablePlanner:
                 if not self._going_on():
                     return StepOutcome(False, sender.sent - sent_before)
         raise AssertionError("a change-tracking chain ends with its delta link")
+
+    def _total(self, chain: _Chain) -> int | None:
+        """How many rows a full read will see (one request, for the progress shown); a
+        delta's size is not known before it is read."""
+        if chain.mode is LoadMode.DELTA:
+            return None
+        logical = self.entity_set.removesuffix("s")
+        try:
+            return self.client.total_records([logical]).get(logical)
+        except DataverseError as error:
+            logger.info("no row count of %s for the progress shown: %s", logical, error)
+            return None
 
     def _going_on(self) -> bool:
         return time.monotonic() < self.deadline and not self.stop.is_set()

@@ -1,0 +1,42 @@
+"""What can go wrong with Dataverse, as the rest of acctsync tells it apart."""
+
+from __future__ import annotations
+
+
+class DataverseError(Exception):
+    """A Dataverse request failed for good; `code` is the Dataverse error code when known."""
+
+    def __init__(self, message: str, *, status: int | None = None, code: str | None = None):
+        super().__init__(message)
+        self.status = status
+        self.code = code
+
+
+class LinkRefused(DataverseError):
+    """Dataverse refused a link it gave out earlier (a stored delta or next link): the table's
+    chain has to start over with a full re-load."""
+
+
+class DeltaTokenExpired(LinkRefused):
+    """The stored delta link is too old; the table needs a full re-load."""
+
+
+class DataverseAuthError(DataverseError):
+    """Entra ID refused the credentials, or Dataverse refused the token."""
+
+
+class OrgChanged(DataverseError):
+    """A stored link names another Dataverse host than DATAVERSE_URL: the mirror was built from
+    another org (or the org moved); syncing on would mix two orgs or loop on refused links."""
+
+    def __init__(self, stored_host: str, configured_host: str):
+        super().__init__(
+            f"the mirror was built from Dataverse at {stored_host}, but DATAVERSE_URL is now "
+            f"{configured_host}"
+        )
+        self.fix = (
+            "if the org only moved to a new URL, run `acctsync reset-cursors` (every table is "
+            "read again in full, logging no activity for unchanged values); for a different "
+            "org, use a storage account of its own (locally: a fresh .acctsync/), or "
+            "`acctsync reset-cursors` to turn this mirror into the new org's"
+        )
