@@ -19,6 +19,7 @@ from ._support import (
     MAIN_BICEP,
     METRIC_NAMES,
     REPO_ROOT,
+    BicepFile,
     app_settings,
     bicep_files,
     bicep_module_paths,
@@ -329,3 +330,22 @@ def test_metric_names_in_docs_and_workbook_are_known() -> None:
 def test_comment_stripper_keeps_strings() -> None:
     source = "var a = 'http://x' // note\nvar b = '${c('//')}' /* x */\n"
     assert strip_bicep_comments(source) == "var a = 'http://x' \nvar b = '${c('//')}' \n"
+
+
+def test_evaluator_follows_conditions_and_keeps_runtime_values(tmp_path: Path) -> None:
+    source = tmp_path / "t.bicep"
+    source.write_text(
+        "param mode string = 'a'\n"
+        "param n int = 2\n"
+        "var on = mode == 'a' && !empty(id.outputs.x)\n"
+        "var list = concat(on ? [{ name: 'X', value: '${id.outputs.x}/${n * 3 + 1}' }] : [], [])\n"
+        "module m 'app/m.bicep' = if (mode != 'a') {\n  name: 'm'\n}\n"
+        "output q string = format('''\nlimit {0}\n''', n)\n",
+        encoding="utf-8",
+    )
+    default = BicepFile(source)
+    assert default.value("list") == [{"name": "X", "value": "${id.outputs.x}/7"}]
+    assert not default.module("app/m.bicep").deployed
+    assert default.outputs()["q"] == "limit 2\n"
+    other = BicepFile(source, {"mode": "b"})
+    assert other.value("list") == [] and other.module("app/m.bicep").deployed
