@@ -248,10 +248,14 @@ class BicepFile:
             elif node.type in {"resource_declaration", "module_declaration", "output_declaration"}:
                 self._ordered.append((node.type, node))
         self._cache: dict[str, Any] = {}
+        self._locals: list[dict[str, Any]] = []  # loop variables, innermost last
 
     # -- declarations ------------------------------------------------------------------
 
     def value(self, name: str) -> Any:
+        for scope in reversed(self._locals):
+            if name in scope:
+                return scope[name]
         if name in self.params:
             return self.params[name]
         if name in self._cache:
@@ -275,14 +279,44 @@ class BicepFile:
                 continue
             parts = _named(node)
             symbol, target = _text(parts[0]), self.evaluate(parts[1])
-            body_node = parts[-1]
-            deployed = True
-            if body_node.type == "if_statement":
-                condition, body_node = _named(body_node)
-                deployed = self._bool(condition)
-            body = self.evaluate(body_node) if deployed else {}
-            found.append(Declared(kind.split("_")[0], symbol, target, deployed, body))
+            kind_name = kind.split("_")[0]
+            if parts[-1].type == "for_statement":
+                for index, (scope, body_node) in enumerate(self._iterations(parts[-1])):
+                    self._locals.append(scope)
+                    try:
+                        deployed, body = self._conditional(body_node)
+                    finally:
+                        self._locals.pop()
+                    found.append(Declared(kind_name, f"{symbol}[{index}]", target, deployed, body))
+                continue
+            deployed, body = self._conditional(parts[-1])
+            found.append(Declared(kind_name, symbol, target, deployed, body))
         return found
+
+    def _conditional(self, node: Node) -> tuple[bool, Any]:
+        """(deployed, body) of `if (condition) {body}` or of a plain body."""
+        if node.type != "if_statement":
+            return True, self.evaluate(node)
+        condition, body = _named(node)
+        return (True, self.evaluate(body)) if self._bool(condition) else (False, {})
+
+    def _iterations(self, node: Node) -> list[tuple[dict[str, Any], Node]]:
+        """The loop scopes and body of `[for x in items: body]` / `[for (x, i) in ...]`."""
+        parts = _named(node)
+        head, items, body = parts[0], self.evaluate(parts[1]), parts[-1]
+        if not isinstance(items, list):
+            raise BicepError(f"cannot loop over {_text(parts[1])!r}")
+        if head.type == "for_loop_parameters":
+            item_name, index_name = (_text(part) for part in _named(head))
+        else:
+            item_name, index_name = _text(head), ""
+        scopes = []
+        for index, item in enumerate(items):
+            scope = {item_name: item}
+            if index_name:
+                scope[index_name] = index
+            scopes.append((scope, body))
+        return scopes
 
     def resources(self) -> list[Declared]:
         return self._declared("resource_declaration")
@@ -348,21 +382,54 @@ class BicepFile:
         if kind == "ternary_expression":
             condition, when_true, when_false = parts
             return self.evaluate(when_true if self._bool(condition) else when_false)
-        if kind == "member_expression":
-            target = self.evaluate(parts[0])
-            if isinstance(target, dict):
-                safe = any(child.type == ".?" for child in node.children)
-                key = _text(parts[-1])
-                return target.get(key) if safe else target[key]
-            return Unresolved(_text(node))
-        if kind == "subscript_expression":
-            target, index = self.evaluate(parts[0]), self.evaluate(parts[1])
-            if isinstance(target, list | dict) and not isinstance(index, Unresolved):
-                return target[index]
-            return Unresolved(_text(node))
+        if kind in {"member_expression", "subscript_expression"}:
+            return self._postfix(node)
         if kind == "call_expression":
             return self._call(node)
+        if kind == "for_statement":
+            values = []
+            for scope, body in self._iterations(node):
+                self._locals.append(scope)
+                try:
+                    deployed, value = self._conditional(body)
+                finally:
+                    self._locals.pop()
+                if deployed:
+                    values.append(value)
+            return values
         return Unresolved(_text(node))
+
+    def _postfix(self, node: Node) -> Any:
+        """a.b, a.?b and a[i] chains. The tree-sitter grammar binds `c ? x : y.b` as
+        `(c ? x : y).b`; Bicep applies `.b` to `y` alone, and so does this."""
+        chain: list[Node] = []
+        base = node
+        while base.type in {"member_expression", "subscript_expression"}:
+            chain.append(base)
+            base = _named(base)[0]
+        if base.type == "ternary_expression":
+            condition, when_true, when_false = _named(base)
+            if self._bool(condition):
+                return self.evaluate(when_true)
+            value = self.evaluate(when_false)
+        else:
+            value = self.evaluate(base)
+        for access in reversed(chain):
+            value = self._access(value, access)
+        return value
+
+    def _access(self, value: Any, access: Node) -> Any:
+        key_node = _named(access)[-1]
+        if access.type == "member_expression":
+            key = _text(key_node)
+            if isinstance(value, dict):
+                safe = any(child.type == ".?" for child in access.children)
+                return value.get(key) if safe else value[key]
+            return Unresolved(f"{_literal(value)}.{key}")
+        index = self.evaluate(key_node)
+        if isinstance(value, list | dict) and not isinstance(index, Unresolved):
+            return value[index]
+        return Unresolved(f"{_literal(value)}[{_literal(index)}]")
 
     def _string(self, node: Node) -> str:
         pieces: list[str] = []
@@ -375,7 +442,7 @@ class BicepFile:
                 pieces.append({"n": "\n", "r": "\r", "t": "\t"}.get(escaped, escaped))
             elif child.type == "interpolation":
                 value = self.evaluate(_named(child)[0])
-                unresolved |= isinstance(value, Unresolved)
+                unresolved |= isinstance(value, Unresolved | _Interpolated)
                 pieces.append(_to_string(value))
         text = "".join(pieces)
         if _text(node).startswith("'''"):
@@ -420,7 +487,7 @@ class BicepFile:
         name = _text(function_node)
         args = [self.evaluate(arg) for arg in _named(arguments_node)]
         if any(isinstance(arg, Unresolved) for arg in args) and name != "empty":
-            return Unresolved(_text(node))
+            return Unresolved(f"{name}({', '.join(_literal(arg) for arg in args)})")
         if name == "empty":
             (arg,) = args
             if isinstance(arg, Unresolved | _Interpolated):
@@ -445,7 +512,7 @@ class BicepFile:
             return merged
         if name == "toLower" and isinstance(args[0], str):
             return args[0].lower()
-        return Unresolved(_text(node))
+        return Unresolved(f"{name}({', '.join(_literal(arg) for arg in args)})")
 
 
 class _Interpolated(str):
@@ -458,3 +525,12 @@ def _to_string(value: Any) -> str:
     if isinstance(value, dict | list):
         return json.dumps(value)
     return str(value)
+
+
+def _literal(value: Any) -> str:
+    """`value` written back as Bicep, for the source text of an Unresolved call."""
+    if isinstance(value, Unresolved):
+        return value[2:-1]
+    if isinstance(value, str):
+        return "'" + value.replace("\\", "\\\\").replace("'", "\\'") + "'"
+    return _to_string(value)

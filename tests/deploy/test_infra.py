@@ -497,12 +497,17 @@ def test_evaluator_follows_conditions_and_keeps_runtime_values(tmp_path: Path) -
         "var on = mode == 'a' && !empty(id.outputs.x)\n"
         "var list = concat(on ? [{ name: 'X', value: '${id.outputs.x}/${n * 3 + 1}' }] : [], [])\n"
         "module m 'app/m.bicep' = if (mode != 'a') {\n  name: 'm'\n}\n"
-        "output q string = format('''\nlimit {0}\n''', n)\n",
+        "output q string = format('''\nlimit {0}\n''', n)\n"
+        "var keys = [for (k, i) in ['a', 'b']: '${k}${i}']\n"
+        "var pick = mode == 'a' ? null : { b: 1 }.b\n",
         encoding="utf-8",
     )
     default = BicepFile(source)
     assert default.value("list") == [{"name": "X", "value": "${id.outputs.x}/7"}]
     assert not default.module("app/m.bicep").deployed
     assert default.outputs()["q"] == "limit 2\n"
+    assert default.value("keys") == ["a0", "b1"]
+    # `c ? x : y.b` reads `.b` on y only (the tree-sitter grammar binds it to the ternary).
+    assert default.value("pick") is None and BicepFile(source, {"mode": "b"}).value("pick") == 1
     other = BicepFile(source, {"mode": "b"})
     assert other.value("list") == [] and other.module("app/m.bicep").deployed
