@@ -95,6 +95,13 @@ param logRetentionInDays int = 30
 @description('Spread the Flex Consumption plan over availability zones (regions that support it only).')
 param zoneRedundant bool = false
 
+@description('Email address that gets the alerts (one address; a distribution list for several). Empty: the alert rules are still deployed and show in Azure Monitor, but nobody is mailed.')
+param alertEmail string = ''
+
+@description('The longest a healthy sync cycle takes, in minutes (a first load of a large org is the longest). The "sync down" alert fires after 3 x syncIntervalMinutes + this many minutes without a successful cycle.')
+@minValue(1)
+param longestCycleMinutes int = 60
+
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -109,6 +116,9 @@ var names = {
   keyVault: 'kv-acctsync-${take(resourceToken, 12)}'
   plan: 'plan-acctsync-${resourceToken}'
   functionApp: 'func-acctsync-${resourceToken}'
+  alertsIdentity: 'id-acctsync-alerts-${resourceToken}'
+  actionGroup: 'ag-acctsync-${resourceToken}'
+  alertRulePrefix: 'alert-acctsync-${resourceToken}'
 }
 
 // Key Vault secret names (the vault holds nothing else).
@@ -232,6 +242,22 @@ module workbook 'app/workbook.bicep' = {
     location: location
     tags: tags
     applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    identityName: names.alertsIdentity
+    actionGroupName: names.actionGroup
+    ruleNamePrefix: names.alertRulePrefix
+    alertEmail: alertEmail
+    syncIntervalMinutes: syncIntervalMinutes
+    longestCycleMinutes: longestCycleMinutes
   }
 }
 

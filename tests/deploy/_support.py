@@ -37,6 +37,16 @@ METRIC_NAMES = frozenset(
         "acctsync.sync_errors",
     }
 )
+# Metrics the alert rules (infra/app/alerts.bicep) watch on top of those: the heartbeat's
+# health gauges and the planning failures. They have no workbook tile of their own.
+ALERT_METRIC_NAMES = frozenset(
+    {
+        "acctsync.since_last_success_s",
+        "acctsync.poison_backlog",
+        "acctsync.planning_failures",
+        "acctsync.sync_errors",
+    }
+)
 
 
 class CoreToolsFuncIgnore:
