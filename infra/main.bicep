@@ -269,3 +269,7 @@ output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsN
 // Empty with the managedIdentity connection, which deploys no vault.
 output AZURE_KEY_VAULT_NAME string = useKeyVault ? keyVault.outputs.name : ''
 output AZURE_WORKBOOK_ID string = workbook.outputs.id
+// The Dataverse application user of the managedIdentity connection is registered by this
+// client ID (Dataverse shows it as the app's Application ID); docs/deploy.md, step 3.
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_FUNCTION_IDENTITY_NAME string = identity.outputs.name

@@ -211,8 +211,17 @@ def test_main_is_resource_group_scoped_with_outputs() -> None:
         "AZURE_STORAGE_ACCOUNT_NAME",
         "APPLICATIONINSIGHTS_NAME",
         "AZURE_KEY_VAULT_NAME",
+        "AZURE_FUNCTION_IDENTITY_CLIENT_ID",
+        "AZURE_FUNCTION_IDENTITY_NAME",
     ):
         assert name in outputs, f"main.bicep lacks output {name}"
+    # What the Dataverse application user is registered by: the app's own identity.
+    assert _main().outputs()["AZURE_FUNCTION_IDENTITY_CLIENT_ID"] == IDENTITY_CLIENT_ID
+    # azd writes outputs into the environment that main.parameters.json reads: no output
+    # may overwrite a parameter's variable.
+    parameters = (INFRA / "main.parameters.json").read_text(encoding="utf-8")
+    variables = set(re.findall(r"\$\{([A-Z_]+)", parameters))
+    assert not variables & outputs, f"outputs overwrite azd parameters {variables & outputs}"
 
 
 def test_module_params_match_declarations() -> None:
