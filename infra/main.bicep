@@ -19,24 +19,31 @@ param location string = resourceGroup().location
 @minLength(1)
 param dataverseUrl string
 
-@description('Entra tenant (ID) of the app registration acctsync signs in with. Empty: the tenant of this subscription.')
+@description('How acctsync signs in to Dataverse. managedIdentity (default): as the Function App\'s user-assigned identity, registered in Dataverse as an application user; no secret exists and no Key Vault is deployed. clientSecret: an app registration (dataverseClientId) and its client secret, kept in Key Vault. ropc: a sync user (dataverseUsername) and its password, kept in Key Vault; discouraged.')
+@allowed([
+  'managedIdentity'
+  'clientSecret'
+  'ropc'
+])
+param dataverseConnection string = 'managedIdentity'
+
+@description('clientSecret and ropc only: Entra tenant (ID) of the app registration. Empty: the tenant of this subscription. With managedIdentity the identity\'s own tenant (this subscription\'s) is always used.')
 param dataverseTenantId string = ''
 
-@description('Application (client) ID of that app registration.')
-@minLength(1)
-param dataverseClientId string
+@description('Required with clientSecret and ropc: Application (client) ID of the app registration acctsync signs in with. Ignored with managedIdentity (the identity\'s client ID is used); leave it empty.')
+param dataverseClientId string = ''
 
-@description('Its client secret; stored in Key Vault as dataverse-client-secret and read through a Key Vault reference. May be empty only with the ROPC connection.')
+@description('clientSecret (and optionally ropc): the app registration\'s client secret; stored in Key Vault as dataverse-client-secret and read through a Key Vault reference. Empty: the secret already in the vault stays in use.')
 @secure()
 param dataverseClientSecret string = ''
 
-@description('When the client secret (and the ROPC password) expire, ISO 8601. Set it to the expiry shown in the app registration; the default is 180 days from this deployment.')
+@description('clientSecret and ropc: when the client secret (and the ROPC password) expire, ISO 8601. Set it to the expiry shown in the app registration; the default is 180 days from this deployment.')
 param dataverseSecretExpiresOn string = dateTimeAdd(utcNow(), 'P180D')
 
-@description('Optional ROPC sync user (user@contoso.com). Empty: client credentials (application user), the recommended connection.')
+@description('Required with ropc: the sync user (user@contoso.com). Ignored with the other connections.')
 param dataverseUsername string = ''
 
-@description('Password of the ROPC sync user; stored in Key Vault as dataverse-password.')
+@description('ropc: password of the sync user; stored in Key Vault as dataverse-password.')
 @secure()
 param dataversePassword string = ''
 
@@ -88,6 +95,13 @@ param logRetentionInDays int = 30
 @description('Spread the Flex Consumption plan over availability zones (regions that support it only).')
 param zoneRedundant bool = false
 
+@description('Email address that gets the alerts (one address; a distribution list for several). Empty: the alert rules are still deployed and show in Azure Monitor, but nobody is mailed.')
+param alertEmail string = ''
+
+@description('The longest a healthy sync cycle takes, in minutes (a first load of a large org is the longest). The "sync down" alert fires after 3 x syncIntervalMinutes + this many minutes without a successful cycle.')
+@minValue(1)
+param longestCycleMinutes int = 60
+
 var resourceToken = toLower(uniqueString(resourceGroup().id, environmentName, location))
 var tags = {
   'azd-env-name': environmentName
@@ -102,6 +116,9 @@ var names = {
   keyVault: 'kv-acctsync-${take(resourceToken, 12)}'
   plan: 'plan-acctsync-${resourceToken}'
   functionApp: 'func-acctsync-${resourceToken}'
+  alertsIdentity: 'id-acctsync-alerts-${resourceToken}'
+  actionGroup: 'ag-acctsync-${resourceToken}'
+  alertRulePrefix: 'alert-acctsync-${resourceToken}'
 }
 
 // Key Vault secret names (the vault holds nothing else).
@@ -110,12 +127,17 @@ var secretNames = {
   password: 'dataverse-password'
 }
 
+// The managed identity needs no secret, so it gets no vault: nothing to store, rotate or
+// leak. The other two connections keep theirs in Key Vault.
+var useManagedIdentity = dataverseConnection == 'managedIdentity'
+var useKeyVault = !useManagedIdentity
+
 // The app settings point at the vault's secrets whenever the connection needs them, even
 // in a deployment that passes no new value: the secret already in the vault stays in use
-// (an empty parameter never deletes a secret). Client secret: always, except for ROPC
-// without one. Password: with ROPC.
-var useRopc = !empty(dataverseUsername)
-var useClientSecret = !useRopc || !empty(dataverseClientSecret)
+// (an empty parameter never deletes a secret). Client secret: always with clientSecret,
+// with ropc only when one is given. Password: with ropc.
+var useRopc = dataverseConnection == 'ropc'
+var useClientSecret = dataverseConnection == 'clientSecret' || (useRopc && !empty(dataverseClientSecret))
 
 // The Flex Consumption plan pulls the app package from this container.
 var deploymentContainerName = 'app-package-${take(names.functionApp, 32)}-${take(resourceToken, 7)}'
@@ -151,7 +173,7 @@ module monitoring 'app/monitoring.bicep' = {
   }
 }
 
-module keyVault 'app/keyvault.bicep' = {
+module keyVault 'app/keyvault.bicep' = if (useKeyVault) {
   name: 'keyvault'
   params: {
     name: names.keyVault
@@ -172,7 +194,8 @@ module rbac 'app/rbac.bicep' = {
     principalId: identity.outputs.principalId
     storageAccountName: storage.outputs.name
     applicationInsightsName: monitoring.outputs.applicationInsightsName
-    keyVaultName: keyVault.outputs.name
+    // Empty with managedIdentity: no vault, so no Key Vault Secrets User role either.
+    keyVaultName: useKeyVault ? keyVault.outputs.name : ''
   }
 }
 
@@ -196,10 +219,12 @@ module functionApp 'app/function.bicep' = {
     deploymentContainerUrl: storage.outputs.deploymentContainerUrl
     applicationInsightsConnectionString: monitoring.outputs.connectionString
     dataverseUrl: dataverseUrl
-    dataverseTenantId: empty(dataverseTenantId) ? tenant().tenantId : dataverseTenantId
-    dataverseClientId: dataverseClientId
+    dataverseConnection: dataverseConnection
+    // A managed identity gets tokens only from its own tenant, this subscription's.
+    dataverseTenantId: useManagedIdentity || empty(dataverseTenantId) ? tenant().tenantId : dataverseTenantId
+    dataverseClientId: useManagedIdentity ? '' : dataverseClientId
     dataverseClientSecretUri: useClientSecret ? '${keyVault.outputs.uri}secrets/${secretNames.clientSecret}' : ''
-    dataverseUsername: dataverseUsername
+    dataverseUsername: useRopc ? dataverseUsername : ''
     dataversePasswordUri: useRopc ? '${keyVault.outputs.uri}secrets/${secretNames.password}' : ''
     dataverseAuthorityHost: dataverseAuthorityHost
     syncIntervalMinutes: syncIntervalMinutes
@@ -220,10 +245,31 @@ module workbook 'app/workbook.bicep' = {
   }
 }
 
+module alerts 'app/alerts.bicep' = {
+  name: 'alerts'
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    logAnalyticsName: monitoring.outputs.logAnalyticsName
+    identityName: names.alertsIdentity
+    actionGroupName: names.actionGroup
+    ruleNamePrefix: names.alertRulePrefix
+    alertEmail: alertEmail
+    syncIntervalMinutes: syncIntervalMinutes
+    longestCycleMinutes: longestCycleMinutes
+  }
+}
+
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_FUNCTION_APP_NAME string = functionApp.outputs.name
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output APPLICATIONINSIGHTS_NAME string = monitoring.outputs.applicationInsightsName
-output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+// Empty with the managedIdentity connection, which deploys no vault.
+output AZURE_KEY_VAULT_NAME string = useKeyVault ? keyVault.outputs.name : ''
 output AZURE_WORKBOOK_ID string = workbook.outputs.id
+// The Dataverse application user of the managedIdentity connection is registered by this
+// client ID (Dataverse shows it as the app's Application ID); docs/deploy.md, step 3.
+output AZURE_FUNCTION_IDENTITY_CLIENT_ID string = identity.outputs.clientId
+output AZURE_FUNCTION_IDENTITY_NAME string = identity.outputs.name

@@ -1,7 +1,9 @@
 // Flex Consumption plan (FC1) + the acctsync Function App (Python 3.11, Linux).
 // The app runs as one user-assigned identity: it signs in to storage (host + data),
-// reads its Dataverse secret through Key Vault references, pulls its package from the
-// deployment container and sends telemetry to Application Insights with Entra auth.
+// pulls its package from the deployment container, sends telemetry to Application
+// Insights with Entra auth and, by default, signs in to Dataverse too (no secret at all).
+// With the clientSecret or ropc connection it reads the Dataverse secret or password
+// through Key Vault references instead.
 
 @description('Name of the Flex Consumption plan.')
 param planName string
@@ -42,19 +44,27 @@ param applicationInsightsConnectionString string
 @description('Dataverse environment URL, e.g. https://contoso.crm.dynamics.com.')
 param dataverseUrl string
 
-@description('Entra tenant of the Dataverse app registration.')
+@description('How the app signs in to Dataverse: managedIdentity (as the identity above, registered as a Dataverse application user), clientSecret (an app registration and its secret) or ropc (a sync user and its password).')
+@allowed([
+  'managedIdentity'
+  'clientSecret'
+  'ropc'
+])
+param dataverseConnection string = 'managedIdentity'
+
+@description('Entra tenant the app gets its Dataverse token from (with managedIdentity: the identity\'s own tenant).')
 param dataverseTenantId string
 
-@description('Application (client) ID of the Dataverse app registration.')
-param dataverseClientId string
+@description('Application (client) ID of the Dataverse app registration (clientSecret, ropc). Ignored with managedIdentity: the app then uses identityClientId.')
+param dataverseClientId string = ''
 
-@description('Key Vault URI (no version) of the client secret. Empty: DATAVERSE_CLIENT_SECRET is not set.')
+@description('Key Vault URI (no version) of the client secret (clientSecret; optional with ropc). Empty or managedIdentity: DATAVERSE_CLIENT_SECRET is not set.')
 param dataverseClientSecretUri string = ''
 
-@description('Sync user for the optional ROPC connection. Empty: client credentials are used.')
+@description('Sync user of the ropc connection. Set only with ropc.')
 param dataverseUsername string = ''
 
-@description('Key Vault URI (no version) of the sync user password. Empty: DATAVERSE_PASSWORD is not set.')
+@description('Key Vault URI (no version) of the sync user password. Set only with ropc.')
 param dataversePasswordUri string = ''
 
 @description('Entra authority host. Empty: the app default (https://login.microsoftonline.com).')
@@ -85,7 +95,17 @@ param instanceMemoryMB int = 2048
 @description('Spread the plan over availability zones (only in regions that support it for Flex Consumption).')
 param zoneRedundant bool = false
 
+var useManagedIdentity = dataverseConnection == 'managedIdentity'
+var useRopc = dataverseConnection == 'ropc'
+
 // Optional settings are left out entirely (not set to '') so the app's defaults apply.
+// DATAVERSE_CREDENTIAL is set only for the managed identity: without it the app keeps its
+// own choice between client secret and ROPC (DATAVERSE_USERNAME set or not).
+var credentialEntry = {
+  name: 'DATAVERSE_CREDENTIAL'
+  value: 'managedidentity'
+}
+
 var clientSecretEntry = {
   name: 'DATAVERSE_CLIENT_SECRET'
   value: '@Microsoft.KeyVault(SecretUri=${dataverseClientSecretUri})'
@@ -150,9 +170,11 @@ var baseSettings = [
     name: 'DATAVERSE_TENANT_ID'
     value: dataverseTenantId
   }
+  // The managed identity's own client ID picks it among the identities on the app (and
+  // is what Dataverse shows for its application user).
   {
     name: 'DATAVERSE_CLIENT_ID'
-    value: dataverseClientId
+    value: useManagedIdentity ? identityClientId : dataverseClientId
   }
   {
     name: 'SYNC_INTERVAL_MINUTES'
@@ -168,9 +190,11 @@ var baseSettings = [
   }
 ]
 
-var clientSecretSettings = empty(dataverseClientSecretUri) ? [] : [clientSecretEntry]
-var usernameSettings = empty(dataverseUsername) ? [] : [usernameEntry]
-var passwordSettings = empty(dataversePasswordUri) ? [] : [passwordEntry]
+// A secret URI passed along with managedIdentity is ignored: that mode holds no secret.
+var credentialSettings = useManagedIdentity ? [credentialEntry] : []
+var clientSecretSettings = !useManagedIdentity && !empty(dataverseClientSecretUri) ? [clientSecretEntry] : []
+var usernameSettings = useRopc ? [usernameEntry] : []
+var passwordSettings = useRopc && !empty(dataversePasswordUri) ? [passwordEntry] : []
 var authoritySettings = empty(dataverseAuthorityHost) ? [] : [authorityEntry]
 
 var serviceTag = {
@@ -213,6 +237,8 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
     httpsOnly: true
     clientAffinityEnabled: false
     publicNetworkAccess: 'Enabled'
+    // Only clientSecret and ropc have Key Vault references; with managedIdentity there is
+    // nothing to resolve and this names the one identity the app has anyway.
     keyVaultReferenceIdentity: identityId
     siteConfig: {
       minTlsVersion: '1.2'
@@ -225,7 +251,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         ]
         supportCredentials: false
       }
-      appSettings: concat(baseSettings, clientSecretSettings, usernameSettings, passwordSettings, authoritySettings)
+      appSettings: concat(baseSettings, credentialSettings, clientSecretSettings, usernameSettings, passwordSettings, authoritySettings)
     }
     functionAppConfig: {
       deployment: {

@@ -11,8 +11,8 @@ param storageAccountName string
 @description('Application Insights component the app sends telemetry to.')
 param applicationInsightsName string
 
-@description('Key Vault with the Dataverse credentials.')
-param keyVaultName string
+@description('Key Vault with the Dataverse credentials. Empty (the managedIdentity connection, which has no secret and no vault): no Key Vault role.')
+param keyVaultName string = ''
 
 var roles = {
   // Host blobs (timer schedule monitor, singleton locks, keys) and the Flex deployment
@@ -24,7 +24,7 @@ var roles = {
   storageTableDataContributor: '0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3'
   // Entra-authenticated telemetry ingestion (the component has local auth disabled).
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb'
-  // Key Vault references: read secret values, nothing else.
+  // Key Vault references (clientSecret and ropc only): read secret values, nothing else.
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6'
 }
 
@@ -36,7 +36,7 @@ resource appInsights 'Microsoft.Insights/components@2020-02-02' existing = {
   name: applicationInsightsName
 }
 
-resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = {
+resource vault 'Microsoft.KeyVault/vaults@2023-07-01' existing = if (!empty(keyVaultName)) {
   name: keyVaultName
 }
 
@@ -80,7 +80,7 @@ resource metricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' =
   }
 }
 
-resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = {
+resource secretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01' = if (!empty(keyVaultName)) {
   name: guid(vault.id, principalId, roles.keyVaultSecretsUser)
   scope: vault
   properties: {

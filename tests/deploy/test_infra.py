@@ -1,6 +1,7 @@
 """Structural checks of infra/, azure.yaml and docs/deploy.md that need no Azure CLI:
-Bicep syntax (tree-sitter grammar), module wiring, app settings against CONTRACT.md,
-role IDs, the azd parameters file and the workbook's KQL tiles."""
+Bicep syntax (tree-sitter grammar), module wiring, the app settings of each Dataverse
+connection (evaluated from main.bicep down) against CONTRACT.md, role IDs, the azd
+parameters file and the workbook's KQL tiles."""
 
 from __future__ import annotations
 
@@ -14,11 +15,13 @@ import tree_sitter_bicep
 from tree_sitter import Language, Node, Parser
 
 from ._support import (
+    ALERT_METRIC_NAMES,
     APP_DIR,
     INFRA,
     MAIN_BICEP,
     METRIC_NAMES,
     REPO_ROOT,
+    BicepFile,
     app_settings,
     bicep_files,
     bicep_module_paths,
@@ -39,25 +42,83 @@ EXPECTED_MODULES = {
     "app/function.bicep",
     "app/rbac.bicep",
     "app/workbook.bicep",
+    "app/alerts.bicep",
 }
 
-# Settings the Function App must always carry, with the value they must have when fixed.
+# Parameters a deployment passes (azd: the environment), for evaluating main.bicep.
+DATAVERSE_URL = "https://contoso.crm.dynamics.com"
+APP_CLIENT_ID = "11111111-2222-3333-4444-555555555555"  # an app registration's client ID
+SYNC_USER = "sync@contoso.com"
+DEPLOYMENT = {
+    "environmentName": "acctsync-test",
+    "dataverseUrl": DATAVERSE_URL,
+    "dataverseClientId": APP_CLIENT_ID,
+    "dataverseUsername": SYNC_USER,
+}
+CONNECTIONS = ("managedIdentity", "clientSecret", "ropc")
+DEFAULT_CONNECTION = "managedIdentity"
+
+# Values only Azure knows, as the evaluator shows them: where they come from.
+IDENTITY_CLIENT_ID = "${identity.outputs.clientId}"
+SUBSCRIPTION_TENANT = "${tenant().tenantId}"
+
+
+def _key_vault_reference(secret_name: str) -> str:
+    return f"@Microsoft.KeyVault(SecretUri=${{keyVault.outputs.uri}}secrets/{secret_name})"
+
+
+# Settings the Function App carries with every connection, with their value where fixed.
 REQUIRED_SETTINGS: dict[str, str | None] = {
-    "AzureWebJobsStorage__credential": "'managedidentity'",
-    "AzureWebJobsStorage__clientId": None,
-    "AzureWebJobsStorage__blobServiceUri": None,
-    "AzureWebJobsStorage__queueServiceUri": None,
-    "AzureWebJobsStorage__tableServiceUri": None,
-    "DATAVERSE_URL": None,
-    "DATAVERSE_TENANT_ID": None,
+    "AzureWebJobsStorage__credential": "managedidentity",
+    "AzureWebJobsStorage__clientId": IDENTITY_CLIENT_ID,
+    "AzureWebJobsStorage__blobServiceUri": "${storage.outputs.blobServiceUri}",
+    "AzureWebJobsStorage__queueServiceUri": "${storage.outputs.queueServiceUri}",
+    "AzureWebJobsStorage__tableServiceUri": "${storage.outputs.tableServiceUri}",
+    "DATAVERSE_URL": DATAVERSE_URL,
+    "DATAVERSE_TENANT_ID": SUBSCRIPTION_TENANT,
     "DATAVERSE_CLIENT_ID": None,
-    "DATAVERSE_CLIENT_SECRET": None,
-    "SYNC_INTERVAL_MINUTES": None,
-    "ACTIVITY_CONTACT_LIMIT": None,
-    "ACCTSYNC_PLAN_BUDGET_SECONDS": None,
-    "APPLICATIONINSIGHTS_CONNECTION_STRING": None,
-    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": "'ClientId=${identityClientId};Authorization=AAD'",
-    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "'true'",
+    "SYNC_INTERVAL_MINUTES": "5",
+    "ACTIVITY_CONTACT_LIMIT": "5000",
+    "ACCTSYNC_PLAN_BUDGET_SECONDS": "180",
+    "APPLICATIONINSIGHTS_CONNECTION_STRING": "${monitoring.outputs.connectionString}",
+    "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={IDENTITY_CLIENT_ID};Authorization=AAD",
+    "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+}
+
+# The Dataverse sign-in settings of each connection (parameter dataverseConnection). The
+# managed identity is the default: the app asks azure-identity's ManagedIdentityCredential
+# for a token as the identity with this client ID; there is no secret anywhere.
+CONNECTION_SETTINGS: dict[str, dict[str, str]] = {
+    "managedIdentity": {
+        "DATAVERSE_CREDENTIAL": "managedidentity",
+        "DATAVERSE_CLIENT_ID": IDENTITY_CLIENT_ID,
+    },
+    "clientSecret": {
+        "DATAVERSE_CLIENT_ID": APP_CLIENT_ID,
+        "DATAVERSE_CLIENT_SECRET": _key_vault_reference("dataverse-client-secret"),
+    },
+    "ropc": {
+        "DATAVERSE_CLIENT_ID": APP_CLIENT_ID,
+        "DATAVERSE_USERNAME": SYNC_USER,
+        "DATAVERSE_PASSWORD": _key_vault_reference("dataverse-password"),
+    },
+}
+# Each connection gets exactly its own of these, none of the others'.
+SIGN_IN_SETTINGS = {
+    "DATAVERSE_CREDENTIAL",
+    "DATAVERSE_CLIENT_SECRET",
+    "DATAVERSE_USERNAME",
+    "DATAVERSE_PASSWORD",
+}
+
+# CONTRACT.md settings that the default deployment (managed identity, no optional
+# parameters) does not set, and when they are set.
+NOT_BY_DEFAULT = {
+    "DATAVERSE_CLIENT_SECRET": "the managed identity has no secret; dataverseConnection="
+    "clientSecret (or ropc with a secret) sets it, as a Key Vault reference",
+    "DATAVERSE_USERNAME": "dataverseConnection=ropc only",
+    "DATAVERSE_PASSWORD": "dataverseConnection=ropc only, as a Key Vault reference",
+    "DATAVERSE_AUTHORITY_HOST": "only when dataverseAuthorityHost is set (sovereign clouds)",
 }
 
 # CONTRACT.md settings that are deliberately not set in Azure, and why.
@@ -87,6 +148,27 @@ TABLES = {
     "acctsyncactivities",
     "acctsyncerrors",
 }
+
+
+def _main(connection: str = DEFAULT_CONNECTION, **params: Any) -> BicepFile:
+    return BicepFile(MAIN_BICEP, {**DEPLOYMENT, "dataverseConnection": connection, **params})
+
+
+def _module(main: BicepFile, path: str) -> BicepFile:
+    """The module main.bicep calls at `path`, evaluated with the params main passes it."""
+    module = main.module(path)
+    assert module.deployed, f"main.bicep does not deploy {path}"
+    return BicepFile(INFRA / path, module.body["params"])
+
+
+def _settings(connection: str = DEFAULT_CONNECTION, **params: Any) -> dict[str, str]:
+    """The app settings the Function App gets from a deployment with these parameters."""
+    function = _module(_main(connection, **params), "app/function.bicep")
+    (app,) = [r for r in function.resources() if r.target.startswith("Microsoft.Web/sites@")]
+    entries = app.body["properties"]["siteConfig"]["appSettings"]
+    names = [entry["name"] for entry in entries]
+    assert len(names) == len(set(names)), f"app settings set twice: {sorted(names)}"
+    return {entry["name"]: entry["value"] for entry in entries}
 
 
 def _syntax_errors(node: Node) -> list[str]:
@@ -129,15 +211,26 @@ def test_main_is_resource_group_scoped_with_outputs() -> None:
         "AZURE_STORAGE_ACCOUNT_NAME",
         "APPLICATIONINSIGHTS_NAME",
         "AZURE_KEY_VAULT_NAME",
+        "AZURE_FUNCTION_IDENTITY_CLIENT_ID",
+        "AZURE_FUNCTION_IDENTITY_NAME",
     ):
         assert name in outputs, f"main.bicep lacks output {name}"
+    # What the Dataverse application user is registered by: the app's own identity.
+    assert _main().outputs()["AZURE_FUNCTION_IDENTITY_CLIENT_ID"] == IDENTITY_CLIENT_ID
+    # azd writes outputs into the environment that main.parameters.json reads: no output
+    # may overwrite a parameter's variable.
+    parameters = (INFRA / "main.parameters.json").read_text(encoding="utf-8")
+    variables = set(re.findall(r"\$\{([A-Z_]+)", parameters))
+    assert not variables & outputs, f"outputs overwrite azd parameters {variables & outputs}"
 
 
 def test_module_params_match_declarations() -> None:
     """Every module call passes only declared params and every param without a default."""
     text = read_bicep(MAIN_BICEP)
     calls = re.finditer(
-        r"^module\s+\w+\s+'([^']+)'\s*=\s*\{(.*?)^\}", text, re.MULTILINE | re.DOTALL
+        r"^module\s+\w+\s+'([^']+)'\s*=\s*(?:if\s*\([^\n]*\)\s*)?\{(.*?)^\}",
+        text,
+        re.MULTILINE | re.DOTALL,
     )
     for call in calls:
         declared = bicep_params(INFRA / call.group(1))
@@ -151,18 +244,82 @@ def test_module_params_match_declarations() -> None:
 
 
 def test_function_app_settings() -> None:
-    settings = app_settings(FUNCTION_BICEP)
-    for name, value in REQUIRED_SETTINGS.items():
-        assert name in settings, f"function.bicep does not set {name}"
-        if value is not None:
-            assert settings[name] == value, f"{name} = {settings[name]}, expected {value}"
-    for secret in ("DATAVERSE_CLIENT_SECRET", "DATAVERSE_PASSWORD"):
-        assert settings[secret].startswith("'@Microsoft.KeyVault(SecretUri=${"), (
-            f"{secret} must be a Key Vault reference, not {settings[secret]}"
-        )
+    settings = app_settings(FUNCTION_BICEP)  # every entry function.bicep can set
     assert "AzureWebJobsStorage" not in settings, "no connection string: identity only"
     for obsolete in ("FUNCTIONS_WORKER_RUNTIME", "FUNCTIONS_EXTENSION_VERSION"):
         assert obsolete not in settings, f"Flex Consumption rejects {obsolete}"
+
+
+@pytest.mark.parametrize("connection", CONNECTIONS)
+def test_app_settings_of_each_connection(connection: str) -> None:
+    settings = _settings(connection)
+    for name, value in REQUIRED_SETTINGS.items():
+        assert name in settings, f"{connection}: the app gets no {name}"
+        if value is not None:
+            assert settings[name] == value, f"{connection}: {name} = {settings[name]!r}"
+    own = CONNECTION_SETTINGS[connection]
+    for name, value in own.items():
+        assert settings.get(name) == value, f"{connection}: {name} = {settings.get(name)!r}"
+    foreign = sorted((SIGN_IN_SETTINGS - own.keys()) & settings.keys())
+    assert not foreign, f"{connection} must not set {foreign}"
+
+
+def test_default_connection_is_the_managed_identity() -> None:
+    main = BicepFile(MAIN_BICEP, {"environmentName": "e", "dataverseUrl": DATAVERSE_URL})
+    assert main.value("dataverseConnection") == DEFAULT_CONNECTION == "managedIdentity"
+    assert bicep_params(MAIN_BICEP)["dataverseClientId"], "dataverseClientId needs a default"
+    settings = _settings(dataverseClientId="")
+    assert settings["DATAVERSE_CREDENTIAL"] == "managedidentity"
+    assert settings["DATAVERSE_CLIENT_ID"] == IDENTITY_CLIENT_ID
+
+
+def test_managed_identity_ignores_secrets_and_deploys_no_vault() -> None:
+    """Values left in an azd environment from an earlier connection change nothing."""
+    leftovers = {
+        "dataverseClientSecret": "s3cret-value",
+        "dataversePassword": "pa55word-value",
+        "dataverseTenantId": "99999999-8888-7777-6666-555555555555",
+    }
+    main = _main("managedIdentity", **leftovers)
+    settings = _settings("managedIdentity", **leftovers)
+    assert settings["DATAVERSE_CLIENT_ID"] == IDENTITY_CLIENT_ID
+    # A managed identity gets tokens from its own tenant only.
+    assert settings["DATAVERSE_TENANT_ID"] == SUBSCRIPTION_TENANT
+    assert not (SIGN_IN_SETTINGS - {"DATAVERSE_CREDENTIAL"}) & settings.keys()
+    assert not any("@Microsoft.KeyVault" in value for value in settings.values())
+    assert not main.module("app/keyvault.bicep").deployed, "no secret, so no Key Vault"
+    rbac = _module(main, "app/rbac.bicep")
+    deployed = {r.symbol for r in rbac.resources() if r.deployed}
+    assert "secretsUser" not in deployed and "vault" not in deployed
+    assert main.outputs()["AZURE_KEY_VAULT_NAME"] == ""
+
+
+@pytest.mark.parametrize("connection", ["clientSecret", "ropc"])
+def test_secret_connections_keep_the_vault(connection: str) -> None:
+    main = _main(connection, dataverseClientSecret="s3cret-value", dataversePassword="pa55")
+    assert main.module("app/keyvault.bicep").deployed
+    rbac = _module(main, "app/rbac.bicep")
+    (secrets_user,) = [r for r in rbac.resources() if r.symbol == "secretsUser"]
+    assert secrets_user.deployed, "the identity must read the vault's secrets"
+    assert main.outputs()["AZURE_KEY_VAULT_NAME"] == "${keyVault.outputs.name}"
+    settings = _settings(connection, dataverseClientSecret="s3cret-value", dataversePassword="pa55")
+    # The values go to Key Vault; the app settings only point there.
+    assert not any("s3cret" in value or "pa55" in value for value in settings.values())
+    assert settings["DATAVERSE_CLIENT_SECRET"] == _key_vault_reference("dataverse-client-secret")
+    function = _module(main, "app/function.bicep")
+    assert function.value("dataverseTenantId") == SUBSCRIPTION_TENANT
+    other_tenant = _module(_main(connection, dataverseTenantId="t-1"), "app/function.bicep")
+    assert other_tenant.value("dataverseTenantId") == "t-1"
+
+
+def test_ropc_without_a_secret_sends_none_and_client_secret_always_points_at_the_vault() -> None:
+    assert "DATAVERSE_CLIENT_SECRET" not in _settings("ropc")
+    # An empty parameter keeps the secret already in the vault in use.
+    assert _settings("clientSecret")["DATAVERSE_CLIENT_SECRET"] == _key_vault_reference(
+        "dataverse-client-secret"
+    )
+    # A user name left in the environment does not turn clientSecret into ROPC.
+    assert "DATAVERSE_USERNAME" not in _settings("clientSecret")
 
 
 def test_function_app_shape() -> None:
@@ -197,14 +354,22 @@ def _contract_settings() -> set[str]:
 
 
 def test_every_contract_setting_is_handled() -> None:
-    settings = set(app_settings(FUNCTION_BICEP))
     contract = _contract_settings()
     assert contract, "no settings found in CONTRACT.md"
-    unhandled = sorted(contract - settings - NOT_IN_AZURE.keys())
+    some_deployment: set[str] = set(_settings(dataverseAuthorityHost="https://login.x"))
+    for connection in CONNECTIONS:
+        some_deployment |= set(_settings(connection))
+    unhandled = sorted(contract - some_deployment - NOT_IN_AZURE.keys())
     assert not unhandled, (
-        f"CONTRACT.md settings {unhandled} are neither set in infra/app/function.bicep "
-        "nor listed in NOT_IN_AZURE with a reason"
+        f"CONTRACT.md settings {unhandled} are set by no deployment of infra/main.bicep "
+        "and not listed in NOT_IN_AZURE with a reason"
     )
+    default = set(_settings())
+    assert contract - default - NOT_IN_AZURE.keys() == NOT_BY_DEFAULT.keys(), (
+        "the default deployment leaves out exactly the NOT_BY_DEFAULT settings; "
+        f"it now leaves out {sorted(contract - default - NOT_IN_AZURE.keys())}"
+    )
+    assert not NOT_IN_AZURE.keys() & some_deployment, "NOT_IN_AZURE settings are set"
 
 
 def test_roles_are_the_built_in_ones() -> None:
@@ -266,6 +431,10 @@ def test_parameters_file_matches_main() -> None:
     required = {name for name, has_default in declared.items() if not has_default}
     assert required <= given, f"azd would prompt for {sorted(required - given)}"
     assert params["parameters"]["environmentName"]["value"] == "${AZURE_ENV_NAME}"
+    # azd falls back to the same connection as main.bicep.
+    assert params["parameters"]["dataverseConnection"]["value"] == (
+        "${DATAVERSE_CONNECTION=" + DEFAULT_CONNECTION + "}"
+    )
     for name, entry in params["parameters"].items():
         assert re.fullmatch(r"\$\{[A-Z_]+(=[^}]*)?\}", entry["value"]), (
             f"{name} should come from the azd environment, not a literal"
@@ -322,10 +491,34 @@ def test_kql_is_balanced(query: str) -> None:
 def test_metric_names_in_docs_and_workbook_are_known() -> None:
     for path in (WORKBOOK_JSON, REPO_ROOT / "docs" / "deploy.md"):
         found = set(re.findall(r"acctsync\.[a-z_]+", path.read_text(encoding="utf-8")))
-        unknown = sorted(found - METRIC_NAMES)
+        unknown = sorted(found - METRIC_NAMES - ALERT_METRIC_NAMES)
         assert not unknown, f"{path.relative_to(REPO_ROOT)} names unknown metrics {unknown}"
 
 
 def test_comment_stripper_keeps_strings() -> None:
     source = "var a = 'http://x' // note\nvar b = '${c('//')}' /* x */\n"
     assert strip_bicep_comments(source) == "var a = 'http://x' \nvar b = '${c('//')}' \n"
+
+
+def test_evaluator_follows_conditions_and_keeps_runtime_values(tmp_path: Path) -> None:
+    source = tmp_path / "t.bicep"
+    source.write_text(
+        "param mode string = 'a'\n"
+        "param n int = 2\n"
+        "var on = mode == 'a' && !empty(id.outputs.x)\n"
+        "var list = concat(on ? [{ name: 'X', value: '${id.outputs.x}/${n * 3 + 1}' }] : [], [])\n"
+        "module m 'app/m.bicep' = if (mode != 'a') {\n  name: 'm'\n}\n"
+        "output q string = format('''\nlimit {0}\n''', n)\n"
+        "var keys = [for (k, i) in ['a', 'b']: '${k}${i}']\n"
+        "var pick = mode == 'a' ? null : { b: 1 }.b\n",
+        encoding="utf-8",
+    )
+    default = BicepFile(source)
+    assert default.value("list") == [{"name": "X", "value": "${id.outputs.x}/7"}]
+    assert not default.module("app/m.bicep").deployed
+    assert default.outputs()["q"] == "limit 2\n"
+    assert default.value("keys") == ["a0", "b1"]
+    # `c ? x : y.b` reads `.b` on y only (the tree-sitter grammar binds it to the ternary).
+    assert default.value("pick") is None and BicepFile(source, {"mode": "b"}).value("pick") == 1
+    other = BicepFile(source, {"mode": "b"})
+    assert other.value("list") == [] and other.module("app/m.bicep").deployed
