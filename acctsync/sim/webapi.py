@@ -18,7 +18,7 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 
 from acctsync.sim.auth import AuthFailure, IssuedToken
-from acctsync.sim.filters import Getter, Predicate, compile_filter
+from acctsync.sim.filters import Getter, Predicate, compile_filter, parse_moment
 from acctsync.sim.http import Request, Response
 from acctsync.sim.metadata import (
     ATTRIBUTE_TYPE,
@@ -393,6 +393,9 @@ class WebApi:
             logical = attribute.logical_name
             if logical in hidden:
                 return lambda _row: None
+            if attribute.attribute_type == "DateTime":
+                # Date-time literals are datetimes (see filters._normalise_datetime).
+                return lambda row: parse_moment(row.values.get(logical))
             return lambda row: row.values.get(logical)
 
         return compile_filter(text, resolve)
