@@ -20,14 +20,7 @@ import orjson
 from acctsync.sim.auth import AuthFailure, IssuedToken
 from acctsync.sim.filters import Getter, Predicate, compile_filter, parse_moment
 from acctsync.sim.http import Request, Response
-from acctsync.sim.metadata import (
-    ATTRIBUTE_TYPE,
-    ENTITY_TYPE,
-    attribute_metadata,
-    entity_metadata,
-    filter_items,
-    project,
-)
+from acctsync.sim.metadata import MetadataQuery, TableView
 from acctsync.sim.odata import (
     API_PATH,
     INVALID_ARGUMENT,
@@ -66,8 +59,11 @@ _GUID: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 _ENTITY_KEY = re.compile(rf"^(\w+)\(({_GUID})\)$")
 _COUNT = re.compile(r"^(\w+)/\$count$")
 _DEFINITION = re.compile(
-    rf"^EntityDefinitions\((?:LogicalName='(\w+)'|({_GUID}))\)"
-    r"(?:/Attributes(?:\(LogicalName='(\w+)'\))?)?$"
+    rf"^EntityDefinitions\((?:LogicalName='(?P<table>\w+)'|(?P<table_id>{_GUID}))\)"
+    r"(?P<attributes>/Attributes"
+    rf"(?:\((?:LogicalName='(?P<column>\w+)'|(?P<column_id>{_GUID}))\))?"
+    r"(?:/(?P<cast>(?!OptionSet$|GlobalOptionSet$)[A-Za-z][\w.]*))?"
+    r"(?:/(?P<navigation>OptionSet|GlobalOptionSet))?)?$"
 )
 _PRIVILEGES = re.compile(
     rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrievePrincipalAttributePrivileges"
@@ -290,18 +286,21 @@ class WebApi:
 
     # ---- metadata ---------------------------------------------------------------------------
 
-    def _definitions(self, options: QueryOptions) -> dict[str, object]:
-        items = filter_items(
-            [entity_metadata(t) for t in TABLES.values()], options.get("$filter"), ENTITY_TYPE
+    def _view(self, table: Table) -> TableView:
+        security = self.sim.security
+        return TableView(
+            table,
+            table.attributes,
+            change_tracking=True,
+            is_secured=lambda column: security.is_secured(table.logical_name, column),
         )
-        select = options.select
-        return {
-            "@odata.context": f"{self.sim.api_url}$metadata#EntityDefinitions{_paren(select)}",
-            "value": [project(item, select, ENTITY_TYPE) for item in items],
-        }
+
+    def _definitions(self, options: QueryOptions) -> dict[str, object]:
+        views = [self._view(t) for t in TABLES.values()]
+        return MetadataQuery(self.sim.api_url, options).definitions(views)
 
     def _definition(self, match: re.Match[str], options: QueryOptions) -> dict[str, object]:
-        logical_name, metadata_id, attribute_name = match.groups()
+        logical_name, metadata_id = match.group("table"), match.group("table_id")
         table = next(
             (
                 t
@@ -316,35 +315,17 @@ class WebApi:
                 NOT_FOUND_CODE,
                 f"Could not find entity with name '{logical_name or metadata_id}'.",
             )
-        select = options.select
-        base = f"{self.sim.api_url}$metadata#EntityDefinitions('{table.metadata_id}')"
-        if "/Attributes" not in match.group(0):
-            item = project(entity_metadata(table), select, ENTITY_TYPE)
-            return {
-                "@odata.context": f"{self.sim.api_url}$metadata#EntityDefinitions"
-                f"{_paren(select)}/$entity",
-                **item,
-            }
-        attributes = [attribute_metadata(table, a, self.sim.security) for a in table.attributes]
-        if attribute_name is not None:
-            found = [a for a in attributes if a["LogicalName"] == attribute_name]
-            if not found:
-                raise ODataError(
-                    404,
-                    NOT_FOUND_CODE,
-                    f"Could not find attribute with name '{attribute_name}' on entity "
-                    f"'{table.logical_name}'.",
-                )
-            return {
-                "@odata.context": f"{base}/Attributes{_paren(select)}/$entity",
-                **project(found[0], select, ATTRIBUTE_TYPE),
-            }
-        # Metadata is never paged: every matching attribute comes in this one response.
-        attributes = filter_items(attributes, options.get("$filter"), ATTRIBUTE_TYPE)
-        return {
-            "@odata.context": f"{base}/Attributes{_paren(select)}",
-            "value": [project(a, select, ATTRIBUTE_TYPE) for a in attributes],
-        }
+        view = self._view(table)
+        query = MetadataQuery(self.sim.api_url, options)
+        if match.group("attributes") is None:
+            return query.definition(view)
+        column, column_id = match.group("column"), match.group("column_id")
+        if column is None and column_id is None:
+            if match.group("navigation") is not None:
+                raise _not_found_segment(match.group("navigation"))
+            return query.attributes(view, match.group("cast"))
+        attribute = view.find(column, (column_id or "").lower() or None)
+        return query.attribute(view, attribute, match.group("cast"), match.group("navigation"))
 
     def _privileges(self, user_id: str) -> dict[str, object]:
         if self.sim.org.systemuser(user_id) is None:
