@@ -19,6 +19,8 @@ Routes (JSON bodies):
   POST   /tokens/expire              every access token issued so far expires
   POST   /delta-tokens/expire        every delta token issued so far expires
   POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
+  POST   /schema/columns/delete      {"table", "column"}: a custom column is deleted
+  POST   /schema/columns/restore     {"table", "column"}: it comes back with its values
   GET    /requests?clear=true        the request log of the Web API and authority listeners
 """
 
@@ -35,6 +37,7 @@ from typing import Any
 import orjson
 
 from acctsync.sim import demo
+from acctsync.sim.columns import ColumnError
 from acctsync.sim.faults import FaultPlan
 from acctsync.sim.http import Request, Response, json_response
 from acctsync.sim.protection import Limits
@@ -71,8 +74,9 @@ def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _row(row: Row) -> dict[str, object]:
-    return dict(row.values)
+def _row(row: Row, deleted: frozenset[str] = frozenset()) -> dict[str, object]:
+    """The stored row as the org has it now: a deleted column's value is not shown."""
+    return {k: v for k, v in row.values.items() if k not in deleted}
 
 
 class Control:
@@ -80,7 +84,8 @@ class Control:
         self.sim = sim
         self.key = key
         self.writers = {
-            name: RecordWriter(sim.store, sim.org, table) for name, table in TABLES_BY_SET.items()
+            name: RecordWriter(sim.store, sim.org, table, sim.columns)
+            for name, table in TABLES_BY_SET.items()
         }
         self.routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
             ("POST", "/reset"): self.reset,
@@ -93,6 +98,8 @@ class Control:
             ("POST", "/tokens/expire"): self.expire_tokens,
             ("POST", "/delta-tokens/expire"): self.expire_delta_tokens,
             ("POST", "/change-tracking"): self.change_tracking,
+            ("POST", "/schema/columns/delete"): self.delete_column,
+            ("POST", "/schema/columns/restore"): self.restore_column,
             ("GET", "/requests"): self.requests,
         }
 
@@ -112,7 +119,7 @@ class Control:
             return _error(404, f"no control route {request.method} {request.path}")
         except ControlError as error:
             return _error(error.status, str(error))
-        except (RecordError, FieldSecurityError, ValueError, TypeError) as error:
+        except (RecordError, FieldSecurityError, ColumnError, ValueError, TypeError) as error:
             return _error(400, str(error))
         except StoreError as error:
             return _error(error.status, str(error))
@@ -130,6 +137,7 @@ class Control:
         sim.protection.limits = Limits()
         sim.protection.reset()
         sim.security = FieldSecurity()
+        sim.columns.reset()
         sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
         sim.log.entries(clear=True)
         accounts, contacts = int(body.get("accounts", 0)), int(body.get("contacts", 0))
@@ -188,16 +196,18 @@ class Control:
 
     def row(self, request: Request, entity_set: str, row_id: str) -> Response:
         table = TABLES_BY_SET[entity_set].logical_name
+        deleted = self.sim.columns.deleted(table)
         if request.method == "GET":
             row = self.sim.store.get(table, row_id)
             if row is None:
                 raise ControlError(404, f"{table} With Id = {row_id} Does Not Exist")
-            return json_response(200, _row(row))
+            return json_response(200, _row(row, deleted))
         if request.method == "PATCH":
             fields = _body(request).get("fields")
             if not isinstance(fields, dict):
                 raise ControlError(400, 'the body must be {"fields": {...}}')
-            return json_response(200, _row(self.writers[entity_set].update(row_id, fields)))
+            row = self.writers[entity_set].update(row_id, fields)
+            return json_response(200, _row(row, deleted))
         if request.method == "DELETE":
             return json_response(200, {"deleted": self.sim.store.delete(table, row_id)})
         raise ControlError(405, f"{request.method} is not allowed on {request.path}")
@@ -211,24 +221,44 @@ class Control:
             raise ControlError(400, 'principal must be "app" or "user"')
         return principals[str(name)]
 
+    def _existing_column(self, body: dict[str, Any]) -> tuple[str, str]:
+        table, column = str(body.get("table", "account")), str(body.get("column"))
+        if column in self.sim.columns.deleted(table):
+            raise ControlError(400, f"{table}.{column} is deleted; restore it first")
+        return table, column
+
     async def column_read(self, request: Request) -> Response:
         body = _body(request)
+        table, column = self._existing_column(body)
         self.sim.security.set_read(
-            self._principal(body.get("principal")),
-            str(body.get("table", "account")),
-            str(body.get("column")),
-            bool(body.get("can_read", True)),
+            self._principal(body.get("principal")), table, column, bool(body.get("can_read", True))
         )
         return json_response(200, {"ok": True})
 
     async def column_secured(self, request: Request) -> Response:
         body = _body(request)
-        self.sim.security.set_secured(
-            str(body.get("table", "account")),
-            str(body.get("column")),
-            bool(body.get("secured", True)),
-        )
+        table, column = self._existing_column(body)
+        self.sim.security.set_secured(table, column, bool(body.get("secured", True)))
         return json_response(200, {"ok": True})
+
+    # ---- schema -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _table_column(body: dict[str, Any]) -> tuple[str, str]:
+        table, column = body.get("table"), body.get("column")
+        if not isinstance(table, str) or not isinstance(column, str):
+            raise ControlError(400, 'the body must be {"table": "account", "column": "..."}')
+        return table, column
+
+    async def delete_column(self, request: Request) -> Response:
+        table, column = self._table_column(_body(request))
+        gone = self.sim.columns.delete(table, column)
+        return json_response(200, {"table": table, "deleted": gone})
+
+    async def restore_column(self, request: Request) -> Response:
+        table, column = self._table_column(_body(request))
+        back = self.sim.columns.restore(table, column)
+        return json_response(200, {"table": table, "restored": back})
 
     async def limits(self, request: Request) -> Response:
         body = _body(request)

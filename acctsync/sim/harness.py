@@ -114,6 +114,22 @@ class SimulatorControl:
         body = {"table": table, "column": column, "secured": secured}
         self._call("POST", "/field-security/secured", body)
 
+    # ---- schema -------------------------------------------------------------------------------
+
+    def delete_column(self, column: str, *, table: str = "account") -> list[str]:
+        """Delete a custom column as a maker would: gone from metadata, rows and queries
+        (400 0x80060888 where named) until restored. Returns the columns that went, its
+        derived ...name column included. Primary, system and standard columns are refused."""
+        body = {"table": table, "column": column}
+        gone: list[str] = self._call("POST", "/schema/columns/delete", body)["deleted"]
+        return gone
+
+    def restore_column(self, column: str, *, table: str = "account") -> list[str]:
+        """Bring a deleted column back, stored values and all; returns the columns restored."""
+        body = {"table": table, "column": column}
+        back: list[str] = self._call("POST", "/schema/columns/restore", body)["restored"]
+        return back
+
     def set_limits(
         self,
         requests_per_window: int | None = None,

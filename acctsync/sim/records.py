@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from acctsync.sim.columns import Columns
 from acctsync.sim.org import Org
 from acctsync.sim.schema import STATUS_CODES, Attribute, Table
 from acctsync.sim.store import Row, Store, StoreError, Value
@@ -152,10 +153,13 @@ def attribute_targets(attribute: Attribute) -> tuple[str, ...]:
 class RecordWriter:
     """Validates control-surface rows against one table and writes them to the store."""
 
-    def __init__(self, store: Store, org: Org, table: Table) -> None:
+    def __init__(
+        self, store: Store, org: Org, table: Table, columns: Columns | None = None
+    ) -> None:
         self.store = store
         self.org = org
         self.table = table
+        self.columns = columns
         self._converters = {
             a.logical_name: _converter(a)
             for a in table.attributes
@@ -170,7 +174,13 @@ class RecordWriter:
         new_id = _guid(row_id, self.table.primary_id) if row_id is not None else str(uuid.uuid4())
         values = self._convert(fields, creating=True)
         defaults: dict[str, Value] = {"statecode": 0, "statuscode": 1}
-        defaults |= {k: v for k, v in _DEFAULTS.items() if self.table.attribute(k) is not None}
+        deleted = self._deleted()
+        # A column deleted now gives no default: the row has no value for it when it returns.
+        defaults |= {
+            k: v
+            for k, v in _DEFAULTS.items()
+            if self.table.attribute(k) is not None and k not in deleted
+        }
         owner = self.org.owners[0]
         defaults |= {"ownerid": owner.id, "owneridtype": owner.kind}
         values = {**defaults, **values}
@@ -187,12 +197,22 @@ class RecordWriter:
         self._complete(values, row)
         return self.store.update(self.table.logical_name, row_id, values)
 
+    def _deleted(self) -> frozenset[str]:
+        if self.columns is None:
+            return frozenset()
+        return self.columns.deleted(self.table.logical_name)
+
     def _convert(self, fields: Mapping[str, object], *, creating: bool) -> dict[str, Value]:
         values: dict[str, Value] = {}
+        deleted = self._deleted()
         for key, raw in fields.items():
             if key == self.table.primary_id and creating:
                 continue
             name = _ALIASES.get(key, key)
+            if name in deleted:
+                raise RecordError(
+                    f"{self.table.logical_name}.{name} is deleted; restore it before writing it"
+                )
             converter = self._converters.get(name)
             if converter is None:
                 raise RecordError(f"{self.table.logical_name} has no writable column {key!r}")

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from acctsync.sim.auth import TokenService
+from acctsync.sim.columns import Columns
 from acctsync.sim.faults import FaultInjector
 from acctsync.sim.http import RequestLog
 from acctsync.sim.org import Org
@@ -24,6 +25,8 @@ class Simulation:
     base_url: str
     store: Store = field(default_factory=Store)
     security: FieldSecurity = field(default_factory=FieldSecurity)
+    # Deleted custom columns; reset in place, as the control surface's record writers hold it.
+    columns: Columns = field(default_factory=Columns)
     protection: ServiceProtection = field(default_factory=ServiceProtection)
     faults: FaultInjector = field(default_factory=FaultInjector)
     log: RequestLog = field(default_factory=RequestLog)

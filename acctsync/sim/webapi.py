@@ -290,7 +290,7 @@ class WebApi:
         security = self.sim.security
         return TableView(
             table,
-            table.attributes,
+            self.sim.columns.live(table),
             change_tracking=True,
             is_secured=lambda column: security.is_secured(table.logical_name, column),
         )
@@ -330,10 +330,19 @@ class WebApi:
     def _privileges(self, user_id: str) -> dict[str, object]:
         if self.sim.org.systemuser(user_id) is None:
             raise ODataError(404, NOT_FOUND_CODE, f"systemuser With Id = {user_id} Does Not Exist")
+        # A deleted column takes its field permissions with it.
+        gone = {
+            a.metadata_id
+            for t in TABLES.values()
+            for a in t.attributes
+            if a.logical_name in self.sim.columns.deleted(t.logical_name)
+        }
         return {
             "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM."
             "RetrievePrincipalAttributePrivilegesResponse",
-            "AttributePrivileges": self.sim.security.privileges(user_id),
+            "AttributePrivileges": [
+                p for p in self.sim.security.privileges(user_id) if p["AttributeId"] not in gone
+            ],
         }
 
     # ---- rows -------------------------------------------------------------------------------
@@ -345,7 +354,9 @@ class WebApi:
         preferences: Preferences,
         principal: str,
     ) -> Projection:
-        columns = select_columns(table, options.select)
+        columns = select_columns(
+            table, options.select, self.sim.columns.deleted(table.logical_name)
+        )
         hidden = self.sim.security.hidden(table.logical_name, principal)
         return Projection(table, columns, hidden, preferences, self.sim.name_of)
 
@@ -367,9 +378,11 @@ class WebApi:
         return {"@odata.context": context, **projection.render(row)}
 
     def _row_filter(self, table: Table, text: str, hidden: frozenset[str]) -> Predicate[Row]:
+        deleted = self.sim.columns.deleted(table.logical_name)
+
         def resolve(path: str) -> Getter[Row]:
             attribute = table.web_property(path)
-            if attribute is None:
+            if attribute is None or attribute.logical_name in deleted:
                 raise property_not_found(path, f"Microsoft.Dynamics.CRM.{table.logical_name}")
             logical = attribute.logical_name
             if logical in hidden:
