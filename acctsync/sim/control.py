@@ -19,6 +19,7 @@ Routes (JSON bodies):
   POST   /tokens/expire              every access token issued so far expires
   POST   /delta-tokens/expire        every delta token issued so far expires
   POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
+  POST   /change-tracking/table      {"table", "enabled"}: ChangeTrackingEnabled of a table
   POST   /schema/columns/delete      {"table", "column"}: a custom column is deleted
   POST   /schema/columns/restore     {"table", "column"}: it comes back with its values
   GET    /requests?clear=true        the request log of the Web API and authority listeners
@@ -44,7 +45,7 @@ from acctsync.sim.protection import Limits
 from acctsync.sim.records import RecordError, RecordWriter
 from acctsync.sim.schema import TABLES_BY_SET
 from acctsync.sim.security import FieldSecurity, FieldSecurityError
-from acctsync.sim.state import DEFAULT_DELTA_RETENTION_S, Simulation
+from acctsync.sim.state import DEFAULT_DELTA_RETENTION_S, Simulation, default_change_tracking
 from acctsync.sim.store import Row, StoreError
 
 log = logging.getLogger(__name__)
@@ -98,6 +99,7 @@ class Control:
             ("POST", "/tokens/expire"): self.expire_tokens,
             ("POST", "/delta-tokens/expire"): self.expire_delta_tokens,
             ("POST", "/change-tracking"): self.change_tracking,
+            ("POST", "/change-tracking/table"): self.table_change_tracking,
             ("POST", "/schema/columns/delete"): self.delete_column,
             ("POST", "/schema/columns/restore"): self.restore_column,
             ("GET", "/requests"): self.requests,
@@ -139,6 +141,7 @@ class Control:
         sim.security = FieldSecurity()
         sim.columns.reset()
         sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
+        sim.change_tracking = default_change_tracking()
         sim.log.entries(clear=True)
         accounts, contacts = int(body.get("accounts", 0)), int(body.get("contacts", 0))
         if accounts or contacts:
@@ -295,6 +298,18 @@ class Control:
             raise ControlError(400, "retention_s must be a positive number of seconds")
         self.sim.delta_retention_s = float(retention)
         return json_response(200, {"retention_s": self.sim.delta_retention_s})
+
+    async def table_change_tracking(self, request: Request) -> Response:
+        """Switch ChangeTrackingEnabled of one table. Dataverse cannot switch it off once on;
+        off stands for an org where the table never had it."""
+        body = _body(request)
+        table, enabled = body.get("table"), body.get("enabled")
+        if table not in self.sim.change_tracking:
+            raise ControlError(400, f"table must be one of {sorted(self.sim.change_tracking)}")
+        if not isinstance(enabled, bool):
+            raise ControlError(400, "enabled must be true or false")
+        self.sim.change_tracking[str(table)] = enabled
+        return json_response(200, {"table": table, "enabled": enabled})
 
     async def requests(self, request: Request) -> Response:
         clear = "clear=true" in request.query_string.lower().split("&")

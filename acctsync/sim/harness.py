@@ -186,6 +186,12 @@ class SimulatorControl:
     def set_delta_token_retention(self, seconds: float) -> None:
         self._call("POST", "/change-tracking", {"retention_s": seconds})
 
+    def set_change_tracking(self, table: str, enabled: bool) -> None:
+        """ChangeTrackingEnabled of `table` ("account" or "contact"). Off: Prefer
+        odata.track-changes gets plain paging (no delta link, no Preference-Applied) and a
+        delta or tracking next link of the table fails with 0x80044352."""
+        self._call("POST", "/change-tracking/table", {"table": table, "enabled": enabled})
+
     def requests(self, clear: bool = False) -> list[dict[str, Any]]:
         """Requests received on the Web API and authority listeners, oldest first: listener,
         method, path, query, status (None when dropped), dropped, principal, time, duration_ms."""

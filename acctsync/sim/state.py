@@ -11,10 +11,16 @@ from acctsync.sim.faults import FaultInjector
 from acctsync.sim.http import RequestLog
 from acctsync.sim.org import Org
 from acctsync.sim.protection import ServiceProtection
+from acctsync.sim.schema import TABLES
 from acctsync.sim.security import FieldSecurity
 from acctsync.sim.store import Store
 
 DEFAULT_DELTA_RETENTION_S = 7 * 24 * 3600.0
+
+
+def default_change_tracking() -> dict[str, bool]:
+    """EntityMetadata.ChangeTrackingEnabled per table: on for both, as acctsync needs."""
+    return {name: True for name in TABLES}
 
 
 @dataclass
@@ -30,6 +36,8 @@ class Simulation:
     protection: ServiceProtection = field(default_factory=ServiceProtection)
     faults: FaultInjector = field(default_factory=FaultInjector)
     log: RequestLog = field(default_factory=RequestLog)
+    # ChangeTrackingEnabled per table (logical name).
+    change_tracking: dict[str, bool] = field(default_factory=default_change_tracking)
     # How long a delta token stays usable (Organization.ExpireChangeTrackingInDays).
     delta_retention_s: float = DEFAULT_DELTA_RETENTION_S
     # Delta tokens issued before this moment come from another run and are refused.

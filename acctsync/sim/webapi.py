@@ -291,7 +291,7 @@ class WebApi:
         return TableView(
             table,
             self.sim.columns.live(table),
-            change_tracking=True,
+            change_tracking=self.sim.change_tracking[table.logical_name],
             is_secured=lambda column: security.is_secured(table.logical_name, column),
         )
 
@@ -405,10 +405,20 @@ class WebApi:
         skiptoken = options.get("$skiptoken")
         cookie = decode_cookie(skiptoken) if skiptoken is not None else None
         delta_token = options.get("$deltatoken")
+        enabled = self.sim.change_tracking[table.logical_name]
+        if not enabled and (delta_token is not None or (cookie is not None and cookie.tracking)):
+            # A table without change tracking has no version stamps to serve a delta from.
+            # The docs say nothing of this case (a table cannot lose change tracking once it
+            # has it, so a token meets such a table only in an org rebuilt without it); the
+            # expired-version-stamp error is Dataverse's answer to a token it can no longer
+            # serve and sends the client to a full sync, which here is plain paging.
+            raise expired_version_stamp()
+        # Without change tracking Prefer: odata.track-changes is not applied: the query is
+        # answered as plain paging, without a delta link or Preference-Applied. That is what
+        # third-party connectors report; Microsoft does not document it.
+        track_changes = preferences.track_changes and enabled
         tracking = (
-            preferences.track_changes
-            or delta_token is not None
-            or (cookie is not None and cookie.tracking)
+            track_changes or delta_token is not None or (cookie is not None and cookie.tracking)
         )
         _check_options(table, options, tracking)
         projection = self._projection(table, options, preferences, principal)
@@ -441,7 +451,7 @@ class WebApi:
             # client was paging can fall between this chain and the next delta.
             pairs.append(("$deltatoken", encode_delta_token(cookie.until, datetime.now(UTC))))
             body["@odata.deltaLink"] = f"{link_base}?{link_query(pairs)}"
-        return 200, body, _preference_applied(preferences, page_size)
+        return 200, body, _preference_applied(preferences, page_size, track_changes)
 
     def _delta_page(
         self, table: Table, cookie: PageCookie, page_size: int, projection: Projection
@@ -544,11 +554,13 @@ def _check_options(table: Table, options: QueryOptions, tracking: bool) -> None:
             )
 
 
-def _preference_applied(preferences: Preferences, page_size: int) -> list[tuple[str, str]]:
+def _preference_applied(
+    preferences: Preferences, page_size: int, track_changes: bool
+) -> list[tuple[str, str]]:
     applied: list[tuple[str, str]] = []
     if preferences.max_page_size is not None:
         applied.append(("preference-applied", f"odata.maxpagesize={page_size}"))
-    if preferences.track_changes:
+    if track_changes:
         applied.append(("preference-applied", "odata.track-changes"))
     if preferences.annotations_raw is not None:
         annotations = f"odata.include-annotations={preferences.annotations_raw}"
