@@ -12,6 +12,8 @@ Routes (JSON bodies):
   DELETE /accounts/{id}              -> {"deleted": n} (cascades included)
   POST   /field-security/read        {"principal": "app"|"user", "table", "column", "can_read"}
   POST   /field-security/secured     {"table", "column", "secured"}
+  POST   /privileges                 {"principal": "app"|"user", "privilege", "depth"}: grant
+                                     at Basic/Local/Deep/Global, or take away with null
   POST   /limits                     any of requests_per_window, window_s, concurrency,
                                      retry_after_s, dop_hint -> the limits in force
   POST   /faults  | DELETE /faults   {"rate_429", "rate_5xx", "rate_drop", "slow_ms",
@@ -41,6 +43,7 @@ from acctsync.sim import demo
 from acctsync.sim.columns import ColumnError
 from acctsync.sim.faults import FaultPlan
 from acctsync.sim.http import Request, Response, json_response
+from acctsync.sim.privileges import PrivilegeError
 from acctsync.sim.protection import Limits
 from acctsync.sim.records import RecordError, RecordWriter
 from acctsync.sim.schema import TABLES_BY_SET
@@ -93,6 +96,7 @@ class Control:
             ("GET", "/stats"): self.stats,
             ("POST", "/field-security/read"): self.column_read,
             ("POST", "/field-security/secured"): self.column_secured,
+            ("POST", "/privileges"): self.set_privilege,
             ("POST", "/limits"): self.limits,
             ("POST", "/faults"): self.faults,
             ("DELETE", "/faults"): self.clear_faults,
@@ -121,7 +125,14 @@ class Control:
             return _error(404, f"no control route {request.method} {request.path}")
         except ControlError as error:
             return _error(error.status, str(error))
-        except (RecordError, FieldSecurityError, ColumnError, ValueError, TypeError) as error:
+        except (
+            RecordError,
+            FieldSecurityError,
+            ColumnError,
+            PrivilegeError,
+            ValueError,
+            TypeError,
+        ) as error:
             return _error(400, str(error))
         except StoreError as error:
             return _error(error.status, str(error))
@@ -140,6 +151,7 @@ class Control:
         sim.protection.reset()
         sim.security = FieldSecurity()
         sim.columns.reset()
+        sim.privileges.reset()
         sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
         sim.change_tracking = default_change_tracking()
         sim.log.entries(clear=True)
@@ -243,6 +255,15 @@ class Control:
         table, column = self._existing_column(body)
         self.sim.security.set_secured(table, column, bool(body.get("secured", True)))
         return json_response(200, {"ok": True})
+
+    async def set_privilege(self, request: Request) -> Response:
+        body = _body(request)
+        principal = self._principal(body.get("principal"))
+        privilege, depth = body.get("privilege"), body.get("depth")
+        if not isinstance(privilege, str) or not (depth is None or isinstance(depth, str)):
+            raise ControlError(400, 'the body must be {"principal", "privilege", "depth"}')
+        held = self.sim.privileges.set(principal, privilege, depth)
+        return json_response(200, {"principal": body["principal"], "privileges": held})
 
     # ---- schema -------------------------------------------------------------------------------
 

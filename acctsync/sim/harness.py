@@ -100,20 +100,6 @@ class SimulatorControl:
         deleted: int = self._call("DELETE", f"/contacts/{contact_id}")["deleted"]
         return deleted
 
-    # ---- security, limits, faults, tokens ------------------------------------------------------
-
-    def set_column_read(
-        self, principal: str, column: str, can_read: bool, *, table: str = "account"
-    ) -> None:
-        """Grant or deny read of a secured column through a field security profile;
-        `principal` is "app" (client credentials) or "user" (the ROPC sync user)."""
-        body = {"principal": principal, "table": table, "column": column, "can_read": can_read}
-        self._call("POST", "/field-security/read", body)
-
-    def set_column_secured(self, column: str, secured: bool, *, table: str = "account") -> None:
-        body = {"table": table, "column": column, "secured": secured}
-        self._call("POST", "/field-security/secured", body)
-
     # ---- schema -------------------------------------------------------------------------------
 
     def delete_column(self, column: str, *, table: str = "account") -> list[str]:
@@ -129,6 +115,29 @@ class SimulatorControl:
         body = {"table": table, "column": column}
         back: list[str] = self._call("POST", "/schema/columns/restore", body)["restored"]
         return back
+
+    # ---- security, limits, faults, tokens ------------------------------------------------------
+
+    def set_column_read(
+        self, principal: str, column: str, can_read: bool, *, table: str = "account"
+    ) -> None:
+        """Grant or deny read of a secured column through a field security profile;
+        `principal` is "app" (client credentials) or "user" (the ROPC sync user)."""
+        body = {"principal": principal, "table": table, "column": column, "can_read": can_read}
+        self._call("POST", "/field-security/read", body)
+
+    def set_column_secured(self, column: str, secured: bool, *, table: str = "account") -> None:
+        body = {"table": table, "column": column, "secured": secured}
+        self._call("POST", "/field-security/secured", body)
+
+    def set_privilege(self, principal: str, privilege: str, depth: str | None) -> dict[str, str]:
+        """Give `principal` ("app" or "user") `privilege` (e.g. prvReadAccount) at `depth`
+        ("Basic", "Local", "Deep" or "Global"), or take it away with None. Returns every
+        privilege the principal then holds, by name. Reads need prvRead<Table> (403
+        0x80040220 without it) and change tracking needs it at Global."""
+        body = {"principal": principal, "privilege": privilege, "depth": depth}
+        held: dict[str, str] = self._call("POST", "/privileges", body)["privileges"]
+        return held
 
     def set_limits(
         self,

@@ -10,6 +10,7 @@ from acctsync.sim.columns import Columns
 from acctsync.sim.faults import FaultInjector
 from acctsync.sim.http import RequestLog
 from acctsync.sim.org import Org
+from acctsync.sim.privileges import Privileges
 from acctsync.sim.protection import ServiceProtection
 from acctsync.sim.schema import TABLES
 from acctsync.sim.security import FieldSecurity
@@ -42,6 +43,11 @@ class Simulation:
     delta_retention_s: float = DEFAULT_DELTA_RETENTION_S
     # Delta tokens issued before this moment come from another run and are refused.
     started_at: datetime = field(default_factory=lambda: datetime.now(UTC).replace(microsecond=0))
+    # Role privileges of the application user and the sync user; reset in place.
+    privileges: Privileges = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.privileges = Privileges((self.org.app_user.id, self.org.sync_user.id))
 
     @property
     def api_url(self) -> str:

@@ -41,9 +41,10 @@ from acctsync.sim.odata import (
     parse_query,
     property_not_found,
 )
+from acctsync.sim.privileges import privilege_id
 from acctsync.sim.protection import REQUESTS_CODE, retry_after
 from acctsync.sim.render import Projection, select_columns
-from acctsync.sim.schema import TABLES, TABLES_BY_SET, Table, stable_id
+from acctsync.sim.schema import TABLES, TABLES_BY_SET, Table
 from acctsync.sim.state import Simulation
 from acctsync.sim.store import Row
 
@@ -69,8 +70,15 @@ _PRIVILEGES = re.compile(
     rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrievePrincipalAttributePrivileges"
     r"(?:\(\))?$"
 )
+_USER_PRIVILEGES = re.compile(
+    rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrieveUserPrivileges(?:\(\))?$"
+)
 _TOTAL_COUNT = re.compile(r"^RetrieveTotalRecordCount\(EntityNames=(.+)\)$")
 _WRITE_PRIVILEGES: Final = {"POST": "Create", "PATCH": "Write", "PUT": "Write", "DELETE": "Delete"}
+# Tables whose read privilege guards a resource besides accounts and contacts:
+# (logical name, schema name, object type code).
+_SYSTEMUSER: Final = ("systemuser", "SystemUser", 8)
+_ORGANIZATION: Final = ("organization", "Organization", 1019)
 
 
 def _not_found_segment(segment: str) -> ODataError:
@@ -163,7 +171,17 @@ class WebApi:
         resource = path[len(API_PATH) :]
         entity_set = re.split(r"[(/]", resource, maxsplit=1)[0]
         if request.method in _WRITE_PRIVILEGES and entity_set in TABLES_BY_SET:
-            raise self._privilege_denied(request.method, TABLES_BY_SET[entity_set], token)
+            table = TABLES_BY_SET[entity_set]
+            access = _WRITE_PRIVILEGES[request.method]
+            self._require(
+                token, access, (table.logical_name, table.schema_name, table.object_type_code)
+            )
+            raise ODataError(
+                501,
+                "",
+                f"The simulator does not implement {request.method} on {entity_set}; a real "
+                "Dataverse organisation does.",
+            )
         if request.method != "GET":
             raise ODataError(
                 405,
@@ -181,8 +199,14 @@ class WebApi:
                 self._who_am_i(token),
                 [("x-ms-dop-hint", str(self.sim.protection.limits.dop_hint))],
             )
+        if entity_set in TABLES_BY_SET:
+            # Every read of a table needs its read privilege, at any depth.
+            table = TABLES_BY_SET[entity_set]
+            self._require(
+                token, "Read", (table.logical_name, table.schema_name, table.object_type_code)
+            )
         if resource in TABLES_BY_SET:
-            return self._collection(TABLES_BY_SET[resource], options, preferences, principal)
+            return self._collection(TABLES_BY_SET[resource], options, preferences, token)
         if (match := _COUNT.match(resource)) and match.group(1) in TABLES_BY_SET:
             # /$count is a bare number, capped at 5,000 like $count=true.
             rows = self.sim.store.data(TABLES_BY_SET[match.group(1)].logical_name).rows
@@ -196,23 +220,59 @@ class WebApi:
         if match := _DEFINITION.match(resource):
             return 200, self._definition(match, options), []
         if match := _PRIVILEGES.match(resource):
+            # Functions bound to a systemuser need read access to it.
+            self._require(token, "Read", _SYSTEMUSER)
             return 200, self._privileges(match.group(1).lower()), []
+        if match := _USER_PRIVILEGES.match(resource):
+            self._require(token, "Read", _SYSTEMUSER)
+            return 200, self._user_privileges(match.group(1).lower()), []
         if resource == "organizations":
+            self._require(token, "Read", _ORGANIZATION)
             return 200, self._organizations(options), []
         if match := _TOTAL_COUNT.match(unquote(resource)):
             return 200, self._total_counts(match.group(1), request.query_string), []
         raise _not_found_segment(entity_set)
 
-    def _privilege_denied(self, method: str, table: Table, token: IssuedToken) -> ODataError:
-        privilege = f"prv{_WRITE_PRIVILEGES[method]}{table.schema_name}"
-        return ODataError(
-            403,
-            PRIVILEGE_DENIED,
-            f"Principal user (Id={token.principal.id}, type=8, roleCount=1, "
-            f"privilegeCount=1, accessMode=0), is missing {privilege} privilege "
-            f"(Id={stable_id('privilege', privilege)}) on OTC={table.object_type_code} "
-            f"for entity '{table.logical_name}'.",
+    def _principal_text(self, token: IssuedToken) -> str:
+        """How Dataverse names the caller in privilege errors. accessMode 4 is the
+        non-interactive access mode of application users, 0 a licensed (read-write) user."""
+        principal = token.principal
+        mode = 4 if principal == self.sim.org.app_user else 0
+        count = self.sim.privileges.count(principal.id)
+        return (
+            f"Principal user (Id={principal.id}, type=8, roleCount=1, "
+            f"privilegeCount={count}, accessMode={mode})"
         )
+
+    def _require(self, token: IssuedToken, access: str, target: tuple[str, str, int]) -> str:
+        """The caller's depth of prv<access><table>; 403 0x80040220 when it has none."""
+        logical_name, schema_name, object_type_code = target
+        privilege = f"prv{access}{schema_name}"
+        depth = self.sim.privileges.depth(token.principal.id, privilege)
+        if depth is None:
+            raise ODataError(
+                403,
+                PRIVILEGE_DENIED,
+                f"{self._principal_text(token)}, is missing {privilege} privilege "
+                f"(Id={privilege_id(privilege)}) on OTC={object_type_code} "
+                f"for entity '{logical_name}'.",
+            )
+        return depth
+
+    def _require_global_read(self, token: IssuedToken, table: Table) -> None:
+        """Change tracking needs organization-level (Global) read of the table. The docs say
+        "the system throws a privilege check error" without its text; this one says why."""
+        target = (table.logical_name, table.schema_name, table.object_type_code)
+        depth = self._require(token, "Read", target)
+        if depth != "Global":
+            privilege = f"prvRead{table.schema_name}"
+            raise ODataError(
+                403,
+                PRIVILEGE_DENIED,
+                f"{self._principal_text(token)} has {privilege} (Id={privilege_id(privilege)}) "
+                f"at {depth} depth; change tracking on entity '{table.logical_name}' needs "
+                f"organization-level (Global) read access to it.",
+            )
 
     # ---- simple resources -------------------------------------------------------------------
 
@@ -327,6 +387,16 @@ class WebApi:
         attribute = view.find(column, (column_id or "").lower() or None)
         return query.attribute(view, attribute, match.group("cast"), match.group("navigation"))
 
+    def _user_privileges(self, user_id: str) -> dict[str, object]:
+        if self.sim.org.systemuser(user_id) is None:
+            raise ODataError(404, NOT_FOUND_CODE, f"systemuser With Id = {user_id} Does Not Exist")
+        privileges = self.sim.privileges.role_privileges(user_id, self.sim.org.business_unit_id)
+        return {
+            "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM."
+            "RetrieveUserPrivilegesResponse",
+            "RolePrivileges": privileges,
+        }
+
     def _privileges(self, user_id: str) -> dict[str, object]:
         if self.sim.org.systemuser(user_id) is None:
             raise ODataError(404, NOT_FOUND_CODE, f"systemuser With Id = {user_id} Does Not Exist")
@@ -399,9 +469,10 @@ class WebApi:
         table: Table,
         options: QueryOptions,
         preferences: Preferences,
-        principal: str,
+        token: IssuedToken,
     ) -> tuple[int, dict[str, object], list[tuple[str, str]]]:
         """One page of a query, a change-tracking initial load, or a delta."""
+        principal = token.principal.id
         skiptoken = options.get("$skiptoken")
         cookie = decode_cookie(skiptoken) if skiptoken is not None else None
         delta_token = options.get("$deltatoken")
@@ -420,6 +491,8 @@ class WebApi:
         tracking = (
             track_changes or delta_token is not None or (cookie is not None and cookie.tracking)
         )
+        if tracking:
+            self._require_global_read(token, table)
         _check_options(table, options, tracking)
         projection = self._projection(table, options, preferences, principal)
         page_size = min(preferences.max_page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
