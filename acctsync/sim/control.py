@@ -19,6 +19,7 @@ Routes (JSON bodies):
   POST   /faults  | DELETE /faults   {"rate_429", "rate_5xx", "rate_drop", "slow_ms",
                                      "slow_rate", "seed", "count"}
   POST   /tokens/expire              every access token issued so far expires
+  POST   /users/mfa                  {"required"}: the ROPC user must use MFA (AADSTS50076)
   POST   /delta-tokens/expire        every delta token issued so far expires
   POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
   POST   /change-tracking/table      {"table", "enabled"}: ChangeTrackingEnabled of a table
@@ -101,6 +102,7 @@ class Control:
             ("POST", "/faults"): self.faults,
             ("DELETE", "/faults"): self.clear_faults,
             ("POST", "/tokens/expire"): self.expire_tokens,
+            ("POST", "/users/mfa"): self.user_mfa,
             ("POST", "/delta-tokens/expire"): self.expire_delta_tokens,
             ("POST", "/change-tracking"): self.change_tracking,
             ("POST", "/change-tracking/table"): self.table_change_tracking,
@@ -152,6 +154,7 @@ class Control:
         sim.security = FieldSecurity()
         sim.columns.reset()
         sim.privileges.reset()
+        sim.tokens.mfa_required = False
         sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
         sim.change_tracking = default_change_tracking()
         sim.log.entries(clear=True)
@@ -308,6 +311,13 @@ class Control:
     async def expire_tokens(self, _request: Request) -> Response:
         self.sim.tokens.expire_all()
         return json_response(200, {"ok": True})
+
+    async def user_mfa(self, request: Request) -> Response:
+        required = _body(request).get("required")
+        if not isinstance(required, bool):
+            raise ControlError(400, "required must be true or false")
+        self.sim.tokens.mfa_required = required
+        return json_response(200, {"required": required})
 
     async def expire_delta_tokens(self, _request: Request) -> Response:
         self.sim.store.expire_delta_tokens()

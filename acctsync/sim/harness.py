@@ -188,6 +188,11 @@ class SimulatorControl:
         """Every access token issued so far is expired from now on (401)."""
         self._call("POST", "/tokens/expire")
 
+    def require_mfa(self, required: bool = True) -> None:
+        """Require multi-factor authentication of the ROPC sync user: its password and
+        refresh-token grants then answer 400 invalid_grant AADSTS50076."""
+        self._call("POST", "/users/mfa", {"required": required})
+
     def expire_delta_tokens(self) -> None:
         """Every delta token issued so far now fails with 0x80044352."""
         self._call("POST", "/delta-tokens/expire")
