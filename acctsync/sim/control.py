@@ -4,7 +4,8 @@ Every request needs the `x-sim-control-key` header. Rows are read and written by
 name; writes go through the same store as the Web API reads, so they show up in deltas.
 
 Routes (JSON bodies):
-  POST   /reset                      {"accounts", "contacts", "seed"} -> stats
+  POST   /reset                      {"accounts", "contacts", "seed"} -> stats; every setting
+                                     below goes back to its default
   GET    /stats                      row counts, versions, largest accounts
   POST   /accounts | /contacts       {"rows": [...]} -> {"ids": [...]}
   GET    /accounts/{id}              the stored row

@@ -2,7 +2,8 @@
 
 Every request goes through the same gate as on a real org: bearer token, then the service
 protection limits of the calling principal, then (when the control surface asked for them)
-injected faults, and only then the resource itself.
+injected faults, and only then the resource itself, where the caller's role privileges are
+checked (acctsync.sim.privileges).
 """
 
 from __future__ import annotations
@@ -79,6 +80,10 @@ _WRITE_PRIVILEGES: Final = {"POST": "Create", "PATCH": "Write", "PUT": "Write", 
 # (logical name, schema name, object type code).
 _SYSTEMUSER: Final = ("systemuser", "SystemUser", 8)
 _ORGANIZATION: Final = ("organization", "Organization", 1019)
+
+
+def _target(table: Table) -> tuple[str, str, int]:
+    return table.logical_name, table.schema_name, table.object_type_code
 
 
 def _not_found_segment(segment: str) -> ODataError:
@@ -173,9 +178,7 @@ class WebApi:
         if request.method in _WRITE_PRIVILEGES and entity_set in TABLES_BY_SET:
             table = TABLES_BY_SET[entity_set]
             access = _WRITE_PRIVILEGES[request.method]
-            self._require(
-                token, access, (table.logical_name, table.schema_name, table.object_type_code)
-            )
+            self._require(token, access, _target(table))
             raise ODataError(
                 501,
                 "",
@@ -202,9 +205,7 @@ class WebApi:
         if entity_set in TABLES_BY_SET:
             # Every read of a table needs its read privilege, at any depth.
             table = TABLES_BY_SET[entity_set]
-            self._require(
-                token, "Read", (table.logical_name, table.schema_name, table.object_type_code)
-            )
+            self._require(token, "Read", _target(table))
         if resource in TABLES_BY_SET:
             return self._collection(TABLES_BY_SET[resource], options, preferences, token)
         if (match := _COUNT.match(resource)) and match.group(1) in TABLES_BY_SET:
@@ -262,8 +263,7 @@ class WebApi:
     def _require_global_read(self, token: IssuedToken, table: Table) -> None:
         """Change tracking needs organization-level (Global) read of the table. The docs say
         "the system throws a privilege check error" without its text; this one says why."""
-        target = (table.logical_name, table.schema_name, table.object_type_code)
-        depth = self._require(token, "Read", target)
+        depth = self._require(token, "Read", _target(table))
         if depth != "Global":
             privilege = f"prvRead{table.schema_name}"
             raise ODataError(
