@@ -27,6 +27,10 @@ from acctsync.sim.org import Org, Principal
 from acctsync.sim.schema import stable_id
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
+# Entra names a resource by its application id in AADSTS messages: Dataverse's first-party
+# app (Dynamics CRM) and Microsoft Graph.
+DATAVERSE_APP_ID: Final = "00000007-0000-0000-c000-000000000000"
+GRAPH_APP_ID: Final = "00000003-0000-0000-c000-000000000000"
 _RESERVED_SCOPES: Final = frozenset({"openid", "profile", "offline_access", "email"})
 _REFRESH_TOKEN_LIFETIME_S: Final = 90 * 24 * 3600
 
@@ -86,6 +90,9 @@ class TokenService:
         self._floor = 0
         self._issued: dict[str, IssuedToken] = {}
         self._refresh: dict[str, _RefreshGrant] = {}
+        # Multi-factor authentication required of the ROPC user, as per-user MFA or a
+        # Conditional Access policy would: password and refresh grants then fail (50076).
+        self.mfa_required = False
 
     # ---- the resource side ----------------------------------------------------------------
 
@@ -205,6 +212,7 @@ class TokenService:
         error: str,
         code: int,
         description: str,
+        extra: dict[str, object] | None = None,
     ) -> Response:
         trace_id = str(uuid.uuid4())
         correlation_id = request.header("client-request-id") or str(uuid.uuid4())
@@ -222,6 +230,7 @@ class TokenService:
                 "trace_id": trace_id,
                 "correlation_id": correlation_id,
                 "error_uri": f"{self.authority}/error?code={code}",
+                **(extra or {}),
             },
             [("cache-control", "no-store, no-cache"), ("pragma", "no-cache")],
         )
@@ -529,6 +538,21 @@ class TokenService:
         if isinstance(scoped, Response):
             return scoped
         resource, permissions = scoped
+        if self.mfa_required:
+            # After the password (or refresh token) checked out, as Entra evaluates MFA once
+            # the first factor succeeded; a refresh token got without MFA is refused too.
+            # suberror basic_action: an interactive sign-in would resolve it.
+            app_id = DATAVERSE_APP_ID if resource == self.resource else GRAPH_APP_ID
+            return self._error(
+                request,
+                400,
+                "invalid_grant",
+                50076,
+                "Due to a configuration change made by your administrator, or because you "
+                "moved to a new location, you must use multi-factor authentication to access "
+                f"'{app_id}'.",
+                {"suberror": "basic_action"},
+            )
         allowed = {".default", "user_impersonation" if resource == self.resource else "User.Read"}
         if not set(permissions) <= allowed:
             return self._error(

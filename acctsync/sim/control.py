@@ -4,7 +4,8 @@ Every request needs the `x-sim-control-key` header. Rows are read and written by
 name; writes go through the same store as the Web API reads, so they show up in deltas.
 
 Routes (JSON bodies):
-  POST   /reset                      {"accounts", "contacts", "seed"} -> stats
+  POST   /reset                      {"accounts", "contacts", "seed"} -> stats; every setting
+                                     below goes back to its default
   GET    /stats                      row counts, versions, largest accounts
   POST   /accounts | /contacts       {"rows": [...]} -> {"ids": [...]}
   GET    /accounts/{id}              the stored row
@@ -12,13 +13,19 @@ Routes (JSON bodies):
   DELETE /accounts/{id}              -> {"deleted": n} (cascades included)
   POST   /field-security/read        {"principal": "app"|"user", "table", "column", "can_read"}
   POST   /field-security/secured     {"table", "column", "secured"}
+  POST   /privileges                 {"principal": "app"|"user", "privilege", "depth"}: grant
+                                     at Basic/Local/Deep/Global, or take away with null
   POST   /limits                     any of requests_per_window, window_s, concurrency,
                                      retry_after_s, dop_hint -> the limits in force
   POST   /faults  | DELETE /faults   {"rate_429", "rate_5xx", "rate_drop", "slow_ms",
                                      "slow_rate", "seed", "count"}
   POST   /tokens/expire              every access token issued so far expires
+  POST   /users/mfa                  {"required"}: the ROPC user must use MFA (AADSTS50076)
   POST   /delta-tokens/expire        every delta token issued so far expires
   POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
+  POST   /change-tracking/table      {"table", "enabled"}: ChangeTrackingEnabled of a table
+  POST   /schema/columns/delete      {"table", "column"}: a custom column is deleted
+  POST   /schema/columns/restore     {"table", "column"}: it comes back with its values
   GET    /requests?clear=true        the request log of the Web API and authority listeners
 """
 
@@ -35,13 +42,15 @@ from typing import Any
 import orjson
 
 from acctsync.sim import demo
+from acctsync.sim.columns import ColumnError
 from acctsync.sim.faults import FaultPlan
 from acctsync.sim.http import Request, Response, json_response
+from acctsync.sim.privileges import PrivilegeError
 from acctsync.sim.protection import Limits
 from acctsync.sim.records import RecordError, RecordWriter
 from acctsync.sim.schema import TABLES_BY_SET
 from acctsync.sim.security import FieldSecurity, FieldSecurityError
-from acctsync.sim.state import DEFAULT_DELTA_RETENTION_S, Simulation
+from acctsync.sim.state import DEFAULT_DELTA_RETENTION_S, Simulation, default_change_tracking
 from acctsync.sim.store import Row, StoreError
 
 log = logging.getLogger(__name__)
@@ -71,8 +80,9 @@ def _body(request: Request) -> dict[str, Any]:
     return body
 
 
-def _row(row: Row) -> dict[str, object]:
-    return dict(row.values)
+def _row(row: Row, deleted: frozenset[str] = frozenset()) -> dict[str, object]:
+    """The stored row as the org has it now: a deleted column's value is not shown."""
+    return {k: v for k, v in row.values.items() if k not in deleted}
 
 
 class Control:
@@ -80,19 +90,25 @@ class Control:
         self.sim = sim
         self.key = key
         self.writers = {
-            name: RecordWriter(sim.store, sim.org, table) for name, table in TABLES_BY_SET.items()
+            name: RecordWriter(sim.store, sim.org, table, sim.columns)
+            for name, table in TABLES_BY_SET.items()
         }
         self.routes: dict[tuple[str, str], Callable[[Request], Awaitable[Response]]] = {
             ("POST", "/reset"): self.reset,
             ("GET", "/stats"): self.stats,
             ("POST", "/field-security/read"): self.column_read,
             ("POST", "/field-security/secured"): self.column_secured,
+            ("POST", "/privileges"): self.set_privilege,
             ("POST", "/limits"): self.limits,
             ("POST", "/faults"): self.faults,
             ("DELETE", "/faults"): self.clear_faults,
             ("POST", "/tokens/expire"): self.expire_tokens,
+            ("POST", "/users/mfa"): self.user_mfa,
             ("POST", "/delta-tokens/expire"): self.expire_delta_tokens,
             ("POST", "/change-tracking"): self.change_tracking,
+            ("POST", "/change-tracking/table"): self.table_change_tracking,
+            ("POST", "/schema/columns/delete"): self.delete_column,
+            ("POST", "/schema/columns/restore"): self.restore_column,
             ("GET", "/requests"): self.requests,
         }
 
@@ -112,7 +128,14 @@ class Control:
             return _error(404, f"no control route {request.method} {request.path}")
         except ControlError as error:
             return _error(error.status, str(error))
-        except (RecordError, FieldSecurityError, ValueError, TypeError) as error:
+        except (
+            RecordError,
+            FieldSecurityError,
+            ColumnError,
+            PrivilegeError,
+            ValueError,
+            TypeError,
+        ) as error:
             return _error(400, str(error))
         except StoreError as error:
             return _error(error.status, str(error))
@@ -130,7 +153,11 @@ class Control:
         sim.protection.limits = Limits()
         sim.protection.reset()
         sim.security = FieldSecurity()
+        sim.columns.reset()
+        sim.privileges.reset()
+        sim.tokens.mfa_required = False
         sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
+        sim.change_tracking = default_change_tracking()
         sim.log.entries(clear=True)
         accounts, contacts = int(body.get("accounts", 0)), int(body.get("contacts", 0))
         if accounts or contacts:
@@ -188,16 +215,18 @@ class Control:
 
     def row(self, request: Request, entity_set: str, row_id: str) -> Response:
         table = TABLES_BY_SET[entity_set].logical_name
+        deleted = self.sim.columns.deleted(table)
         if request.method == "GET":
             row = self.sim.store.get(table, row_id)
             if row is None:
                 raise ControlError(404, f"{table} With Id = {row_id} Does Not Exist")
-            return json_response(200, _row(row))
+            return json_response(200, _row(row, deleted))
         if request.method == "PATCH":
             fields = _body(request).get("fields")
             if not isinstance(fields, dict):
                 raise ControlError(400, 'the body must be {"fields": {...}}')
-            return json_response(200, _row(self.writers[entity_set].update(row_id, fields)))
+            row = self.writers[entity_set].update(row_id, fields)
+            return json_response(200, _row(row, deleted))
         if request.method == "DELETE":
             return json_response(200, {"deleted": self.sim.store.delete(table, row_id)})
         raise ControlError(405, f"{request.method} is not allowed on {request.path}")
@@ -211,24 +240,53 @@ class Control:
             raise ControlError(400, 'principal must be "app" or "user"')
         return principals[str(name)]
 
+    def _existing_column(self, body: dict[str, Any]) -> tuple[str, str]:
+        table, column = str(body.get("table", "account")), str(body.get("column"))
+        if column in self.sim.columns.deleted(table):
+            raise ControlError(400, f"{table}.{column} is deleted; restore it first")
+        return table, column
+
     async def column_read(self, request: Request) -> Response:
         body = _body(request)
+        table, column = self._existing_column(body)
         self.sim.security.set_read(
-            self._principal(body.get("principal")),
-            str(body.get("table", "account")),
-            str(body.get("column")),
-            bool(body.get("can_read", True)),
+            self._principal(body.get("principal")), table, column, bool(body.get("can_read", True))
         )
         return json_response(200, {"ok": True})
 
     async def column_secured(self, request: Request) -> Response:
         body = _body(request)
-        self.sim.security.set_secured(
-            str(body.get("table", "account")),
-            str(body.get("column")),
-            bool(body.get("secured", True)),
-        )
+        table, column = self._existing_column(body)
+        self.sim.security.set_secured(table, column, bool(body.get("secured", True)))
         return json_response(200, {"ok": True})
+
+    async def set_privilege(self, request: Request) -> Response:
+        body = _body(request)
+        principal = self._principal(body.get("principal"))
+        privilege, depth = body.get("privilege"), body.get("depth")
+        if not isinstance(privilege, str) or not (depth is None or isinstance(depth, str)):
+            raise ControlError(400, 'the body must be {"principal", "privilege", "depth"}')
+        held = self.sim.privileges.set(principal, privilege, depth)
+        return json_response(200, {"principal": body["principal"], "privileges": held})
+
+    # ---- schema -------------------------------------------------------------------------------
+
+    @staticmethod
+    def _table_column(body: dict[str, Any]) -> tuple[str, str]:
+        table, column = body.get("table"), body.get("column")
+        if not isinstance(table, str) or not isinstance(column, str):
+            raise ControlError(400, 'the body must be {"table": "account", "column": "..."}')
+        return table, column
+
+    async def delete_column(self, request: Request) -> Response:
+        table, column = self._table_column(_body(request))
+        gone = self.sim.columns.delete(table, column)
+        return json_response(200, {"table": table, "deleted": gone})
+
+    async def restore_column(self, request: Request) -> Response:
+        table, column = self._table_column(_body(request))
+        back = self.sim.columns.restore(table, column)
+        return json_response(200, {"table": table, "restored": back})
 
     async def limits(self, request: Request) -> Response:
         body = _body(request)
@@ -255,6 +313,13 @@ class Control:
         self.sim.tokens.expire_all()
         return json_response(200, {"ok": True})
 
+    async def user_mfa(self, request: Request) -> Response:
+        required = _body(request).get("required")
+        if not isinstance(required, bool):
+            raise ControlError(400, "required must be true or false")
+        self.sim.tokens.mfa_required = required
+        return json_response(200, {"required": required})
+
     async def expire_delta_tokens(self, _request: Request) -> Response:
         self.sim.store.expire_delta_tokens()
         return json_response(200, {"ok": True})
@@ -265,6 +330,18 @@ class Control:
             raise ControlError(400, "retention_s must be a positive number of seconds")
         self.sim.delta_retention_s = float(retention)
         return json_response(200, {"retention_s": self.sim.delta_retention_s})
+
+    async def table_change_tracking(self, request: Request) -> Response:
+        """Switch ChangeTrackingEnabled of one table. Dataverse cannot switch it off once on;
+        off stands for an org where the table never had it."""
+        body = _body(request)
+        table, enabled = body.get("table"), body.get("enabled")
+        if table not in self.sim.change_tracking:
+            raise ControlError(400, f"table must be one of {sorted(self.sim.change_tracking)}")
+        if not isinstance(enabled, bool):
+            raise ControlError(400, "enabled must be true or false")
+        self.sim.change_tracking[str(table)] = enabled
+        return json_response(200, {"table": table, "enabled": enabled})
 
     async def requests(self, request: Request) -> Response:
         clear = "clear=true" in request.query_string.lower().split("&")

@@ -114,6 +114,18 @@ def _times(rng: random.Random) -> tuple[str, str]:
     return _stamp(created), _stamp(modified)
 
 
+def _sync_to_marketing(index: int) -> bool | None:
+    """new_synctomkto of the index-th demo account: mostly unset (rows from before the column
+    was added), one in ten explicitly Yes and one in twenty-five explicitly No. Derived from the
+    index, not drawn from the generator, so adding the column left every other value as it was.
+    """
+    if index % 10 == 1:
+        return True
+    if index % 25 == 4:
+        return False
+    return None
+
+
 def _slug(name: str) -> str:
     return "".join(c for c in name.lower() if c.isascii() and c.isalnum())
 
@@ -185,6 +197,7 @@ def generate(org: Org, *, accounts: int, contacts: int, seed: int) -> DemoData:
                 else None
             ),
             "donotemail": rng.random() < 0.08,
+            "new_synctomkto": _sync_to_marketing(index),
             "creditlimit": credit,
             "new_marketingscore": rng.randint(0, 100) if rng.random() < 0.7 else None,
             "new_writeonlytoken": None,
@@ -195,6 +208,7 @@ def generate(org: Org, *, accounts: int, contacts: int, seed: int) -> DemoData:
             "transactioncurrencyid": (
                 org.currency_id if revenue is not None or credit is not None else None
             ),
+            "exchangerate": 1.0 if revenue is not None or credit is not None else None,
             "ownerid": owner.id,
             "owneridtype": owner.kind,
             "statecode": 1 if inactive else 0,

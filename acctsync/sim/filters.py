@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Generic, TypeVar
 
 from acctsync.sim.odata import ODATA_PARSE_ERROR, ODataError
@@ -193,13 +194,32 @@ class _Parser(Generic[T]):
         raise _invalid(self.text)
 
 
-def _normalise_datetime(text: str) -> str:
-    """Date-times compare as the Web API's "YYYY-MM-DDTHH:MM:SSZ" strings."""
-    date, _, time = text.partition("T")
-    time = time.rstrip("Z")
-    if len(time) == 5:
-        time += ":00"
-    return f"{date}T{time[:8]}Z"
+def _normalise_datetime(text: str) -> datetime:
+    """A DateTimeOffset literal as an aware UTC datetime, offset and fraction kept.
+
+    Comparing it as text against the stored "YYYY-MM-DDTHH:MM:SSZ" strings would go wrong
+    for an offset (10:00+02:00 is 08:00Z) and for fractions of a second (a row at 10:00:00
+    is before 10:00:00.5, yet the text "...00Z" sorts after "...00.5Z"). Row filters parse
+    the stored value of a DateTime column with `parse_moment` to compare like with like; a
+    literal without an offset is taken as UTC.
+    """
+    try:
+        moment = datetime.fromisoformat(text)
+    except ValueError:
+        raise _invalid(text) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC)
+
+
+def parse_moment(value: object) -> datetime | None:
+    """A stored DateTime value ("YYYY-MM-DDTHH:MM:SSZ") as an aware datetime, for filters."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None
 
 
 def compile_filter(text: str, resolve: Callable[[str], Getter[T]]) -> Predicate[T]:

@@ -57,6 +57,7 @@ class SimulatorControl:
 
     def reset(self, accounts: int = 0, contacts: int = 0, seed: int = 1) -> dict[str, Any]:
         """Replace all data with demo data of this size; limits, faults, field security,
+        deleted columns, change tracking per table, privileges, the MFA requirement,
         retention and the request log go back to their defaults, old delta tokens expire."""
         body = {"accounts": accounts, "contacts": contacts, "seed": seed}
         result: dict[str, Any] = self._call("POST", "/reset", body)
@@ -100,6 +101,22 @@ class SimulatorControl:
         deleted: int = self._call("DELETE", f"/contacts/{contact_id}")["deleted"]
         return deleted
 
+    # ---- schema -------------------------------------------------------------------------------
+
+    def delete_column(self, column: str, *, table: str = "account") -> list[str]:
+        """Delete a custom column as a maker would: gone from metadata, rows and queries
+        (400 0x80060888 where named) until restored. Returns the columns that went, its
+        derived ...name column included. Primary, system and standard columns are refused."""
+        body = {"table": table, "column": column}
+        gone: list[str] = self._call("POST", "/schema/columns/delete", body)["deleted"]
+        return gone
+
+    def restore_column(self, column: str, *, table: str = "account") -> list[str]:
+        """Bring a deleted column back, stored values and all; returns the columns restored."""
+        body = {"table": table, "column": column}
+        back: list[str] = self._call("POST", "/schema/columns/restore", body)["restored"]
+        return back
+
     # ---- security, limits, faults, tokens ------------------------------------------------------
 
     def set_column_read(
@@ -113,6 +130,15 @@ class SimulatorControl:
     def set_column_secured(self, column: str, secured: bool, *, table: str = "account") -> None:
         body = {"table": table, "column": column, "secured": secured}
         self._call("POST", "/field-security/secured", body)
+
+    def set_privilege(self, principal: str, privilege: str, depth: str | None) -> dict[str, str]:
+        """Give `principal` ("app" or "user") `privilege` (e.g. prvReadAccount) at `depth`
+        ("Basic", "Local", "Deep" or "Global"), or take it away with None. Returns every
+        privilege the principal then holds, by name. Reads need prvRead<Table> (403
+        0x80040220 without it) and change tracking needs it at Global."""
+        body = {"principal": principal, "privilege": privilege, "depth": depth}
+        held: dict[str, str] = self._call("POST", "/privileges", body)["privileges"]
+        return held
 
     def set_limits(
         self,
@@ -163,12 +189,23 @@ class SimulatorControl:
         """Every access token issued so far is expired from now on (401)."""
         self._call("POST", "/tokens/expire")
 
+    def require_mfa(self, required: bool = True) -> None:
+        """Require multi-factor authentication of the ROPC sync user: its password and
+        refresh-token grants then answer 400 invalid_grant AADSTS50076."""
+        self._call("POST", "/users/mfa", {"required": required})
+
     def expire_delta_tokens(self) -> None:
         """Every delta token issued so far now fails with 0x80044352."""
         self._call("POST", "/delta-tokens/expire")
 
     def set_delta_token_retention(self, seconds: float) -> None:
         self._call("POST", "/change-tracking", {"retention_s": seconds})
+
+    def set_change_tracking(self, table: str, enabled: bool) -> None:
+        """ChangeTrackingEnabled of `table` ("account" or "contact"). Off: Prefer
+        odata.track-changes gets plain paging (no delta link, no Preference-Applied) and a
+        delta or tracking next link of the table fails with 0x80044352."""
+        self._call("POST", "/change-tracking/table", {"table": table, "enabled": enabled})
 
     def requests(self, clear: bool = False) -> list[dict[str, Any]]:
         """Requests received on the Web API and authority listeners, oldest first: listener,

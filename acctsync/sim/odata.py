@@ -171,6 +171,79 @@ class QueryOptions:
         return [name.strip() for name in raw.split(",") if name.strip()]
 
 
+@dataclass(frozen=True)
+class Expand:
+    """One navigation property of $expand with its nested options (`$select`, `$filter`)."""
+
+    name: str
+    options: QueryOptions
+
+
+# What a nested $expand option may say; the simulator implements the first two.
+_NESTED_OPTIONS: Final = ("$select", "$filter")
+_NESTED_UNIMPLEMENTED: Final = ("$expand", "$orderby", "$top", "$skip", "$count", "$search")
+
+
+def _split_top_level(text: str, separator: str) -> list[str]:
+    """Split on `separator` outside parentheses and single-quoted OData strings."""
+    parts: list[str] = []
+    current: list[str] = []
+    depth = 0
+    quoted = False
+    for char in text:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+        if char == separator and depth == 0 and not quoted:
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    if depth != 0 or quoted:
+        raise _bad_term(text)
+    parts.append("".join(current))
+    return parts
+
+
+def _bad_term(text: str) -> ODataError:
+    return ODataError(
+        400,
+        ODATA_PARSE_ERROR,
+        f"Term '{text}' is not valid in a $select or $expand expression.",
+    )
+
+
+def parse_expand(text: str) -> list[Expand]:
+    """`Attributes($select=LogicalName;$filter=...)`, `OptionSet,GlobalOptionSet` and the like:
+    nested options are separated by ';' as OData 4.0 writes them."""
+    expands: list[Expand] = []
+    for item in _split_top_level(text, ","):
+        item = item.strip()
+        match = re.fullmatch(r"([A-Za-z_][\w.]*)(?:\((.*)\))?", item, re.DOTALL)
+        if match is None:
+            raise _bad_term(item)
+        options: dict[str, str] = {}
+        for nested in _split_top_level(match.group(2) or "", ";"):
+            if not nested.strip():
+                continue
+            name, equals, value = nested.strip().partition("=")
+            if not equals:
+                raise _bad_term(item)
+            if name in _NESTED_UNIMPLEMENTED:
+                # Dataverse supports some of these; saying so beats answering them wrongly.
+                raise ODataError(
+                    501, "", f"The simulator does not implement {name} inside $expand."
+                )
+            if name not in _NESTED_OPTIONS:
+                raise _bad_term(item)
+            options[name] = value
+        expands.append(Expand(match.group(1), QueryOptions(options)))
+    return expands
+
+
 def parse_query(query_string: str) -> QueryOptions:
     options: dict[str, str] = {}
     for name, value in parse_qsl(query_string, keep_blank_values=True):

@@ -13,6 +13,7 @@ from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Final
 
+from acctsync.sim.columns import Columns
 from acctsync.sim.org import Org
 from acctsync.sim.schema import STATUS_CODES, Attribute, Table
 from acctsync.sim.store import Row, Store, StoreError, Value
@@ -20,8 +21,9 @@ from acctsync.sim.store import Row, Store, StoreError, Value
 # Control-surface spelling -> the column it sets.
 _ALIASES: Final = {"parentcustomertype": "parentcustomeridtype"}
 _WRITABLE_DERIVED: Final = frozenset({"parentcustomeridtype", "owneridtype"})
-_READ_ONLY: Final = frozenset({"versionnumber", "fullname"})
 _INT32: Final = (-(2**31), 2**31 - 1)
+# What a new row gets for a column the create does not name, as Dataverse's defaults give.
+_DEFAULTS: Final[dict[str, Value]] = {"donotemail": False, "new_synctomkto": False}
 _DEFAULT_STATUS: Final = {state: status for status, (_, state) in STATUS_CODES.items()}
 
 
@@ -51,21 +53,37 @@ def _converter(attribute: Attribute) -> Callable[[object], Value]:
             raise RecordError(f"{name} is longer than its maximum of {attribute.max_length}")
         return value
 
+    def in_range(value: float) -> None:
+        # Dataverse refuses a value outside the column's MinValue..MaxValue on save.
+        low, high = attribute.min_value, attribute.max_value
+        if (low is not None and value < low) or (high is not None and value > high):
+            raise RecordError(
+                f"The value {value} of {name!r} on record of type {attribute.table!r} is "
+                f"outside the valid range. Accepted Values: {_number(low)} to {_number(high)}"
+            )
+
     def integer(value: object) -> Value:
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int):
             raise RecordError(f"{name} must be an integer, not {value!r}")
-        if not _INT32[0] <= value <= _INT32[1]:
+        if kind == "Integer" and not _INT32[0] <= value <= _INT32[1]:
             raise RecordError(f"{name} is outside the Integer range")
+        in_range(value)
         return value
 
-    def money(value: object) -> Value:
+    def number(value: object) -> Value:
+        """Money, Decimal and Double: a number in range, rounded to the column's precision
+        (money to 4 places, as Dataverse stores it whatever the currency shows)."""
         if value is None:
             return None
         if isinstance(value, bool) or not isinstance(value, int | float):
             raise RecordError(f"{name} must be a number, not {value!r}")
-        return round(float(value), 4)
+        if value != value or value in (float("inf"), float("-inf")):
+            raise RecordError(f"{name} must be a finite number, not {value!r}")
+        in_range(value)
+        places = 4 if kind == "Money" else attribute.precision
+        return round(float(value), places if places is not None else 10)
 
     def boolean(value: object) -> Value:
         if not isinstance(value, bool):
@@ -102,7 +120,10 @@ def _converter(attribute: Attribute) -> Callable[[object], Value]:
         "String": text,
         "Memo": text,
         "Integer": integer,
-        "Money": money,
+        "BigInt": integer,
+        "Money": number,
+        "Decimal": number,
+        "Double": number,
         "Boolean": boolean,
         "Picklist": choice,
         "State": choice,
@@ -116,6 +137,12 @@ def _converter(attribute: Attribute) -> Callable[[object], Value]:
     return converters[kind]
 
 
+def _number(value: float | None) -> str:
+    if value is None:
+        return "any"
+    return str(int(value)) if value == int(value) else repr(value)
+
+
 def attribute_targets(attribute: Attribute) -> tuple[str, ...]:
     """The tables an EntityName column may name: the targets of the lookup it belongs to."""
     return {"parentcustomeridtype": ("account", "contact"), "owneridtype": ("systemuser", "team")}[
@@ -126,16 +153,19 @@ def attribute_targets(attribute: Attribute) -> tuple[str, ...]:
 class RecordWriter:
     """Validates control-surface rows against one table and writes them to the store."""
 
-    def __init__(self, store: Store, org: Org, table: Table) -> None:
+    def __init__(
+        self, store: Store, org: Org, table: Table, columns: Columns | None = None
+    ) -> None:
         self.store = store
         self.org = org
         self.table = table
+        self.columns = columns
         self._converters = {
             a.logical_name: _converter(a)
             for a in table.attributes
             if (a.attribute_of is None or a.logical_name in _WRITABLE_DERIVED)
-            and a.logical_name not in _READ_ONLY
-            and a.attribute_type != "Uniqueidentifier"
+            and not a.read_only
+            and a.attribute_type not in ("Uniqueidentifier", "Virtual")
         }
         self._money = [a.logical_name for a in table.attributes if a.attribute_type == "Money"]
 
@@ -144,8 +174,13 @@ class RecordWriter:
         new_id = _guid(row_id, self.table.primary_id) if row_id is not None else str(uuid.uuid4())
         values = self._convert(fields, creating=True)
         defaults: dict[str, Value] = {"statecode": 0, "statuscode": 1}
-        if self.table.logical_name == "account":
-            defaults["donotemail"] = False
+        deleted = self._deleted()
+        # A column deleted now gives no default: the row has no value for it when it returns.
+        defaults |= {
+            k: v
+            for k, v in _DEFAULTS.items()
+            if self.table.attribute(k) is not None and k not in deleted
+        }
         owner = self.org.owners[0]
         defaults |= {"ownerid": owner.id, "owneridtype": owner.kind}
         values = {**defaults, **values}
@@ -162,12 +197,22 @@ class RecordWriter:
         self._complete(values, row)
         return self.store.update(self.table.logical_name, row_id, values)
 
+    def _deleted(self) -> frozenset[str]:
+        if self.columns is None:
+            return frozenset()
+        return self.columns.deleted(self.table.logical_name)
+
     def _convert(self, fields: Mapping[str, object], *, creating: bool) -> dict[str, Value]:
         values: dict[str, Value] = {}
+        deleted = self._deleted()
         for key, raw in fields.items():
             if key == self.table.primary_id and creating:
                 continue
             name = _ALIASES.get(key, key)
+            if name in deleted:
+                raise RecordError(
+                    f"{self.table.logical_name}.{name} is deleted; restore it before writing it"
+                )
             converter = self._converters.get(name)
             if converter is None:
                 raise RecordError(f"{self.table.logical_name} has no writable column {key!r}")
@@ -192,6 +237,9 @@ class RecordWriter:
             "transactioncurrencyid"
         ):
             values.setdefault("transactioncurrencyid", self.org.currency_id)
+        if "transactioncurrencyid" in values and self.table.attribute("exchangerate"):
+            # The org has one currency, its base currency, so the rate is always 1.
+            values["exchangerate"] = 1.0 if values["transactioncurrencyid"] else None
         self._check_lookups(values, old)
 
     def _check_lookups(self, values: dict[str, Value], old: Mapping[str, Value]) -> None:

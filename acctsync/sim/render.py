@@ -23,15 +23,18 @@ NAVIGATION_PROPERTY: Final = "Microsoft.Dynamics.CRM.associatednavigationpropert
 NameLookup = Callable[[str, str], str | None]
 
 
-def select_columns(table: Table, select: list[str] | None) -> list[Attribute]:
-    """The columns a $select names (all readable ones without it), in the order returned."""
+def select_columns(
+    table: Table, select: list[str] | None, deleted: frozenset[str] = frozenset()
+) -> list[Attribute]:
+    """The columns a $select names (all readable ones without it), in the order returned;
+    a deleted column is no property of the entity type any more."""
     if select is None or "*" in select:
-        columns = list(table.selectable)
+        columns = [c for c in table.selectable if c.logical_name not in deleted]
     else:
         columns = []
         for name in select:
             attribute = table.web_property(name)
-            if attribute is None:
+            if attribute is None or attribute.logical_name in deleted:
                 raise property_not_found(name, f"Microsoft.Dynamics.CRM.{table.logical_name}")
             if attribute not in columns:
                 columns.append(attribute)

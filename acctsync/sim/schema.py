@@ -30,6 +30,8 @@ TYPE_NAMES: Final[dict[str, tuple[str, str]]] = {
     "Money": ("MoneyType", "MoneyAttributeMetadata"),
     "Integer": ("IntegerType", "IntegerAttributeMetadata"),
     "BigInt": ("BigIntType", "BigIntAttributeMetadata"),
+    "Decimal": ("DecimalType", "DecimalAttributeMetadata"),
+    "Double": ("DoubleType", "DoubleAttributeMetadata"),
     "Boolean": ("BooleanType", "BooleanAttributeMetadata"),
     "Lookup": ("LookupType", "LookupAttributeMetadata"),
     "Owner": ("OwnerType", "LookupAttributeMetadata"),
@@ -80,6 +82,10 @@ INDUSTRY_CODES: Final[dict[int, str]] = {
     33: "Wholesale",
 }
 STATE_CODES: Final[dict[int, str]] = {0: "Active", 1: "Inactive"}
+# The ranges the Dataverse reference gives: Money columns hold 0 to 100,000,000,000,000 with
+# the currency's precision (2), VersionNumber is a SQL bigint.
+MONEY_RANGE: Final = (0.0, 100_000_000_000_000.0)
+BIGINT_RANGE: Final = (-(2**63), 2**63 - 1)
 # statuscode -> (label, the statecode it belongs to)
 STATUS_CODES: Final[dict[int, tuple[str, int]]] = {1: ("Active", 0), 2: ("Inactive", 1)}
 
@@ -101,6 +107,16 @@ class Attribute:
     custom: bool = False
     # Option labels for Picklist/State/Status/Boolean columns.
     options: dict[int, str] = field(default_factory=dict)
+    # The limits of numeric columns (MinValue, MaxValue, Precision) as the reference gives.
+    min_value: float | None = None
+    max_value: float | None = None
+    precision: int | None = None
+    # StringFormat of String columns (Text, Email, Url, Phone); Memo columns are TextArea.
+    format_name: str | None = None
+    # Computed by Dataverse: IsValidForCreate and IsValidForUpdate are false.
+    read_only: bool = False
+    # DefaultValue of a Boolean (Two Options) column.
+    default_value: bool | None = None
 
     @property
     def metadata_id(self) -> str:
@@ -175,7 +191,15 @@ def _common(table: str) -> list[Attribute]:
         ),
         a("createdon", "DateTime", "CreatedOn", "Created On"),
         a("modifiedon", "DateTime", "ModifiedOn", "Modified On"),
-        a("versionnumber", "BigInt", "VersionNumber", "Version Number"),
+        a(
+            "versionnumber",
+            "BigInt",
+            "VersionNumber",
+            "Version Number",
+            min_value=BIGINT_RANGE[0],
+            max_value=BIGINT_RANGE[1],
+            read_only=True,
+        ),
         a("owneridname", "String", "OwnerIdName", None, attribute_of="ownerid", max_length=100),
         a("statecodename", "Virtual", "StateCodeName", None, attribute_of="statecode"),
         a("statuscodename", "Virtual", "StatusCodeName", None, attribute_of="statuscode"),
@@ -185,14 +209,36 @@ def _common(table: str) -> list[Attribute]:
 def _account() -> Table:
     a = partial(Attribute, "account")
 
+    def money(
+        name: str, schema_name: str, display_name: str, *, secured: bool = False
+    ) -> Attribute:
+        low, high = MONEY_RANGE
+        return a(
+            name,
+            "Money",
+            schema_name,
+            display_name,
+            secured=secured,
+            min_value=low,
+            max_value=high,
+            precision=2,
+        )
+
     attributes = [
         a("accountid", "Uniqueidentifier", "AccountId", "Account"),
         a("name", "String", "Name", "Account Name", max_length=160),
         a("accountnumber", "String", "AccountNumber", "Account Number", max_length=20),
         a("industrycode", "Picklist", "IndustryCode", "Industry", options=INDUSTRY_CODES),
         a("industrycodename", "Virtual", "IndustryCodeName", None, attribute_of="industrycode"),
-        a("revenue", "Money", "Revenue", "Annual Revenue"),
-        a("numberofemployees", "Integer", "NumberOfEmployees", "Number of Employees"),
+        money("revenue", "Revenue", "Annual Revenue"),
+        a(
+            "numberofemployees",
+            "Integer",
+            "NumberOfEmployees",
+            "Number of Employees",
+            min_value=0,
+            max_value=1_000_000_000,
+        ),
         a("address1_city", "String", "Address1_City", "Address 1: City", max_length=80),
         a(
             "address1_country",
@@ -201,8 +247,26 @@ def _account() -> Table:
             "Address 1: Country/Region",
             max_length=80,
         ),
-        a("telephone1", "String", "Telephone1", "Main Phone", max_length=50),
-        a("websiteurl", "String", "WebSiteURL", "Website", max_length=200),
+        a(
+            "address1_latitude",
+            "Double",
+            "Address1_Latitude",
+            "Address 1: Latitude",
+            min_value=-90.0,
+            max_value=90.0,
+            precision=5,
+        ),
+        a(
+            "address1_longitude",
+            "Double",
+            "Address1_Longitude",
+            "Address 1: Longitude",
+            min_value=-180.0,
+            max_value=180.0,
+            precision=5,
+        ),
+        a("telephone1", "String", "Telephone1", "Main Phone", max_length=50, format_name="Phone"),
+        a("websiteurl", "String", "WebSiteURL", "Website", max_length=200, format_name="Url"),
         a("description", "Memo", "Description", "Description", max_length=2000),
         # A custom multiline column at the longest a Memo column may be (1,048,576 characters).
         a(
@@ -219,9 +283,29 @@ def _account() -> Table:
             "DoNotEMail",
             "Do not allow Emails",
             options={0: "Allow", 1: "Do Not Allow"},
+            default_value=False,
         ),
         a("donotemailname", "Virtual", "DoNotEMailName", None, attribute_of="donotemail"),
-        a("creditlimit", "Money", "CreditLimit", "Credit Limit", secured=True),
+        # A custom Two Options column that marketing tools key on. Dataverse gives a Two
+        # Options column a value on every save, but rows that existed before the column was
+        # added keep null until someone writes them, which is what most demo rows stand for.
+        a(
+            "new_synctomkto",
+            "Boolean",
+            "new_SyncToMkto",
+            "Sync to Marketing",
+            options={0: "No", 1: "Yes"},
+            default_value=False,
+            custom=True,
+        ),
+        a(
+            "new_synctomktoname",
+            "Virtual",
+            "new_SyncToMktoName",
+            None,
+            attribute_of="new_synctomkto",
+        ),
+        money("creditlimit", "CreditLimit", "Credit Limit", secured=True),
         a(
             "new_marketingscore",
             "Integer",
@@ -229,6 +313,8 @@ def _account() -> Table:
             "Marketing Score",
             secured=True,
             custom=True,
+            min_value=0,
+            max_value=100,
         ),
         # A write-only column, like the password-style columns some solutions add: it exists in
         # the metadata but can never be read back.
@@ -280,6 +366,17 @@ def _account() -> Table:
             attribute_of="transactioncurrencyid",
             max_length=100,
         ),
+        # Set by Dataverse from the record's currency (1 for the base currency).
+        a(
+            "exchangerate",
+            "Decimal",
+            "ExchangeRate",
+            "Exchange Rate",
+            min_value=0.000000000001,
+            max_value=100_000_000_000.0,
+            precision=12,
+            read_only=True,
+        ),
         *_common("account"),
     ]
     return Table(
@@ -300,12 +397,27 @@ def _contact() -> Table:
 
     attributes = [
         a("contactid", "Uniqueidentifier", "ContactId", "Contact"),
-        a("fullname", "String", "FullName", "Full Name", max_length=160),
+        # Composed from first and last name by Dataverse.
+        a("fullname", "String", "FullName", "Full Name", max_length=160, read_only=True),
         a("firstname", "String", "FirstName", "First Name", max_length=50),
         a("lastname", "String", "LastName", "Last Name", max_length=50),
-        a("emailaddress1", "String", "EMailAddress1", "Email", max_length=100),
+        a(
+            "emailaddress1",
+            "String",
+            "EMailAddress1",
+            "Email",
+            max_length=100,
+            format_name="Email",
+        ),
         a("jobtitle", "String", "JobTitle", "Job Title", max_length=100),
-        a("telephone1", "String", "Telephone1", "Business Phone", max_length=50),
+        a(
+            "telephone1",
+            "String",
+            "Telephone1",
+            "Business Phone",
+            max_length=50,
+            format_name="Phone",
+        ),
         a(
             "parentcustomerid",
             "Customer",

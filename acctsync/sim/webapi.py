@@ -2,7 +2,8 @@
 
 Every request goes through the same gate as on a real org: bearer token, then the service
 protection limits of the calling principal, then (when the control surface asked for them)
-injected faults, and only then the resource itself.
+injected faults, and only then the resource itself, where the caller's role privileges are
+checked (acctsync.sim.privileges).
 """
 
 from __future__ import annotations
@@ -18,16 +19,9 @@ from urllib.parse import parse_qsl, unquote
 import orjson
 
 from acctsync.sim.auth import AuthFailure, IssuedToken
-from acctsync.sim.filters import Getter, Predicate, compile_filter
+from acctsync.sim.filters import Getter, Predicate, compile_filter, parse_moment
 from acctsync.sim.http import Request, Response
-from acctsync.sim.metadata import (
-    ATTRIBUTE_TYPE,
-    ENTITY_TYPE,
-    attribute_metadata,
-    entity_metadata,
-    filter_items,
-    project,
-)
+from acctsync.sim.metadata import MetadataQuery, TableView
 from acctsync.sim.odata import (
     API_PATH,
     INVALID_ARGUMENT,
@@ -48,9 +42,10 @@ from acctsync.sim.odata import (
     parse_query,
     property_not_found,
 )
+from acctsync.sim.privileges import privilege_id
 from acctsync.sim.protection import REQUESTS_CODE, retry_after
 from acctsync.sim.render import Projection, select_columns
-from acctsync.sim.schema import TABLES, TABLES_BY_SET, Table, stable_id
+from acctsync.sim.schema import TABLES, TABLES_BY_SET, Table
 from acctsync.sim.state import Simulation
 from acctsync.sim.store import Row
 
@@ -66,15 +61,29 @@ _GUID: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-
 _ENTITY_KEY = re.compile(rf"^(\w+)\(({_GUID})\)$")
 _COUNT = re.compile(r"^(\w+)/\$count$")
 _DEFINITION = re.compile(
-    rf"^EntityDefinitions\((?:LogicalName='(\w+)'|({_GUID}))\)"
-    r"(?:/Attributes(?:\(LogicalName='(\w+)'\))?)?$"
+    rf"^EntityDefinitions\((?:LogicalName='(?P<table>\w+)'|(?P<table_id>{_GUID}))\)"
+    r"(?P<attributes>/Attributes"
+    rf"(?:\((?:LogicalName='(?P<column>\w+)'|(?P<column_id>{_GUID}))\))?"
+    r"(?:/(?P<cast>(?!OptionSet$|GlobalOptionSet$)[A-Za-z][\w.]*))?"
+    r"(?:/(?P<navigation>OptionSet|GlobalOptionSet))?)?$"
 )
 _PRIVILEGES = re.compile(
     rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrievePrincipalAttributePrivileges"
     r"(?:\(\))?$"
 )
+_USER_PRIVILEGES = re.compile(
+    rf"^systemusers\(({_GUID})\)/Microsoft\.Dynamics\.CRM\.RetrieveUserPrivileges(?:\(\))?$"
+)
 _TOTAL_COUNT = re.compile(r"^RetrieveTotalRecordCount\(EntityNames=(.+)\)$")
 _WRITE_PRIVILEGES: Final = {"POST": "Create", "PATCH": "Write", "PUT": "Write", "DELETE": "Delete"}
+# Tables whose read privilege guards a resource besides accounts and contacts:
+# (logical name, schema name, object type code).
+_SYSTEMUSER: Final = ("systemuser", "SystemUser", 8)
+_ORGANIZATION: Final = ("organization", "Organization", 1019)
+
+
+def _target(table: Table) -> tuple[str, str, int]:
+    return table.logical_name, table.schema_name, table.object_type_code
 
 
 def _not_found_segment(segment: str) -> ODataError:
@@ -167,7 +176,15 @@ class WebApi:
         resource = path[len(API_PATH) :]
         entity_set = re.split(r"[(/]", resource, maxsplit=1)[0]
         if request.method in _WRITE_PRIVILEGES and entity_set in TABLES_BY_SET:
-            raise self._privilege_denied(request.method, TABLES_BY_SET[entity_set], token)
+            table = TABLES_BY_SET[entity_set]
+            access = _WRITE_PRIVILEGES[request.method]
+            self._require(token, access, _target(table))
+            raise ODataError(
+                501,
+                "",
+                f"The simulator does not implement {request.method} on {entity_set}; a real "
+                "Dataverse organisation does.",
+            )
         if request.method != "GET":
             raise ODataError(
                 405,
@@ -185,8 +202,12 @@ class WebApi:
                 self._who_am_i(token),
                 [("x-ms-dop-hint", str(self.sim.protection.limits.dop_hint))],
             )
+        if entity_set in TABLES_BY_SET:
+            # Every read of a table needs its read privilege, at any depth.
+            table = TABLES_BY_SET[entity_set]
+            self._require(token, "Read", _target(table))
         if resource in TABLES_BY_SET:
-            return self._collection(TABLES_BY_SET[resource], options, preferences, principal)
+            return self._collection(TABLES_BY_SET[resource], options, preferences, token)
         if (match := _COUNT.match(resource)) and match.group(1) in TABLES_BY_SET:
             # /$count is a bare number, capped at 5,000 like $count=true.
             rows = self.sim.store.data(TABLES_BY_SET[match.group(1)].logical_name).rows
@@ -200,23 +221,58 @@ class WebApi:
         if match := _DEFINITION.match(resource):
             return 200, self._definition(match, options), []
         if match := _PRIVILEGES.match(resource):
+            # Functions bound to a systemuser need read access to it.
+            self._require(token, "Read", _SYSTEMUSER)
             return 200, self._privileges(match.group(1).lower()), []
+        if match := _USER_PRIVILEGES.match(resource):
+            self._require(token, "Read", _SYSTEMUSER)
+            return 200, self._user_privileges(match.group(1).lower()), []
         if resource == "organizations":
+            self._require(token, "Read", _ORGANIZATION)
             return 200, self._organizations(options), []
         if match := _TOTAL_COUNT.match(unquote(resource)):
             return 200, self._total_counts(match.group(1), request.query_string), []
         raise _not_found_segment(entity_set)
 
-    def _privilege_denied(self, method: str, table: Table, token: IssuedToken) -> ODataError:
-        privilege = f"prv{_WRITE_PRIVILEGES[method]}{table.schema_name}"
-        return ODataError(
-            403,
-            PRIVILEGE_DENIED,
-            f"Principal user (Id={token.principal.id}, type=8, roleCount=1, "
-            f"privilegeCount=1, accessMode=0), is missing {privilege} privilege "
-            f"(Id={stable_id('privilege', privilege)}) on OTC={table.object_type_code} "
-            f"for entity '{table.logical_name}'.",
+    def _principal_text(self, token: IssuedToken) -> str:
+        """How Dataverse names the caller in privilege errors. accessMode 4 is the
+        non-interactive access mode of application users, 0 a licensed (read-write) user."""
+        principal = token.principal
+        mode = 4 if principal == self.sim.org.app_user else 0
+        count = self.sim.privileges.count(principal.id)
+        return (
+            f"Principal user (Id={principal.id}, type=8, roleCount=1, "
+            f"privilegeCount={count}, accessMode={mode})"
         )
+
+    def _require(self, token: IssuedToken, access: str, target: tuple[str, str, int]) -> str:
+        """The caller's depth of prv<access><table>; 403 0x80040220 when it has none."""
+        logical_name, schema_name, object_type_code = target
+        privilege = f"prv{access}{schema_name}"
+        depth = self.sim.privileges.depth(token.principal.id, privilege)
+        if depth is None:
+            raise ODataError(
+                403,
+                PRIVILEGE_DENIED,
+                f"{self._principal_text(token)}, is missing {privilege} privilege "
+                f"(Id={privilege_id(privilege)}) on OTC={object_type_code} "
+                f"for entity '{logical_name}'.",
+            )
+        return depth
+
+    def _require_global_read(self, token: IssuedToken, table: Table) -> None:
+        """Change tracking needs organization-level (Global) read of the table. The docs say
+        "the system throws a privilege check error" without its text; this one says why."""
+        depth = self._require(token, "Read", _target(table))
+        if depth != "Global":
+            privilege = f"prvRead{table.schema_name}"
+            raise ODataError(
+                403,
+                PRIVILEGE_DENIED,
+                f"{self._principal_text(token)} has {privilege} (Id={privilege_id(privilege)}) "
+                f"at {depth} depth; change tracking on entity '{table.logical_name}' needs "
+                f"organization-level (Global) read access to it.",
+            )
 
     # ---- simple resources -------------------------------------------------------------------
 
@@ -290,18 +346,21 @@ class WebApi:
 
     # ---- metadata ---------------------------------------------------------------------------
 
-    def _definitions(self, options: QueryOptions) -> dict[str, object]:
-        items = filter_items(
-            [entity_metadata(t) for t in TABLES.values()], options.get("$filter"), ENTITY_TYPE
+    def _view(self, table: Table) -> TableView:
+        security = self.sim.security
+        return TableView(
+            table,
+            self.sim.columns.live(table),
+            change_tracking=self.sim.change_tracking[table.logical_name],
+            is_secured=lambda column: security.is_secured(table.logical_name, column),
         )
-        select = options.select
-        return {
-            "@odata.context": f"{self.sim.api_url}$metadata#EntityDefinitions{_paren(select)}",
-            "value": [project(item, select, ENTITY_TYPE) for item in items],
-        }
+
+    def _definitions(self, options: QueryOptions) -> dict[str, object]:
+        views = [self._view(t) for t in TABLES.values()]
+        return MetadataQuery(self.sim.api_url, options).definitions(views)
 
     def _definition(self, match: re.Match[str], options: QueryOptions) -> dict[str, object]:
-        logical_name, metadata_id, attribute_name = match.groups()
+        logical_name, metadata_id = match.group("table"), match.group("table_id")
         table = next(
             (
                 t
@@ -316,43 +375,44 @@ class WebApi:
                 NOT_FOUND_CODE,
                 f"Could not find entity with name '{logical_name or metadata_id}'.",
             )
-        select = options.select
-        base = f"{self.sim.api_url}$metadata#EntityDefinitions('{table.metadata_id}')"
-        if "/Attributes" not in match.group(0):
-            item = project(entity_metadata(table), select, ENTITY_TYPE)
-            return {
-                "@odata.context": f"{self.sim.api_url}$metadata#EntityDefinitions"
-                f"{_paren(select)}/$entity",
-                **item,
-            }
-        attributes = [attribute_metadata(table, a, self.sim.security) for a in table.attributes]
-        if attribute_name is not None:
-            found = [a for a in attributes if a["LogicalName"] == attribute_name]
-            if not found:
-                raise ODataError(
-                    404,
-                    NOT_FOUND_CODE,
-                    f"Could not find attribute with name '{attribute_name}' on entity "
-                    f"'{table.logical_name}'.",
-                )
-            return {
-                "@odata.context": f"{base}/Attributes{_paren(select)}/$entity",
-                **project(found[0], select, ATTRIBUTE_TYPE),
-            }
-        # Metadata is never paged: every matching attribute comes in this one response.
-        attributes = filter_items(attributes, options.get("$filter"), ATTRIBUTE_TYPE)
+        view = self._view(table)
+        query = MetadataQuery(self.sim.api_url, options)
+        if match.group("attributes") is None:
+            return query.definition(view)
+        column, column_id = match.group("column"), match.group("column_id")
+        if column is None and column_id is None:
+            if match.group("navigation") is not None:
+                raise _not_found_segment(match.group("navigation"))
+            return query.attributes(view, match.group("cast"))
+        attribute = view.find(column, (column_id or "").lower() or None)
+        return query.attribute(view, attribute, match.group("cast"), match.group("navigation"))
+
+    def _user_privileges(self, user_id: str) -> dict[str, object]:
+        if self.sim.org.systemuser(user_id) is None:
+            raise ODataError(404, NOT_FOUND_CODE, f"systemuser With Id = {user_id} Does Not Exist")
+        privileges = self.sim.privileges.role_privileges(user_id, self.sim.org.business_unit_id)
         return {
-            "@odata.context": f"{base}/Attributes{_paren(select)}",
-            "value": [project(a, select, ATTRIBUTE_TYPE) for a in attributes],
+            "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM."
+            "RetrieveUserPrivilegesResponse",
+            "RolePrivileges": privileges,
         }
 
     def _privileges(self, user_id: str) -> dict[str, object]:
         if self.sim.org.systemuser(user_id) is None:
             raise ODataError(404, NOT_FOUND_CODE, f"systemuser With Id = {user_id} Does Not Exist")
+        # A deleted column takes its field permissions with it.
+        gone = {
+            a.metadata_id
+            for t in TABLES.values()
+            for a in t.attributes
+            if a.logical_name in self.sim.columns.deleted(t.logical_name)
+        }
         return {
             "@odata.context": f"{self.sim.api_url}$metadata#Microsoft.Dynamics.CRM."
             "RetrievePrincipalAttributePrivilegesResponse",
-            "AttributePrivileges": self.sim.security.privileges(user_id),
+            "AttributePrivileges": [
+                p for p in self.sim.security.privileges(user_id) if p["AttributeId"] not in gone
+            ],
         }
 
     # ---- rows -------------------------------------------------------------------------------
@@ -364,7 +424,9 @@ class WebApi:
         preferences: Preferences,
         principal: str,
     ) -> Projection:
-        columns = select_columns(table, options.select)
+        columns = select_columns(
+            table, options.select, self.sim.columns.deleted(table.logical_name)
+        )
         hidden = self.sim.security.hidden(table.logical_name, principal)
         return Projection(table, columns, hidden, preferences, self.sim.name_of)
 
@@ -386,13 +448,18 @@ class WebApi:
         return {"@odata.context": context, **projection.render(row)}
 
     def _row_filter(self, table: Table, text: str, hidden: frozenset[str]) -> Predicate[Row]:
+        deleted = self.sim.columns.deleted(table.logical_name)
+
         def resolve(path: str) -> Getter[Row]:
             attribute = table.web_property(path)
-            if attribute is None:
+            if attribute is None or attribute.logical_name in deleted:
                 raise property_not_found(path, f"Microsoft.Dynamics.CRM.{table.logical_name}")
             logical = attribute.logical_name
             if logical in hidden:
                 return lambda _row: None
+            if attribute.attribute_type == "DateTime":
+                # Date-time literals are datetimes (see filters._normalise_datetime).
+                return lambda row: parse_moment(row.values.get(logical))
             return lambda row: row.values.get(logical)
 
         return compile_filter(text, resolve)
@@ -402,17 +469,30 @@ class WebApi:
         table: Table,
         options: QueryOptions,
         preferences: Preferences,
-        principal: str,
+        token: IssuedToken,
     ) -> tuple[int, dict[str, object], list[tuple[str, str]]]:
         """One page of a query, a change-tracking initial load, or a delta."""
+        principal = token.principal.id
         skiptoken = options.get("$skiptoken")
         cookie = decode_cookie(skiptoken) if skiptoken is not None else None
         delta_token = options.get("$deltatoken")
+        enabled = self.sim.change_tracking[table.logical_name]
+        if not enabled and (delta_token is not None or (cookie is not None and cookie.tracking)):
+            # A table without change tracking has no version stamps to serve a delta from.
+            # The docs say nothing of this case (a table cannot lose change tracking once it
+            # has it, so a token meets such a table only in an org rebuilt without it); the
+            # expired-version-stamp error is Dataverse's answer to a token it can no longer
+            # serve and sends the client to a full sync, which here is plain paging.
+            raise expired_version_stamp()
+        # Without change tracking Prefer: odata.track-changes is not applied: the query is
+        # answered as plain paging, without a delta link or Preference-Applied. That is what
+        # third-party connectors report; Microsoft does not document it.
+        track_changes = preferences.track_changes and enabled
         tracking = (
-            preferences.track_changes
-            or delta_token is not None
-            or (cookie is not None and cookie.tracking)
+            track_changes or delta_token is not None or (cookie is not None and cookie.tracking)
         )
+        if tracking:
+            self._require_global_read(token, table)
         _check_options(table, options, tracking)
         projection = self._projection(table, options, preferences, principal)
         page_size = min(preferences.max_page_size or MAX_PAGE_SIZE, MAX_PAGE_SIZE)
@@ -444,7 +524,7 @@ class WebApi:
             # client was paging can fall between this chain and the next delta.
             pairs.append(("$deltatoken", encode_delta_token(cookie.until, datetime.now(UTC))))
             body["@odata.deltaLink"] = f"{link_base}?{link_query(pairs)}"
-        return 200, body, _preference_applied(preferences, page_size)
+        return 200, body, _preference_applied(preferences, page_size, track_changes)
 
     def _delta_page(
         self, table: Table, cookie: PageCookie, page_size: int, projection: Projection
@@ -547,11 +627,13 @@ def _check_options(table: Table, options: QueryOptions, tracking: bool) -> None:
             )
 
 
-def _preference_applied(preferences: Preferences, page_size: int) -> list[tuple[str, str]]:
+def _preference_applied(
+    preferences: Preferences, page_size: int, track_changes: bool
+) -> list[tuple[str, str]]:
     applied: list[tuple[str, str]] = []
     if preferences.max_page_size is not None:
         applied.append(("preference-applied", f"odata.maxpagesize={page_size}"))
-    if preferences.track_changes:
+    if track_changes:
         applied.append(("preference-applied", "odata.track-changes"))
     if preferences.annotations_raw is not None:
         annotations = f"odata.include-annotations={preferences.annotations_raw}"

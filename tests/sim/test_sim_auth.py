@@ -193,3 +193,75 @@ def test_token_lifetime_flag(tmp_path: Path) -> None:
         assert httpx.get(url, headers=headers, verify=short.ssl_context()).status_code == 200
         time.sleep(3.1)
         assert httpx.get(url, headers=headers, verify=short.ssl_context()).status_code == 401
+
+
+def test_mfa_required_refuses_the_password_grant(
+    sim: SimulatorHandle, make_app: Callable[..., Any]
+) -> None:
+    require_user_realm(sim)
+    app = make_app()
+    scopes = [f"{sim.dataverse_url}/.default"]
+    username, password = sim.env["SIM_USERNAME"], sim.env["SIM_PASSWORD"]
+    before = app.acquire_token_by_username_password(username, password, scopes)
+    assert "access_token" in before, before
+
+    sim.control.require_mfa()
+    refused = app.acquire_token_by_username_password(username, password, scopes)
+    assert refused["error"] == "invalid_grant"
+    assert refused["error_codes"] == [50076]
+    assert refused["suberror"] == "basic_action"
+    assert refused["error_description"].startswith(
+        "AADSTS50076: Due to a configuration change made by your administrator, or because you "
+        "moved to a new location, you must use multi-factor authentication to access "
+        "'00000007-0000-0000-c000-000000000000'.\r\nTrace ID: "
+    )
+    assert {"trace_id", "correlation_id", "timestamp", "error_uri"} <= set(refused)
+    # The first factor is checked first; a refresh token got before MFA no longer works.
+    wrong = app.acquire_token_by_username_password(username, "wrong password", scopes)
+    assert wrong["error_codes"] == [50126]
+    refreshed = app.acquire_token_by_refresh_token(before["refresh_token"], scopes)
+    assert refreshed["error_codes"] == [50076]
+    # The application signs in without a user, so MFA does not concern it.
+    assert "access_token" in make_app().acquire_token_for_client(scopes)
+
+    # msal keeps an invalid_grant answer for a minute, so each later try uses a new client.
+    sim.control.require_mfa(False)
+    signed_in = make_app().acquire_token_by_username_password(username, password, scopes)
+    assert "access_token" in signed_in
+    sim.control.require_mfa()
+    sim.control.reset()
+    signed_in = make_app().acquire_token_by_username_password(username, password, scopes)
+    assert "access_token" in signed_in
+
+
+def test_wrong_tenant_and_wrong_secret_through_msal(
+    sim: SimulatorHandle, make_app: Callable[..., Any]
+) -> None:
+    scopes = [f"{sim.dataverse_url}/.default"]
+    # msal reads the tenant's discovery document first; Entra's AADSTS90002 is what it got.
+    with pytest.raises(ValueError, match="nosuchtenant") as failure:
+        make_app(tenant="nosuchtenant").acquire_token_for_client(scopes)
+    assert "AADSTS90002: Tenant 'nosuchtenant' not found." in str(failure.value.__context__)
+    # A client that skips discovery meets the same code at the token endpoint.
+    direct = httpx.post(
+        f"{sim.env['DATAVERSE_AUTHORITY_HOST']}/nosuchtenant/oauth2/v2.0/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": sim.env["DATAVERSE_CLIENT_ID"],
+            "client_secret": sim.env["DATAVERSE_CLIENT_SECRET"],
+            "scope": scopes[0],
+        },
+        verify=sim.ssl_context(),
+    )
+    assert direct.status_code == 400
+    assert (direct.json()["error"], direct.json()["error_codes"]) == ("invalid_request", [90002])
+
+    require_user_realm(sim)
+    wrong_secret = make_app(secret="not-the-secret").acquire_token_by_username_password(
+        sim.env["SIM_USERNAME"], sim.env["SIM_PASSWORD"], scopes
+    )
+    assert wrong_secret["error"] == "invalid_client"
+    assert wrong_secret["error_codes"] == [7000215]
+    assert wrong_secret["error_description"].startswith(
+        "AADSTS7000215: Invalid client secret provided."
+    )

@@ -10,7 +10,7 @@ from urllib.parse import unquote
 import httpx
 import pytest
 
-from acctsync.sim.harness import SimulatorHandle
+from acctsync.sim.harness import SimulatorError, SimulatorHandle
 
 TRACK = "odata.track-changes"
 
@@ -218,3 +218,62 @@ def test_a_mirror_following_the_protocol_converges(
     apply_chain(delta_link, "odata.maxpagesize=3")
     pages, _ = follow(api, "accounts?$select=name")
     assert mirror == {r["accountid"]: r["name"] for r in rows_of(pages)}
+
+
+def test_a_table_without_change_tracking_pages_plainly(
+    sim: SimulatorHandle, api: httpx.Client, follow: Callable[..., Any]
+) -> None:
+    ids = sim.control.create_accounts([{"name": f"A{i}"} for i in range(5)])
+    _, last = follow(api, "accounts?$select=name", TRACK)
+    delta_link = last["@odata.deltaLink"]
+    mid_chain = api.get(
+        "accounts?$select=name", headers={"Prefer": f"{TRACK},odata.maxpagesize=2"}
+    ).json()["@odata.nextLink"]
+
+    sim.control.set_change_tracking("account", False)
+    definitions = api.get(
+        "EntityDefinitions", params={"$select": "LogicalName,ChangeTrackingEnabled"}
+    ).json()["value"]
+    assert {d["LogicalName"]: d["ChangeTrackingEnabled"] for d in definitions} == {
+        "account": False,
+        "contact": True,
+    }
+    tracked = api.get(
+        "EntityDefinitions",
+        params={"$select": "LogicalName", "$filter": "ChangeTrackingEnabled eq true"},
+    ).json()["value"]
+    assert [d["LogicalName"] for d in tracked] == ["contact"]
+
+    first = api.get(
+        "accounts", params={"$select": "name"}, headers={"Prefer": f"{TRACK},odata.maxpagesize=2"}
+    )
+    assert first.status_code == 200
+    assert first.headers.get_list("preference-applied") == ["odata.maxpagesize=2"]
+    assert "istracking=%22False%22" in first.json()["@odata.nextLink"]
+    pages, last = follow(api, "accounts?$select=name", f"{TRACK},odata.maxpagesize=2")
+    assert [r["accountid"] for p in pages for r in p] == ids
+    assert "@odata.deltaLink" not in last
+    # The header is ignored, so the query is a plain one: $filter is allowed with it.
+    filtered = api.get(
+        "accounts", params={"$select": "name", "$filter": "name eq 'A1'"}, headers={"Prefer": TRACK}
+    )
+    assert [r["name"] for r in filtered.json()["value"]] == ["A1"]
+
+    for link in (delta_link, mid_chain, "accounts?$select=name&$deltatoken=1!01/01/2030 00:00:00"):
+        refused = api.get(link)
+        assert refused.status_code == 400, link
+        assert refused.json()["error"]["code"] == "0x80044352"
+
+    # Contacts still track; reset turns change tracking back on.
+    _, contacts = follow(api, "contacts?$select=fullname", TRACK)
+    assert "@odata.deltaLink" in contacts
+    sim.control.reset()
+    _, again = follow(api, "accounts?$select=name", TRACK)
+    assert "@odata.deltaLink" in again
+
+
+def test_change_tracking_switch_checks_its_input(sim: SimulatorHandle) -> None:
+    with pytest.raises(SimulatorError, match="table must be one of"):
+        sim.control.set_change_tracking("lead", False)
+    with pytest.raises(SimulatorError, match="enabled must be true or false"):
+        sim.control._call("POST", "/change-tracking/table", {"table": "account", "enabled": 0})

@@ -114,3 +114,41 @@ def test_demo_churn_changes_rows_and_sigterm_exits_cleanly(
             pages, _ = follow(client, last["@odata.deltaLink"])
             assert any(pages)
     assert churn.process.returncode == 0
+
+
+def test_reset_restores_every_setting(sim: SimulatorHandle, api: httpx.Client) -> None:
+    sim.control.delete_column("new_synctomkto")
+    sim.control.set_change_tracking("contact", False)
+    sim.control.set_privilege("app", "prvReadContact", None)
+    sim.control.require_mfa()
+    sim.control.reset()
+    names = {
+        a["LogicalName"]
+        for a in api.get(
+            "EntityDefinitions(LogicalName='account')/Attributes",
+            params={"$select": "LogicalName"},
+        ).json()["value"]
+    }
+    assert "new_synctomkto" in names
+    contact = api.get(
+        "EntityDefinitions(LogicalName='contact')", params={"$select": "ChangeTrackingEnabled"}
+    ).json()
+    assert contact["ChangeTrackingEnabled"] is True
+    tracked = api.get(
+        "contacts", params={"$select": "fullname"}, headers={"Prefer": "odata.track-changes"}
+    )
+    assert tracked.status_code == 200
+    assert "@odata.deltaLink" in tracked.json()
+    token = httpx.post(
+        f"{sim.env['DATAVERSE_AUTHORITY_HOST']}/{sim.env['DATAVERSE_TENANT_ID']}/oauth2/v2.0/token",
+        data={
+            "grant_type": "password",
+            "client_id": sim.env["DATAVERSE_CLIENT_ID"],
+            "client_secret": sim.env["DATAVERSE_CLIENT_SECRET"],
+            "username": sim.env["SIM_USERNAME"],
+            "password": sim.env["SIM_PASSWORD"],
+            "scope": f"{sim.dataverse_url}/.default",
+        },
+        verify=sim.ssl_context(),
+    )
+    assert token.status_code == 200, token.text

@@ -193,3 +193,66 @@ def test_counts_and_organization_settings(sim: SimulatorHandle, api: httpx.Clien
         "value"
     ]
     assert org["expirechangetrackingindays"] == 7
+
+
+def test_filter_on_modifiedon_and_createdon_pages_like_any_query(
+    sim: SimulatorHandle, api: httpx.Client, follow: Callable[..., Any]
+) -> None:
+    rows = [
+        {
+            "name": f"M{month}",
+            "createdon": f"2024-0{month}-01T08:00:00Z",
+            "modifiedon": f"2024-0{month}-15T10:00:00Z",
+        }
+        for month in range(1, 8)
+    ]
+    ids = sim.control.create_accounts(rows)
+    assert sim.control.get_account(ids[0])["modifiedon"] == "2024-01-15T10:00:00Z"
+
+    window = "modifiedon ge 2024-02-15T10:00:00Z and modifiedon lt 2024-06-15T10:00:00Z"
+    query = f"accounts?$select=name,modifiedon&$filter={window}"
+    pages, last = follow(api, query, "odata.maxpagesize=2")
+    assert [len(p) for p in pages] == [2, 2]
+    names = [r["name"] for p in pages for r in p]
+    assert names == ["M2", "M3", "M4", "M5"]
+    assert set(pages[0][0]) == {"@odata.etag", "name", "modifiedon", "accountid"}
+    assert "@odata.deltaLink" not in last
+    first = api.get(query, headers={"Prefer": "odata.maxpagesize=2"}).json()
+    # The next link keeps the filter and the selection, as Dataverse's links do.
+    assert "$filter=modifiedon" in first["@odata.nextLink"]
+    assert "$select=name,modifiedon" in first["@odata.nextLink"]
+
+    def names_for(text: str) -> list[str]:
+        body = api.get("accounts", params={"$select": "name", "$filter": text}).json()
+        return [r["name"] for r in body["value"]]
+
+    assert names_for("createdon gt 2024-03-01T08:00:00Z and createdon le 2024-05-01T08:00:00Z") == [
+        "M4",
+        "M5",
+    ]
+    # An offset is a moment in UTC: 10:00+02:00 is 08:00Z.
+    assert names_for("createdon eq 2024-03-01T10:00:00+02:00") == ["M3"]
+    # Stored values have whole seconds: 08:00:00 is before 08:00:00.5.
+    assert names_for("createdon ge 2024-07-01T08:00:00.5Z") == []
+    assert names_for("createdon lt 2024-01-01T08:00:00.5Z") == ["M1"]
+    assert names_for("modifiedon le 2024-01-15T10:00Z or modifiedon gt 2024-07-01T00:00:00Z") == [
+        "M1",
+        "M7",
+    ]
+    bad = api.get("accounts", params={"$filter": "modifiedon ge 2024-13-01T00:00:00Z"})
+    assert bad.status_code == 400
+    assert bad.json()["error"]["code"] == "0x80060888"
+
+
+def test_date_filter_is_refused_with_change_tracking(api: httpx.Client) -> None:
+    response = api.get(
+        "accounts",
+        params={"$select": "name", "$filter": "modifiedon ge 2024-01-01T00:00:00Z"},
+        headers={"Prefer": "odata.track-changes"},
+    )
+    assert response.status_code == 400
+    assert response.json()["error"] == {
+        "code": "0x80040203",
+        "message": 'The "$filter" query parameter isn\'t supported when Change Tracking '
+        "is enabled.",
+    }
