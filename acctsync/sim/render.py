@@ -63,6 +63,8 @@ def _format(attribute: Attribute, value: Value) -> str | None:
         return f"${value:,.2f}"
     if kind == "Integer" and isinstance(value, int):
         return f"{value:,}"
+    if kind in ("Decimal", "Double") and isinstance(value, int | float):
+        return f"{value:,.{attribute.precision or 2}f}"
     if kind == "DateTime" and isinstance(value, str):
         moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ")
         hour = moment.hour % 12 or 12

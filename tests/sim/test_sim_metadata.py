@@ -333,7 +333,7 @@ def test_sync_to_marketing_in_demo_data_and_control_writes(
         sim.control.update_account(marked, {"new_synctomkto": "yes"})
 
 
-def test_control_writes_respect_the_limits(sim: SimulatorHandle) -> None:
+def test_control_writes_respect_the_limits(sim: SimulatorHandle, api: httpx.Client) -> None:
     [account_id] = sim.control.create_accounts([{"name": "Limits", "revenue": 10.0}])
     with pytest.raises(SimulatorError, match=r"outside the valid range. Accepted Values: 0 to 100"):
         sim.control.update_account(account_id, {"new_marketingscore": 101})
@@ -344,5 +344,11 @@ def test_control_writes_respect_the_limits(sim: SimulatorHandle) -> None:
     row = sim.control.update_account(account_id, {"address1_latitude": 47.6062095})
     assert row["address1_latitude"] == 47.60621
     assert row["exchangerate"] == 1.0
+    formatted = api.get(
+        f"accounts({account_id})",
+        params={"$select": "address1_latitude"},
+        headers={"Prefer": 'odata.include-annotations="OData.Community.Display.V1.FormattedValue"'},
+    ).json()
+    assert formatted["address1_latitude@OData.Community.Display.V1.FormattedValue"] == "47.60621"
     with pytest.raises(SimulatorError, match="no writable column 'exchangerate'"):
         sim.control.update_account(account_id, {"exchangerate": 2.0})
