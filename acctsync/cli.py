@@ -46,6 +46,12 @@ def build_parser() -> argparse.ArgumentParser:
     field_commands.add_parser("list", help="every account column as JSON")
     select = field_commands.add_parser("select", help="store the selection")
     select.add_argument("names", help="NAME[,NAME...]")
+    validate = commands.add_parser(
+        "validate", help="check the set-up: one row per check, each with its fix"
+    )
+    validate.add_argument("--json", action="store_true", help="one JSON array on stdout")
+    commands.add_parser("pause", help="stop new cycles and steps (queued batches still apply)")
+    commands.add_parser("resume", help="let cycles start again, from the stored delta links")
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
     return parser
 
@@ -124,13 +130,13 @@ def _print(value: object, *, indent: int | None = None) -> int:
 
 def _cycle(args: argparse.Namespace) -> int:
     from acctsync.progress import TerminalProgress
-    from acctsync.runner import CycleFailed, CycleTimeout, run_cycle_now
+    from acctsync.runner import CycleFailed, CycleTimeout, SyncPaused, run_cycle_now
     from shared.services import get_services
 
     get_settings().require_dataverse()  # fail before touching storage or the lease
     try:
         summary = run_cycle_now(get_services(), progress=TerminalProgress())
-    except CycleTimeout as error:
+    except (CycleTimeout, SyncPaused) as error:
         print(f"acctsync: {error}", file=sys.stderr)
         return 1
     except CycleFailed as failed:
@@ -172,6 +178,37 @@ def _reset_cursors(args: argparse.Namespace) -> int:
     return _print({"reset": reset})
 
 
+def _validate(args: argparse.Namespace) -> int:
+    from shared.settings import Settings
+    from shared.setup.report import CheckStatus
+    from shared.setup.validate import validate
+
+    results = validate(Settings.from_env)
+    if args.json:
+        _print([r.to_json() for r in results])
+    else:
+        width = max(len(r.check) for r in results)
+        for result in results:
+            print(f"{result.status.value.upper():4}  {result.check:{width}}  {result.detail}")
+            if result.fix and result.status is not CheckStatus.PASS:
+                print(f"{'':4}  {'':{width}}  fix: {result.fix}")
+    return 1 if any(r.status is CheckStatus.FAIL for r in results) else 0
+
+
+def _pause(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.pause import pause_sync
+
+    return _print(pause_sync(get_services(), by="acctsync pause"))
+
+
+def _resume(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.pause import resume_sync
+
+    return _print(resume_sync(get_services()))
+
+
 def _worker(args: argparse.Namespace) -> int:
     from acctsync.worker import serve_until_stopped
 
@@ -201,6 +238,9 @@ COMMANDS: dict[str, Command] = {
     "reset-cursors": _reset_cursors,
     "worker": _worker,
     "fields": _fields,
+    "validate": _validate,
+    "pause": _pause,
+    "resume": _resume,
 }
 
 

@@ -28,6 +28,10 @@ class CycleTimeout(RuntimeError):
     pass
 
 
+class SyncPaused(RuntimeError):
+    """The sync is paused: no cycle starts until it is resumed."""
+
+
 class CycleFailed(RuntimeError):
     """The cycle's planning failed; what it had enqueued was applied."""
 
@@ -68,6 +72,13 @@ def run_cycle_now(
                 if outcome.summary.get("status") == "failed":
                     raise CycleFailed(outcome.summary)
                 return outcome.summary
+            if outcome.action is Action.PAUSED:
+                since = services.pauses.get()
+                raise SyncPaused(
+                    "the sync is paused"
+                    + (f" (since {since.since:%Y-%m-%d %H:%M} UTC)" if since else "")
+                    + ": nothing was read; `acctsync resume` lets cycles start again"
+                )
             if outcome.action is Action.BUSY:
                 if outcome.lease_owner and told != (outcome.lease_owner, outcome.lease_until):
                     told = (outcome.lease_owner, outcome.lease_until)

@@ -16,9 +16,9 @@ from bench.stack import Stack, finish_child
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.columns import (
     DEFAULT_ACCOUNT_COLUMNS,
-    account_catalogue,
     account_select,
     contact_select,
+    read_tables,
 )
 from shared.mapping import ColumnType
 from shared.services import Services
@@ -308,10 +308,11 @@ def paging(stack: Stack, accounts: int, rounds: int = 2) -> dict[str, Any]:
     stack.sim.control.reset(accounts, 0, seed=1)
     settings = Settings.from_env(stack.sim.env).require_dataverse()
     with DataverseClient(settings) as client:
+        table = read_tables(client, ["account"])["account"]
         columns = {
             c.name: c.type
-            for c in account_catalogue(client)
-            if c.readable and c.name in DEFAULT_ACCOUNT_COLUMNS
+            for c in table.columns.values()
+            if c.valid_for_read and not c.secured and c.name in DEFAULT_ACCOUNT_COLUMNS
         }
         select = account_select(columns)
         client_s: list[float] = []

@@ -15,6 +15,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
@@ -293,3 +294,60 @@ _CONVERTERS = {
     ColumnType.LOOKUP: _guid,
     ColumnType.GUID: _guid,
 }
+
+
+@dataclass(frozen=True)
+class ColumnLimits:
+    """What Dynamics itself lets a column hold (its metadata): a local edit must stay within
+    it, or the mirror would hold a value Dynamics never could."""
+
+    required: bool = False
+    max_length: int | None = None
+    min_value: float | None = None
+    max_value: float | None = None
+    precision: int | None = None
+    options: tuple[int, ...] | None = None
+
+    def problem(self, column: str, value: Any) -> str | None:
+        """Why `value` does not fit the column, naming the limit; None when it fits."""
+        if value is None:
+            return (
+                f"{column!r} is required in Dynamics and cannot be empty" if self.required else None
+            )
+        if isinstance(value, str) and self.max_length is not None:
+            # Dynamics counts .NET string length: UTF-16 code units.
+            length = utf16_units(value)
+            if length > self.max_length:
+                return (
+                    f"{column!r} is {length:,} characters; Dynamics holds at most "
+                    f"{self.max_length:,} (its MaxLength)"
+                )
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return None
+        if self.options is not None and value not in self.options:
+            return (
+                f"{column!r} must be one of its option values {list(self.options)}, not {value!r}"
+            )
+        if self.min_value is not None and value < self.min_value:
+            return f"{column!r} is {value:,}, below its MinValue {self.min_value:,.15g}"
+        if self.max_value is not None and value > self.max_value:
+            return f"{column!r} is {value:,}, above its MaxValue {self.max_value:,.15g}"
+        if self.precision is not None and round(value, self.precision) != value:
+            return f"{column!r} has more than {self.precision} decimal places (its Precision)"
+        return None
+
+    def to_json(self) -> dict[str, Any]:
+        # Only what is set; a limit of 0 (MinValue, Precision) is a limit too.
+        return {k: v for k, v in asdict(self).items() if v is not None and v is not False}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> ColumnLimits:
+        options = data.get("options")
+        return cls(
+            required=bool(data.get("required", False)),
+            max_length=data.get("max_length"),
+            min_value=data.get("min_value"),
+            max_value=data.get("max_value"),
+            precision=data.get("precision"),
+            options=tuple(options) if options is not None else None,
+        )

@@ -14,6 +14,7 @@ from shared.settings import Settings, get_settings
 from shared.state.cursors import Cursors
 from shared.state.errors import SyncErrors
 from shared.state.fields import FieldSelections
+from shared.state.pause import PauseSwitch
 from shared.state.results import CycleHistory, CycleResults
 from shared.state.schedule import CycleSchedule
 from shared.storage import (
@@ -91,6 +92,10 @@ class Services:
     @cached_property
     def fields(self) -> FieldSelections:
         return FieldSelections(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def pauses(self) -> PauseSwitch:
+        return PauseSwitch(self.storage.table(STATE_TABLE))
 
     @cached_property
     def errors(self) -> SyncErrors:

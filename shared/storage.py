@@ -103,6 +103,18 @@ class Storage:
                     self._queue_service.create_queue(name)
             self._ready = True
 
+    def missing(self) -> list[str]:
+        """The tables and queues acctsync uses that the account does not have (what
+        `acctsync validate` reports; the host creates them on start)."""
+        tables = {t.name for t in self._table_service.list_tables()}
+        queues = {q.name for q in self._queue_service.list_queues()}
+        return [n for n in TABLES if n not in tables] + [n for n in QUEUES if n not in queues]
+
+    def queue_length(self, name: str) -> int:
+        """Messages waiting on a queue (approximate, as the service counts them)."""
+        properties = self.queue(name).get_queue_properties()
+        return int(properties.approximate_message_count or 0)
+
     def table(self, name: str) -> TableClient:
         with self._lock:
             client = self._tables.get(name)

@@ -5,12 +5,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 
+import httpx
 import pytest
 
 from acctsync.azurite import Azurite, start_azurite
+from acctsync.localhost import serving_api
+from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle, start_simulator
 from shared.services import Services, get_services, reset_services
-from tests.helpers import wipe_storage
+from tests.helpers import API_KEY, wipe_storage
 
 
 @pytest.fixture(scope="session")
@@ -50,3 +53,18 @@ def services(
     reset_services()
     yield get_services()
     reset_services()
+
+
+@pytest.fixture(scope="module")
+def api_base() -> Iterator[str]:
+    """The local host's API server (127.0.0.1, key required) on a free port."""
+    with serving_api(API_KEY, port=free_port()) as base:
+        yield base
+
+
+@pytest.fixture
+def api(api_base: str, services: Services) -> Iterator[httpx.Client]:
+    """A client of that API with the key, for a test with its own `services`."""
+    headers = {"x-functions-key": API_KEY}
+    with httpx.Client(base_url=api_base, headers=headers, timeout=120) as client:
+        yield client

@@ -8,6 +8,8 @@ from azure.storage.queue import QueueServiceClient
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import MirroredRecords
 
+API_KEY = "test-key-not-a-secret"
+
 
 def wipe_storage(connection: str) -> None:
     """Remove every table and queue of a storage account."""

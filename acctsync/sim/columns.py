@@ -67,8 +67,11 @@ class Columns:
             raise ColumnError(f"{table} has no column named {column!r}")
         return schema, attribute
 
-    def delete(self, table: str, column: str) -> list[str]:
-        """Delete a custom column; returns every column that went (derived ones included)."""
+    def delete(self, table: str, column: str, *, absent: bool = False) -> list[str]:
+        """Delete a custom column; returns every column that went (derived ones included).
+
+        `absent` takes away a standard column as well, for an org that never had it (a
+        Dataverse without the Sales solution has no contact job title, say)."""
         schema, attribute = self._column(table, column)
         if column == schema.primary_id:
             raise ColumnError(f"{table}.{column} is the primary id column; it cannot be deleted")
@@ -80,7 +83,7 @@ class Columns:
             )
         if column in _SYSTEM:
             raise ColumnError(f"{table}.{column} is a system column; it cannot be deleted")
-        if not attribute.custom:
+        if not attribute.custom and not absent:
             # Standard columns of standard tables cannot be deleted in Dataverse.
             raise ColumnError(
                 f"{table}.{column} is a standard column; only custom columns can be deleted"

@@ -15,6 +15,8 @@ Routes (JSON bodies):
   POST   /field-security/secured     {"table", "column", "secured"}
   POST   /privileges                 {"principal": "app"|"user", "privilege", "depth"}: grant
                                      at Basic/Local/Deep/Global, or take away with null
+  POST   /users/member           {"principal", "member"}: the principal is a user of the
+                                     environment, or not (403 0x80072560 on every request)
   POST   /limits                     any of requests_per_window, window_s, concurrency,
                                      retry_after_s, dop_hint -> the limits in force
   POST   /faults  | DELETE /faults   {"rate_429", "rate_5xx", "rate_drop", "slow_ms",
@@ -99,6 +101,7 @@ class Control:
             ("POST", "/field-security/read"): self.column_read,
             ("POST", "/field-security/secured"): self.column_secured,
             ("POST", "/privileges"): self.set_privilege,
+            ("POST", "/users/member"): self.set_member,
             ("POST", "/limits"): self.limits,
             ("POST", "/faults"): self.faults,
             ("DELETE", "/faults"): self.clear_faults,
@@ -269,6 +272,15 @@ class Control:
         held = self.sim.privileges.set(principal, privilege, depth)
         return json_response(200, {"principal": body["principal"], "privileges": held})
 
+    async def set_member(self, request: Request) -> Response:
+        body = _body(request)
+        principal = self._principal(body.get("principal"))
+        member = body.get("member")
+        if not isinstance(member, bool):
+            raise ControlError(400, 'the body must be {"principal", "member": true|false}')
+        self.sim.privileges.set_member(principal, member)
+        return json_response(200, {"principal": body["principal"], "member": member})
+
     # ---- schema -------------------------------------------------------------------------------
 
     @staticmethod
@@ -279,8 +291,12 @@ class Control:
         return table, column
 
     async def delete_column(self, request: Request) -> Response:
-        table, column = self._table_column(_body(request))
-        gone = self.sim.columns.delete(table, column)
+        body = _body(request)
+        table, column = self._table_column(body)
+        absent = body.get("absent", False)
+        if not isinstance(absent, bool):
+            raise ControlError(400, '"absent" must be true or false')
+        gone = self.sim.columns.delete(table, column, absent=absent)
         return json_response(200, {"table": table, "deleted": gone})
 
     async def restore_column(self, request: Request) -> Response:

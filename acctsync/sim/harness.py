@@ -103,11 +103,14 @@ class SimulatorControl:
 
     # ---- schema -------------------------------------------------------------------------------
 
-    def delete_column(self, column: str, *, table: str = "account") -> list[str]:
+    def delete_column(
+        self, column: str, *, table: str = "account", absent: bool = False
+    ) -> list[str]:
         """Delete a custom column as a maker would: gone from metadata, rows and queries
         (400 0x80060888 where named) until restored. Returns the columns that went, its
-        derived ...name column included. Primary, system and standard columns are refused."""
-        body = {"table": table, "column": column}
+        derived ...name column included. Primary, system and standard columns are refused,
+        except that `absent` takes a standard column away, as in an org that never had it."""
+        body = {"table": table, "column": column, "absent": absent}
         gone: list[str] = self._call("POST", "/schema/columns/delete", body)["deleted"]
         return gone
 
@@ -139,6 +142,12 @@ class SimulatorControl:
         body = {"principal": principal, "privilege": privilege, "depth": depth}
         held: dict[str, str] = self._call("POST", "/privileges", body)["privileges"]
         return held
+
+    def set_member(self, principal: str, member: bool) -> None:
+        """Make `principal` ("app" or "user") a user of the environment, or take it out as an
+        admin deleting the application user does: its tokens still come from Entra, and every
+        Web API request answers 403 0x80072560 "not a member of the organization"."""
+        self._call("POST", "/users/member", {"principal": principal, "member": member})
 
     def set_limits(
         self,

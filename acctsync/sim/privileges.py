@@ -51,10 +51,24 @@ class Privileges:
     def __init__(self, principals: Iterable[str]) -> None:
         self._principals = tuple(principals)
         self._granted: dict[str, dict[str, str]] = {}
+        self._removed: set[str] = set()
         self.reset()
 
     def reset(self) -> None:
         self._granted = {p: dict(DEFAULT_PRIVILEGES) for p in self._principals}
+        self._removed = set()
+
+    def set_member(self, principal_id: str, member: bool) -> None:
+        """Add the principal to the environment as a user, or take it out: a token Entra
+        issues for an app registration that is no application user of the environment is
+        refused by every Web API request (403 0x80072560)."""
+        if member:
+            self._removed.discard(principal_id)
+        else:
+            self._removed.add(principal_id)
+
+    def is_member(self, principal_id: str) -> bool:
+        return principal_id not in self._removed
 
     def set(self, principal_id: str, privilege: str, depth: str | None) -> dict[str, str]:
         """Grant `privilege` at `depth`, or take it away with None; returns what is held."""

@@ -57,6 +57,7 @@ log = logging.getLogger(__name__)
 NOT_FOUND_CODE: Final = "0x80040217"
 PRIVILEGE_DENIED: Final = "0x80040220"
 UNEXPECTED: Final = "0x80040216"
+NOT_A_MEMBER: Final = "0x80072560"  # the token's principal is no user of the environment
 _GUID: Final = r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
 _ENTITY_KEY = re.compile(rf"^(\w+)\(({_GUID})\)$")
 _COUNT = re.compile(r"^(\w+)/\$count$")
@@ -136,6 +137,8 @@ class WebApi:
             raise ODataError(401, "", str(failure), self._challenge()) from None
         principal = token.principal.id
         request.principal = "app" if token.principal == sim.org.app_user else "user"
+        if not sim.privileges.is_member(principal):
+            raise ODataError(403, NOT_A_MEMBER, "The user is not a member of the organization.")
         remaining = sim.protection.admit(principal)
         try:
             headers.append(("x-ms-ratelimit-burst-remaining-xrm-requests", str(remaining)))

@@ -45,21 +45,37 @@ class EntraTokens:
         self._lock = threading.Lock()
         self._app: msal.ClientApplication
         # msal asks the authority for its OpenID configuration right here, over TLS.
+        try:
+            self._app = self._application(settings, authority, http)
+        except ValueError as error:
+            # msal found no OpenID configuration: the authority answered that the tenant does
+            # not exist (AADSTS90002) — or the authority is not one at all.
+            unknown = "authority configuration" in str(error)
+            raise DataverseAuthError(
+                f"Entra ID at {settings.authority_host} knows no tenant {settings.tenant_id}"
+                if unknown
+                else f"msal refused the authority {authority}: {error}",
+                code="90002" if unknown else None,
+            ) from None
+
+    @staticmethod
+    def _application(
+        settings: DataverseSettings, authority: str, http: httpx.Client
+    ) -> msal.ClientApplication:
         if settings.client_secret is not None:
-            self._app = msal.ConfidentialClientApplication(
+            return msal.ConfidentialClientApplication(
                 settings.client_id,
                 client_credential=settings.client_secret,
                 authority=authority,
                 http_client=http,
                 instance_discovery=_is_public_cloud(settings.authority_host),
             )
-        else:
-            self._app = msal.PublicClientApplication(
-                settings.client_id,
-                authority=authority,
-                http_client=http,
-                instance_discovery=_is_public_cloud(settings.authority_host),
-            )
+        return msal.PublicClientApplication(
+            settings.client_id,
+            authority=authority,
+            http_client=http,
+            instance_discovery=_is_public_cloud(settings.authority_host),
+        )
 
     def token(self) -> str:
         with self._lock:
@@ -67,9 +83,10 @@ class EntraTokens:
         if not result or "access_token" not in result:
             error = (result or {}).get("error", "no_token")
             description = str((result or {}).get("error_description", "")).split("\r\n")[0]
+            codes = (result or {}).get("error_codes") or [None]
             raise DataverseAuthError(
-                f"Entra ID refused the Dataverse credentials ({error}): {description} "
-                "Check DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and the secret or password."
+                f"Entra ID refused the Dataverse credentials ({error}): {description}",
+                code=str(codes[0]) if codes[0] is not None else None,
             )
         return str(result["access_token"])
 

@@ -14,7 +14,8 @@ import random
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote, urlsplit
@@ -26,6 +27,7 @@ import orjson
 from shared import telemetry
 from shared.dataverse.auth import token_provider
 from shared.dataverse.errors import (
+    ChangeTrackingDisabled,
     DataverseAuthError,
     DataverseError,
     DeltaTokenExpired,
@@ -57,6 +59,29 @@ LOOKUP_ANNOTATIONS = (
     'Microsoft.Dynamics.CRM.associatednavigationproperty"'
 )
 DELETED_ENTITY_SUFFIX = "/$deletedEntity"
+# What a column's readability and type take; DisplayName (every language's label) only when
+# the columns are listed for a person.
+ATTRIBUTE_SELECT = (
+    "LogicalName,AttributeType,IsValidForRead,IsValidODataAttribute,IsSecured,AttributeOf,"
+    "MetadataId,RequiredLevel"
+)
+# AttributeType -> (the metadata cast that has its limits, their properties, what to expand).
+LIMIT_CASTS: dict[str, tuple[str, str, str]] = {
+    "String": ("StringAttributeMetadata", "MaxLength", ""),
+    "Memo": ("MemoAttributeMetadata", "MaxLength", ""),
+    "Integer": ("IntegerAttributeMetadata", "MinValue,MaxValue", ""),
+    "BigInt": ("BigIntAttributeMetadata", "MinValue,MaxValue", ""),
+    "Decimal": ("DecimalAttributeMetadata", "MinValue,MaxValue,Precision", ""),
+    "Double": ("DoubleAttributeMetadata", "MinValue,MaxValue,Precision", ""),
+    "Money": ("MoneyAttributeMetadata", "MinValue,MaxValue,Precision", ""),
+    "Picklist": (
+        "PicklistAttributeMetadata",
+        "",
+        "OptionSet($select=Options),GlobalOptionSet($select=Options)",
+    ),
+    "State": ("StateAttributeMetadata", "", "OptionSet($select=Options)"),
+    "Status": ("StatusAttributeMetadata", "", "OptionSet($select=Options)"),
+}
 
 
 @dataclass(frozen=True)
@@ -138,6 +163,7 @@ class DataverseClient:
         self._slots = threading.BoundedSemaphore(self._dop)
         self.stats = RequestStats()
         self._user_id: str | None = None
+        self._combined_definitions = True
 
     def close(self) -> None:
         self._http.close()
@@ -154,6 +180,10 @@ class DataverseClient:
 
     # -- metadata and identity -------------------------------------------------------------
 
+    def sign_in(self) -> None:
+        """Ask Entra ID for a token now (DataverseAuthError when it refuses)."""
+        self._tokens.token()
+
     def who_am_i(self) -> dict[str, Any]:
         return self._get_json(self._base + "WhoAmI")
 
@@ -163,15 +193,88 @@ class DataverseClient:
             self._user_id = parse_guid(str(self.who_am_i()["UserId"]).lower())
         return self._user_id
 
-    def attributes(self, entity: str) -> list[dict[str, Any]]:
-        """Every column of a table with what field selection needs to know about it."""
-        select = (
-            "LogicalName,AttributeType,IsValidForRead,IsValidODataAttribute,IsSecured,"
-            "AttributeOf,DisplayName,MetadataId"
-        )
-        url = f"{self._base}EntityDefinitions(LogicalName='{_logical(entity)}')/Attributes"
-        body = self._get_json(url, params={"$select": select})
-        return list(body.get("value", []))
+    def table_definitions(
+        self, tables: Sequence[str], *, labels: bool = False
+    ) -> dict[str, dict[str, Any]]:
+        """Each table's definition: `ChangeTrackingEnabled` and its columns (`Attributes`), by
+        logical name; a table the org does not have is left out.
+
+        One request for every table (a `$filter` on LogicalName with `$expand=Attributes`), so
+        the check every cycle makes costs one request. A server that refuses that form is
+        asked table by table with the two queries the metadata docs show, from then on."""
+        select = ATTRIBUTE_SELECT + (",DisplayName" if labels else "")
+        names = [_logical(t) for t in tables]
+        if self._combined_definitions:
+            try:
+                body = self._get_json(
+                    self._base + "EntityDefinitions",
+                    params={
+                        "$select": "LogicalName,ChangeTrackingEnabled",
+                        "$filter": " or ".join(f"LogicalName eq '{n}'" for n in names),
+                        "$expand": f"Attributes($select={select})",
+                    },
+                )
+                found = {
+                    str(d["LogicalName"]): d
+                    for d in body.get("value", [])
+                    if d.get("LogicalName") in names
+                }
+                if all("Attributes" in d for d in found.values()):
+                    return found
+                # A server that ignores $expand: ask the way it surely answers.
+                logger.info("EntityDefinitions ignored $expand=Attributes; asking per table")
+                self._combined_definitions = False
+            except DataverseAuthError:
+                raise
+            except DataverseError as error:
+                if error.status not in (400, 404, 501):
+                    raise
+                logger.info("EntityDefinitions with $expand refused (%s); asking per table", error)
+                self._combined_definitions = False
+        definitions = {}
+        for name in names:
+            entity = f"{self._base}EntityDefinitions(LogicalName='{name}')"
+            try:
+                definition = self._get_json(
+                    entity, params={"$select": "LogicalName,ChangeTrackingEnabled"}
+                )
+            except DataverseError as error:
+                if error.status == 404:
+                    continue
+                raise
+            attributes = self._get_json(entity + "/Attributes", params={"$select": select})
+            definitions[name] = {**definition, "Attributes": attributes.get("value", [])}
+        return definitions
+
+    def column_limits(self, table: str) -> dict[str, dict[str, Any]]:
+        """The type-specific properties that bound a column's values (MaxLength, MinValue,
+        MaxValue, Precision, the options of a choice), by logical name: one cast per
+        attribute type, asked side by side."""
+        attributes = f"{self._base}EntityDefinitions(LogicalName='{_logical(table)}')/Attributes/"
+
+        def cast(kind: str) -> list[dict[str, Any]]:
+            cast_type, select, expand = LIMIT_CASTS[kind]
+            params = {"$select": ",".join(filter(None, ("LogicalName", select)))}
+            if expand:
+                params["$expand"] = expand
+            try:
+                body = self._get_json(
+                    attributes + "Microsoft.Dynamics.CRM." + cast_type, params=params
+                )
+            except DataverseAuthError:
+                raise
+            except DataverseError as error:
+                # Limits only hold local edits back: without them the edit checks the type.
+                logger.warning("no %s limits: %s", kind, error)
+                return []
+            return list(body.get("value", []))
+
+        limits: dict[str, dict[str, Any]] = {}
+        with ThreadPoolExecutor(self._dop, thread_name_prefix="acctsync-metadata") as pool:
+            for found in pool.map(cast, LIMIT_CASTS):
+                for attribute in found:
+                    limits[str(attribute.get("LogicalName", ""))] = attribute
+        return limits
 
     def readable_secured_columns(self, user_id: str) -> set[str]:
         """MetadataIds of the secured columns this user may read through field security."""
@@ -185,6 +288,25 @@ class DataverseClient:
             for p in body.get("AttributePrivileges", [])
             if int(p.get("CanRead", 0)) == 4
         }
+
+    def user_privileges(self, user_id: str) -> list[dict[str, Any]]:
+        """The sync user's privileges through its security roles (RetrieveUserPrivileges):
+        `{"PrivilegeName", "Depth", ...}` each."""
+        url = (
+            f"{self._base}systemusers({parse_guid(user_id)})"
+            "/Microsoft.Dynamics.CRM.RetrieveUserPrivileges()"
+        )
+        return list(self._get_json(url).get("RolePrivileges", []))
+
+    def change_tracking_retention_days(self) -> int | None:
+        """How many days the org keeps change tracking (`expirechangetrackingindays`): a delta
+        link older than that is refused and the table is read again in full."""
+        body = self._get_json(
+            self._base + "organizations", params={"$select": "expirechangetrackingindays"}
+        )
+        rows = body.get("value") or [{}]
+        days = rows[0].get("expirechangetrackingindays")
+        return int(days) if days is not None else None
 
     def total_records(self, tables: list[str]) -> dict[str, int]:
         """Rows per table (logical names), from RetrieveTotalRecordCount: one request, a count
@@ -240,10 +362,8 @@ class DataverseClient:
                 url, params, prefer, link = next_link, None, follow_up, next_link
                 continue
             if not new_delta:
-                raise DataverseError(
-                    f"Dataverse sent the last page of {entity_set} without an @odata.deltaLink; "
-                    "is change tracking enabled on the table?"
-                )
+                # What Dataverse does for a table without change tracking: every row, no link.
+                raise ChangeTrackingDisabled(_table_of(entity_set))
             self._check_same_origin(new_delta)
             yield ChangePage(rows, deleted, None, str(new_delta))
             return
@@ -257,6 +377,8 @@ class DataverseClient:
         except (LinkRefused, DataverseAuthError):
             raise
         except DataverseError as error:
+            if error.status == 400 and "change tracking" in str(error).lower():
+                raise ChangeTrackingDisabled(_table_of(urlsplit(url).path)) from error
             if given and error.status in (400, 404, 410, 412):
                 raise LinkRefused(str(error), status=error.status, code=error.code) from error
             raise
@@ -397,6 +519,12 @@ def _retry_after(response: httpx.Response, cap: float) -> float | None:
         return min(max(float(raw), 0.0), cap)
     except ValueError:
         return None
+
+
+def _table_of(entity_set_or_path: str) -> str:
+    """The logical name behind an entity set (`accounts` -> `account`), for messages."""
+    entity_set = entity_set_or_path.rstrip("/").rsplit("/", 1)[-1]
+    return {"accounts": "account", "contacts": "contact"}.get(entity_set, entity_set)
 
 
 def _logical(name: str) -> str:

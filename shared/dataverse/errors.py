@@ -25,7 +25,28 @@ class DataverseAuthError(DataverseError):
     """Entra ID refused the credentials, or Dataverse refused the token."""
 
 
-class OrgChanged(DataverseError):
+class NeedsAction(DataverseError):
+    """A failure that stays until someone changes the set-up; `fix` says what to change."""
+
+    fix: str
+
+
+class ChangeTrackingDisabled(NeedsAction):
+    """A table acctsync reads has change tracking off: it has no delta links to give."""
+
+    def __init__(self, table: str):
+        super().__init__(
+            f"change tracking is off on the {table} table in Dynamics; acctsync reads only "
+            "each table's changes and cannot sync it without"
+        )
+        self.table = table
+        self.fix = (
+            f"in Power Apps (make.powerapps.com) open Tables, then the {table} table's "
+            "Properties, Advanced options, tick 'Track changes' and save; the next cycle goes on"
+        )
+
+
+class OrgChanged(NeedsAction):
     """A stored link names another Dataverse host than DATAVERSE_URL: the mirror was built from
     another org (or the org moved); syncing on would mix two orgs or loop on refused links."""
 

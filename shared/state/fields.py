@@ -1,35 +1,49 @@
-"""The account columns chosen to sync (Marketo's "Select Fields to Sync"), as stored."""
+"""The columns that sync, per table, as stored: the account columns chosen (Marketo's "Select
+Fields to Sync"), the fixed contact columns, and which of them the sync user cannot read."""
 
 from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
 from datetime import datetime
+from enum import StrEnum
 
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.mapping import ColumnType
+from shared.dataverse.columns import Unreadable
+from shared.mapping import ColumnLimits, ColumnType
 from shared.times import iso, parse_iso
+
+
+class Table(StrEnum):
+    ACCOUNT = "account"
+    CONTACT = "contact"
+
+    @property
+    def entity_set(self) -> str:
+        return self.value + "s"
 
 
 @dataclass(frozen=True)
 class FieldSelection:
     columns: dict[str, ColumnType]
-    # MetadataId of each selected column under field security, to re-check the grant cheaply.
-    secured: dict[str, str] = field(default_factory=dict)
-    unreadable: list[str] = field(default_factory=list)
-    # Columns whose values the next cycle loads for every account, without activities.
+    # Selected columns the sync user cannot read now, and why: they sync again when readable.
+    unreadable: dict[str, Unreadable] = field(default_factory=dict)
+    # Columns whose values the next cycle loads for every row, without activities.
     backfill: list[str] = field(default_factory=list)
+    # What Dynamics lets each selected column hold, for local edits.
+    limits: dict[str, ColumnLimits] = field(default_factory=dict)
+    # When the limits were read.
     checked_at: datetime | None = None
 
     def to_json(self) -> str:
         return json.dumps(
             {
                 "columns": {k: v.value for k, v in self.columns.items()},
-                "secured": self.secured,
-                "unreadable": self.unreadable,
+                "unreadable": {k: v.value for k, v in self.unreadable.items()},
                 "backfill": self.backfill,
+                "limits": {k: v.to_json() for k, v in self.limits.items()},
                 "checked_at": iso(self.checked_at),
             }
         )
@@ -38,30 +52,39 @@ class FieldSelection:
     def from_json(cls, text: str) -> FieldSelection:
         data = json.loads(text)
         checked = data.get("checked_at")
+        unreadable = data.get("unreadable", {})
+        if isinstance(unreadable, list):  # stored by 0.3, which knew only secured columns
+            unreadable = dict.fromkeys(unreadable, Unreadable.SECURED.value)
         return cls(
             columns={k: ColumnType(v) for k, v in data["columns"].items()},
-            secured=dict(data.get("secured", {})),
-            unreadable=list(data.get("unreadable", [])),
+            unreadable={k: Unreadable(v) for k, v in unreadable.items()},
             backfill=list(data.get("backfill", [])),
+            limits={k: ColumnLimits.from_json(v) for k, v in data.get("limits", {}).items()},
             checked_at=parse_iso(checked) if checked else None,
         )
 
 
 class FieldSelections:
-    PARTITION, ROW = "fields", "account"
+    """One row per table in the state table."""
+
+    PARTITION = "fields"
 
     def __init__(self, table: TableClient):
         self.table = table
 
-    def get(self) -> FieldSelection | None:
+    def get(self, table: Table = Table.ACCOUNT) -> FieldSelection | None:
         try:
-            row = self.table.get_entity(self.PARTITION, self.ROW)
+            row = self.table.get_entity(self.PARTITION, table.value)
         except ResourceNotFoundError:
             return None
         return FieldSelection.from_json(row["selection"])
 
-    def put(self, selection: FieldSelection) -> None:
+    def put(self, selection: FieldSelection, table: Table = Table.ACCOUNT) -> None:
         self.table.upsert_entity(
-            {"PartitionKey": self.PARTITION, "RowKey": self.ROW, "selection": selection.to_json()},
+            {
+                "PartitionKey": self.PARTITION,
+                "RowKey": table.value,
+                "selection": selection.to_json(),
+            },
             mode=UpdateMode.REPLACE,
         )

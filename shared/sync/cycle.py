@@ -33,10 +33,10 @@ from shared.state.schedule import CyclePlan, CycleState, Failure, LoadMode, Phas
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.claims import ClaimStore
 from shared.sync.failures import explain
-from shared.sync.fields import current_selection, refresh_readability
 from shared.sync.lease import CycleLease, LeaseLost
 from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
+from shared.sync.schema import CycleColumns, check_columns, store_unreadable
 from shared.times import iso, utcnow
 
 logger = logging.getLogger(__name__)
@@ -52,6 +52,7 @@ class Action(StrEnum):
     WAITING = "waiting"  # batches are still being applied
     IDLE = "idle"  # no cycle is due
     BUSY = "busy"  # another heartbeat holds the lease
+    PAUSED = "paused"  # `acctsync pause`: no cycle or step starts
 
 
 class _NoProgress:
@@ -119,6 +120,9 @@ def heartbeat(
     # What the "poison messages waiting" alert watches.
     telemetry.observe("acctsync.poison_backlog", queue_backlog(services, POISON_QUEUE))
     lease = timedelta(seconds=services.settings.lease_seconds)
+    # Paused: what is queued is applied and a cycle whose last step is applied finishes, but
+    # no cycle and no step starts (a step left at a checkpoint waits there).
+    paused = services.pauses.get() is not None
     if state.phase is Phase.APPLYING:
         backlog = queue_backlog(services)
         if backlog:
@@ -129,13 +133,19 @@ def heartbeat(
             if summary is None:
                 return Heartbeat(Action.BUSY, state.cycle_id)
             return Heartbeat(Action.FINISHED, state.cycle_id, summary=summary)
+        if paused:
+            return Heartbeat(Action.PAUSED, state.cycle_id, step.value)
         taken = services.schedule.take(state, owner=owner, now=now, lease=lease, step=step)
     elif state.phase is Phase.PLANNING:
         if state.lease_held(now):
             return _busy(state)
+        if paused:
+            return Heartbeat(Action.PAUSED, state.cycle_id, _step(state))
         taken = services.schedule.take(
             state, owner=owner, now=now, lease=lease, step=state.step or Step.CONTACTS
         )
+    elif paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id)
     else:
         due = _due(services, state, now)
         if not force and due > now:
@@ -165,8 +175,7 @@ def next_step(step: Step | None, plan: CyclePlan) -> Step | None:
 
 
 def queue_backlog(services: Services, queue: str = BATCH_QUEUE) -> int:
-    properties = services.storage.queue(queue).get_queue_properties()
-    return int(properties.approximate_message_count or 0)
+    return services.storage.queue_length(queue)
 
 
 def _due(services: Services, state: CycleState, now: datetime) -> datetime:
@@ -219,6 +228,7 @@ class _Steps:
         self.progress = progress
         self.deadline = time.monotonic() + services.settings.plan_budget_seconds
         self.client: DataverseClient | None = None
+        self.columns: CycleColumns | None = None
         self._sent_before = (0, 0)
         lease.state.plan.heartbeats += 1
 
@@ -232,9 +242,7 @@ class _Steps:
             self._sent_before = (self.client.stats.requests, self.client.stats.throttled)
             while True:
                 step = lease.state.step or Step.CONTACTS
-                outcome = _run_step(
-                    self.services, self.client, lease, step, self.deadline, self.progress
-                )
+                outcome = self._run_step(step)
                 if not outcome.done:
                     lease.release(plan=self._counted())
                     _log_planned(cycle_id, step, plan, "checkpointed")
@@ -254,6 +262,38 @@ class _Steps:
         except Exception as error:
             return _failed(self.services, lease, error, self._counted())
 
+    def _run_step(self, step: Step) -> StepOutcome:
+        assert self.client is not None
+        services, lease = self.services, self.lease
+        if step.is_sweep:
+            return StepOutcome(True, plan_sweep(services, lease, step.entity_set, self.progress))
+        if self.columns is None:  # once a heartbeat, before its first read
+            self.columns = check_columns(services, self.client)
+        errors = RowErrors(services.errors, lease.state.cycle_id)
+        reader: TableReader
+        if step is Step.CONTACTS:
+            access = self.columns.contact
+            reader = ContactReader(access, errors)
+        else:
+            access = self.columns.account
+            reader = AccountReader(access, errors)
+            lease.state.plan.backfill = list(reader.backfill)
+        try:
+            return TablePlanner(
+                services,
+                self.client,
+                lease,
+                reader,
+                deadline=self.deadline,
+                progress=self.progress,
+                stop=_stop_planning,
+            ).run()
+        finally:
+            lease.state.plan.errors += errors.count
+            store_unreadable(services, access)
+            if step is Step.ACCOUNTS:
+                lease.state.plan.unreadable_fields = sorted(access.known())
+
     def _counted(self) -> CyclePlan:
         """The plan, with the Dataverse requests this heartbeat sent added."""
         plan = self.lease.state.plan
@@ -263,41 +303,6 @@ class _Steps:
             plan.dataverse_throttled += self.client.stats.throttled - throttled
             self._sent_before = (self.client.stats.requests, self.client.stats.throttled)
         return plan
-
-
-def _run_step(
-    services: Services,
-    client: DataverseClient,
-    lease: CycleLease,
-    step: Step,
-    deadline: float,
-    progress: Progress,
-) -> StepOutcome:
-    if step.is_sweep:
-        return StepOutcome(True, plan_sweep(services, lease, step.entity_set, progress))
-    errors = RowErrors(services.errors, lease.state.cycle_id)
-    reader: TableReader
-    if step is Step.CONTACTS:
-        reader = ContactReader(errors)
-    else:
-        selection = current_selection(services, client)
-        selection = refresh_readability(services, client, selection, now=utcnow())
-        reader = AccountReader(selection.columns, selection.unreadable, errors)
-        reader.backfill = tuple(c for c in selection.backfill if c in reader.columns)
-        lease.state.plan.backfill = list(reader.backfill)
-        lease.state.plan.unreadable_fields = list(selection.unreadable)
-    try:
-        return TablePlanner(
-            services,
-            client,
-            lease,
-            reader,
-            deadline=deadline,
-            progress=progress,
-            stop=_stop_planning,
-        ).run()
-    finally:
-        lease.state.plan.errors += errors.count
 
 
 def _failed(services: Services, lease: CycleLease, error: Exception, plan: CyclePlan) -> Heartbeat:

@@ -26,7 +26,9 @@ from shared.mapping import (
 )
 from shared.mirror.records import replace
 from shared.services import Services
+from shared.state.fields import FieldSelection
 from shared.sync.apply.activities import FieldChange, FieldsChanged, log_change_activities
+from shared.sync.fields import field_problem
 from shared.times import utcnow
 
 EDIT_SOURCE = "acctsync API"
@@ -65,9 +67,7 @@ def edit_account_through_contact(
         raise EditError(
             409, "contact_has_no_account", f"contact {contact_id} belongs to no account"
         )
-    selection = services.fields.get()
-    columns = selection.columns if selection else {}
-    stored = _validated(values, columns, selection.unreadable if selection else [])
+    stored = _validated(values, services.fields.get())
     edit_key = "e" + uuid.uuid4().hex
     for _ in range(MAX_ATTEMPTS):
         account = services.accounts.get(account_id)
@@ -115,30 +115,26 @@ def edit_account_through_contact(
     raise EditError(409, "edit_conflict", "the account kept changing; retry the edit")
 
 
-def _validated(
-    values: dict[str, Any], columns: dict[str, Any], unreadable: list[str]
-) -> dict[str, Any]:
+def _validated(values: dict[str, Any], selection: FieldSelection | None) -> dict[str, Any]:
+    """The values as stored, or EditError naming every value Dynamics itself could not hold."""
     if not values:
         raise EditError(422, "no_fields", 'give at least one field: {"fields": {"name": "..."}}')
     problems = []
     stored: dict[str, Any] = {}
     for column, value in values.items():
-        kind = columns.get(column)
-        if kind is None:
-            problems.append(f"{column!r} is not a selected account field")
-            continue
-        if column in unreadable:
-            problems.append(f"{column!r} is no longer readable by the sync user")
-            continue
-        try:
-            stored[column] = to_stored(column, kind, value)
-        except UnstorableValue as error:
-            problems.append(str(error))
-            continue
-        if isinstance(value, str) and utf16_units(value) > MAX_EDIT_UNITS:
-            problems.append(
-                f"{column!r} is longer than the {MAX_EDIT_UNITS:,} characters an edit may set"
-            )
+        problem = field_problem(selection, column)
+        if problem is None:
+            assert selection is not None
+            try:
+                stored[column] = to_stored(column, selection.columns[column], value)
+            except UnstorableValue as error:
+                problem = str(error)
+        if problem is None and isinstance(value, str) and utf16_units(value) > MAX_EDIT_UNITS:
+            problem = f"{column!r} is longer than the {MAX_EDIT_UNITS:,} characters an edit may set"
+        if problem is None and selection is not None and column in selection.limits:
+            problem = selection.limits[column].problem(column, value)
+        if problem is not None:
+            problems.append(problem)
     if problems:
         raise EditError(422, "invalid_fields", "; ".join(problems))
     return stored

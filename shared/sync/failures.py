@@ -6,7 +6,8 @@ from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError
 
-from shared.dataverse.client import DataverseAuthError, DataverseError, OrgChanged
+from shared.dataverse.errors import DataverseAuthError, DataverseError, NeedsAction
+from shared.dataverse.signin import sign_in_fix
 from shared.settings import SettingsError
 
 
@@ -24,16 +25,10 @@ class Explained:
 
 def explain(error: BaseException) -> Explained:
     text = f"{type(error).__name__}: {error}"
-    if isinstance(error, OrgChanged):
+    if isinstance(error, NeedsAction):
         return Explained(str(error), error.fix, needs_action=True)
     if isinstance(error, DataverseAuthError):
-        return Explained(
-            text,
-            "check DATAVERSE_TENANT_ID, DATAVERSE_CLIENT_ID and DATAVERSE_CLIENT_SECRET (or the "
-            "sync user's DATAVERSE_USERNAME and DATAVERSE_PASSWORD), and that the application "
-            "user still has its security role; `acctsync validate` names the check that fails",
-            needs_action=True,
-        )
+        return Explained(text, sign_in_fix(error), needs_action=True)
     if isinstance(error, SettingsError):
         return Explained(text, str(error), needs_action=True)
     if isinstance(error, DataverseError):

@@ -1,39 +1,48 @@
-"""Field selection: which account columns sync, and whether the sync user can still read them.
+"""Field selection (Marketo's "Select Fields to Sync"): which account columns sync.
 
-Only columns the sync user can read may be selected (metadata `IsSecured`/`IsValidForRead` and
-the user's own field-security grants). A newly selected column is backfilled for every account
-without activities; a column that becomes unreadable is reported and keeps its mirrored values.
+Only columns the sync user can read may be selected. A newly selected column is backfilled for
+every account without activities. A selected column that becomes unreadable (deleted in
+Dynamics, or secured without a grant) stays selected, is reported, and keeps its mirrored
+values; the cycle's column check (shared/sync/schema.py) finds that out before every read.
 """
 
 from __future__ import annotations
 
 from dataclasses import replace
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shared.dataverse.client import DataverseClient
-from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS, ColumnInfo, account_catalogue
+from shared.dataverse.columns import (
+    DEFAULT_ACCOUNT_COLUMNS,
+    SecuredGrants,
+    TableColumns,
+    Unreadable,
+    column_limits,
+    read_tables,
+)
 from shared.services import Services
-from shared.state.fields import FieldSelection
+from shared.state.fields import FieldSelection, Table
 from shared.times import utcnow
 
-# The full metadata check costs a request; the grant check of secured columns runs every cycle.
-METADATA_RECHECK = timedelta(hours=1)
+if TYPE_CHECKING:  # local edits check fields without ever asking Dynamics
+    from shared.dataverse.client import DataverseClient
+
+# The limits local edits are held to change rarely (an admin editing a column): read daily.
+LIMITS_RECHECK = timedelta(days=1)
+HOW_TO_SELECT = "`acctsync fields select NAME,...` or PUT /api/sync/fields"
+HOW_TO_LIST = "`acctsync fields list` or GET /api/sync/fields lists the account columns"
 
 
 class FieldSelectionError(ValueError):
     """A selection naming unknown or unreadable columns; nothing was stored."""
 
-    def __init__(self, *, unknown: list[str], unreadable: list[str]):
+    def __init__(self, *, unknown: list[str], unreadable: dict[str, Unreadable]):
         parts = []
         if unknown:
-            parts.append(f"unknown account columns: {', '.join(unknown)}")
-        if unreadable:
-            parts.append(
-                f"columns the Dynamics sync user cannot read: {', '.join(unreadable)} "
-                "(grant read through a field security profile first)"
-            )
-        super().__init__("; ".join(parts))
+            parts.append(f"unknown account columns: {', '.join(unknown)} ({HOW_TO_LIST})")
+        for name, why in unreadable.items():
+            parts.append(f"the Dynamics sync user cannot read {name}: {why.why}")
+        super().__init__("; ".join(parts) or "select at least one account column")
         self.unknown = unknown
         self.unreadable = unreadable
 
@@ -43,109 +52,123 @@ def current_selection(services: Services, client: DataverseClient) -> FieldSelec
     stored = services.fields.get()
     if stored is not None:
         return stored
-    catalogue = {c.name: c for c in account_catalogue(client) if c.readable}
-    chosen = [catalogue[name] for name in DEFAULT_ACCOUNT_COLUMNS if name in catalogue]
-    selection = _selection_of(chosen, backfill=[], now=utcnow())
+    table = _account_columns(client)
+    grants = SecuredGrants(client)
+    chosen = [
+        name
+        for name in DEFAULT_ACCOUNT_COLUMNS
+        if name in table.columns and table.unreadable(name, grants) is None
+    ]
+    selection = _selection_of(client, table, chosen, backfill=[], now=utcnow())
     services.fields.put(selection)
     return selection
 
 
 def list_fields(services: Services) -> list[dict[str, Any]]:
-    """Every account column with its type, label, readability and whether it is selected."""
+    """Every account column with its type, label, readability and whether it is selected; a
+    selected column the org no longer has is listed too, unreadable."""
     client = services.dataverse()
     selection = current_selection(services, client)
-    return [
-        {
-            "name": c.name,
-            "type": c.type.value,
-            "display_name": c.display_name,
-            "readable": c.readable,
-            "secured": c.secured,
-            "selected": c.name in selection.columns,
-        }
-        for c in account_catalogue(client)
-    ]
+    table = _account_columns(client, labels=True)
+    grants = SecuredGrants(client)
+    rows = []
+    for info in sorted(table.columns.values(), key=lambda c: c.name):
+        why = table.unreadable(info.name, grants)
+        rows.append(_row(info.name, info.type.value, info.display_name, why, info.secured))
+    for name in sorted(set(selection.columns) - set(table.columns)):
+        rows.append(_row(name, selection.columns[name].value, name, Unreadable.DELETED, False))
+    for row in rows:
+        row["selected"] = row["name"] in selection.columns
+        limits = selection.limits.get(row["name"])
+        if row["selected"] and limits is not None:
+            row["limits"] = limits.to_json()
+    return rows
 
 
 def select_fields(services: Services, names: list[str]) -> FieldSelection:
     """Store a new selection, or raise FieldSelectionError naming each offending column."""
     client = services.dataverse()
     previous = current_selection(services, client)
-    catalogue = {c.name: c for c in account_catalogue(client)}
-    wanted = list(dict.fromkeys(n.strip() for n in names if n.strip()))
-    unknown = [n for n in wanted if n not in catalogue]
-    unreadable = [n for n in wanted if n in catalogue and not catalogue[n].readable]
+    table = _account_columns(client)
+    grants = SecuredGrants(client)
+    wanted = list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
+    unknown = [n for n in wanted if n not in table.columns]
+    unreadable = {
+        n: why for n in wanted if n in table.columns and (why := table.unreadable(n, grants))
+    }
     if unknown or unreadable or not wanted:
-        if not wanted:
-            raise FieldSelectionError(unknown=["(none given)"], unreadable=[])
         raise FieldSelectionError(unknown=unknown, unreadable=unreadable)
-    added = [n for n in wanted if n not in previous.columns]
-    backfill = [n for n in previous.backfill if n in wanted] + added
-    selection = _selection_of([catalogue[n] for n in wanted], backfill=backfill, now=utcnow())
+    added = [n for n in wanted if n not in previous.columns or n in previous.unreadable]
+    backfill = list(dict.fromkeys([n for n in previous.backfill if n in wanted] + added))
+    selection = _selection_of(client, table, wanted, backfill=backfill, now=utcnow())
     services.fields.put(selection)
     return selection
 
 
-def refresh_readability(
-    services: Services, client: DataverseClient, selection: FieldSelection, *, now: datetime
+def refresh_limits(
+    services: Services, client: DataverseClient, table: TableColumns, selection: FieldSelection
 ) -> FieldSelection:
-    """Re-check that the sync user can read every selected column; store what changed.
-
-    Secured columns are re-checked every cycle (one request); the whole metadata hourly.
-    """
-    if selection.checked_at is None or now - selection.checked_at > METADATA_RECHECK:
-        catalogue = {c.name: c for c in account_catalogue(client)}
-        unreadable = [
-            n for n in selection.columns if not (n in catalogue and catalogue[n].readable)
-        ]
-        secured = {
-            n: catalogue[n].metadata_id
-            for n in selection.columns
-            if n in catalogue and catalogue[n].secured
-        }
-        checked_at = now
-    elif selection.secured:
-        granted = client.readable_secured_columns(client.user_id())
-        unreadable = [
-            n
-            for n in selection.columns
-            if n in selection.secured and selection.secured[n] not in granted
-        ]
-        secured, checked_at = selection.secured, selection.checked_at
-    else:
+    """Read the selected columns' limits again once they are a day old."""
+    now = utcnow()
+    if selection.checked_at is not None and now - selection.checked_at < LIMITS_RECHECK:
         return selection
-    # A column readable again missed its changes while hidden: load it whole once more.
-    regained = [n for n in selection.unreadable if n not in unreadable]
+    limits = column_limits(client, table)
     updated = replace(
         selection,
-        secured=secured,
-        unreadable=unreadable,
-        backfill=list(dict.fromkeys(selection.backfill + regained)),
-        checked_at=checked_at,
+        limits={n: limits[n] for n in selection.columns if n in limits},
+        checked_at=now,
     )
-    if updated != selection:
-        services.fields.put(updated)
+    services.fields.put(updated)
     return updated
 
 
-def backfilled(services: Services, columns: list[str]) -> None:
+def backfilled(services: Services, table: Table, columns: list[str]) -> None:
     """Forget the backfill of columns whose full load has been enqueued."""
     if not columns:
         return
-    stored = services.fields.get()
+    stored = services.fields.get(table)
     if stored is not None:
-        services.fields.put(
-            replace(stored, backfill=[c for c in stored.backfill if c not in columns])
-        )
+        remaining = [c for c in stored.backfill if c not in columns]
+        services.fields.put(replace(stored, backfill=remaining), table)
+
+
+def field_problem(selection: FieldSelection | None, column: str) -> str | None:
+    """Why a local edit may not set `column`; None when it may."""
+    if selection is None or column not in selection.columns:
+        return f"{column!r} is not a selected account field; select it first with {HOW_TO_SELECT}"
+    why = selection.unreadable.get(column)
+    if why is not None:
+        return f"{column!r} is not readable by the Dynamics sync user now: {why.why}"
+    return None
+
+
+def _account_columns(client: DataverseClient, *, labels: bool = False) -> TableColumns:
+    return read_tables(client, [Table.ACCOUNT.value], labels=labels)[Table.ACCOUNT.value]
 
 
 def _selection_of(
-    columns: list[ColumnInfo], *, backfill: list[str], now: datetime
+    client: DataverseClient,
+    table: TableColumns,
+    names: list[str],
+    *,
+    backfill: list[str],
+    now: datetime,
 ) -> FieldSelection:
+    limits = column_limits(client, table)
     return FieldSelection(
-        columns={c.name: c.type for c in columns},
-        secured={c.name: c.metadata_id for c in columns if c.secured},
-        unreadable=[],
+        columns={n: table.columns[n].type for n in names},
         backfill=backfill,
+        limits={n: limits[n] for n in names if n in limits},
         checked_at=now,
     )
+
+
+def _row(name: str, kind: str, label: str, why: Unreadable | None, secured: bool) -> dict[str, Any]:
+    return {
+        "name": name,
+        "type": kind,
+        "display_name": label,
+        "readable": why is None,
+        "secured": secured,
+        "why": why.why if why else None,
+    }

@@ -151,23 +151,18 @@ class TablePlanner:
         self, chain: _Chain, table: TablePlan, cursor: Cursor | None, sent_before: int
     ) -> StepOutcome:
         plan = self.lease.state.plan
-        generation = chain.generation if chain.mode is LoadMode.RELOAD else 0
-        sender = BatchSender(
-            self.services.storage.queue(BATCH_QUEUE),
-            ClaimStore(self.services.storage.container(BATCH_CONTAINER)),
-            self.reader.header(self.lease.state.cycle_id, chain.mode, generation),
-            sent_before=plan.batches,
-            progress=self.progress,
-        )
+        sender = _LazySender(self, chain, sent_before=plan.batches)
         rows_read, pages = chain.rows_read, chain.pages
         total = chain.total if chain.total is not None else self._total(chain)
         self.progress.started(self.entity_set, chain.mode, total=total, done=rows_read)
         changed_before = self.reader.changed
         with contextlib.closing(self._prefetched(self._pages(chain))) as chain_pages:
             for page in chain_pages:
-                for fragment in self.reader.fragments(page):
-                    sender.add(fragment)
-                sender.end_page()
+                if page.rows or page.deleted_ids:
+                    active = sender.get()
+                    for fragment in self.reader.fragments(page):
+                        active.add(fragment)
+                    active.end_page()
                 rows_read += len(page.rows) + len(page.deleted_ids)
                 pages += 1
                 table.changed += self.reader.changed - changed_before
@@ -251,7 +246,36 @@ class TablePlanner:
         if checkpoints.pop(self.entity_set, None) is not None:
             self.lease.stage(checkpoints=checkpoints)  # the step's end writes it
         # Every row now carries the newly selected columns.
-        backfilled(self.services, list(chain.backfill))
+        backfilled(self.services, self.reader.table, list(chain.backfill))
+
+
+class _LazySender:
+    """The step's batch sender, made when the first page with changes comes: a batch's header
+    names the columns it carries, and knowing those may take a request (the grants of a
+    secured column) that an idle cycle does not need."""
+
+    def __init__(self, planner: TablePlanner, chain: _Chain, *, sent_before: int):
+        self.planner = planner
+        self.chain = chain
+        self.sent_before = sent_before
+        self._sender: BatchSender | None = None
+
+    @property
+    def sent(self) -> int:
+        return self._sender.sent if self._sender is not None else self.sent_before
+
+    def get(self) -> BatchSender:
+        if self._sender is None:
+            planner, chain = self.planner, self.chain
+            generation = chain.generation if chain.mode is LoadMode.RELOAD else 0
+            self._sender = BatchSender(
+                planner.services.storage.queue(BATCH_QUEUE),
+                ClaimStore(planner.services.storage.container(BATCH_CONTAINER)),
+                planner.reader.header(planner.lease.state.cycle_id, chain.mode, generation),
+                sent_before=self.sent_before,
+                progress=planner.progress,
+            )
+        return self._sender
 
 
 def plan_sweep(services: Services, lease: CycleLease, entity_set: str, progress: Progress) -> int:

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import telemetry
 from shared.dataverse.client import ChangePage
 from shared.dataverse.columns import (
     ACCOUNT_ID,
-    CONTACT_COLUMNS,
     CONTACT_ID,
     PARENT_CUSTOMER,
     PARENT_TYPE,
@@ -25,6 +24,7 @@ from shared.ids import InvalidId, parse_guid, parse_version
 from shared.mapping import ColumnType, web_api_property
 from shared.mirror.records import bucket
 from shared.state.errors import SyncErrors
+from shared.state.fields import Table
 from shared.state.schedule import LoadMode
 from shared.sync.apply.rows import contact_storable
 from shared.sync.batches import (
@@ -36,6 +36,9 @@ from shared.sync.batches import (
     contact_fragment,
     member_fragment,
 )
+
+if TYPE_CHECKING:
+    from shared.sync.schema import ColumnAccess
 
 
 @dataclass(frozen=True)
@@ -77,6 +80,7 @@ class RowErrors:
 
 class TableReader(Protocol):
     entity_set: str
+    table: Table
     # The columns the change-tracking chain selects, in order (part of its delta link).
     select: list[str]
     # Columns loaded for every row without activities (newly selected ones); a chain that
@@ -95,25 +99,28 @@ class TableReader(Protocol):
 
 @dataclass
 class AccountReader:
-    """Accounts with the selected columns. Unreadable columns stay in $select (the chain goes
-    on) but out of the batches, so their mirrored values are kept rather than blanked by the
-    nulls Dynamics sends for them."""
+    """Accounts with the selected columns. Unreadable columns stay out of the batches, so
+    their mirrored values are kept rather than blanked by the nulls Dynamics sends for them."""
 
-    selected: dict[str, ColumnType]
-    unreadable: list[str]
+    access: ColumnAccess
     errors: RowErrors
-    backfill: tuple[str, ...] = ()
     entity_set: str = "accounts"
+    table: Table = Table.ACCOUNT
     changed: int = 0
     select: list[str] = field(init=False)
+    backfill: tuple[str, ...] = field(init=False)
+    _columns: dict[str, ColumnType] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.select = account_select(self.selected)
+        self.select = account_select(self.access.select)
+        self.backfill = tuple(c for c in self.access.backfill if c in self.access.select)
 
     @property
     def columns(self) -> dict[str, ColumnType]:
-        """The columns the batches carry."""
-        return {k: v for k, v in self.selected.items() if k not in self.unreadable}
+        """The columns the batches carry (the grants of secured ones asked on first use)."""
+        if self._columns is None:
+            self._columns = self.access.readable()
+        return self._columns
 
     def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
         return Batch(
@@ -122,7 +129,7 @@ class AccountReader:
             mode,
             self.columns,
             traceparent=telemetry.current_traceparent(),
-            backfill=list(self.backfill),
+            backfill=[c for c in self.backfill if c in self.columns],
             generation=generation,
         )
 
@@ -151,17 +158,26 @@ class AccountReader:
 @dataclass
 class ContactReader:
     """Contacts with their parent customer. A first load also sends each contact's account
-    membership, grouped by the membership's own partition (`members_apart`)."""
+    membership, grouped by the membership's own partition (`members_apart`). A contact
+    column the sync user cannot read is left out of each change, so its values are kept."""
 
+    access: ColumnAccess
     errors: RowErrors
     members_apart: bool = False
-    backfill: tuple[str, ...] = ()
     entity_set: str = "contacts"
+    table: Table = Table.CONTACT
     changed: int = 0
-    select: list[str] = field(default_factory=contact_select)
+    select: list[str] = field(init=False)
+    backfill: tuple[str, ...] = field(init=False)
+    _columns: list[str] | None = field(default=None, init=False)
+
+    def __post_init__(self) -> None:
+        self.select = contact_select(self.access.select)
+        self.backfill = tuple(c for c in self.access.backfill if c in self.access.select)
 
     def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
         self.members_apart = mode is LoadMode.INITIAL
+        self._columns = list(self.access.readable())
         return Batch(
             cycle_id,
             "",
@@ -173,6 +189,7 @@ class ContactReader:
         )
 
     def fragments(self, page: ChangePage) -> Iterator[Fragment]:
+        columns = self._columns if self._columns is not None else list(self.access.readable())
         for row in page.rows:
             parent = row.get(PARENT_CUSTOMER)
             try:
@@ -182,7 +199,7 @@ class ContactReader:
                     parent_id=None if parent is None else parse_guid(parent),
                     parent_type=row.get(PARENT_TYPE),
                     modified_on=row.get("modifiedon"),
-                    values={c: row.get(c) for c in CONTACT_COLUMNS},
+                    values={c: row.get(c) for c in columns},
                 )
             except ValueError as error:
                 self.errors.bad_row("contact", row.get(CONTACT_ID), str(error))

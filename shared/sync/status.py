@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shared.services import Services
+from shared.state.fields import Table
 from shared.state.results import CycleStatus
 from shared.state.schedule import CycleState, Phase
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
@@ -18,11 +19,16 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
     state = services.schedule.read()
     cursors = services.cursors.all()
     selection = services.fields.get()
+    contact_columns = services.fields.get(Table.CONTACT)
     running = state.phase is not Phase.IDLE
     history = services.history.latest(cycles)
     last_applied = services.results.totals(state.cycle_id).last_applied_at if running else None
+    pause = services.pauses.get()
     return {
         "health": sync_health(services, state, now, last_applied=last_applied),
+        # Marketo's Disable Sync: queued batches still apply, nothing new starts.
+        "paused": pause is not None,
+        "paused_since": iso(pause.since) if pause else None,
         "phase": state.phase.value,
         "current_cycle": state.cycle_id if running else None,
         # The step the running cycle is at: contacts, [contacts_sweep,] accounts, ...
@@ -38,12 +44,18 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
         else None,
         "last_cycles": ([_in_process(state)] if running else []) + history,
         "next_due": iso(state.next_due) if not running else None,
-        "queue_backlog": _count(services, BATCH_QUEUE),
-        "poison_count": _count(services, POISON_QUEUE),
+        "queue_backlog": services.storage.queue_length(BATCH_QUEUE),
+        "poison_count": services.storage.queue_length(POISON_QUEUE),
         "cursor_age_s": {
             c.entity_set: round((now - c.updated_at).total_seconds(), 1) for c in cursors
         },
-        "unreadable_fields": selection.unreadable if selection else [],
+        "unreadable_fields": sorted(selection.unreadable) if selection else [],
+        # Every column the sync leaves alone because the sync user cannot read it, and why.
+        "unreadable_columns": {
+            table.value: {name: why.why for name, why in stored.unreadable.items()}
+            for table, stored in ((Table.ACCOUNT, selection), (Table.CONTACT, contact_columns))
+            if stored is not None and stored.unreadable
+        },
         "last_failure": state.last_failure.to_dict() if state.last_failure else None,
         "failures_in_a_row": state.failures_in_a_row,
         "last_errors": services.errors.latest(errors),
@@ -114,10 +126,6 @@ def _in_process(state: CycleState) -> dict[str, Any]:
         "restarted": {n: t.restarted for n, t in plan.tables.items() if t.restarted},
         "failure": state.failure.to_dict() if state.failure else None,
     }
-
-
-def _count(services: Services, queue: str) -> int:
-    return int(services.storage.queue(queue).get_queue_properties().approximate_message_count or 0)
 
 
 def replay_poison(services: Services, *, limit: int = 10_000) -> int:

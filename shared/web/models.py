@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -72,6 +72,23 @@ class Column(BaseModel):
     readable: bool
     secured: bool
     selected: bool
+    why: str | None = Field(None, description="why the sync user cannot read it, when so")
+    limits: dict[str, Any] | None = Field(
+        None, description="what Dynamics lets a selected column hold (local edits keep to it)"
+    )
+
+
+class CheckRow(BaseModel):
+    check: str
+    status: Literal["pass", "warn", "fail"]
+    detail: str
+    fix: str | None = Field(None, description="what to do, when the check warns or fails")
+
+
+class PauseState(BaseModel):
+    paused: bool
+    paused_since: str | None = None
+    was_paused_since: str | None = None
 
 
 class FieldSelectionRequest(BaseModel):

@@ -2,39 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
-
 import httpx
 import pytest
 
-from acctsync.localhost import serving_api
-from acctsync.ports import free_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared import __version__
 from shared.services import Services
 from tests.helpers import live_ids, make_account
-
-KEY = "test-key-not-a-secret"
-
-
-@dataclass
-class Api:
-    client: httpx.Client
-    base: str
-
-
-@pytest.fixture(scope="module")
-def api_base() -> Iterator[str]:
-    with serving_api(KEY, port=free_port()) as base:
-        yield base
-
-
-@pytest.fixture
-def api(api_base: str, services: Services) -> Iterator[httpx.Client]:
-    with httpx.Client(base_url=api_base, headers={"x-functions-key": KEY}, timeout=60) as client:
-        yield client
 
 
 def test_requests_without_the_right_key_are_refused(api_base: str, services: Services) -> None:

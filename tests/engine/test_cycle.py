@@ -17,6 +17,7 @@ from shared.state.cursors import Cursor
 from shared.storage import BATCH_QUEUE
 from shared.sync.batches import Batch
 from shared.sync.cycle import Action, heartbeat, queue_backlog
+from shared.sync.fields import select_fields
 from shared.sync.status import sync_status
 from tests.faults.support import services_for
 from tests.helpers import make_account
@@ -47,14 +48,25 @@ def test_initial_load_then_incremental_change(
     assert services.activities.for_contact(services.members.first(other_id, 1)[0]) == []
 
 
-def test_idle_cycle_reads_only_the_two_delta_links(
+def test_idle_cycle_reads_the_columns_and_the_two_delta_links(
     simulator: SimulatorHandle, services: Services
 ) -> None:
+    """Three requests: both tables' metadata at once (columns that come and go), then each
+    table's delta link; nothing else, not even the grants of the secured columns selected."""
     make_account(simulator, "Contoso", 2)
+    simulator.control.set_column_read("app", "creditlimit", True)  # secured, now granted
+    select_fields(services, ["name", "creditlimit"])
     run_cycle_now(services)
+    simulator.control.requests(clear=True)
     idle = run_cycle_now(services)
     assert (idle["accounts_changed"], idle["contacts_changed"], idle["batches"]) == (0, 0, 0)
-    assert idle["dataverse_requests"] == 2
+    assert idle["dataverse_requests"] == 3
+    sent = [e for e in simulator.control.requests() if e["listener"] == "webapi"]
+    assert [e["path"].rsplit("/", 1)[-1] for e in sent] == [
+        "EntityDefinitions",
+        "contacts",
+        "accounts",
+    ]
 
 
 def test_deletes_moves_and_contact_parents(simulator: SimulatorHandle, services: Services) -> None:

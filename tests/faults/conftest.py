@@ -8,19 +8,10 @@ from collections.abc import Iterator
 import pytest
 
 from acctsync.azurite import Azurite, start_azurite
-from acctsync.localhost import serving_api
-from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.faults.support import API_KEY, SOAK, Figures, services_for
+from tests.faults.support import SOAK, Figures, services_for
 from tests.helpers import wipe_storage
-
-
-@pytest.fixture(scope="module")
-def api_base() -> Iterator[str]:
-    """The local host's API server (127.0.0.1, key required) on a free port."""
-    with serving_api(API_KEY, port=free_port()) as base:
-        yield base
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -28,7 +28,6 @@ from shared.sync.cycle import heartbeat, queue_backlog
 ROOT = Path(__file__).resolve().parents[2]
 ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]
 SOAK = os.environ.get("ACCTSYNC_SOAK") == "1"
-API_KEY = "fault-suite-key-not-a-secret"
 FIGURES_FILE = ROOT / ".acctsync" / "faults.json"
 # Written by the apply step at apply time, so they differ between two runs of the same data.
 VOLATILE = frozenset({"synced_at", "deleted_at"})

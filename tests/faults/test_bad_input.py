@@ -29,8 +29,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import ColumnType, UnstorableValue, check_entity, to_json, to_stored
 from shared.services import Services
 from shared.sync.batches import AccountChange, BadBatch, Batch, ContactChange
-from tests.faults.support import API_KEY, Figures, run, snapshot
-from tests.helpers import make_account
+from tests.faults.support import Figures, run, snapshot
+from tests.helpers import API_KEY, make_account
 
 FAST = settings(
     deadline=None,
@@ -66,7 +66,7 @@ def test_schemathesis_never_gets_a_5xx_or_a_partial_write(
     before = state(services)
     schema = schemathesis.openapi.from_url(
         f"{api_base}/api/openapi.json", headers={"x-functions-key": API_KEY}
-    )
+    ).exclude(path_regex=r"/api/sync/(pause|resume)$")  # bodiless switches: always valid
     seen: dict[str, int] = {}
     writes_accepted: list[str] = []
 
@@ -127,8 +127,9 @@ valid_fields = st.fixed_dictionaries(
     {},
     optional={
         "name": st.text(max_size=40),
-        "revenue": st.integers(-(10**9), 10**9) | st.floats(-1e12, 1e12),
-        "numberofemployees": st.integers(-(2**31), 2**31 - 1),
+        # Within the columns' own limits (MinValue, MaxValue, Precision): Dynamics could hold them.
+        "revenue": st.integers(0, 10**9) | st.floats(0, 1e12).map(lambda x: round(x, 2)),
+        "numberofemployees": st.integers(0, 10**9),
         "industrycode": st.integers(1, 30),
         "websiteurl": st.text(max_size=40) | st.none(),
     },

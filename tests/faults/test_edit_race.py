@@ -19,8 +19,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import to_json
 from shared.mirror.records import fields_of
 from shared.services import Services
-from tests.faults.support import API_KEY as KEY
 from tests.faults.support import Figures, cycle_by_stages, drain, scale
+from tests.helpers import API_KEY as KEY
 from tests.helpers import make_account
 
 

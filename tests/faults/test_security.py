@@ -24,18 +24,18 @@ from acctsync.ports import free_port, wait_for_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.dataverse.client import ChangePage, DataverseAuthError
-from shared.mapping import ColumnType
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.claims import ClaimStore
 from shared.sync.cycle import _NoProgress
 from shared.sync.readers import AccountReader, ContactReader, RowErrors
+from shared.sync.schema import check_columns
 from shared.sync.sender import BatchSender
 from shared.sync.status import sync_status
 from shared.web.app import create_app
-from tests.faults.support import ACCTSYNC, API_KEY, Figures, Process, run, services_for, snapshot
-from tests.helpers import make_account
+from tests.faults.support import ACCTSYNC, Figures, Process, run, services_for, snapshot
+from tests.helpers import API_KEY, make_account
 
 GUID = "00000000-0000-4000-8000-000000000001"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
@@ -289,8 +289,9 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         + [{**good, "accountid": bad} for bad in HOSTILE_IDS]
         + [{**good, "accountid": GUID.replace("1", "2"), "versionnumber": "five"}]
     )
-    accounts = AccountReader({"name": ColumnType.STRING}, [], errors)
-    contacts = ContactReader(errors)
+    columns = check_columns(services, services.dataverse())
+    accounts = AccountReader(columns.account, errors)
+    contacts = ContactReader(columns.contact, errors)
     contact_rows = [
         {"contactid": GUID, "versionnumber": 3, "_parentcustomerid_value": "'; drop"},
         {"contactid": "../y", "versionnumber": 3},

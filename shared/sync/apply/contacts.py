@@ -113,7 +113,11 @@ class ContactApplier:
             generation = generation_of(old) if old is not None else 0
         try:
             return contact_row(
-                change, account_id=account, synced_at=self.context.now, generation=generation
+                change,
+                account_id=account,
+                synced_at=self.context.now,
+                generation=generation,
+                old=old,
             )
         except UnstorableValue as error:
             self.context.error("contact", change.id, "update", str(error))

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
 from shared.dataverse.columns import CONTACT_COLUMNS
-from shared.mapping import UnstorableValue, check_entity, set_column, to_stored, utf16_units
+from shared.mapping import (
+    UnstorableValue,
+    check_entity,
+    read_column,
+    set_column,
+    to_stored,
+    utf16_units,
+)
 from shared.mirror.records import bucket
 from shared.sync.batches import ContactChange
 
@@ -30,9 +38,15 @@ def version_property(version: int) -> EntityProperty:
 
 
 def contact_row(
-    change: ContactChange, *, account_id: str, synced_at: datetime, generation: int = 0
+    change: ContactChange,
+    *,
+    account_id: str,
+    synced_at: datetime,
+    generation: int = 0,
+    old: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A contact's mirror row; UnstorableValue for a value Table Storage cannot hold."""
+    """A contact's mirror row; UnstorableValue for a value Table Storage cannot hold. A column
+    the change does not carry (the sync user cannot read it now) keeps its `old` value."""
     assert change.version is not None
     entity: dict[str, Any] = {
         "PartitionKey": bucket(change.id),
@@ -45,7 +59,11 @@ def contact_row(
         "parent_type": change.parent_type or "",
         "generation": generation,
     }
-    for column, stored in contact_columns(change).items():
+    carried = contact_columns(change)
+    if old is not None:
+        for column in CONTACT_COLUMNS.keys() - carried.keys():
+            set_column(entity, column, read_column(old, column))
+    for column, stored in carried.items():
         set_column(entity, column, stored)
     check_entity(entity)
     return entity
@@ -55,8 +73,9 @@ def contact_columns(change: ContactChange) -> dict[str, Any]:
     """The contact's mirrored columns as stored values; UnstorableValue for one that the
     mirror cannot hold."""
     return {
-        column: to_stored(column, kind, change.values.get(column))
+        column: to_stored(column, kind, change.values[column])
         for column, kind in CONTACT_COLUMNS.items()
+        if column in change.values
     }
 
 

@@ -6,10 +6,18 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from shared.setup.validate import validate
 from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+from shared.sync.pause import pause_sync, resume_sync
 from shared.sync.status import sync_status
 from shared.web.errors import ApiError
-from shared.web.models import Column, FieldSelectionRequest, FieldSelectionResult
+from shared.web.models import (
+    CheckRow,
+    Column,
+    FieldSelectionRequest,
+    FieldSelectionResult,
+    PauseState,
+)
 from shared.web.routes.depends import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERRORS)
@@ -32,3 +40,19 @@ def put_fields(body: FieldSelectionRequest, services: ServicesDep) -> FieldSelec
     except FieldSelectionError as error:
         raise ApiError(422, "invalid_fields", str(error)) from None
     return FieldSelectionResult(selected=list(selection.columns), backfill=selection.backfill)
+
+
+@router.get("/validate", summary="What `acctsync validate --json` prints: one row per check")
+def get_validate(services: ServicesDep) -> list[CheckRow]:
+    return [CheckRow(**row.to_json()) for row in validate(lambda: services.settings)]
+
+
+@router.post("/pause", summary="Stop new cycles and steps; queued batches still apply")
+def post_pause(services: ServicesDep) -> PauseState:
+    return PauseState(**pause_sync(services, by="POST /api/sync/pause"))
+
+
+@router.post("/resume", summary="Let cycles start again, from the stored delta links")
+def post_resume(services: ServicesDep) -> PauseState:
+    state = resume_sync(services)
+    return PauseState(paused=False, was_paused_since=state["was_paused_since"])

@@ -1,0 +1,50 @@
+"""Whether the sync is paused (Marketo's Disable Sync), kept in storage so the pause lasts
+across restarts of the host and holds for every instance of the Function App."""
+
+from __future__ import annotations
+
+import contextlib
+from dataclasses import dataclass
+from datetime import datetime
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, UpdateMode
+
+
+@dataclass(frozen=True)
+class Pause:
+    since: datetime
+    by: str  # where it was asked for: the CLI, the API, the console
+
+
+class PauseSwitch:
+    PARTITION, ROW = "pause", "sync"
+
+    def __init__(self, table: TableClient):
+        self.table = table
+
+    def get(self) -> Pause | None:
+        try:
+            row = self.table.get_entity(self.PARTITION, self.ROW)
+        except ResourceNotFoundError:
+            return None
+        return Pause(since=row["since"], by=str(row.get("by", "")))
+
+    def pause(self, *, now: datetime, by: str) -> Pause:
+        """Pause, or keep the pause already on (its time stays the first one's)."""
+        current = self.get()
+        if current is not None:
+            return current
+        self.table.upsert_entity(
+            {"PartitionKey": self.PARTITION, "RowKey": self.ROW, "since": now, "by": by},
+            mode=UpdateMode.REPLACE,
+        )
+        return Pause(now, by)
+
+    def resume(self) -> Pause | None:
+        """End the pause; returns the one that was on, if any."""
+        current = self.get()
+        if current is not None:
+            with contextlib.suppress(ResourceNotFoundError):  # resumed elsewhere meanwhile
+                self.table.delete_entity(self.PARTITION, self.ROW)
+        return current
