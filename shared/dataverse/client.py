@@ -24,7 +24,7 @@ import certifi
 import httpx
 import orjson
 
-from shared import telemetry
+from shared import __version__, telemetry
 from shared.dataverse.auth import token_provider
 from shared.dataverse.errors import (
     ChangeTrackingDisabled,
@@ -147,7 +147,7 @@ class DataverseClient:
         self._http = httpx.Client(
             verify=tls_context(settings.ca_bundle),
             timeout=timeout or httpx.Timeout(120.0, connect=15.0),
-            headers={"User-Agent": "acctsync/0.1"},
+            headers={"User-Agent": f"acctsync/{__version__}"},
         )
         try:
             self._tokens = token_provider(settings, self._http)
@@ -161,6 +161,10 @@ class DataverseClient:
         # Parallel requests stay within the server's advertised degree of parallelism.
         self._dop = 4
         self._slots = threading.BoundedSemaphore(self._dop)
+        # Service protection throttles the caller, not one request: after a 429 no request of
+        # this client goes out before its Retry-After has passed (time.monotonic()).
+        self._throttled_until = 0.0
+        self._throttle_lock = threading.Lock()
         self.stats = RequestStats()
         self._user_id: str | None = None
         self._combined_definitions = True
@@ -416,6 +420,7 @@ class DataverseClient:
                 # The token request goes over the same verified TLS and may fail the same way.
                 token = self._tokens.token()
                 headers["Authorization"] = f"Bearer {token}"
+                self._wait_out_throttling()
                 with self._slots:
                     response = self._http.get(url, params=params, headers=headers)
             except (httpx.TransportError, httpx.TimeoutException) as error:
@@ -442,8 +447,10 @@ class DataverseClient:
                         f"Dataverse kept throttling ({code}): {message}", status=status, code=code
                     )
                 wait = _retry_after(response, self._retry.retry_after_cap_s)
+                wait = wait if wait is not None else self._jitter(attempt)
                 logger.warning("dataverse throttled (%s); waiting %.1fs", code, wait)
-                self._sleep(wait if wait is not None else self._jitter(attempt))
+                with self._throttle_lock:
+                    self._throttled_until = max(self._throttled_until, time.monotonic() + wait)
                 continue
             if status == 401 and not refreshed_token:
                 # An expired or revoked token: drop it and try once more with a new one.
@@ -477,6 +484,11 @@ class DataverseClient:
     def _jitter(self, attempt: int) -> float:
         ceiling = min(self._retry.backoff_cap_s, self._retry.backoff_base_s * 2 ** (attempt - 1))
         return random.uniform(0, ceiling)
+
+    def _wait_out_throttling(self) -> None:
+        # Again after each wait: a parallel request may have been throttled meanwhile.
+        while (left := self._throttled_until - time.monotonic()) > 0:
+            self._sleep(left)
 
     def _backoff(self, attempt: int, *, reason: str) -> None:
         wait = self._jitter(attempt)

@@ -8,7 +8,7 @@ import pytest
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared import __version__
-from shared.services import Services
+from shared.services import Services, get_services, reset_services
 from tests.helpers import live_ids, make_account
 
 
@@ -73,20 +73,28 @@ def test_edit_reaches_every_contact_until_dynamics_overwrites_it(
     assert ("revenue", 1000.0, 2000.0, "Dynamics sync") in logged
 
 
-def test_local_edit_activities_at_5000_and_5001_contacts(
-    api: httpx.Client, simulator: SimulatorHandle, services: Services
+def test_local_edit_activities_follow_the_contact_limit_setting(
+    api: httpx.Client,
+    simulator: SimulatorHandle,
+    services: Services,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    _, at_limit = make_account(simulator, "At limit", 5000)
-    _, over_limit = make_account(simulator, "Over limit", 5001)
+    """The threshold rule under a local edit, at a lowered ACTIVITY_CONTACT_LIMIT (the cycle
+    tests cover the default 5,000 / 5,001 itself)."""
+    monkeypatch.setenv("ACTIVITY_CONTACT_LIMIT", "40")
+    reset_services()
+    services = get_services()
+    _, at_limit = make_account(simulator, "At limit", 40)
+    _, over_limit = make_account(simulator, "Over limit", 41)
     run_cycle_now(services)
     logged = api.patch(
         f"/api/contacts/{at_limit[0]}/account", json={"fields": {"name": "A"}}
     ).json()
-    assert (logged["activities_logged"], logged["activities_suppressed"]) == (5000, 0)
+    assert (logged["activities_logged"], logged["activities_suppressed"]) == (40, 0)
     suppressed = api.patch(
         f"/api/contacts/{over_limit[0]}/account", json={"fields": {"name": "B"}}
     ).json()
-    assert (suppressed["activities_logged"], suppressed["activities_suppressed"]) == (0, 5001)
+    assert (suppressed["activities_logged"], suppressed["activities_suppressed"]) == (0, 41)
     assert api.get(f"/api/contacts/{over_limit[-1]}").json()["account"]["name"] == "B"
     assert api.get(f"/api/contacts/{over_limit[-1]}/activities").json() == []
 
