@@ -15,7 +15,7 @@ from typing import Any
 from azure.data.tables import TableClient, TransactionOperation
 
 from shared.mirror.writes import MAX_TRANSACTION_ENTITIES
-from shared.times import inverted_ms, iso, utcnow
+from shared.times import inverted_ms, iso, newest_first_query, utcnow
 
 # Table keys refuse / \ # ? and control characters.
 _UNSAFE_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
@@ -119,13 +119,7 @@ class SyncErrors:
     def _rows(
         self, *, since: datetime | None, until: datetime | None, keys_only: bool = False
     ) -> Iterator[Any]:
-        query, parameters = "PartitionKey eq @p", {"p": self.PARTITION}
-        if until is not None:
-            query += " and RowKey ge @newest"
-            parameters["newest"] = inverted_ms(until)
-        if since is not None:
-            query += " and RowKey lt @oldest"
-            parameters["oldest"] = inverted_ms(since) + "}"
+        query, parameters = newest_first_query(self.PARTITION, since, until)
         select = ["PartitionKey", "RowKey"] if keys_only else None
         yield from self.table.query_entities(
             query, parameters=parameters, select=select, results_per_page=1000

@@ -12,7 +12,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
-from shared.times import inverted_ms, iso
+from shared.times import inverted_ms, iso, newest_first_query
 
 
 class CycleStatus(StrEnum):
@@ -220,13 +220,7 @@ class CycleHistory:
         """Up to `count` cycles started in [since, until], newest first: one key range."""
         if count <= 0:
             return []
-        query, parameters = "PartitionKey eq @p", {"p": self.PARTITION}
-        if until is not None:
-            query += " and RowKey ge @newest"
-            parameters["newest"] = inverted_ms(until)
-        if since is not None:
-            query += " and RowKey lt @oldest"
-            parameters["oldest"] = inverted_ms(since) + "}"
+        query, parameters = newest_first_query(self.PARTITION, since, until)
         rows = self.table.query_entities(
             query, parameters=parameters, results_per_page=min(count, 1000)
         )

@@ -40,6 +40,8 @@ def pause_page(
 @router.post("/pause")
 def pause_or_resume(request: Request, services: ServicesDep, form: FormDep) -> Response:
     action = first(form, "action")
+    if first(form, "confirm") != "on":  # not confirmed: nothing changes
+        return RedirectResponse("/pause", 303)
     if action == "pause":
         pause_sync(services, by="the console")
         return RedirectResponse("/pause?done=paused", 303)

@@ -3,9 +3,10 @@ record id and text, filtered, exported as CSV; kept for SYNC_ERROR_RETENTION_DAY
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from shared.state.errors import ErrorCode, ErrorFilter
@@ -20,40 +21,42 @@ SHOWN = 500
 CSV_FIELDS = ("at", "entity", "id", "operation", "code", "message", "cycle_id")
 
 
-def _filter(
-    q: str, entity: str, code: str, cycle: str, since: str, until: str
-) -> tuple[ErrorFilter, str | None]:
-    start, end, problem = date_range(since, until)
-    wanted = ErrorFilter(
-        text=q[:200],
-        entity=entity if entity in ENTITIES else "",
-        code=code if code in CODES else "",
-        cycle_id=cycle.strip()[:100],
-        since=start,
-        until=end,
-    )
-    return wanted, problem
+@dataclass(frozen=True)
+class ErrorQuery:
+    """The page's search and filters, from its query (the CSV export takes the same)."""
+
+    q: str = ""
+    entity: str = ""
+    code: str = ""
+    cycle: str = ""
+    since: str = ""
+    until: str = ""
+
+    def wanted(self) -> tuple[ErrorFilter, str | None]:
+        start, end, problem = date_range(self.since, self.until)
+        wanted = ErrorFilter(
+            text=self.q[:200],
+            entity=self.entity if self.entity in ENTITIES else "",
+            code=self.code if self.code in CODES else "",
+            cycle_id=self.cycle.strip()[:100],
+            since=start,
+            until=end,
+        )
+        return wanted, problem
+
+
+QueryDep = Annotated[ErrorQuery, Depends()]
 
 
 @router.get("/errors")
 def errors_page(
-    request: Request,
-    services: ServicesDep,
-    session: SessionDep,
-    q: str = "",
-    entity: str = "",
-    code: str = "",
-    cycle: str = "",
-    since: str = "",
-    until: str = "",
+    request: Request, services: ServicesDep, session: SessionDep, query: QueryDep
 ) -> Response:
-    wanted, problem = _filter(q, entity, code, cycle, since, until)
+    wanted, problem = query.wanted()
     errors = services.errors.search(wanted, count=SHOWN)
     context: dict[str, Any] = {
         "errors": errors,
-        "form": {"q": q, "entity": wanted.entity, "code": wanted.code, "cycle": cycle},
-        "since": since,
-        "until": until,
+        "form": query,
         "entities": ENTITIES,
         "codes": CODES,
         "problem": problem,
@@ -65,17 +68,8 @@ def errors_page(
 
 
 @router.get("/errors.csv")
-def errors_csv(
-    services: ServicesDep,
-    session: SessionDep,
-    q: str = "",
-    entity: str = "",
-    code: str = "",
-    cycle: str = "",
-    since: str = "",
-    until: str = "",
-) -> Response:
-    wanted, _ = _filter(q, entity, code, cycle, since, until)
+def errors_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> Response:
+    wanted, _ = query.wanted()
     errors = services.errors.search(wanted, count=SHOWN)
     rows = ([e[k] for k in CSV_FIELDS] for e in errors)
     return csv_response("acctsync-sync-errors.csv", CSV_FIELDS, rows)

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from shared.state.results import CycleStatus
@@ -33,10 +33,22 @@ CSV_HEADER = (
 
 @dataclass(frozen=True)
 class StatusFilter:
+    """The page's filters, from its query (the CSV export takes the same)."""
+
     since: str = ""
     until: str = ""
     table: str = ""
     status: str = ""
+
+    def __post_init__(self) -> None:
+        # Anything but a known table or status is no filter at all.
+        if self.table not in TABLES:
+            object.__setattr__(self, "table", "")
+        if self.status not in STATUSES:
+            object.__setattr__(self, "status", "")
+
+
+FilterDep = Annotated[StatusFilter, Depends()]
 
 
 @dataclass
@@ -47,15 +59,8 @@ class CycleRow:
 
 @router.get("/")
 def status_page(
-    request: Request,
-    services: ServicesDep,
-    session: SessionDep,
-    since: str = "",
-    until: str = "",
-    table: str = "",
-    status: str = "",
+    request: Request, services: ServicesDep, session: SessionDep, wanted: FilterDep
 ) -> Response:
-    wanted = StatusFilter(since, until, table if table in TABLES else "", _status(status))
     rows, problem = _rows(services, wanted)
     now = utcnow()
     recent = services.history.between(now - timedelta(days=CHART_DAYS), now, count=MOST_CYCLES)
@@ -77,15 +82,7 @@ def status_page(
 
 
 @router.get("/status.csv")
-def status_csv(
-    services: ServicesDep,
-    session: SessionDep,
-    since: str = "",
-    until: str = "",
-    table: str = "",
-    status: str = "",
-) -> Response:
-    wanted = StatusFilter(since, until, table if table in TABLES else "", _status(status))
+def status_csv(services: ServicesDep, session: SessionDep, wanted: FilterDep) -> Response:
     rows, _ = _rows(services, wanted)
     lines = []
     for row in rows:
@@ -97,10 +94,6 @@ def status_csv(
                 + [stage.get("activities_logged"), stage.get("activities_suppressed")]
             )
     return csv_response("acctsync-sync-status.csv", CSV_HEADER, lines)
-
-
-def _status(value: str) -> str:
-    return value if value in STATUSES else ""
 
 
 def _rows(services: ServicesDep, wanted: StatusFilter) -> tuple[list[CycleRow], str | None]:
