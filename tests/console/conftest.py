@@ -4,6 +4,7 @@ chromedriver: Selenium Manager never runs, nothing is downloaded)."""
 
 from __future__ import annotations
 
+import base64
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -116,9 +117,12 @@ def browser(stack: Stack) -> Iterator[Any]:
 
 
 def screenshot(driver: Any, name: str) -> None:
-    """Keep a picture of the page for docs/console (full height, as a reader scrolls it)."""
-    height = driver.execute_script("return document.documentElement.scrollHeight")
-    driver.set_window_size(1400, min(max(int(height), 700), 2400))
+    """Keep a picture of the page for docs/console: the whole page, up to 2,400 px high."""
+    size = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})["cssContentSize"]
+    clip = {"x": 0, "y": 0, "width": size["width"], "height": min(size["height"], 2400)}
+    shot = driver.execute_cdp_cmd(
+        "Page.captureScreenshot",
+        {"format": "png", "captureBeyondViewport": True, "clip": {**clip, "scale": 1}},
+    )
     SHOTS.mkdir(parents=True, exist_ok=True)
-    driver.save_screenshot(str(SHOTS / name))
-    driver.set_window_size(1400, 1000)
+    (SHOTS / name).write_bytes(base64.b64decode(shot["data"]))

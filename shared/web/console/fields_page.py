@@ -9,6 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
+from shared.dataverse.columns import Unreadable
 from shared.sync.fields import FieldSelectionError, list_fields, select_fields
 from shared.sync.status import sync_status
 from shared.web.console.pages import FormDep, SessionDep, render, signed_in
@@ -52,6 +53,7 @@ def _page(
         "backfill": backfill_progress(services),
         "saved": saved,
         "problem": problem,
+        "deleted_why": Unreadable.DELETED.why,  # a selected column Dynamics no longer has
     }
     return render(request, "fields.html", context, session=session, status=status)
 
