@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean browser
 
 install: $(STAMP_PY) $(STAMP_NODE)
 
@@ -28,8 +28,19 @@ lint: install
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
+
+# tests/console drive Debian's Chromium through its chromedriver: installed with apt when
+# missing (as root), never downloaded by a test tool.
+browser:
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+	else \
+		echo "make test: chromium and chromedriver are missing and this is not root: tests/console will be skipped (install Debian's chromium and chromium-driver to run them)"; \
+	fi
 
 bench: install
 	$(BIN)/python -m bench

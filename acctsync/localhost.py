@@ -40,9 +40,10 @@ API_PORT = 7071
 
 
 def api_server(api_key: str, *, port: int = API_PORT) -> uvicorn.Server:
-    """The same ASGI app Azure serves, behind the key check Azure's function keys do."""
+    """The same ASGI app Azure serves: the API behind the key check Azure's function keys
+    do, the console (at /) behind its own sign-in with the same key."""
     config = uvicorn.Config(
-        require_key(asgi_app(), api_key),
+        require_key(asgi_app(api_key=api_key), api_key, prefix="/api"),
         host=API_HOST,
         port=port,
         log_level="warning",
@@ -199,6 +200,10 @@ def run_local_host() -> int:
     print(
         f"acctsync local host: API on http://{API_HOST}:{port}/api, "
         f"heartbeat every {heartbeat_s:g}s, queue worker running",
+        flush=True,
+    )
+    print(
+        f"admin console: http://{API_HOST}:{port}/ (sign in with the ACCTSYNC_API_KEY above)",
         flush=True,
     )
     stopped = threading.Event()

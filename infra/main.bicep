@@ -50,6 +50,20 @@ param dataversePassword string = ''
 @description('Entra authority host for sovereign clouds. Empty: https://login.microsoftonline.com.')
 param dataverseAuthorityHost string = ''
 
+@description('Admin console sign-in: Application (client) ID of the Entra app registration the console signs the tenant\'s users in with (OpenID Connect; redirect URI https://<app>.azurewebsites.net/signin/callback). Empty: no one can sign in to the console in Azure.')
+param consoleEntraClientId string = ''
+
+@description('Admin console: object ID of the one Entra group whose members may sign in (the app registration must emit the groups claim). Empty: every user of the tenant.')
+param consoleEntraGroupId string = ''
+
+@description('Admin console: client secret of that app registration; stored in Key Vault as console-client-secret. Empty: the secret already in the vault stays in use.')
+@secure()
+param consoleEntraClientSecret string = ''
+
+@description('Admin console: a long random value that signs its session cookies (e.g. openssl rand -hex 32); stored in Key Vault as console-session-secret. Empty: the one already in the vault stays in use.')
+@secure()
+param consoleSessionSecret string = ''
+
 @description('Minutes between the end of one sync cycle and the start of the next (SYNC_INTERVAL_MINUTES).')
 @minValue(0)
 param syncIntervalMinutes int = 5
@@ -125,12 +139,16 @@ var names = {
 var secretNames = {
   clientSecret: 'dataverse-client-secret'
   password: 'dataverse-password'
+  consoleClientSecret: 'console-client-secret'
+  consoleSessionSecret: 'console-session-secret'
 }
 
 // The managed identity needs no secret, so it gets no vault: nothing to store, rotate or
 // leak. The other two connections keep theirs in Key Vault.
 var useManagedIdentity = dataverseConnection == 'managedIdentity'
-var useKeyVault = !useManagedIdentity
+// The console's Entra sign-in keeps its client secret and its session key there too.
+var useConsoleSignIn = !empty(consoleEntraClientId)
+var useKeyVault = !useManagedIdentity || useConsoleSignIn
 
 // The app settings point at the vault's secrets whenever the connection needs them, even
 // in a deployment that passes no new value: the secret already in the vault stays in use
@@ -183,6 +201,10 @@ module keyVault 'app/keyvault.bicep' = if (useKeyVault) {
     dataversePassword: dataversePassword
     clientSecretName: secretNames.clientSecret
     passwordSecretName: secretNames.password
+    consoleClientSecret: useConsoleSignIn ? consoleEntraClientSecret : ''
+    consoleSessionSecret: useConsoleSignIn ? consoleSessionSecret : ''
+    consoleClientSecretName: secretNames.consoleClientSecret
+    consoleSessionSecretName: secretNames.consoleSessionSecret
     secretsExpireOn: dataverseSecretExpiresOn
     logAnalyticsWorkspaceId: monitoring.outputs.logAnalyticsId
   }
@@ -227,6 +249,10 @@ module functionApp 'app/function.bicep' = {
     dataverseUsername: useRopc ? dataverseUsername : ''
     dataversePasswordUri: useRopc ? '${keyVault.outputs.uri}secrets/${secretNames.password}' : ''
     dataverseAuthorityHost: dataverseAuthorityHost
+    consoleEntraClientId: consoleEntraClientId
+    consoleEntraGroupId: useConsoleSignIn ? consoleEntraGroupId : ''
+    consoleEntraClientSecretUri: useConsoleSignIn ? '${keyVault.outputs.uri}secrets/${secretNames.consoleClientSecret}' : ''
+    consoleSessionSecretUri: useConsoleSignIn ? '${keyVault.outputs.uri}secrets/${secretNames.consoleSessionSecret}' : ''
     syncIntervalMinutes: syncIntervalMinutes
     activityContactLimit: activityContactLimit
     planBudgetSeconds: planBudgetSeconds

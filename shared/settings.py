@@ -24,6 +24,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 # under functionTimeout (30 min), so a scale-in drain, a redeploy or a crash costs minutes.
 DEFAULT_PLAN_BUDGET_SECONDS = 180.0
 MAX_PAGE_SIZE = 5000
+DEFAULT_ERROR_RETENTION_DAYS = 30.0
 
 
 class SettingsError(ValueError):
@@ -81,6 +82,8 @@ class Settings:
     # asks Dataverse for smaller pages (odata.maxpagesize) so small tables have many.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     page_size: int = MAX_PAGE_SIZE
+    # How long the Sync Errors are kept; each finished cycle removes older ones.
+    error_retention_days: float = DEFAULT_ERROR_RETENTION_DAYS
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -106,6 +109,9 @@ class Settings:
                 env, "ACCTSYNC_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=1.0
             ),
             page_size=_page_size(env),
+            error_retention_days=_number(
+                env, "SYNC_ERROR_RETENTION_DAYS", DEFAULT_ERROR_RETENTION_DAYS, minimum=0.0
+            ),
         )
 
 

@@ -30,6 +30,21 @@ def parse_iso(text: str) -> datetime:
     return parsed.astimezone(UTC)
 
 
+def newest_first_query(
+    partition: str, since: datetime | None, until: datetime | None
+) -> tuple[str, dict[str, str]]:
+    """The filter of a partition's rows keyed `inverted_ms(at)|...` with `at` in
+    [since, until]: one key range, newest first."""
+    query, parameters = "PartitionKey eq @p", {"p": partition}
+    if until is not None:
+        query += " and RowKey ge @newest"
+        parameters["newest"] = inverted_ms(until)
+    if since is not None:
+        query += " and RowKey lt @oldest"
+        parameters["oldest"] = inverted_ms(since) + "}"  # past every "<key>|..." of `since`
+    return query, parameters
+
+
 def inverted_ms(at: datetime) -> str:
     """A 13-digit key part that sorts later moments first."""
     return f"{_TIME_BOUND_MS - int(at.timestamp() * 1000):013d}"

@@ -39,20 +39,26 @@ def test_functions_index_with_no_settings() -> None:
     http, response = functions["api"]["bindings"]
     assert http["type"] == "httpTrigger"
     assert http["authLevel"] == "FUNCTION"  # function keys guard the API in Azure
-    assert http["route"] == "{*route}"
+    assert http["route"] == "api/{*route}"  # routePrefix is empty: the console is at /
     assert response["type"] == "http"
     # The docs and the description only (no data) are open: the docs page fetches the
     # description without a key.
     docs, _ = functions["api_docs"]["bindings"]
     assert docs["authLevel"] == "ANONYMOUS" and docs["methods"] == ["GET"]
-    assert re.fullmatch(r"\{page:regex\((.+)\)\}", docs["route"])
-    pattern = re.fullmatch(r"\{page:regex\((.+)\)\}", docs["route"]).group(1)  # type: ignore[union-attr]
+    assert re.fullmatch(r"api/\{page:regex\((.+)\)\}", docs["route"])
+    pattern = re.fullmatch(r"api/\{page:regex\((.+)\)\}", docs["route"]).group(1)  # type: ignore[union-attr]
     assert [
         p for p in ("docs", "openapi.json", "sync/status", "docsx") if re.search(pattern, p)
     ] == [
         "docs",
         "openapi.json",
     ]
+    # The console: anonymous to the host (it signs users in itself), pages only.
+    console, _ = functions["console"]["bindings"]
+    assert console["authLevel"] == "ANONYMOUS" and console["route"] == "{*path}"
+    assert sorted(console["methods"]) == ["GET", "POST"]
+    host = json.loads((ROOT / "host.json").read_text())
+    assert host["extensions"]["http"]["routePrefix"] == ""
     # FastAPI is not imported with the function app: only at the first HTTP request.
     loaded = subprocess.run(
         [sys.executable, "-c", "import sys, function_app; print(sorted(sys.modules))"],

@@ -70,6 +70,18 @@ param dataversePasswordUri string = ''
 @description('Entra authority host. Empty: the app default (https://login.microsoftonline.com).')
 param dataverseAuthorityHost string = ''
 
+@description('Admin console: client ID of the Entra app registration it signs users in with. Empty: no console sign-in settings.')
+param consoleEntraClientId string = ''
+
+@description('Admin console: object ID of the one group whose members may sign in. Empty: every user of the tenant.')
+param consoleEntraGroupId string = ''
+
+@description('Admin console: Key Vault URI (no version) of the app registration\'s client secret.')
+param consoleEntraClientSecretUri string = ''
+
+@description('Admin console: Key Vault URI (no version) of the key that signs its sessions.')
+param consoleSessionSecretUri string = ''
+
 @description('Minutes between the end of one sync cycle and the start of the next.')
 param syncIntervalMinutes int = 5
 
@@ -126,7 +138,38 @@ var authorityEntry = {
   value: dataverseAuthorityHost
 }
 
+// The admin console's Entra ID sign-in (OpenID Connect with msal; docs/deploy.md says why
+// not App Service authentication): set only when its app registration is given.
+var consoleSettings = empty(consoleEntraClientId) ? [] : concat([
+  {
+    name: 'CONSOLE_ENTRA_CLIENT_ID'
+    value: consoleEntraClientId
+  }
+  {
+    name: 'CONSOLE_ENTRA_TENANT_ID'
+    value: tenant().tenantId
+  }
+  {
+    name: 'CONSOLE_ENTRA_CLIENT_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${consoleEntraClientSecretUri})'
+  }
+  {
+    name: 'CONSOLE_SESSION_SECRET'
+    value: '@Microsoft.KeyVault(SecretUri=${consoleSessionSecretUri})'
+  }
+], empty(consoleEntraGroupId) ? [] : [
+  {
+    name: 'CONSOLE_ENTRA_GROUP_ID'
+    value: consoleEntraGroupId
+  }
+])
+
 var baseSettings = [
+  // The admin console is the site's root page, not the Functions host's default page.
+  {
+    name: 'AzureWebJobsDisableHomepage'
+    value: 'true'
+  }
   // Identity-based host storage: no connection string, no key.
   {
     name: 'AzureWebJobsStorage__credential'
@@ -251,7 +294,7 @@ resource app 'Microsoft.Web/sites@2024-04-01' = {
         ]
         supportCredentials: false
       }
-      appSettings: concat(baseSettings, credentialSettings, clientSecretSettings, usernameSettings, passwordSettings, authoritySettings)
+      appSettings: concat(baseSettings, credentialSettings, clientSecretSettings, usernameSettings, passwordSettings, authoritySettings, consoleSettings)
     }
     functionAppConfig: {
       deployment: {

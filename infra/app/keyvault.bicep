@@ -1,6 +1,7 @@
 // RBAC-authorized Key Vault holding the Dataverse credentials the Function App reads
-// through Key Vault references (@Microsoft.KeyVault(SecretUri=...)). Nothing else in
-// acctsync needs a secret: storage and Application Insights use the managed identity.
+// through Key Vault references (@Microsoft.KeyVault(SecretUri=...)), and the admin
+// console's Entra sign-in secret and session key. Nothing else in acctsync needs a secret:
+// storage and Application Insights use the managed identity.
 
 @description('Key Vault name: 3-24 letters, digits and hyphens, globally unique.')
 @minLength(3)
@@ -20,6 +21,20 @@ param dataverseClientSecret string = ''
 @description('Password of the Dataverse sync user for the optional ROPC connection. Empty: not stored.')
 @secure()
 param dataversePassword string = ''
+
+@description('Client secret of the admin console\'s Entra app registration. Empty: not stored.')
+@secure()
+param consoleClientSecret string = ''
+
+@description('The key that signs the admin console\'s session cookies. Empty: not stored.')
+@secure()
+param consoleSessionSecret string = ''
+
+@description('Name of the secret that holds the console\'s client secret.')
+param consoleClientSecretName string = 'console-client-secret'
+
+@description('Name of the secret that holds the console\'s session key.')
+param consoleSessionSecretName string = 'console-session-secret'
 
 @description('When the stored credentials expire, as an ISO 8601 date-time: set it to the expiry of the client secret in the app registration (Entra suggests 180 days).')
 param secretsExpireOn string
@@ -89,6 +104,36 @@ resource password 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(da
   name: passwordSecretName
   properties: {
     value: dataversePassword
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+      exp: expiresAt
+    }
+  }
+}
+
+resource consoleSecret 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(consoleClientSecret)) {
+  // checkov:skip=CKV_AZURE_41: False positive: checkov does not look inside conditional (if) resources; attributes.exp is set below.
+  // checkov:skip=CKV_AZURE_114: False positive: checkov does not look inside conditional (if) resources; contentType is set below.
+  parent: vault
+  name: consoleClientSecretName
+  properties: {
+    value: consoleClientSecret
+    contentType: 'text/plain'
+    attributes: {
+      enabled: true
+      exp: expiresAt
+    }
+  }
+}
+
+resource consoleSession 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = if (!empty(consoleSessionSecret)) {
+  // checkov:skip=CKV_AZURE_41: False positive: checkov does not look inside conditional (if) resources; attributes.exp is set below.
+  // checkov:skip=CKV_AZURE_114: False positive: checkov does not look inside conditional (if) resources; contentType is set below.
+  parent: vault
+  name: consoleSessionSecretName
+  properties: {
+    value: consoleSessionSecret
     contentType: 'text/plain'
     attributes: {
       enabled: true

@@ -1,16 +1,53 @@
-"""Per-record sync errors (Marketo's "Sync Errors"): record id, operation and message."""
+"""Sync errors (Marketo's "Sync Errors"): record-level ones (a row the mirror cannot hold) and
+job-level ones (a batch that went to the poison queue, a cycle whose planning failed), each with
+its record id, operation, error code and message. Newest first; kept for the retention setting
+(SYNC_ERROR_RETENTION_DAYS), older ones removed by the cycle."""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
 from typing import Any
 
-from azure.data.tables import TableClient
+from azure.data.tables import TableClient, TransactionOperation
 
-from shared.times import inverted_ms, iso, utcnow
+from shared.mirror.writes import MAX_TRANSACTION_ENTITIES
+from shared.times import inverted_ms, iso, newest_first_query, utcnow
 
 # Table keys refuse / \ # ? and control characters.
 _UNSAFE_KEY = re.compile(r"[/\\#?\x00-\x1f\x7f-\x9f]")
+
+
+class ErrorCode(StrEnum):
+    BAD_ROW = "bad_row"  # Dataverse sent a row the mirror cannot key
+    UNSTORABLE_VALUE = "unstorable_value"  # a value Table Storage cannot hold
+    BATCH_POISONED = "batch_poisoned"  # a batch failed every attempt
+    PLANNING_FAILED = "planning_failed"  # a cycle's reading of Dynamics failed
+    SYNC_ERROR = "sync_error"  # recorded without a code (by an older version)
+
+
+@dataclass(frozen=True)
+class ErrorFilter:
+    """What the console's Sync Errors page asks for; empty parts match everything."""
+
+    text: str = ""  # in the record id or the message, any case
+    entity: str = ""
+    code: str = ""
+    cycle_id: str = ""
+    since: datetime | None = None
+    until: datetime | None = None
+
+    def matches(self, error: dict[str, Any]) -> bool:
+        needle = self.text.strip().lower()
+        return (
+            (not needle or needle in error["id"].lower() or needle in error["message"].lower())
+            and (not self.entity or error["entity"] == self.entity)
+            and (not self.code or error["code"] == self.code)
+            and (not self.cycle_id or error["cycle_id"] == self.cycle_id)
+        )
 
 
 class SyncErrors:
@@ -20,7 +57,14 @@ class SyncErrors:
         self.table = table
 
     def record(
-        self, *, entity: str, record_id: str, operation: str, message: str, cycle_id: str
+        self,
+        *,
+        entity: str,
+        record_id: str,
+        operation: str,
+        message: str,
+        cycle_id: str,
+        code: ErrorCode = ErrorCode.SYNC_ERROR,
     ) -> None:
         now = utcnow()
         # The id may be whatever a bad row carried: keep it whole in a property, and only a
@@ -33,6 +77,7 @@ class SyncErrors:
                 "entity": entity,
                 "record_id": record_id,
                 "operation": operation,
+                "code": code.value,
                 "message": message[:2000],
                 "cycle_id": cycle_id,
                 "at": now,
@@ -40,21 +85,54 @@ class SyncErrors:
         )
 
     def latest(self, count: int = 50) -> list[dict[str, Any]]:
-        rows = self.table.query_entities(
-            "PartitionKey eq @p", parameters={"p": self.PARTITION}, results_per_page=count
-        )
+        return self.search(ErrorFilter(), count=count)
+
+    def search(self, wanted: ErrorFilter, *, count: int) -> list[dict[str, Any]]:
+        """Up to `count` errors matching `wanted`, newest first. The time range is a key
+        range; the rest is matched here, over at most the retention's worth of rows."""
+        if count <= 0:
+            return []
         result: list[dict[str, Any]] = []
-        for row in rows:
-            if len(result) >= count:
-                break
-            result.append(
-                {
-                    "entity": row["entity"],
-                    "id": row["record_id"],
-                    "operation": row["operation"],
-                    "message": row["message"],
-                    "cycle_id": row["cycle_id"],
-                    "at": iso(row["at"]),
-                }
-            )
+        for row in self._rows(since=wanted.since, until=wanted.until):
+            error = _shown(row)
+            if wanted.matches(error):
+                result.append(error)
+                if len(result) >= count:
+                    break
         return result
+
+    def remove_older_than(self, cutoff: datetime) -> int:
+        """Delete the errors recorded before `cutoff`: the oldest key range, 100 a request."""
+        removed = 0
+        chunk: list[tuple[TransactionOperation, dict[str, Any]]] = []
+        for row in self._rows(since=None, until=cutoff, keys_only=True):
+            keys = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
+            chunk.append((TransactionOperation.DELETE, keys))
+            if len(chunk) == MAX_TRANSACTION_ENTITIES:
+                self.table.submit_transaction(chunk)
+                removed, chunk = removed + len(chunk), []
+        if chunk:
+            self.table.submit_transaction(chunk)
+            removed += len(chunk)
+        return removed
+
+    def _rows(
+        self, *, since: datetime | None, until: datetime | None, keys_only: bool = False
+    ) -> Iterator[Any]:
+        query, parameters = newest_first_query(self.PARTITION, since, until)
+        select = ["PartitionKey", "RowKey"] if keys_only else None
+        yield from self.table.query_entities(
+            query, parameters=parameters, select=select, results_per_page=1000
+        )
+
+
+def _shown(row: Any) -> dict[str, Any]:
+    return {
+        "entity": row["entity"],
+        "id": row["record_id"],
+        "operation": row["operation"],
+        "code": row.get("code") or ErrorCode.SYNC_ERROR.value,
+        "message": row["message"],
+        "cycle_id": row["cycle_id"],
+        "at": iso(row["at"]),
+    }

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
@@ -12,7 +12,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
-from shared.times import inverted_ms
+from shared.times import inverted_ms, iso, newest_first_query
 
 
 class CycleStatus(StrEnum):
@@ -31,10 +31,49 @@ class BatchResult:
     activities_suppressed: int = 0
     errors: int = 0
     deleted: int = 0  # rows a re-load's sweep found gone from Dynamics
+    # Of the applied rows: those the mirror did not have, and those deleted in Dynamics.
+    added: int = 0
+    removed: int = 0
 
     def add(self, other: BatchResult) -> None:
         for name, value in asdict(other).items():
             setattr(self, name, getattr(self, name) + value)
+
+
+@dataclass
+class ChangeLag:
+    """How long after their change in Dynamics (modifiedon) rows reached the mirror."""
+
+    count: int = 0
+    total_s: float = 0.0
+    max_s: float = 0.0
+
+    def observe(self, seconds: float) -> None:
+        self.count += 1
+        self.total_s += seconds
+        self.max_s = max(self.max_s, seconds)
+
+    def add(self, other: ChangeLag) -> None:
+        self.count += other.count
+        self.total_s += other.total_s
+        self.max_s = max(self.max_s, other.max_s)
+
+    def to_summary(self) -> dict[str, float | int | None]:
+        mean = round(self.total_s / self.count, 3) if self.count else None
+        return {"rows": self.count, "mean_s": mean, "max_s": round(self.max_s, 3)}
+
+
+@dataclass
+class StageTotals:
+    """The applied batches of one stage of a cycle (contacts, accounts, their sweeps)."""
+
+    result: BatchResult = field(default_factory=BatchResult)
+    batches: int = 0
+    last_applied_at: datetime | None = None
+
+
+# The order a cycle's stages run in (shared/state/schedule.py Step).
+STAGE_ORDER = ("contacts", "contacts_sweep", "accounts", "accounts_sweep")
 
 
 @dataclass
@@ -45,6 +84,39 @@ class CycleTotals:
     batches_applied: int
     poisoned: set[str]  # ids of the batches that went to the poison queue
     last_applied_at: datetime | None
+    stages: dict[str, StageTotals] = field(default_factory=dict)
+    lag: ChangeLag = field(default_factory=ChangeLag)
+
+    def stage_rows(self, started_at: datetime | None) -> list[dict[str, Any]]:
+        """One row per stage that applied batches: the stages run one after another, so each
+        starts when the one before it ended (the first when the cycle started)."""
+        rows: list[dict[str, Any]] = []
+        begun = started_at
+        for name in sorted(self.stages, key=_stage_rank):
+            stage = self.stages[name]
+            result, ended = stage.result, stage.last_applied_at
+            applied = result.accounts_applied + result.contacts_applied
+            rows.append(
+                {
+                    "stage": name,
+                    "table": name.removesuffix("_sweep"),
+                    "started_at": iso(begun),
+                    "ended_at": iso(ended),
+                    "duration_s": round((ended - begun).total_seconds(), 3)
+                    if begun and ended
+                    else None,
+                    "batches": stage.batches,
+                    "new": result.added,
+                    "updated": applied - result.added - result.removed,
+                    "deleted": result.removed + result.deleted,
+                    "failed": result.errors,
+                    "skipped": result.skipped,
+                    "activities_logged": result.activities_logged,
+                    "activities_suppressed": result.activities_suppressed,
+                }
+            )
+            begun = ended or begun
+        return rows
 
 
 class CycleResults:
@@ -56,12 +128,23 @@ class CycleResults:
     def __init__(self, table: TableClient):
         self.table = table
 
-    def record(self, cycle_id: str, batch_id: str, result: BatchResult, *, at: datetime) -> None:
+    def record(
+        self,
+        cycle_id: str,
+        batch_id: str,
+        result: BatchResult,
+        *,
+        at: datetime,
+        stage: str = "",
+        lag: ChangeLag | None = None,
+    ) -> None:
         entity = {
             "PartitionKey": _partition(cycle_id),
             "RowKey": batch_id,
             "applied_at": at,
+            "stage": stage,
             **asdict(result),
+            **{f"lag_{k}": v for k, v in asdict(lag or ChangeLag()).items()},
         }
         with contextlib.suppress(ResourceExistsError):
             self.table.create_entity(entity)
@@ -79,6 +162,8 @@ class CycleResults:
     def totals(self, cycle_id: str) -> CycleTotals:
         total, applied, poisoned = BatchResult(), 0, set()
         last: datetime | None = None
+        stages: dict[str, StageTotals] = {}
+        lag = ChangeLag()
         names = [f.name for f in fields(BatchResult)]
         rows = self.table.query_entities(
             "PartitionKey eq @p", parameters={"p": _partition(cycle_id)}
@@ -88,11 +173,24 @@ class CycleResults:
                 poisoned.add(str(row["RowKey"]).removeprefix(self.POISONED))
                 continue
             applied += 1
-            total.add(BatchResult(**{k: int(row.get(k, 0)) for k in names}))
+            result = BatchResult(**{k: int(row.get(k, 0)) for k in names})
+            total.add(result)
             at = row.get("applied_at")
             if at is not None and (last is None or at > last):
                 last = at
-        return CycleTotals(total, applied, poisoned, last)
+            stage = stages.setdefault(str(row.get("stage") or ""), StageTotals())
+            stage.result.add(result)
+            stage.batches += 1
+            if at is not None and (stage.last_applied_at is None or at > stage.last_applied_at):
+                stage.last_applied_at = at
+            lag.add(
+                ChangeLag(
+                    int(row.get("lag_count", 0)),
+                    float(row.get("lag_total_s", 0.0)),
+                    float(row.get("lag_max_s", 0.0)),
+                )
+            )
+        return CycleTotals(total, applied, poisoned, last, stages, lag)
 
 
 class CycleHistory:
@@ -114,8 +212,17 @@ class CycleHistory:
         )
 
     def latest(self, count: int = 10) -> list[dict[str, Any]]:
+        return self.between(None, None, count=count)
+
+    def between(
+        self, since: datetime | None, until: datetime | None, *, count: int
+    ) -> list[dict[str, Any]]:
+        """Up to `count` cycles started in [since, until], newest first: one key range."""
+        if count <= 0:
+            return []
+        query, parameters = newest_first_query(self.PARTITION, since, until)
         rows = self.table.query_entities(
-            "PartitionKey eq @p", parameters={"p": self.PARTITION}, results_per_page=count
+            query, parameters=parameters, results_per_page=min(count, 1000)
         )
         result: list[dict[str, Any]] = []
         for row in rows:
@@ -123,6 +230,10 @@ class CycleHistory:
                 break
             result.append(json.loads(row["summary"]))
         return result
+
+
+def _stage_rank(name: str) -> int:
+    return STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER)
 
 
 def _partition(cycle_id: str) -> str:

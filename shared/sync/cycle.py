@@ -25,9 +25,12 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
+from azure.core.exceptions import AzureError
+
 from shared import telemetry
 from shared.dataverse.client import DataverseClient
 from shared.services import Services
+from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, CycleStatus, CycleTotals
 from shared.state.schedule import CyclePlan, CycleState, Failure, LoadMode, Phase, Step
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
@@ -311,6 +314,15 @@ def _failed(services: Services, lease: CycleLease, error: Exception, plan: Cycle
     step = lease.state.step.value if lease.state.step else ""
     explained = explain(error)
     failure = Failure(utcnow(), step, explained.message, explained.fix, explained.needs_action)
+    with contextlib.suppress(AzureError):  # the failure itself is kept in the schedule too
+        services.errors.record(
+            entity="cycle",
+            record_id=lease.state.cycle_id,
+            operation=f"plan {step}".strip(),
+            message=f"{failure.message}. Fix: {failure.fix}",
+            cycle_id=lease.state.cycle_id,
+            code=ErrorCode.PLANNING_FAILED,
+        )
     telemetry.count("acctsync.planning_failures", 1, step=step, kind=type(error).__name__)
     # One line that says what happened and what to do; the traceback of an expected error
     # only in debug logs, of a defect at error level.
@@ -374,6 +386,8 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         "dataverse_requests": plan.dataverse_requests,
         "dataverse_throttled": plan.dataverse_throttled,
         "planning_heartbeats": plan.heartbeats,
+        "stages": totals.stage_rows(state.started_at),
+        "change_lag_s": totals.lag.to_summary(),
     }
     if state.failure:
         summary["failure"] = state.failure.to_dict()
@@ -406,6 +420,11 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         )
     if "duration_s" in summary:
         telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
+    retention = timedelta(days=services.settings.error_retention_days)
+    try:
+        services.errors.remove_older_than(now - retention)
+    except AzureError:  # the next cycle tries again
+        logger.warning("could not remove sync errors older than the retention", exc_info=True)
     logger.info("cycle finished", extra=summary)
     return summary
 

@@ -23,7 +23,7 @@ from shared.dataverse.columns import (
 from shared.ids import InvalidId, parse_guid, parse_version
 from shared.mapping import ColumnType, web_api_property
 from shared.mirror.records import bucket
-from shared.state.errors import SyncErrors
+from shared.state.errors import ErrorCode, SyncErrors
 from shared.state.fields import Table
 from shared.state.schedule import LoadMode
 from shared.sync.apply.rows import contact_storable
@@ -67,6 +67,7 @@ class RowErrors:
             operation="read",
             message=f"Dataverse sent a row acctsync cannot mirror: {message}",
             cycle_id=self.cycle_id,
+            code=ErrorCode.BAD_ROW,
         )
 
     def guid(self, entity: str, value: Any) -> str | None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 
 from shared import __version__
+from shared.web.console import install_console
 from shared.web.errors import install_error_handlers
 from shared.web.guards import ASGIApp, limit_body
 from shared.web.routes import accounts, contacts, sync
@@ -21,24 +22,29 @@ Every request needs the function key in `x-functions-key` (or `?code=`). Field v
 raw values the Dataverse Web API returns, under the account column's logical name."""
 
 
-def create_app() -> FastAPI:
+def create_app(*, api_key: str | None = None, api: bool = True) -> FastAPI:
+    """The API under /api and the admin console at /. `api_key`: the key the local host
+    guards the API with, which also signs a person in to the console; `api=False`: the
+    console alone (the Functions app serves it from a function of its own)."""
     app = FastAPI(
         title="acctsync",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/api/docs",
+        docs_url="/api/docs" if api else None,
         redoc_url=None,
-        openapi_url="/api/openapi.json",
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect",
+        openapi_url="/api/openapi.json" if api else None,
+        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect" if api else None,
         # A trailing slash is not a route of its own, nor a redirect: ids are checked as sent.
         redirect_slashes=False,
     )
-    for router in (accounts.router, contacts.router, sync.router):
-        app.include_router(router)
+    if api:
+        for router in (accounts.router, contacts.router, sync.router):
+            app.include_router(router)
     install_error_handlers(app)
+    install_console(app, api_key=api_key)
     return app
 
 
-def asgi_app() -> ASGIApp:
+def asgi_app(*, api_key: str | None = None, api: bool = True) -> ASGIApp:
     """The app as the hosts serve it: bodies over the size limit refused before parsing."""
-    return limit_body(create_app())
+    return limit_body(create_app(api_key=api_key, api=api))

@@ -522,3 +522,28 @@ def test_evaluator_follows_conditions_and_keeps_runtime_values(tmp_path: Path) -
     assert default.value("pick") is None and BicepFile(source, {"mode": "b"}).value("pick") == 1
     other = BicepFile(source, {"mode": "b"})
     assert other.value("list") == [] and other.module("app/m.bicep").deployed
+
+
+def test_console_sign_in_settings_come_with_its_app_registration_only() -> None:
+    """The admin console signs users in with Entra ID (msal): its settings, with the secrets
+    in Key Vault, exist only when the app registration is given; none otherwise."""
+    assert not {s for s in _settings() if s.startswith("CONSOLE_")}
+    assert _settings()["AzureWebJobsDisableHomepage"] == "true"  # the console is the root page
+    given = {
+        "consoleEntraClientId": "11111111-2222-3333-4444-555555555555",
+        "consoleEntraGroupId": "66666666-7777-8888-9999-000000000000",
+        "consoleEntraClientSecret": "c0nsole-secret",
+        "consoleSessionSecret": "5ession-key",
+    }
+    settings = _settings(**given)
+    assert settings["CONSOLE_ENTRA_CLIENT_ID"] == given["consoleEntraClientId"]
+    assert settings["CONSOLE_ENTRA_GROUP_ID"] == given["consoleEntraGroupId"]
+    assert settings["CONSOLE_ENTRA_TENANT_ID"] == SUBSCRIPTION_TENANT
+    assert settings["CONSOLE_ENTRA_CLIENT_SECRET"] == _key_vault_reference("console-client-secret")
+    assert settings["CONSOLE_SESSION_SECRET"] == _key_vault_reference("console-session-secret")
+    assert not any("c0nsole" in v or "5ession" in v for v in settings.values())
+    # With the managed identity connection the vault now exists for the console's secrets.
+    main = _main(**given)
+    assert main.module("app/keyvault.bicep").deployed
+    without_group = _settings(**{**given, "consoleEntraGroupId": ""})
+    assert "CONSOLE_ENTRA_GROUP_ID" not in without_group

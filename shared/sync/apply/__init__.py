@@ -13,8 +13,9 @@ from typing import TypeVar
 
 from shared import telemetry
 from shared.services import Services
+from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult
-from shared.state.schedule import LoadMode
+from shared.state.schedule import LoadMode, Step
 from shared.storage import BATCH_CONTAINER
 from shared.sync.apply.accounts import AccountApplier
 from shared.sync.apply.contacts import ContactApplier
@@ -45,10 +46,19 @@ def apply_batch(services: Services, body: str | bytes) -> BatchResult:
     ids = {"cycle_id": message.cycle_id, "batch_id": message.batch_id}
     with telemetry.span("acctsync.apply_batch", traceparent=message.traceparent, attributes=ids):
         if isinstance(message, SweepBatch):
-            result = sweep_partition(ApplyContext(services, _sweep_header(message)), message)
+            context = ApplyContext(services, _sweep_header(message))
+            result = sweep_partition(context, message)
         else:
-            result = _apply_changes(ApplyContext(services, _deduplicated(message)))
-    services.results.record(message.cycle_id, message.batch_id, result, at=utcnow())
+            context = ApplyContext(services, _deduplicated(message))
+            result = _apply_changes(context)
+    services.results.record(
+        message.cycle_id,
+        message.batch_id,
+        result,
+        at=utcnow(),
+        stage=_stage(message).value,
+        lag=context.change_lag,
+    )
     telemetry.count("acctsync.accounts_applied", result.accounts_applied)
     telemetry.count("acctsync.contacts_applied", result.contacts_applied)
     telemetry.count("acctsync.activities_logged", result.activities_logged)
@@ -82,6 +92,13 @@ def _apply_changes(context: ApplyContext) -> BatchResult:
     if batch.members:
         context.services.members.add_all(batch.members)
     return context.result
+
+
+def _stage(message: Batch | SweepBatch) -> Step:
+    """The cycle step a batch belongs to: a step's batches carry its table's rows only."""
+    if isinstance(message, SweepBatch):
+        return Step.CONTACTS_SWEEP if message.entity_set == "contacts" else Step.ACCOUNTS_SWEEP
+    return Step.ACCOUNTS if message.accounts else Step.CONTACTS
 
 
 def _resolved(services: Services, message: Message) -> Batch | SweepBatch:
@@ -132,6 +149,7 @@ def _record_poisoned(services: Services, body: str | bytes, error: Exception) ->
             f"queue: {type(error).__name__}: {error}. Fix the cause, then run "
             "`acctsync replay-poison`.",
             cycle_id=message.cycle_id,
+            code=ErrorCode.BATCH_POISONED,
         )
     except Exception:
         logger.exception("could not record poisoned batch %s", message.batch_id)

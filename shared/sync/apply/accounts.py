@@ -258,6 +258,8 @@ class AccountApplier:
     def _applied(self, plan: _Plan) -> None:
         if not plan.stamp_only:  # a stamp was counted as skipped when planned
             self.context.result.accounts_applied += 1
+            if plan.etag is None:
+                self.context.result.added += 1
             self.context.lag(plan.change.modified_on)
 
     def _delete(self, change: AccountChange, old: TableEntity | None) -> None:
@@ -274,6 +276,7 @@ class AccountApplier:
             mode=UpdateMode.MERGE,
         )
         self.context.result.accounts_applied += 1
+        self.context.result.removed += 1
 
 
 def _generation(old: TableEntity | None) -> int:

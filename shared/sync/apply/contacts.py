@@ -47,6 +47,7 @@ class ContactApplier:
         }
         created = [c for c in changes if c.id in rows and c.id not in existing]
         self.context.result.contacts_applied += len(created)
+        self.context.result.added += len(created)
         for change in created:
             self.context.lag(change.modified_on)
         return [c for c in changes if c.id in existing]
@@ -67,6 +68,7 @@ class ContactApplier:
                     result.skipped += 1
                     continue
                 rows.append({**old, "is_deleted": True, "deleted_at": self.context.now})
+                result.removed += 1
                 if old_account:
                     leaves.append((old_account, change.id))
                 continue
@@ -87,6 +89,8 @@ class ContactApplier:
                     joins.append((new_account, change.id))
             rows.append(entity)
             modified.append(change.modified_on)
+            if old is None:
+                result.added += 1
         self.services.members.add_all(joins)
         for account_id, contact_id in leaves:
             self.services.members.remove(account_id, contact_id)

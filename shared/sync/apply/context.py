@@ -8,7 +8,8 @@ from datetime import datetime
 from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.services import Services
-from shared.state.results import BatchResult
+from shared.state.errors import ErrorCode
+from shared.state.results import BatchResult, ChangeLag
 from shared.state.schedule import LoadMode
 from shared.sync.batches import Batch
 from shared.times import utcnow
@@ -20,6 +21,7 @@ class ApplyContext:
     batch: Batch
     result: BatchResult = field(default_factory=BatchResult)
     now: datetime = field(default_factory=utcnow)
+    change_lag: ChangeLag = field(default_factory=ChangeLag)
 
     @property
     def first_load(self) -> bool:
@@ -40,14 +42,16 @@ class ApplyContext:
             operation=operation,
             message=message,
             cycle_id=self.batch.cycle_id,
+            code=ErrorCode.UNSTORABLE_VALUE,
         )
 
     def lag(self, modified_on: str | None) -> None:
         """How long after its change in Dynamics a row reached the mirror."""
         changed_at = change_time(modified_on)
         if changed_at is not None:
-            lag = (utcnow() - changed_at).total_seconds()
-            telemetry.observe("acctsync.change_lag_s", max(lag, 0.0), mode=self.batch.mode.value)
+            lag = max((utcnow() - changed_at).total_seconds(), 0.0)
+            self.change_lag.observe(lag)  # kept per batch for the console's chart
+            telemetry.observe("acctsync.change_lag_s", lag, mode=self.batch.mode.value)
 
 
 def change_time(modified_on: str | None) -> datetime | None:

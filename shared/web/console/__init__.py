@@ -1,0 +1,63 @@
+"""The admin console: server-rendered pages on the API's FastAPI app, at `/`.
+
+Sync Status, Sync Errors, Select Fields to Sync, Validate, Pause / Resume and Records, each a
+thin page over the functions the JSON API and the CLI use. Its own files only (no CDN, no
+inline script), a signed session cookie, and a CSRF token on every form that changes anything.
+"""
+
+from __future__ import annotations
+
+from fastapi import FastAPI, Request
+from fastapi.responses import FileResponse, HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+
+from shared.settings import SettingsError
+from shared.web.console import (
+    checks_page,
+    errors_page,
+    fields_page,
+    records_page,
+    signin,
+    status_page,
+)
+from shared.web.console.pages import (
+    HERE,
+    Console,
+    FormRefused,
+    SignInRequired,
+    render,
+    sign_in_location,
+)
+from shared.web.console.session import Signer, read_session
+from shared.web.console.settings import ConsoleSettings
+
+
+def install_console(app: FastAPI, *, api_key: str | None) -> None:
+    """The console's pages, its static files and its refusals, on `app`."""
+    try:
+        settings = ConsoleSettings.from_env(api_key)
+    except SettingsError as error:  # the API goes on; the console says what to fix
+        settings = ConsoleSettings.broken(str(error))
+    app.state.console = Console(settings, Signer(settings.session_key))
+    for module in (signin, status_page, errors_page, fields_page, checks_page, records_page):
+        app.include_router(module.router)
+    app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
+    app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)
+    app.add_exception_handler(SignInRequired, _sign_in)
+    app.add_exception_handler(FormRefused, _refused)
+
+
+def _favicon() -> Response:
+    return FileResponse(HERE / "static" / "favicon.svg", media_type="image/svg+xml")
+
+
+async def _sign_in(request: Request, error: Exception) -> Response:
+    assert isinstance(error, SignInRequired)
+    return RedirectResponse(sign_in_location(error.next_path), 303)
+
+
+async def _refused(request: Request, error: Exception) -> HTMLResponse:
+    console: Console = request.app.state.console
+    session = read_session(console.signer, request)
+    context = {"title": "Refused", "message": f"Nothing was changed: {error}."}
+    return render(request, "refused.html", context, session=session, status=403)

@@ -1,0 +1,52 @@
+"""Entra ID sign-in for the console in Azure: OpenID Connect's authorization code flow with
+PKCE, through msal. Only the tenant's users (and, when one is set, the members of one group)
+get a session; the tokens themselves are dropped once the ID token's claims are read."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from shared.web.console.settings import EntraApp
+
+# What of msal's flow the callback needs (the sign-in URL itself is not kept).
+FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge")
+
+
+class SignInRefused(Exception):
+    """Entra ID signed someone in whom the console does not let in, or the flow broke."""
+
+
+def _client(app: EntraApp) -> Any:
+    import msal  # only the Entra sign-in needs it: the API never imports msal for this
+
+    return msal.ConfidentialClientApplication(
+        app.client_id, client_credential=app.client_secret, authority=app.authority
+    )
+
+
+def begin(app: EntraApp, redirect_uri: str) -> tuple[str, dict[str, Any]]:
+    """Where to send the browser, and what of the flow to keep until it comes back."""
+    flow: dict[str, Any] = _client(app).initiate_auth_code_flow(
+        scopes=[], redirect_uri=redirect_uri
+    )
+    return str(flow["auth_uri"]), {k: flow[k] for k in FLOW_KEYS if k in flow}
+
+
+def finish(app: EntraApp, flow: dict[str, Any], params: Mapping[str, str]) -> str:
+    """The signed-in user's name, once the code is redeemed and the claims allow them in."""
+    result = _client(app).acquire_token_by_auth_code_flow(dict(flow), dict(params))
+    if "error" in result:
+        raise SignInRefused(f"Entra ID refused the sign-in: {result.get('error')}")
+    return allowed_user(app, result.get("id_token_claims") or {})
+
+
+def allowed_user(app: EntraApp, claims: Mapping[str, Any]) -> str:
+    if str(claims.get("tid", "")).lower() != app.tenant_id.lower():
+        raise SignInRefused("only users of the tenant acctsync runs in can sign in")
+    if app.allowed_group and app.allowed_group not in (claims.get("groups") or []):
+        raise SignInRefused(
+            "your account is not in the group allowed to use the acctsync console; "
+            "ask an administrator to add you"
+        )
+    return str(claims.get("name") or claims.get("preferred_username") or claims.get("oid"))

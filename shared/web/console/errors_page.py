@@ -1,0 +1,75 @@
+"""Sync Errors: the record-level and job-level errors the cycles recorded, searchable by
+record id and text, filtered, exported as CSV; kept for SYNC_ERROR_RETENTION_DAYS."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Request
+from fastapi.responses import Response
+
+from shared.state.errors import ErrorCode, ErrorFilter
+from shared.web.console.filters import csv_response, date_range
+from shared.web.console.pages import SessionDep, render
+from shared.web.routes.depends import ServicesDep
+
+router = APIRouter(include_in_schema=False)
+ENTITIES = ("account", "contact", "batch", "cycle")
+CODES = tuple(c.value for c in ErrorCode)
+SHOWN = 500
+CSV_FIELDS = ("at", "entity", "id", "operation", "code", "message", "cycle_id")
+
+
+@dataclass(frozen=True)
+class ErrorQuery:
+    """The page's search and filters, from its query (the CSV export takes the same)."""
+
+    q: str = ""
+    entity: str = ""
+    code: str = ""
+    cycle: str = ""
+    since: str = ""
+    until: str = ""
+
+    def wanted(self) -> tuple[ErrorFilter, str | None]:
+        start, end, problem = date_range(self.since, self.until)
+        wanted = ErrorFilter(
+            text=self.q[:200],
+            entity=self.entity if self.entity in ENTITIES else "",
+            code=self.code if self.code in CODES else "",
+            cycle_id=self.cycle.strip()[:100],
+            since=start,
+            until=end,
+        )
+        return wanted, problem
+
+
+QueryDep = Annotated[ErrorQuery, Depends()]
+
+
+@router.get("/errors")
+def errors_page(
+    request: Request, services: ServicesDep, session: SessionDep, query: QueryDep
+) -> Response:
+    wanted, problem = query.wanted()
+    errors = services.errors.search(wanted, count=SHOWN)
+    context: dict[str, Any] = {
+        "errors": errors,
+        "form": query,
+        "entities": ENTITIES,
+        "codes": CODES,
+        "problem": problem,
+        "shown": SHOWN,
+        "retention_days": services.settings.error_retention_days,
+        "query": request.url.query,
+    }
+    return render(request, "errors.html", context, session=session)
+
+
+@router.get("/errors.csv")
+def errors_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> Response:
+    wanted, _ = query.wanted()
+    errors = services.errors.search(wanted, count=SHOWN)
+    rows = ([e[k] for k in CSV_FIELDS] for e in errors)
+    return csv_response("acctsync-sync-errors.csv", CSV_FIELDS, rows)

@@ -1,0 +1,97 @@
+"""Select Fields to Sync: every account column, whether the sync user can read it and why
+not, which are selected; saving names each unreadable column, as the CLI does; a newly saved
+column shows how far its backfill has come."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from shared.dataverse.columns import Unreadable
+from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+from shared.sync.status import sync_status
+from shared.web.console.pages import FormDep, SessionDep, render, signed_in
+from shared.web.routes.depends import ServicesDep
+
+router = APIRouter(include_in_schema=False)
+
+
+@router.get("/fields")
+def fields_page(
+    request: Request, services: ServicesDep, session: SessionDep, saved: str = ""
+) -> Response:
+    return _page(request, services, session, saved=saved == "1")
+
+
+@router.post("/fields")
+def save_fields(request: Request, services: ServicesDep, form: FormDep) -> Response:
+    session = signed_in(request)
+    chosen = form.get("selected", [])
+    try:
+        select_fields(services, chosen)
+    except FieldSelectionError as error:
+        # Nothing was stored: the page shows the stored selection again, and why not.
+        return _page(request, services, session, problem=str(error), status=422)
+    return RedirectResponse("/fields?saved=1", 303)
+
+
+def _page(
+    request: Request,
+    services: ServicesDep,
+    session: Any,
+    *,
+    saved: bool = False,
+    problem: str | None = None,
+    status: int = 200,
+) -> Response:
+    columns = list_fields(services)
+    context = {
+        "columns": columns,
+        "selected_count": sum(1 for c in columns if c["selected"]),
+        "backfill": backfill_progress(services),
+        "saved": saved,
+        "problem": problem,
+        "deleted_why": Unreadable.DELETED.why,  # a selected column Dynamics no longer has
+    }
+    return render(request, "fields.html", context, session=session, status=status)
+
+
+def backfill_progress(services: ServicesDep) -> list[dict[str, str]]:
+    """Each column being backfilled or backfilled lately, and where its backfill stands."""
+    selection = services.fields.get()
+    waiting = list(selection.backfill) if selection else []
+    status = sync_status(services, cycles=10, errors=0)
+    plan = status["current_plan"] or {}
+    loading = set(plan.get("backfill") or [])
+    read = status["checkpoints"].get("accounts", {}).get("rows_read")
+    rows: list[dict[str, str]] = []
+    for column in waiting:
+        if column in loading:
+            accounts = plan.get("tables", {}).get("accounts", {}).get("changed", 0)
+            so_far = f"{read:,} accounts read" if read else f"{accounts:,} accounts read"
+            rows.append({"column": column, "state": "loading", "detail": so_far})
+        else:
+            rows.append(
+                {
+                    "column": column,
+                    "state": "waiting",
+                    "detail": "the next cycle loads it for every account (no activities)",
+                }
+            )
+    for cycle in status["last_cycles"]:
+        for column in cycle.get("backfill") or []:
+            if column in waiting or any(r["column"] == column for r in rows):
+                continue
+            applied = int(cycle.get("accounts_applied", 0))
+            rows.append(
+                {
+                    "column": column,
+                    "state": "done" if cycle.get("status") != "in_process" else "loading",
+                    "detail": f"cycle {cycle.get('cycle_id')} "
+                    f"({cycle.get('status')}, {cycle.get('finished_at') or 'running'}): "
+                    f"{applied:,} accounts written",
+                }
+            )
+    return rows

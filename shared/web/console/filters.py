@@ -1,0 +1,49 @@
+"""The filters of the console's lists (dates from the page's date inputs), and CSV export of
+exactly the rows a page shows."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Iterable, Sequence
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any
+
+from fastapi.responses import Response
+
+
+def day_start(text: str | None) -> datetime | None:
+    """The start of a YYYY-MM-DD day in UTC; None when empty; ValueError when malformed."""
+    if not text:
+        return None
+    return datetime.combine(date.fromisoformat(text), time.min, tzinfo=UTC)
+
+
+def day_end(text: str | None) -> datetime | None:
+    start = day_start(text)
+    return start + timedelta(days=1) - timedelta(milliseconds=1) if start else None
+
+
+def date_range(since: str, until: str) -> tuple[datetime | None, datetime | None, str | None]:
+    """The range the page's two date inputs name, and what is wrong with them if anything."""
+    try:
+        start, end = day_start(since), day_end(until)
+    except ValueError:
+        return None, None, "Dates are YYYY-MM-DD; the date filter was left out."
+    if start and end and start > end:
+        return None, None, "The 'from' date is after the 'to' date; the date filter was left out."
+    return start, end, None
+
+
+def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
+    out = io.StringIO()
+    writer = csv.writer(out)
+    writer.writerow(header)
+    for row in rows:
+        # A cell starting with = + - @ would be a formula in a spreadsheet: quote it as text.
+        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in row])
+    return Response(
+        out.getvalue(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -1,0 +1,151 @@
+"""What every console page shares: the templates, who is signed in, and the checks a form
+that changes something must pass (its CSRF token, and a request from the console's own
+origin)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import parse_qs, quote
+
+from fastapi import Depends, Request
+from fastapi.responses import HTMLResponse
+from fastapi.templating import Jinja2Templates
+
+from shared import __version__
+from shared.web.console.session import Session, Signer, presession, read_session
+from shared.web.console.settings import ConsoleSettings
+
+HERE = Path(__file__).parent
+templates = Jinja2Templates(directory=HERE / "templates")
+# Only the console's own files: no inline script or style, nothing from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+NAV = (
+    ("/", "Sync Status"),
+    ("/errors", "Sync Errors"),
+    ("/fields", "Select Fields to Sync"),
+    ("/validate", "Validate"),
+    ("/pause", "Pause / Resume"),
+    ("/records", "Records"),
+)
+
+
+class SignInRequired(Exception):
+    def __init__(self, next_path: str):
+        super().__init__(next_path)
+        self.next_path = next_path
+
+
+class FormRefused(Exception):
+    """A state-changing request that is not the console's own form: no change is made."""
+
+
+@dataclass(frozen=True)
+class Console:
+    settings: ConsoleSettings
+    signer: Signer
+
+
+def console_of(request: Request) -> Console:
+    console: Console = request.app.state.console
+    return console
+
+
+def signed_in(request: Request) -> Session:
+    session = read_session(console_of(request).signer, request)
+    if session is None:
+        path = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+        raise SignInRequired(path)
+    return session
+
+
+SessionDep = Annotated[Session, Depends(signed_in)]
+
+
+def csrf_token(request: Request, session: Session) -> str:
+    return console_of(request).signer.token("csrf", session.sid)
+
+
+def same_origin(request: Request) -> bool:
+    """What the browser says about where the request comes from, when it says anything."""
+    site = request.headers.get("sec-fetch-site")
+    if site is not None and site not in ("same-origin", "none"):
+        return False
+    origin = request.headers.get("origin")
+    own = f"{request.url.scheme}://{request.headers.get('host', request.url.netloc)}"
+    return origin is None or origin == own
+
+
+async def read_form(request: Request) -> dict[str, list[str]]:
+    """An application/x-www-form-urlencoded body (the console's forms send nothing else)."""
+    if not same_origin(request):
+        raise FormRefused("the request did not come from the console's own pages")
+    kind = request.headers.get("content-type", "").split(";")[0].strip()
+    if kind != "application/x-www-form-urlencoded":
+        raise FormRefused("send the console's form")
+    body = (await request.body()).decode("utf-8", "replace")
+    return parse_qs(body, keep_blank_values=True)
+
+
+async def checked_form(request: Request) -> dict[str, list[str]]:
+    """The form of a signed-in person, with the CSRF token of their session."""
+    session = signed_in(request)
+    form = await read_form(request)
+    if form.get("csrf", [""])[0] != csrf_token(request, session):
+        raise FormRefused("the form's CSRF token is missing or wrong: reload the page")
+    return form
+
+
+FormDep = Annotated[dict[str, list[str]], Depends(checked_form)]
+
+
+def signin_token(request: Request) -> str | None:
+    """The sign-in form's CSRF token, bound to this browser's pre-sign-in cookie."""
+    value = presession(console_of(request).signer, request)
+    return console_of(request).signer.token("signin", str(value["pid"])) if value else None
+
+
+def render(
+    request: Request,
+    template: str,
+    context: dict[str, Any],
+    *,
+    session: Session | None,
+    status: int = 200,
+) -> HTMLResponse:
+    page = {
+        "request": request,
+        "session": session,
+        "csrf": csrf_token(request, session) if session else "",
+        "nav": NAV,
+        "path": request.url.path,
+        "version": __version__,
+        **context,
+    }
+    response = templates.TemplateResponse(request, template, page, status_code=status)
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def sign_in_location(next_path: str) -> str:
+    return "/signin?next=" + quote(next_path, safe="/")
+
+
+def safe_next(value: str | None) -> str:
+    """Only a path of this site: never an open redirect."""
+    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+        return "/"
+    return value
+
+
+def first(form: dict[str, list[str]], name: str) -> str:
+    return form.get(name, [""])[0]

@@ -1,0 +1,91 @@
+"""How the console signs people in, read from the environment when the app is built.
+
+Locally (and wherever no Entra app is configured) a person signs in once with the key the
+host guards the API with (ACCTSYNC_API_KEY). In Azure the console signs the tenant's users in
+with Entra ID (OpenID Connect through msal): CONSOLE_ENTRA_CLIENT_ID and its tenant, the app
+registration's secret, and optionally one group whose members alone may sign in.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+
+from shared.settings import DEFAULT_AUTHORITY_HOST, SettingsError
+
+
+class SignIn(StrEnum):
+    KEY = "key"  # ACCTSYNC_API_KEY, entered once
+    ENTRA = "entra"  # OpenID Connect with the tenant's Entra ID
+    NONE = "none"  # nothing configured: every page says how to set one up
+
+
+@dataclass(frozen=True)
+class EntraApp:
+    tenant_id: str
+    client_id: str
+    client_secret: str
+    authority_host: str
+    allowed_group: str | None  # object id of the one group whose members may sign in
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+
+@dataclass(frozen=True)
+class ConsoleSettings:
+    sign_in: SignIn
+    api_key: str | None
+    entra: EntraApp | None
+    session_key: bytes  # signs the session cookie; never sent anywhere
+    problem: str | None = None  # why no sign-in is configured, for the sign-in page
+
+    @classmethod
+    def broken(cls, problem: str) -> ConsoleSettings:
+        """Sign-in set up wrong: nobody signs in, and the sign-in page says why."""
+        return cls(SignIn.NONE, None, None, _derived(os.urandom(32).hex()), problem)
+
+    @classmethod
+    def from_env(cls, api_key: str | None, env: Mapping[str, str] | None = None) -> ConsoleSettings:
+        env = os.environ if env is None else env
+        client_id = env.get("CONSOLE_ENTRA_CLIENT_ID", "").strip()
+        secret = env.get("CONSOLE_SESSION_SECRET", "").strip()
+        if client_id:
+            entra = _entra(env, client_id)
+            if not secret:
+                raise SettingsError(
+                    "CONSOLE_ENTRA_CLIENT_ID is set but CONSOLE_SESSION_SECRET is not: set it "
+                    "to a long random value (a Key Vault reference in Azure) to sign sessions"
+                )
+            return cls(SignIn.ENTRA, None, entra, _derived(secret))
+        if api_key:
+            # The cookie is signed with a key derived from the API key, never the key itself.
+            return cls(SignIn.KEY, api_key, None, _derived(secret or api_key))
+        return cls(SignIn.NONE, None, None, _derived(secret or os.urandom(32).hex()))
+
+
+def _entra(env: Mapping[str, str], client_id: str) -> EntraApp:
+    tenant = env.get("CONSOLE_ENTRA_TENANT_ID", "").strip()
+    client_secret = env.get("CONSOLE_ENTRA_CLIENT_SECRET", "").strip()
+    missing = [
+        name
+        for name, value in (
+            ("CONSOLE_ENTRA_TENANT_ID", tenant),
+            ("CONSOLE_ENTRA_CLIENT_SECRET", client_secret),
+        )
+        if not value
+    ]
+    if missing:
+        raise SettingsError(f"CONSOLE_ENTRA_CLIENT_ID is set but {', '.join(missing)} is not")
+    host = (env.get("DATAVERSE_AUTHORITY_HOST", "").strip() or DEFAULT_AUTHORITY_HOST).rstrip("/")
+    group = env.get("CONSOLE_ENTRA_GROUP_ID", "").strip() or None
+    return EntraApp(tenant, client_id, client_secret, host, group)
+
+
+def _derived(secret: str) -> bytes:
+    return hmac.new(b"acctsync console session", secret.encode(), hashlib.sha256).digest()

@@ -1,0 +1,91 @@
+"""The console's sign-in pieces that need no server: the signed session value, the redirect
+after sign-in, who Entra ID may let in, and the CSV a spreadsheet opens."""
+
+from __future__ import annotations
+
+import csv
+import io
+import time
+
+import pytest
+
+from shared.web.console.entra import SignInRefused, allowed_user
+from shared.web.console.filters import csv_response, date_range
+from shared.web.console.pages import safe_next
+from shared.web.console.session import Signer
+from shared.web.console.settings import ConsoleSettings, EntraApp, SignIn
+
+TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
+GROUP = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+
+
+def test_a_signed_value_comes_back_only_untouched_and_unexpired() -> None:
+    signer = Signer(b"k" * 32)
+    signed = {"kind": "session", "user": "API key", "exp": int(time.time()) + 60}
+    value = signer.dump(signed)
+    assert signer.load(value) == signed
+    body, _, mac = value.rpartition(".")
+    assert signer.load(body[:-2] + "xx." + mac) is None  # tampered
+    assert Signer(b"other key" * 4).load(value) is None  # signed with another key
+    expired = signer.dump({"kind": "session", "exp": int(time.time()) - 1})
+    assert signer.load(expired) is None
+    assert signer.load("no-dot-at-all") is None and signer.load(None) is None
+
+
+def test_the_session_key_is_derived_and_never_the_api_key() -> None:
+    settings = ConsoleSettings.from_env("the-api-key", env={})
+    assert settings.sign_in is SignIn.KEY
+    assert b"the-api-key" not in settings.session_key and len(settings.session_key) == 32
+    assert ConsoleSettings.from_env(None, env={}).sign_in is SignIn.NONE
+
+
+def test_entra_sign_in_needs_its_secrets() -> None:
+    env = {"CONSOLE_ENTRA_CLIENT_ID": "c", "CONSOLE_ENTRA_TENANT_ID": TENANT}
+    with pytest.raises(ValueError, match="CONSOLE_ENTRA_CLIENT_SECRET"):
+        ConsoleSettings.from_env(None, env=env)
+    with pytest.raises(ValueError, match="CONSOLE_SESSION_SECRET"):
+        ConsoleSettings.from_env(None, env={**env, "CONSOLE_ENTRA_CLIENT_SECRET": "s"})
+    full = {**env, "CONSOLE_ENTRA_CLIENT_SECRET": "s", "CONSOLE_SESSION_SECRET": "x" * 40}
+    settings = ConsoleSettings.from_env("ignored-key", env=full)
+    assert settings.sign_in is SignIn.ENTRA and settings.api_key is None  # no key sign-in
+
+
+@pytest.mark.parametrize(
+    ("asked", "goes_to"),
+    [
+        ("/errors?q=x", "/errors?q=x"),
+        ("https://evil.example/", "/"),
+        ("//evil.example/", "/"),
+        ("/\\evil.example", "/"),
+        ("", "/"),
+    ],
+)
+def test_after_sign_in_only_a_path_of_this_site(asked: str, goes_to: str) -> None:
+    assert safe_next(asked) == goes_to
+
+
+def test_only_the_tenant_and_the_group_get_in() -> None:
+    app = EntraApp(TENANT, "client", "secret", "https://login.microsoftonline.com", GROUP)
+    member = {"tid": TENANT, "name": "Dana Admin", "groups": [GROUP]}
+    assert allowed_user(app, member) == "Dana Admin"
+    with pytest.raises(SignInRefused, match="tenant"):
+        allowed_user(app, {**member, "tid": "11111111-1111-1111-1111-111111111111"})
+    with pytest.raises(SignInRefused, match="group"):
+        allowed_user(app, {**member, "groups": []})
+    anyone = EntraApp(TENANT, "client", "secret", "https://login.microsoftonline.com", None)
+    assert allowed_user(anyone, {"tid": TENANT, "preferred_username": "x@contoso.com"})
+
+
+def test_csv_cells_never_become_formulas() -> None:
+    response = csv_response("e.csv", ["id", "message"], [["=HYPERLINK(1)", "+1 555"], [3, "ok"]])
+    rows = list(csv.reader(io.StringIO(bytes(response.body).decode())))
+    assert rows == [["id", "message"], ["'=HYPERLINK(1)", "'+1 555"], ["3", "ok"]]
+    assert response.headers["content-disposition"] == 'attachment; filename="e.csv"'
+
+
+def test_a_bad_date_range_is_said_and_left_out() -> None:
+    assert date_range("2026-12-02", "2026-12-01")[2] is not None
+    assert date_range("yesterday", "")[2] is not None
+    since, until, problem = date_range("2026-12-01", "2026-12-01")
+    assert problem is None and since is not None and until is not None
+    assert (until - since).total_seconds() == pytest.approx(86400, abs=0.01)
