@@ -24,6 +24,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 # under functionTimeout (30 min), so a scale-in drain, a redeploy or a crash costs minutes.
 DEFAULT_PLAN_BUDGET_SECONDS = 180.0
 MAX_PAGE_SIZE = 5000
+# Marketo's custom Dynamics sync filter: the account Two Options column whose explicit No keeps
+# an account out of the mirror.
+DEFAULT_SYNC_FILTER_COLUMN = "new_synctomkto"
 
 
 class SettingsError(ValueError):
@@ -81,6 +84,8 @@ class Settings:
     # asks Dataverse for smaller pages (odata.maxpagesize) so small tables have many.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     page_size: int = MAX_PAGE_SIZE
+    # "" turns the filter off.
+    sync_filter_column: str = DEFAULT_SYNC_FILTER_COLUMN
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -106,6 +111,7 @@ class Settings:
                 env, "ACCTSYNC_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=1.0
             ),
             page_size=_page_size(env),
+            sync_filter_column=_sync_filter_column(env),
         )
 
 
@@ -138,6 +144,19 @@ def _page_size(env: Mapping[str, str]) -> int:
     if size > MAX_PAGE_SIZE:
         raise SettingsError(f"ACCTSYNC_PAGE_SIZE={size} is over Dataverse's {MAX_PAGE_SIZE}")
     return size
+
+
+def _sync_filter_column(env: Mapping[str, str]) -> str:
+    """Set but empty turns the filter off; unset is Marketo's column name."""
+    if "SYNC_FILTER_COLUMN" not in env:
+        return DEFAULT_SYNC_FILTER_COLUMN
+    name = env["SYNC_FILTER_COLUMN"].strip().lower()
+    if name and not (name.isascii() and name.isidentifier()):
+        raise SettingsError(
+            f"SYNC_FILTER_COLUMN={name!r} is not a column logical name; set it to the account "
+            f"Two Options column, e.g. {DEFAULT_SYNC_FILTER_COLUMN}, or to empty for no filter"
+        )
+    return name
 
 
 def _storage_settings(env: Mapping[str, str]) -> StorageSettings:

@@ -31,6 +31,8 @@ class BatchResult:
     activities_suppressed: int = 0
     errors: int = 0
     deleted: int = 0  # rows a re-load's sweep found gone from Dynamics
+    filtered: int = 0  # accounts the sync filter kept out, or stopped syncing
+    refreshed: int = 0  # accounts a re-sync wrote a column of
 
     def add(self, other: BatchResult) -> None:
         for name, value in asdict(other).items():
