@@ -96,10 +96,13 @@ class AccountApplier:
                 self._delete(change, existing.get(change.id))
         if not first_load:
             # Kept out until now (new to the mirror, or No → Yes): the filter lets it in.
-            for change in live:
-                old = existing.get(change.id)
-                if old is None or old.get("sync_filtered"):
-                    self.context.services.filtered.remove(change.id)
+            let_in = [
+                c.id
+                for c in live
+                if (old := existing.get(c.id)) is None or old.get("sync_filtered")
+            ]
+            if let_in:
+                run_parallel(self.context.services.filtered.remove, let_in, width=PARALLEL_READS)
 
     def _plan(self, change: AccountChange, old: TableEntity | None) -> _Plan | None:
         assert change.version is not None
