@@ -52,6 +52,14 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--json", action="store_true", help="one JSON array on stdout")
     commands.add_parser("pause", help="stop new cycles and steps (queued batches still apply)")
     commands.add_parser("resume", help="let cycles start again, from the stored delta links")
+    resync = commands.add_parser(
+        "resync",
+        help="re-sync one selected account column for every account, or those created or "
+        "modified in a range: nulls included, over local edits, logging no activity",
+    )
+    resync.add_argument("field", help="the selected account column, by logical name")
+    resync.add_argument("--modified-since", metavar="ISO", help="e.g. 2026-01-01T00:00:00Z")
+    resync.add_argument("--modified-until", metavar="ISO", help="e.g. 2026-01-31T23:59:59Z")
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
     return parser
 
@@ -217,17 +225,45 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _fields(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+    from shared.sync.fields import (
+        FieldResyncPending,
+        FieldSelectionError,
+        list_fields,
+        select_fields,
+    )
 
     services = get_services()
     if args.fields_command == "list":
         return _print(list_fields(services))
     try:
         selection = select_fields(services, args.names.split(","))
-    except FieldSelectionError as error:
+    except (FieldSelectionError, FieldResyncPending) as error:
         print(f"acctsync: nothing changed: {error}", file=sys.stderr)
         return 1
     return _print({"selected": list(selection.columns), "backfill": selection.backfill})
+
+
+def _resync(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.resync import ResyncError, request_resync
+
+    try:
+        requested = request_resync(
+            get_services(),
+            args.field,
+            modified_since=args.modified_since,
+            modified_until=args.modified_until,
+            by="acctsync resync",
+        )
+    except ResyncError as error:
+        print(f"acctsync: nothing queued: {error}", file=sys.stderr)
+        return 1
+    print(
+        "acctsync: queued; the next cycles re-sync it (`acctsync cycle` runs one now, "
+        "`acctsync status` shows its progress under resyncs)",
+        file=sys.stderr,
+    )
+    return _print(requested.to_json())
 
 
 COMMANDS: dict[str, Command] = {
@@ -241,6 +277,7 @@ COMMANDS: dict[str, Command] = {
     "validate": _validate,
     "pause": _pause,
     "resume": _resume,
+    "resync": _resync,
 }
 
 

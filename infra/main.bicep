@@ -72,6 +72,9 @@ param syncIntervalMinutes int = 5
 @minValue(0)
 param activityContactLimit int = 5000
 
+@description('The account Two Options column whose explicit No keeps an account out of the mirror (SYNC_FILTER_COLUMN). Empty: no sync filter.')
+param syncFilterColumn string = 'new_synctomkto'
+
 @description('Seconds one heartbeat plans before it checkpoints and leaves the rest to the next (ACCTSYNC_PLAN_BUDGET_SECONDS); keep it well under functionTimeout.')
 @minValue(10)
 @maxValue(1200)
@@ -255,6 +258,7 @@ module functionApp 'app/function.bicep' = {
     consoleSessionSecretUri: useConsoleSignIn ? '${keyVault.outputs.uri}secrets/${secretNames.consoleSessionSecret}' : ''
     syncIntervalMinutes: syncIntervalMinutes
     activityContactLimit: activityContactLimit
+    syncFilterColumn: syncFilterColumn
     planBudgetSeconds: planBudgetSeconds
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB

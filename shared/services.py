@@ -14,8 +14,10 @@ from shared.settings import Settings, get_settings
 from shared.state.cursors import Cursors
 from shared.state.errors import SyncErrors
 from shared.state.fields import FieldSelections
+from shared.state.filtered import FilteredAccounts
 from shared.state.pause import PauseSwitch
 from shared.state.results import CycleHistory, CycleResults
+from shared.state.resync import Resyncs
 from shared.state.schedule import CycleSchedule
 from shared.storage import (
     ACCOUNTS_TABLE,
@@ -96,6 +98,14 @@ class Services:
     @cached_property
     def pauses(self) -> PauseSwitch:
         return PauseSwitch(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def filtered(self) -> FilteredAccounts:
+        return FilteredAccounts(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def resyncs(self) -> Resyncs:
+        return Resyncs(self.storage.table(STATE_TABLE))
 
     @cached_property
     def errors(self) -> SyncErrors:

@@ -25,6 +25,9 @@ DEFAULT_LEASE_SECONDS = 60.0
 DEFAULT_PLAN_BUDGET_SECONDS = 180.0
 MAX_PAGE_SIZE = 5000
 DEFAULT_ERROR_RETENTION_DAYS = 30.0
+# Marketo's custom Dynamics sync filter: the account Two Options column whose explicit No keeps
+# an account out of the mirror.
+DEFAULT_SYNC_FILTER_COLUMN = "new_synctomkto"
 
 
 class SettingsError(ValueError):
@@ -84,6 +87,8 @@ class Settings:
     page_size: int = MAX_PAGE_SIZE
     # How long the Sync Errors are kept; each finished cycle removes older ones.
     error_retention_days: float = DEFAULT_ERROR_RETENTION_DAYS
+    # "" turns the filter off.
+    sync_filter_column: str = DEFAULT_SYNC_FILTER_COLUMN
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -112,6 +117,7 @@ class Settings:
             error_retention_days=_number(
                 env, "SYNC_ERROR_RETENTION_DAYS", DEFAULT_ERROR_RETENTION_DAYS, minimum=0.0
             ),
+            sync_filter_column=_sync_filter_column(env),
         )
 
 
@@ -144,6 +150,19 @@ def _page_size(env: Mapping[str, str]) -> int:
     if size > MAX_PAGE_SIZE:
         raise SettingsError(f"ACCTSYNC_PAGE_SIZE={size} is over Dataverse's {MAX_PAGE_SIZE}")
     return size
+
+
+def _sync_filter_column(env: Mapping[str, str]) -> str:
+    """Set but empty turns the filter off; unset is Marketo's column name."""
+    if "SYNC_FILTER_COLUMN" not in env:
+        return DEFAULT_SYNC_FILTER_COLUMN
+    name = env["SYNC_FILTER_COLUMN"].strip().lower()
+    if name and not (name.isascii() and name.isidentifier()):
+        raise SettingsError(
+            f"SYNC_FILTER_COLUMN={name!r} is not a column logical name; set it to the account "
+            f"Two Options column, e.g. {DEFAULT_SYNC_FILTER_COLUMN}, or to empty for no filter"
+        )
+    return name
 
 
 def _storage_settings(env: Mapping[str, str]) -> StorageSettings:

@@ -10,6 +10,7 @@ from shared.mirror.records import bucket
 from shared.state.schedule import LoadMode
 from shared.sync.batches import (
     MAX_MESSAGE_BYTES,
+    AccountChange,
     BadBatch,
     Batch,
     BatchPacker,
@@ -101,8 +102,8 @@ def test_a_version_1_message_still_decodes_and_an_unknown_version_does_not() -> 
     batch = Batch.decode(old)
     assert [c.id for c in batch.contacts] == [contact_id]
     assert batch.members == [] and not batch.members_apart
-    with pytest.raises(BadBatch, match="format 4"):
-        Batch.decode(old.replace('"v":1', '"v":4'))
+    with pytest.raises(BadBatch, match="format 5"):
+        Batch.decode(old.replace('"v":1', '"v":5'))
 
 
 def test_text_is_counted_in_utf8_bytes_as_the_queue_counts_it() -> None:
@@ -137,3 +138,13 @@ def test_sweeps_and_claim_checks_round_trip() -> None:
         decode_message(sweep.encode().replace('"13"', '"1x"'))
     with pytest.raises(BadBatch, match="not a batch of changes"):
         Batch.decode(sweep.encode())
+
+
+def test_a_filtered_account_travels_without_values_and_a_resync_names_itself() -> None:
+    kept_out = AccountChange(str(uuid.uuid4()), 7, "2026-01-01T00:00:00Z", filtered=True)
+    synced = AccountChange(str(uuid.uuid4()), 8, None, values={"name": "Contoso"})
+    header = Batch("c1", "000001", LoadMode.DELTA, {}, resync="20261201T000000000000-abc123")
+    decoded = Batch.decode(Batch(**{**header.__dict__, "accounts": [kept_out, synced]}).encode())
+    assert decoded.accounts == [kept_out, synced]
+    assert decoded.resync == header.resync
+    assert Batch.decode(HEADER.encode()).resync == ""  # a normal batch is no re-sync

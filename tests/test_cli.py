@@ -51,6 +51,7 @@ def test_fields_list_and_select(simulator: SimulatorHandle, services: Services) 
     listed = run("fields", "list")
     assert listed.returncode == 0, listed.stderr
     fields = {f["name"]: f for f in json.loads(listed.stdout)}
+    # The contract's keys, then why a column is not readable and its Dataverse limits.
     assert set(fields["name"]) == {
         "name",
         "type",
@@ -58,8 +59,11 @@ def test_fields_list_and_select(simulator: SimulatorHandle, services: Services) 
         "readable",
         "secured",
         "selected",
+        "why",
+        "limits",
     }
-    assert fields["creditlimit"]["readable"] is False
+    assert fields["creditlimit"]["readable"] is False and fields["creditlimit"]["why"]
+    assert fields["name"]["limits"]["max_length"] == 160
 
     refused = run("fields", "select", "name,creditlimit,bogus")
     assert refused.returncode != 0

@@ -91,3 +91,11 @@ def test_ca_bundle_must_exist(tmp_path: Path) -> None:
     dataverse = Settings.from_env({**DATAVERSE, "DATAVERSE_CA_BUNDLE": str(ca)}).dataverse
     assert dataverse is not None
     assert dataverse.ca_bundle == str(ca)
+
+
+def test_the_sync_filter_column_defaults_to_marketos_and_empty_turns_it_off() -> None:
+    assert Settings.from_env({}).sync_filter_column == "new_synctomkto"
+    assert Settings.from_env({"SYNC_FILTER_COLUMN": ""}).sync_filter_column == ""
+    assert Settings.from_env({"SYNC_FILTER_COLUMN": " New_Sync "}).sync_filter_column == "new_sync"
+    with pytest.raises(SettingsError, match="SYNC_FILTER_COLUMN"):
+        Settings.from_env({"SYNC_FILTER_COLUMN": "new sync; drop"})

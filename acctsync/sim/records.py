@@ -23,7 +23,7 @@ _ALIASES: Final = {"parentcustomertype": "parentcustomeridtype"}
 _WRITABLE_DERIVED: Final = frozenset({"parentcustomeridtype", "owneridtype"})
 _INT32: Final = (-(2**31), 2**31 - 1)
 # What a new row gets for a column the create does not name, as Dataverse's defaults give.
-_DEFAULTS: Final[dict[str, Value]] = {"donotemail": False, "new_synctomkto": False}
+_DEFAULTS: Final[dict[str, Value]] = {"donotemail": False, "new_synctomkto": True}
 _DEFAULT_STATUS: Final = {state: status for status, (_, state) in STATUS_CODES.items()}
 
 

@@ -289,13 +289,15 @@ def _account() -> Table:
         # A custom Two Options column that marketing tools key on. Dataverse gives a Two
         # Options column a value on every save, but rows that existed before the column was
         # added keep null until someone writes them, which is what most demo rows stand for.
+        # Its default is Yes, as docs/resync.md has it created: a new account syncs unless
+        # someone sets No (a default of No would keep every new account out of the sync).
         a(
             "new_synctomkto",
             "Boolean",
             "new_SyncToMkto",
             "Sync to Marketing",
             options={0: "No", 1: "Yes"},
-            default_value=False,
+            default_value=True,
             custom=True,
         ),
         a(

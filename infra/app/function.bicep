@@ -88,6 +88,9 @@ param syncIntervalMinutes int = 5
 @description('Accounts with more contacts than this get no Change Data Value activities.')
 param activityContactLimit int = 5000
 
+@description('The account Two Options column whose explicit No keeps an account out of the mirror; empty: no filter.')
+param syncFilterColumn string = 'new_synctomkto'
+
 @description('Seconds one heartbeat plans before it checkpoints and leaves the rest to the next.')
 param planBudgetSeconds int = 180
 
@@ -226,6 +229,10 @@ var baseSettings = [
   {
     name: 'ACTIVITY_CONTACT_LIMIT'
     value: string(activityContactLimit)
+  }
+  {
+    name: 'SYNC_FILTER_COLUMN'
+    value: syncFilterColumn
   }
   {
     name: 'ACCTSYNC_PLAN_BUDGET_SECONDS'

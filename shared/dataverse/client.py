@@ -95,6 +95,14 @@ class ChangePage:
     delta_link: str | None
 
 
+@dataclass(frozen=True)
+class RowPage:
+    """One page of a plain query: a next link on every page but the last."""
+
+    rows: list[dict[str, Any]]
+    next_link: str | None
+
+
 @dataclass
 class RequestStats:
     """What this client sent, for cycle summaries and telemetry."""
@@ -371,6 +379,40 @@ class DataverseClient:
             self._check_same_origin(new_delta)
             yield ChangePage(rows, deleted, None, str(new_delta))
             return
+
+    # -- plain queries ---------------------------------------------------------------------
+
+    def rows(
+        self,
+        entity_set: str,
+        columns: list[str],
+        *,
+        where: str | None = None,
+        link: str | None = None,
+        page_size: int = MAX_PAGE_SIZE,
+    ) -> Iterator[RowPage]:
+        """Pages of a plain query (no change tracking, so no delta link is touched): the rows
+        `where` ($filter) keeps, or with `link` the rest of such a query from one of its next
+        links. LinkRefused when Dataverse no longer accepts that link."""
+        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)},{LOOKUP_ANNOTATIONS}"
+        params: dict[str, str] | None = None
+        if link is None:
+            url = self._base + entity_set
+            params = {"$select": ",".join(columns)}
+            if where:
+                params["$filter"] = where
+        else:
+            self._check_same_origin(link)
+            url = link
+        while True:
+            body = self._get_link(url, params=params, prefer=prefer, given=url == link)
+            next_link = body.get("@odata.nextLink")
+            if next_link:
+                self._check_same_origin(next_link)
+            yield RowPage(list(body.get("value", [])), str(next_link) if next_link else None)
+            if not next_link:
+                return
+            url, params, link = str(next_link), None, str(next_link)
 
     def _get_link(
         self, url: str, *, params: dict[str, str] | None, prefer: str, given: bool

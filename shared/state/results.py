@@ -34,6 +34,8 @@ class BatchResult:
     # Of the applied rows: those the mirror did not have, and those deleted in Dynamics.
     added: int = 0
     removed: int = 0
+    filtered: int = 0  # accounts the sync filter kept out, or stopped syncing
+    refreshed: int = 0  # accounts a re-sync wrote a column of
 
     def add(self, other: BatchResult) -> None:
         for name, value in asdict(other).items():

@@ -2,9 +2,10 @@
 
 A cycle runs its steps in order, contacts first (shared/sync/cycle.py says why):
 
-    contacts → [contacts sweep] → accounts → [accounts sweep] → finished
+    contacts → [contacts sweep] → accounts → [accounts sweep] → [resync] → finished
 
-A sweep follows a table's full re-load only. Each step is PLANNING (read from Dataverse and
+A sweep follows a table's full re-load only; the resync step runs while a re-sync of a column
+is queued (shared/sync/resync.py). Each step is PLANNING (read from Dataverse and
 enqueued, under a lease, possibly over several heartbeats: the position in the table's page
 chain is checkpointed after every page) and then APPLYING (its batches on the queue). Whatever
 a cycle writes here is written under the ETag it read, so two heartbeats never both move it.
@@ -41,6 +42,7 @@ class Step(StrEnum):
     CONTACTS_SWEEP = "contacts_sweep"
     ACCOUNTS = "accounts"
     ACCOUNTS_SWEEP = "accounts_sweep"
+    RESYNC = "resync"
 
     @property
     def entity_set(self) -> str:
@@ -83,6 +85,7 @@ class CyclePlan:
     dataverse_requests: int = 0
     dataverse_throttled: int = 0
     heartbeats: int = 0
+    resync: str = ""  # the re-sync whose next chunk this cycle reads, after the accounts
 
     def changed(self, entity_set: str) -> int:
         table = self.tables.get(entity_set)

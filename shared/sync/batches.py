@@ -26,9 +26,10 @@ MAX_MESSAGE_BYTES = 46_000
 # 2 added memberships to batches, 3 re-load generations, sweeps and claim checks. A worker
 # refuses a newer message (it goes to poison, to be replayed once the worker is upgraded)
 # rather than apply part of it: a version-2 worker would not stamp a re-load's rows, and the
-# sweep would then flag them as deleted. Older messages mean the same to this version.
-FORMAT_VERSION = 3
-READABLE_VERSIONS = (1, 2, 3)
+# sweep would then flag them as deleted. 4 added accounts the sync filter keeps out (a version-3
+# worker would blank them) and re-sync batches. Older messages mean the same to this version.
+FORMAT_VERSION = 4
+READABLE_VERSIONS = (1, 2, 3, 4)
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _BLOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}/[A-Za-z0-9_.:-]{1,100}\.json")
 
@@ -44,6 +45,8 @@ class AccountChange:
     modified_on: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
+    # The sync filter's explicit No: not mirrored, or no longer synced (no values carried).
+    filtered: bool = False
 
 
 @dataclass(frozen=True)
@@ -76,6 +79,8 @@ class Batch:
     members_apart: bool = False
     # A re-load stamps every row it carries with its generation (shared/sync/sweep.py).
     generation: int = 0
+    # The re-sync (shared/sync/resync.py) whose rows these are: only `columns` are written.
+    resync: str = ""
 
     def encode(self) -> str:
         return encode_batch(
@@ -182,6 +187,7 @@ def decode_message(text: str | bytes) -> Message:
             members=[_member_of(m) for m in data.get("members", [])],
             members_apart=data.get("members_apart") is True,
             generation=parse_version(data.get("gen", 0)),
+            resync=_key_text(data["resync"]) if data.get("resync") else "",
         )
     except BadBatch:
         raise
@@ -215,6 +221,8 @@ def encode_batch(
         head["members_apart"] = True
     if header.generation:
         head["gen"] = header.generation
+    if header.resync:
+        head["resync"] = header.resync
     return (
         f"{_compact(head)[:-1]},"
         f'"accounts":[{",".join(accounts)}],'
@@ -248,6 +256,8 @@ def byte_size(text: str) -> int:
 def _account_json(change: AccountChange) -> dict[str, Any]:
     if change.deleted:
         return {"id": change.id, "deleted": True}
+    if change.filtered:
+        return {"id": change.id, "ver": change.version, "mod": change.modified_on, "out": True}
     return {"id": change.id, "ver": change.version, "mod": change.modified_on, "f": change.values}
 
 
@@ -267,11 +277,13 @@ def _contact_json(change: ContactChange) -> dict[str, Any]:
 def _account_of(data: dict[str, Any]) -> AccountChange:
     if data.get("deleted"):
         return AccountChange(id=parse_guid(data["id"]), deleted=True)
+    filtered = data.get("out") is True
     return AccountChange(
         id=parse_guid(data["id"]),
         version=parse_version(data["ver"]),
         modified_on=_optional_text(data.get("mod")),
-        values=_values(data["f"]),
+        values={} if filtered else _values(data["f"]),
+        filtered=filtered,
     )
 
 

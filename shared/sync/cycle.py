@@ -39,6 +39,8 @@ from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
 from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
+from shared.sync.resync import cycle_finished
+from shared.sync.resync_step import ResyncPlanner
 from shared.sync.schema import CycleColumns, check_columns, store_unreadable
 from shared.times import iso, utcnow
 
@@ -174,6 +176,9 @@ def next_step(step: Step | None, plan: CyclePlan) -> Step | None:
         return Step.ACCOUNTS
     if step is Step.ACCOUNTS and reloaded("accounts"):
         return Step.ACCOUNTS_SWEEP
+    if step in (Step.ACCOUNTS, Step.ACCOUNTS_SWEEP) and plan.resync:
+        # After the accounts are applied: a re-sync compares against the newest versions.
+        return Step.RESYNC
     return None
 
 
@@ -272,6 +277,16 @@ class _Steps:
             return StepOutcome(True, plan_sweep(services, lease, step.entity_set, self.progress))
         if self.columns is None:  # once a heartbeat, before its first read
             self.columns = check_columns(services, self.client)
+        if step is Step.RESYNC:
+            return ResyncPlanner(
+                services,
+                self.client,
+                lease,
+                self.columns.account,
+                deadline=self.deadline,
+                progress=self.progress,
+                stop=_stop_planning,
+            ).run()
         errors = RowErrors(services.errors, lease.state.cycle_id)
         reader: TableReader
         if step is Step.CONTACTS:
@@ -279,8 +294,10 @@ class _Steps:
             reader = ContactReader(access, errors)
         else:
             access = self.columns.account
-            reader = AccountReader(access, errors)
+            reader = AccountReader(access, errors, self.columns.sync_filter)
             lease.state.plan.backfill = list(reader.backfill)
+            resync = services.resyncs.current()
+            lease.state.plan.resync = resync.id if resync else ""
         try:
             return TablePlanner(
                 services,
@@ -376,6 +393,9 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         "contacts_applied": result.contacts_applied,
         "skipped": result.skipped,
         "deleted": result.deleted,
+        "accounts_filtered": result.filtered,
+        "resync": plan.resync or None,
+        "resync_refreshed": result.refreshed,
         "activities_logged": result.activities_logged,
         "activities_suppressed": result.activities_suppressed,
         "errors": plan.errors + result.errors + len(totals.poisoned),
@@ -414,6 +434,8 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
     )
     if not services.schedule.write(finished):
         return None
+    if plan.resync:
+        cycle_finished(services, plan.resync, state.cycle_id, result.refreshed)
     if plan.batches:
         ClaimStore(services.storage.container(BATCH_CONTAINER)).drop_cycle(
             state.cycle_id, keep=totals.poisoned

@@ -73,6 +73,13 @@ def edit_account_through_contact(
         account = services.accounts.get(account_id)
         if account is None or account.get("is_deleted"):
             raise EditError(409, "account_not_mirrored", f"account {account_id} is not mirrored")
+        if account.get("sync_filtered"):
+            raise EditError(
+                409,
+                "account_sync_filtered",
+                f"account {account_id} no longer syncs: the sync filter column is No in "
+                "Dynamics; set it to Yes there to sync the account again",
+            )
         base_version = account.get("version")
         entity: dict[str, Any] = dict(account)
         changes: list[FieldChange] = []

@@ -1,7 +1,9 @@
 """Field selection (Marketo's "Select Fields to Sync"): which account columns sync.
 
 Only columns the sync user can read may be selected. A newly selected column is backfilled for
-every account without activities. A selected column that becomes unreadable (deleted in
+every account without activities; one selected again after it was deselected is also re-synced
+(Marketo's Quick Sync, shared/sync/resync.py), and a column whose re-sync has not finished
+cannot be deselected. A selected column that becomes unreadable (deleted in
 Dynamics, or secured without a grant) stays selected, is reported, and keeps its mirrored
 values; the cycle's column check (shared/sync/schema.py) finds that out before every read.
 """
@@ -22,6 +24,7 @@ from shared.dataverse.columns import (
 )
 from shared.services import Services
 from shared.state.fields import FieldSelection, Table
+from shared.state.resync import new_resync
 from shared.times import utcnow
 
 if TYPE_CHECKING:  # local edits check fields without ever asking Dynamics
@@ -31,6 +34,18 @@ if TYPE_CHECKING:  # local edits check fields without ever asking Dynamics
 LIMITS_RECHECK = timedelta(days=1)
 HOW_TO_SELECT = "`acctsync fields select NAME,...` or PUT /api/sync/fields"
 HOW_TO_LIST = "`acctsync fields list` or GET /api/sync/fields lists the account columns"
+
+
+class FieldResyncPending(ValueError):
+    """A selection that drops a column whose re-sync has not finished; nothing was stored."""
+
+    def __init__(self, columns: list[str]):
+        super().__init__(
+            f"{', '.join(columns)} cannot be deselected while a re-sync of it is queued or "
+            "under way; `acctsync status` shows its progress (`resyncs`): deselect it once "
+            "that has finished"
+        )
+        self.columns = columns
 
 
 class FieldSelectionError(ValueError):
@@ -98,10 +113,22 @@ def select_fields(services: Services, names: list[str]) -> FieldSelection:
     }
     if unknown or unreadable or not wanted:
         raise FieldSelectionError(unknown=unknown, unreadable=unreadable)
+    resyncing = {r.field for r in services.resyncs.active()}
+    if pending := [n for n in previous.columns if n not in wanted and n in resyncing]:
+        raise FieldResyncPending(pending)
     added = [n for n in wanted if n not in previous.columns or n in previous.unreadable]
     backfill = list(dict.fromkeys([n for n in previous.backfill if n in wanted] + added))
-    selection = _selection_of(client, table, wanted, backfill=backfill, now=utcnow())
+    now = utcnow()
+    selection = replace(
+        _selection_of(client, table, wanted, backfill=backfill, now=now),
+        retired=[
+            n for n in dict.fromkeys(previous.retired + list(previous.columns)) if n not in wanted
+        ],
+    )
     services.fields.put(selection)
+    # Selected before and again now: its mirrored values are stale, re-sync it (Quick Sync).
+    for name in (n for n in added if n in previous.retired):
+        services.resyncs.add(new_resync(name, now=now, by="fields select (selected again)"))
     return selection
 
 

@@ -7,7 +7,7 @@ a sync error on that row; the rest of the page goes on.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import telemetry
@@ -25,6 +25,7 @@ from shared.mapping import ColumnType, web_api_property
 from shared.mirror.records import bucket
 from shared.state.errors import ErrorCode, SyncErrors
 from shared.state.fields import Table
+from shared.state.filtered import SyncFilter
 from shared.state.schedule import LoadMode
 from shared.sync.apply.rows import contact_storable
 from shared.sync.batches import (
@@ -98,13 +99,26 @@ class TableReader(Protocol):
         ...
 
 
+def account_change(row: dict[str, Any], columns: dict[str, ColumnType]) -> AccountChange:
+    """An account row as the change a batch carries; ValueError for a row it cannot carry."""
+    return AccountChange(
+        id=parse_guid(row.get(ACCOUNT_ID)),
+        version=parse_version(row.get("versionnumber")),
+        modified_on=row.get("modifiedon"),
+        values={c: row.get(web_api_property(c, t)) for c, t in columns.items()},
+    )
+
+
 @dataclass
 class AccountReader:
     """Accounts with the selected columns. Unreadable columns stay out of the batches, so
-    their mirrored values are kept rather than blanked by the nulls Dynamics sends for them."""
+    their mirrored values are kept rather than blanked by the nulls Dynamics sends for them.
+    With the sync filter on, its column is read too, and an account it keeps out travels as a
+    change without values."""
 
     access: ColumnAccess
     errors: RowErrors
+    sync_filter: SyncFilter | None = None
     entity_set: str = "accounts"
     table: Table = Table.ACCOUNT
     changed: int = 0
@@ -114,6 +128,9 @@ class AccountReader:
 
     def __post_init__(self) -> None:
         self.select = account_select(self.access.select)
+        if self.sync_filter is not None and self.sync_filter.active:
+            # Part of the chain's $select: the filter coming or going reads the table again.
+            self.select += [c for c in [self.sync_filter.column] if c not in self.select]
         self.backfill = tuple(c for c in self.access.backfill if c in self.access.select)
 
     @property
@@ -138,12 +155,9 @@ class AccountReader:
         columns = self.columns
         for row in page.rows:
             try:
-                change = AccountChange(
-                    id=parse_guid(row.get(ACCOUNT_ID)),
-                    version=parse_version(row.get("versionnumber")),
-                    modified_on=row.get("modifiedon"),
-                    values={c: row.get(web_api_property(c, t)) for c, t in columns.items()},
-                )
+                change = account_change(row, columns)
+                if self.sync_filter is not None and self.sync_filter.excludes(row):
+                    change = replace(change, values={}, filtered=True)
             except ValueError as error:  # InvalidId and InvalidVersion included
                 self.errors.bad_row("account", row.get(ACCOUNT_ID), str(error))
                 continue

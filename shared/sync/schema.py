@@ -9,6 +9,7 @@ both tables), so the org changing under a running sync never fails a cycle.
   when a page with rows is about to be packed, or to see whether a column is readable again:
   an idle cycle stays at three requests.
 - A column readable again is backfilled: its table is read again in full, logging nothing.
+- The sync filter's column is looked up in the same metadata (shared/sync/filter.py).
 """
 
 from __future__ import annotations
@@ -28,7 +29,9 @@ from shared.dataverse.errors import ChangeTrackingDisabled
 from shared.mapping import ColumnType
 from shared.services import Services
 from shared.state.fields import FieldSelection, Table
+from shared.state.filtered import SyncFilter
 from shared.sync.fields import current_selection, refresh_limits
+from shared.sync.filter import find_filter
 
 
 @dataclass
@@ -102,6 +105,7 @@ class ColumnAccess:
 class CycleColumns:
     account: ColumnAccess
     contact: ColumnAccess
+    sync_filter: SyncFilter
 
 
 def check_columns(services: Services, client: DataverseClient) -> CycleColumns:
@@ -120,7 +124,9 @@ def check_columns(services: Services, client: DataverseClient) -> CycleColumns:
     checked = CycleColumns(
         ColumnAccess(Table.ACCOUNT, selection, account_table, grants),
         ColumnAccess(Table.CONTACT, contact, tables[Table.CONTACT.value], grants),
+        find_filter(services.settings, account_table, grants),
     )
+    services.filtered.put_filter(checked.sync_filter)
     for access in (checked.account, checked.contact):
         _store(services, access, backfill=list(access.regained))
     return checked

@@ -11,6 +11,8 @@ from shared.state.fields import Table
 from shared.state.results import CycleStatus
 from shared.state.schedule import CycleState, Phase
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
+from shared.sync.filter import filter_status
+from shared.sync.resync import resync_status
 from shared.times import iso, utcnow
 
 
@@ -56,6 +58,9 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
             for table, stored in ((Table.ACCOUNT, selection), (Table.CONTACT, contact_columns))
             if stored is not None and stored.unreadable
         },
+        # The sync filter's state and how many accounts it keeps out; Quick/Advanced Syncs.
+        **filter_status(services),
+        "resyncs": resync_status(services),
         "last_failure": state.last_failure.to_dict() if state.last_failure else None,
         "failures_in_a_row": state.failures_in_a_row,
         "last_errors": services.errors.latest(errors),

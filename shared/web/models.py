@@ -25,6 +25,10 @@ class Account(BaseModel):
         description="fields changed through a contact since Dynamics last changed the account"
     )
     synced_at: str | None
+    sync_filtered: bool = Field(
+        False,
+        description="the sync filter column is No in Dynamics: kept as it was, no longer synced",
+    )
 
 
 class Contact(BaseModel):
@@ -33,6 +37,9 @@ class Contact(BaseModel):
     fields: dict[str, Any]
     account: dict[str, Any] | None = Field(description="the fields of the contact's account")
     is_deleted: bool
+    account_sync_filtered: bool = Field(
+        False, description="the contact's account no longer syncs (see Account.sync_filtered)"
+    )
 
 
 class AccountEdit(BaseModel):
@@ -98,3 +105,34 @@ class FieldSelectionRequest(BaseModel):
 class FieldSelectionResult(BaseModel):
     selected: list[str]
     backfill: list[str] = Field(description="newly selected: loaded for every account, silently")
+
+
+class ResyncRequest(BaseModel):
+    """Re-sync one selected account column: every account (Quick Sync), or those created or
+    modified in the range (Advanced Sync)."""
+
+    model_config = ConfigDict(extra="forbid")
+    field: str = Field(description="the selected account column, by logical name")
+    modified_since: str | None = Field(None, description="ISO-8601, e.g. 2026-01-01T00:00:00Z")
+    modified_until: str | None = Field(None, description="ISO-8601; either bound may be open")
+
+
+class ResyncState(BaseModel):
+    id: str
+    field: str
+    kind: Literal["quick", "advanced"]
+    status: Literal["queued", "reading", "applying", "finished", "cancelled"]
+    requested_at: str
+    requested_by: str
+    modified_since: str | None
+    modified_until: str | None
+    started_at: str | None
+    finished_at: str | None
+    rows_read: int = Field(description="accounts read from Dynamics so far")
+    pages: int
+    total: int | None = Field(description="accounts in Dynamics when a Quick Sync began")
+    batches: int
+    refreshed: int = Field(description="accounts whose value it wrote, in the applied batches")
+    cycle_id: str
+    message: str
+    queued: bool = Field(True, description="false: the same re-sync was queued already")

@@ -79,6 +79,7 @@ REQUIRED_SETTINGS: dict[str, str | None] = {
     "DATAVERSE_CLIENT_ID": None,
     "SYNC_INTERVAL_MINUTES": "5",
     "ACTIVITY_CONTACT_LIMIT": "5000",
+    "SYNC_FILTER_COLUMN": "new_synctomkto",
     "ACCTSYNC_PLAN_BUDGET_SECONDS": "180",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "${monitoring.outputs.connectionString}",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={IDENTITY_CLIENT_ID};Authorization=AAD",
@@ -126,8 +127,6 @@ NOT_IN_AZURE = {
     "AzureWebJobsStorage": "Azure uses the identity-based AzureWebJobsStorage__* settings",
     "DATAVERSE_CA_BUNDLE": "only for the local simulator or a TLS-inspecting proxy",
     "ACCTSYNC_API_KEY": "Azure protects the HTTP API with function keys",
-    # The sync filter is not built yet: it gets its app setting with the feature.
-    "SYNC_FILTER_COLUMN": "the sync filter comes with its own issue",
 }
 
 # Built-in role definition IDs (identical in every tenant).

@@ -244,7 +244,7 @@ def test_choice_casts_expand_their_option_sets(api: httpx.Client) -> None:
     )
     assert set(booleans) == {"donotemail", "new_synctomkto"}
     sync = booleans["new_synctomkto"]
-    assert sync["DefaultValue"] is False
+    assert sync["DefaultValue"] is True  # created as docs/resync.md says: new accounts sync
     assert set(sync["OptionSet"]) == {"MetadataId", "TrueOption", "FalseOption"}
     assert sync["OptionSet"]["TrueOption"]["Value"] == 1
     assert sync["OptionSet"]["TrueOption"]["Label"]["UserLocalizedLabel"]["Label"] == "Yes"
@@ -324,11 +324,11 @@ def test_sync_to_marketing_in_demo_data_and_control_writes(
 
     # A row created now gets the column's default; control writes can set it either way.
     [created, marked] = sim.control.create_accounts(
-        [{"name": "New"}, {"name": "Marked", "new_synctomkto": True}]
+        [{"name": "New"}, {"name": "Marked", "new_synctomkto": False}]
     )
-    assert sim.control.get_account(created)["new_synctomkto"] is False
-    assert sim.control.get_account(marked)["new_synctomkto"] is True
-    assert sim.control.update_account(marked, {"new_synctomkto": False})["new_synctomkto"] is False
+    assert sim.control.get_account(created)["new_synctomkto"] is True
+    assert sim.control.get_account(marked)["new_synctomkto"] is False
+    assert sim.control.update_account(marked, {"new_synctomkto": True})["new_synctomkto"] is True
     with pytest.raises(SimulatorError, match="true or false"):
         sim.control.update_account(marked, {"new_synctomkto": "yes"})
 

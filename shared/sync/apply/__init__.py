@@ -20,6 +20,7 @@ from shared.storage import BATCH_CONTAINER
 from shared.sync.apply.accounts import AccountApplier
 from shared.sync.apply.contacts import ContactApplier
 from shared.sync.apply.context import ApplyContext
+from shared.sync.apply.resync import ResyncApplier
 from shared.sync.apply.sweep import sweep_partition
 from shared.sync.batches import (
     AccountChange,
@@ -85,6 +86,9 @@ def apply_message(
 
 def _apply_changes(context: ApplyContext) -> BatchResult:
     batch = context.batch
+    if batch.resync:
+        ResyncApplier(context).apply(batch.accounts)
+        return context.result
     if batch.accounts:
         AccountApplier(context).apply(batch.accounts)
     if batch.contacts:

@@ -33,6 +33,7 @@ from shared.mirror.records import PARALLEL_READS, bucket, generation_of, replace
 from shared.mirror.writes import MAX_TRANSACTION_ENTITIES, run_parallel
 from shared.sync.apply.activities import FanOut, FieldChange, FieldsChanged, fan_out
 from shared.sync.apply.context import ApplyContext, change_time
+from shared.sync.apply.filtered import keep_out
 from shared.sync.apply.rows import BOOKKEEPING, version_property
 from shared.sync.batches import AccountChange
 
@@ -79,11 +80,13 @@ class AccountApplier:
         self._counted: dict[str, set[str]] = defaultdict(set)
 
     def apply(self, changes: list[AccountChange]) -> None:
-        live = [c for c in changes if not c.deleted]
-        if self.context.first_load and len(live) == len(changes):
+        live = [c for c in changes if not c.deleted and not c.filtered]
+        first_load = self.context.first_load
+        if first_load and not any(c.deleted for c in changes):
             existing: dict[str, TableEntity] = {}  # rows met on the way are re-read alone
         else:
             existing = self.context.services.accounts.get_many(c.id for c in changes)
+        keep_out(self.context, [c for c in changes if c.filtered], existing)
         plans = [p for c in live if (p := self._plan(c, existing.get(c.id)))]
         self._log_activities(plans)
         for change in self._write_groups(plans):
@@ -91,10 +94,21 @@ class AccountApplier:
         for change in changes:
             if change.deleted:
                 self._delete(change, existing.get(change.id))
+        if not first_load:
+            # Kept out until now (new to the mirror, or No → Yes): the filter lets it in.
+            let_in = [
+                c.id
+                for c in live
+                if (old := existing.get(c.id)) is None or old.get("sync_filtered")
+            ]
+            if let_in:
+                run_parallel(self.context.services.filtered.remove, let_in, width=PARALLEL_READS)
 
     def _plan(self, change: AccountChange, old: TableEntity | None) -> _Plan | None:
         assert change.version is not None
-        if old is not None and version_of(old) >= change.version:
+        # A marked account is applied whole whatever its version: the filter let it in again
+        # (its column gone or unreadable reads the table again, at the same versions).
+        if old is not None and version_of(old) >= change.version and not old.get("sync_filtered"):
             return self._plan_unchanged(change, old)
         batch = self.context.batch
         entity: dict[str, Any] = {}
@@ -124,7 +138,8 @@ class AccountApplier:
             self.context.error("account", change.id, "update", str(error))
             return None
         plan = _Plan(change, entity, old.metadata["etag"] if old is not None else None)
-        if old is not None and not self.context.first_load:
+        # An account the filter kept out comes back as a first load of it: no activities.
+        if old is not None and not self.context.first_load and not old.get("sync_filtered"):
             for column in batch.columns:
                 if column in batch.backfill:
                     continue  # a newly selected column loads silently

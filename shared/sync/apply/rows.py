@@ -30,6 +30,8 @@ BOOKKEEPING = (
     "deleted_at",
     "locally_modified",
     "generation",
+    "sync_filtered",
+    "filtered_at",
 )
 
 

@@ -28,6 +28,7 @@ def account_view(services: Services, account_id: str) -> Account | None:
         is_deleted=bool(row.get("is_deleted")),
         locally_modified=json.loads(row.get("locally_modified") or "[]"),
         synced_at=iso(row.get("synced_at")),
+        sync_filtered=bool(row.get("sync_filtered")),
     )
 
 

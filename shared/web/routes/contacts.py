@@ -28,6 +28,7 @@ def get_contact(contactid: GuidPath, services: ServicesDep) -> Contact:
         fields=fields_of(row),
         account=selected_fields(services, fields_of(account)) if account is not None else None,
         is_deleted=bool(row.get("is_deleted")),
+        account_sync_filtered=account is not None and bool(account.get("sync_filtered")),
     )
 
 

@@ -7,8 +7,14 @@ from typing import Any
 from fastapi import APIRouter
 
 from shared.setup.validate import validate
-from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+from shared.sync.fields import (
+    FieldResyncPending,
+    FieldSelectionError,
+    list_fields,
+    select_fields,
+)
 from shared.sync.pause import pause_sync, resume_sync
+from shared.sync.resync import ResyncError, request_resync
 from shared.sync.status import sync_status
 from shared.web.errors import ApiError
 from shared.web.models import (
@@ -17,6 +23,8 @@ from shared.web.models import (
     FieldSelectionRequest,
     FieldSelectionResult,
     PauseState,
+    ResyncRequest,
+    ResyncState,
 )
 from shared.web.routes.depends import ERRORS, ServicesDep
 
@@ -39,6 +47,8 @@ def put_fields(body: FieldSelectionRequest, services: ServicesDep) -> FieldSelec
         selection = select_fields(services, body.selected)
     except FieldSelectionError as error:
         raise ApiError(422, "invalid_fields", str(error)) from None
+    except FieldResyncPending as error:
+        raise ApiError(409, "field_resync_pending", str(error)) from None
     return FieldSelectionResult(selected=list(selection.columns), backfill=selection.backfill)
 
 
@@ -56,3 +66,25 @@ def post_pause(services: ServicesDep) -> PauseState:
 def post_resume(services: ServicesDep) -> PauseState:
     state = resume_sync(services)
     return PauseState(paused=False, was_paused_since=state["was_paused_since"])
+
+
+@router.post(
+    "/resync",
+    summary="Re-sync one selected account column (Quick Sync, or Advanced Sync with a range)",
+    description="Queued for the next cycles, which write the column's Dynamics values into every "
+    "mirrored account (or those created or modified in the range), nulls included, over local "
+    "edits, logging no activity. Status shows its progress under `resyncs`.",
+    status_code=202,
+)
+def post_resync(body: ResyncRequest, services: ServicesDep) -> ResyncState:
+    try:
+        requested = request_resync(
+            services,
+            body.field,
+            modified_since=body.modified_since,
+            modified_until=body.modified_until,
+            by="POST /api/sync/resync",
+        )
+    except ResyncError as error:
+        raise ApiError(422, error.problem.value, str(error)) from None
+    return ResyncState(**requested.to_json())
