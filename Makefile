@@ -32,7 +32,7 @@ lint: install
 # wait on servers, so two cores finish it in little more than half the time. The half with
 # the fault tests keeps the simulator's port 443 (msal's password sign-in asks it); the other
 # leaves it. TESTS=path runs only that, in one process.
-SUITE_A := tests/faults tests/sim tests/engine/test_validate.py
+SUITE_A := tests/faults tests/sim/test_sim_auth.py tests/engine/test_validate.py
 test: lint browser
 ifdef TESTS
 	$(BIN)/pytest $(TESTS)

@@ -169,10 +169,7 @@ class DataverseClient:
         # Parallel requests stay within the server's advertised degree of parallelism.
         self._dop = 4
         self._slots = threading.BoundedSemaphore(self._dop)
-        # Service protection throttles the caller, not one request: after a 429 no request of
-        # this client goes out before its Retry-After has passed (time.monotonic()).
-        self._throttled_until = 0.0
-        self._throttle_lock = threading.Lock()
+        self._throttle = _throttle_of(settings.url)
         self.stats = RequestStats()
         self._user_id: str | None = None
         self._combined_definitions = True
@@ -491,8 +488,7 @@ class DataverseClient:
                 wait = _retry_after(response, self._retry.retry_after_cap_s)
                 wait = wait if wait is not None else self._jitter(attempt)
                 logger.warning("dataverse throttled (%s); waiting %.1fs", code, wait)
-                with self._throttle_lock:
-                    self._throttled_until = max(self._throttled_until, time.monotonic() + wait)
+                self._throttle.hold_off(wait)
                 continue
             if status == 401 and not refreshed_token:
                 # An expired or revoked token: drop it and try once more with a new one.
@@ -529,13 +525,41 @@ class DataverseClient:
 
     def _wait_out_throttling(self) -> None:
         # Again after each wait: a parallel request may have been throttled meanwhile.
-        while (left := self._throttled_until - time.monotonic()) > 0:
+        while (left := self._throttle.left()) > 0:
             self._sleep(left)
 
     def _backoff(self, attempt: int, *, reason: str) -> None:
         wait = self._jitter(attempt)
         logger.warning("dataverse request failed (%s); retry %d in %.2fs", reason, attempt, wait)
         self._sleep(wait)
+
+
+class _Throttle:
+    """When an environment's service protection lets this process send again.
+
+    Dataverse throttles the caller, not one request: after a 429 no request to that
+    environment goes out before its Retry-After has passed, from any client of the process
+    (parallel requests, and the next heartbeat's client after a cycle gave up)."""
+
+    def __init__(self) -> None:
+        self._until = 0.0  # time.monotonic()
+        self._lock = threading.Lock()
+
+    def hold_off(self, seconds: float) -> None:
+        with self._lock:
+            self._until = max(self._until, time.monotonic() + seconds)
+
+    def left(self) -> float:
+        return self._until - time.monotonic()
+
+
+_THROTTLES: dict[str, _Throttle] = {}
+_THROTTLES_LOCK = threading.Lock()
+
+
+def _throttle_of(url: str) -> _Throttle:
+    with _THROTTLES_LOCK:
+        return _THROTTLES.setdefault(url, _Throttle())
 
 
 def _raise_if_untrusted(error: Exception) -> None:
