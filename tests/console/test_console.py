@@ -13,7 +13,7 @@ import httpx
 import pytest
 from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
-from selenium.webdriver.support.ui import WebDriverWait
+from selenium.webdriver.support.ui import Select, WebDriverWait
 
 from acctsync.runner import run_cycle_now
 from shared.mapping import read_column
@@ -300,6 +300,41 @@ def test_records_show_the_account_its_contacts_and_their_activities(
     assert len(shown) == 2
     page_two = {c.get_attribute("data-contact") for c in shown}
     assert page_one | page_two == set(stack.contacts) and not page_one & page_two
+    logged(browser, problems)
+
+
+def test_a_field_re_synced_from_the_fields_page_drops_the_local_edit(
+    stack: Stack, browser: Any, problems: list[dict[str, Any]]
+) -> None:
+    """Quick Sync from the console: the records test's local edit of telephone1 goes, the
+    Dynamics value comes back, no activity is logged; a backwards range is refused."""
+    services = stack.services
+    account = services.accounts.get(stack.account_id) or {}
+    assert read_column(account, "telephone1") == "+1 555 0100"
+    logged_before = len(services.activities.for_contact(stack.contacts[0]))
+    open_page(browser, stack, "/fields")
+    Select(browser.find_element(By.ID, "resync-field")).select_by_value("telephone1")
+    browser.find_element(By.ID, "resync-since").send_keys("02012026")  # mm/dd/yyyy locale
+    browser.find_element(By.ID, "resync-until").send_keys("01012026")
+    submit(browser, By.ID, "resync-submit")
+    assert "swap" in text(browser, "#refused")  # until before since: nothing queued
+    assert services.resyncs.all() == []
+    logged(browser, problems, refusals=True)
+
+    Select(browser.find_element(By.ID, "resync-field")).select_by_value("telephone1")
+    submit(browser, By.ID, "resync-submit")
+    assert "Queued" in text(browser, "#resync-queued")
+    assert "queued" in text(browser, "#resyncs tr[data-field=telephone1]")
+    for _ in range(3):
+        run_cycle_now(services)
+        if not any(r.status.active for r in services.resyncs.all()):
+            break
+    dynamics = stack.simulator.control.get_account(stack.account_id).get("telephone1")
+    account = services.accounts.get(stack.account_id) or {}
+    assert read_column(account, "telephone1") == dynamics
+    assert len(services.activities.for_contact(stack.contacts[0])) == logged_before
+    open_page(browser, stack, "/fields")
+    assert "finished" in text(browser, "#resyncs tr[data-field=telephone1]")
     logged(browser, problems)
 
 

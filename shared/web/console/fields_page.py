@@ -11,7 +11,9 @@ from fastapi.responses import RedirectResponse, Response
 
 from shared.dataverse.columns import Unreadable
 from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+from shared.sync.resync import ResyncError, request_resync, resync_status
 from shared.sync.status import sync_status
+from shared.web.console.filters import day_end, day_start
 from shared.web.console.pages import FormDep, SessionDep, render, signed_in
 from shared.web.routes.depends import ServicesDep
 
@@ -20,9 +22,13 @@ router = APIRouter(include_in_schema=False)
 
 @router.get("/fields")
 def fields_page(
-    request: Request, services: ServicesDep, session: SessionDep, saved: str = ""
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    saved: str = "",
+    resync: str = "",
 ) -> Response:
-    return _page(request, services, session, saved=saved == "1")
+    return _page(request, services, session, saved=saved == "1", resync_queued=resync == "1")
 
 
 @router.post("/fields")
@@ -37,12 +43,33 @@ def save_fields(request: Request, services: ServicesDep, form: FormDep) -> Respo
     return RedirectResponse("/fields?saved=1", 303)
 
 
+@router.post("/fields/resync")
+def resync_field(request: Request, services: ServicesDep, form: FormDep) -> Response:
+    """Quick Sync (no dates) or Advanced Sync (a created-or-modified range) of one column."""
+    session = signed_in(request)
+    field = (form.get("field") or [""])[0]
+    # The page's date inputs are whole days: from the start of one to the end of the other.
+    try:
+        since = day_start((form.get("modified_since") or [""])[0])
+        until = day_end((form.get("modified_until") or [""])[0])
+    except ValueError:
+        return _page(request, services, session, problem="dates are YYYY-MM-DD", status=422)
+    try:
+        request_resync(
+            services, field, modified_since=since, modified_until=until, by="the console"
+        )
+    except ResyncError as error:
+        return _page(request, services, session, problem=str(error), status=422)
+    return RedirectResponse("/fields?resync=1", 303)
+
+
 def _page(
     request: Request,
     services: ServicesDep,
     session: Any,
     *,
     saved: bool = False,
+    resync_queued: bool = False,
     problem: str | None = None,
     status: int = 200,
 ) -> Response:
@@ -52,6 +79,8 @@ def _page(
         "selected_count": sum(1 for c in columns if c["selected"]),
         "backfill": backfill_progress(services),
         "saved": saved,
+        "resync_queued": resync_queued,
+        "resyncs": list(reversed(resync_status(services)))[:10],
         "problem": problem,
         "deleted_why": Unreadable.DELETED.why,  # a selected column Dynamics no longer has
     }
