@@ -459,8 +459,10 @@ class DataverseClient:
                 # The token request goes over the same verified TLS and may fail the same way.
                 token = self._tokens.token()
                 headers["Authorization"] = f"Bearer {token}"
-                self._wait_out_throttling()
                 with self._slots:
+                    # Inside the slot: a request that waited for one must not go out before
+                    # a 429 answered meanwhile has been waited out.
+                    self._wait_out_throttling()
                     response = self._http.get(url, params=params, headers=headers)
             except (httpx.TransportError, httpx.TimeoutException) as error:
                 # An untrusted certificate does not heal by retrying: say so at once.
