@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
@@ -53,6 +54,19 @@ def build_parser() -> argparse.ArgumentParser:
     commands.add_parser("pause", help="stop new cycles and steps (queued batches still apply)")
     commands.add_parser("resume", help="let cycles start again, from the stored delta links")
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
+    export = commands.add_parser(
+        "export", help="stream accounts, contacts or activities out as CSV or NDJSON"
+    )
+    export.add_argument("what", choices=["accounts", "contacts", "activities"])
+    export.add_argument(
+        "--since",
+        help="ISO-8601 time: records synced, or activities logged, at or after it",
+    )
+    export.add_argument("--format", choices=["csv", "ndjson"], default="ndjson")
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    export.add_argument(
+        "--include-deleted", action="store_true", help="also records deleted in Dynamics"
+    )
     return parser
 
 
@@ -215,6 +229,25 @@ def _worker(args: argparse.Namespace) -> int:
     return serve_until_stopped(visibility_timeout_s=args.visibility_timeout)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from acctsync.export import Export, Format, Kind, run_export
+    from shared.services import get_services
+    from shared.times import parse_iso
+
+    try:
+        since = parse_iso(args.since) if args.since else None
+    except ValueError:
+        print(
+            f"acctsync: --since {args.since!r} is not an ISO-8601 time; use e.g. "
+            "2026-12-01T00:00:00Z",
+            file=sys.stderr,
+        )
+        return 2
+    export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
+    run_export(get_services(), export, args.output)
+    return 0
+
+
 def _fields(args: argparse.Namespace) -> int:
     from shared.services import get_services
     from shared.sync.fields import FieldSelectionError, list_fields, select_fields
@@ -241,6 +274,7 @@ COMMANDS: dict[str, Command] = {
     "validate": _validate,
     "pause": _pause,
     "resume": _resume,
+    "export": _export,
 }
 
 

@@ -24,6 +24,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 # under functionTimeout (30 min), so a scale-in drain, a redeploy or a crash costs minutes.
 DEFAULT_PLAN_BUDGET_SECONDS = 180.0
 MAX_PAGE_SIZE = 5000
+DEFAULT_FEED_SETTLE_SECONDS = 5.0
 
 
 class SettingsError(ValueError):
@@ -81,6 +82,9 @@ class Settings:
     # asks Dataverse for smaller pages (odata.maxpagesize) so small tables have many.
     lease_seconds: float = DEFAULT_LEASE_SECONDS
     page_size: int = MAX_PAGE_SIZE
+    # Dev and tests: ACCTSYNC_FEED_SETTLE_SECONDS shortens how long the change feeds wait before
+    # they serve an entry (shared/mirror/feed.py says why they wait).
+    feed_settle_seconds: float = DEFAULT_FEED_SETTLE_SECONDS
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -106,6 +110,9 @@ class Settings:
                 env, "ACCTSYNC_LEASE_SECONDS", DEFAULT_LEASE_SECONDS, minimum=1.0
             ),
             page_size=_page_size(env),
+            feed_settle_seconds=_number(
+                env, "ACCTSYNC_FEED_SETTLE_SECONDS", DEFAULT_FEED_SETTLE_SECONDS, minimum=0.5
+            ),
         )
 
 

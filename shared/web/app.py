@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from shared import __version__
 from shared.web.errors import install_error_handlers
 from shared.web.guards import ASGIApp, limit_body
-from shared.web.routes import accounts, contacts, sync
+from shared.web.routes import accounts, contacts, feed, lists, sync
 
 DESCRIPTION = """The marketing side of the Dynamics 365 account mirror.
 
@@ -33,7 +33,7 @@ def create_app() -> FastAPI:
         # A trailing slash is not a route of its own, nor a redirect: ids are checked as sent.
         redirect_slashes=False,
     )
-    for router in (accounts.router, contacts.router, sync.router):
+    for router in (accounts.router, contacts.router, sync.router, lists.router, feed.router):
         app.include_router(router)
     install_error_handlers(app)
     return app

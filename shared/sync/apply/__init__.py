@@ -18,7 +18,7 @@ from shared.state.schedule import LoadMode
 from shared.storage import BATCH_CONTAINER
 from shared.sync.apply.accounts import AccountApplier
 from shared.sync.apply.contacts import ContactApplier
-from shared.sync.apply.context import ApplyContext
+from shared.sync.apply.context import ApplyContext, feed_identity
 from shared.sync.apply.sweep import sweep_partition
 from shared.sync.batches import (
     AccountChange,
@@ -45,9 +45,14 @@ def apply_batch(services: Services, body: str | bytes) -> BatchResult:
     ids = {"cycle_id": message.cycle_id, "batch_id": message.batch_id}
     with telemetry.span("acctsync.apply_batch", traceparent=message.traceparent, attributes=ids):
         if isinstance(message, SweepBatch):
-            result = sweep_partition(ApplyContext(services, _sweep_header(message)), message)
+            context = ApplyContext(services, _sweep_header(message))
+            result = sweep_partition(context, message)
         else:
-            result = _apply_changes(ApplyContext(services, _deduplicated(message)))
+            context = ApplyContext(services, _deduplicated(message))
+            result = _apply_changes(context)
+        # Every entry of the batch is written: the change feed may pass its stamp. (Closed even
+        # when this delivery wrote none: an earlier one that crashed may have left it open.)
+        services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
     services.results.record(message.cycle_id, message.batch_id, result, at=utcnow())
     telemetry.count("acctsync.accounts_applied", result.accounts_applied)
     telemetry.count("acctsync.contacts_applied", result.contacts_applied)
@@ -121,6 +126,8 @@ def _record_poisoned(services: Services, body: str | bytes, error: Exception) ->
     except BadBatch:
         return  # not attributable to a cycle; the poison queue's count still shows it
     try:
+        # It will not finish: the change feed must not wait for it.
+        services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
         services.results.poisoned(
             message.cycle_id, message.batch_id, message=str(error), at=utcnow()
         )
