@@ -26,7 +26,8 @@ from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
 from shared.dataverse.columns import CONTACT_COLUMNS, DEFAULT_ACCOUNT_COLUMNS
-from shared.mirror.activities import feed_activity_json
+from shared.mirror.activities import feed_activities_json
+from shared.mirror.activity_feed import activities_since
 from shared.mirror.feed import Stream
 from shared.mirror.lists import account_fields, account_item, contact_item, walk_records
 from shared.services import Services
@@ -56,8 +57,7 @@ class Export:
     def items(self, services: Services) -> Iterator[dict[str, Any]]:
         since_ms = int(self.since.timestamp() * 1000) if self.since else None
         if self.kind is Kind.ACTIVITIES:
-            for entry in services.feed.entries_between(Stream.ACTIVITIES, since_ms or 0):
-                yield feed_activity_json(entry)
+            yield from feed_activities_json(activities_since(services.feed, since_ms or 0))
             return
         accounts = self.kind is Kind.ACCOUNTS
         rows = walk_records(

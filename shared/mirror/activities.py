@@ -5,14 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from azure.data.tables import TableClient
 
 from shared.mapping import activity_value
-from shared.mirror.feed import FeedWriter, Stream
+from shared.mirror.activity_feed import ActivityGroups
+from shared.mirror.feed import FeedWriter
 from shared.mirror.records import bucket
 from shared.mirror.writes import (
     MAX_TRANSACTION_ENTITIES,
@@ -38,10 +39,6 @@ class Activity:
     source: str
     at: Any  # datetime
     change_key: str  # the same change always has the same key: redelivery cannot log twice
-
-    def feed_suffix(self) -> str:
-        """Its key in the change feed after the stamp: the same change, the same key."""
-        return f"{self.contact_id}|{self.change_key}|{self.field}"
 
     def entity(self) -> dict[str, Any]:
         old, old_cut = activity_value(self.old)
@@ -84,9 +81,16 @@ def activity_json(entity: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
-def feed_activity_json(entry: Mapping[str, Any]) -> dict[str, Any]:
-    """A change-feed entry as the API and exports show it: the activity and its contact."""
-    return {**activity_json(entry), "contactid": str(entry["contactid"])}
+def feed_activities_json(
+    items: Iterable[tuple[Mapping[str, Any], str]],
+) -> Iterator[dict[str, Any]]:
+    """Activities of the change feed (entry, contact) as the API and exports show them: each
+    entry's values are decoded once for all of its contacts."""
+    shown: tuple[int, dict[str, Any]] = (0, {})
+    for entry, contact_id in items:
+        if shown[0] != id(entry):
+            shown = (id(entry), activity_json(entry))
+        yield {**shown[1], "contactid": contact_id}
 
 
 class ActivityLog:
@@ -119,12 +123,11 @@ class ActivityLog:
 class ActivityWriter:
     """Writes activities as they are produced, never holding a whole fan-out.
 
-    Each partition gets a buffer; a buffer that reaches a full transaction is written (a few
-    side by side), and everything is written once `max_pending` entities wait, so the
+    Each contact partition gets a buffer; a buffer that reaches a full transaction is written
+    (a few side by side), and everything is written once `max_pending` entities wait, so the
     activities of a batch of many large accounts still fill transactions while memory stays
-    bounded whatever the batch holds. With a `feed`, every activity also gets its change-feed
-    entry, written in the same rounds: the feed's entries of one unit share one partition, so
-    they fill transactions of 100 whatever the contacts.
+    bounded whatever the batch holds. With a `feed`, the activities' change-feed entries are
+    built alongside and written in the same rounds.
     """
 
     def __init__(
@@ -135,58 +138,44 @@ class ActivityWriter:
         max_pending: int = 64 * MAX_TRANSACTION_ENTITIES,
     ):
         self.table = table
-        self.feed = feed
         self.max_pending = max_pending
-        self._buffers: dict[tuple[bool, str], list[dict[str, Any]]] = defaultdict(list)
-        self._full: list[tuple[TableClient, list[dict[str, Any]]]] = []
+        self._feed = ActivityGroups(feed) if feed is not None else None
+        self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
+        self._full: list[list[dict[str, Any]]] = []
         self._pending = 0
-        self.written = 0  # activities (feed entries are not counted)
+        self.written = 0
 
     def add(self, activity: Activity) -> None:
         entity = activity.entity()
-        self._buffer(False, entity)
-        if self.feed is not None:
-            self._buffer(
-                True,
-                self.feed.entry(
-                    Stream.ACTIVITIES,
-                    activity.feed_suffix(),
-                    {**entity, "contactid": activity.contact_id},
-                ),
-            )
-        if self._pending >= self.max_pending:
-            self.flush()
-
-    def _buffer(self, in_feed: bool, entity: dict[str, Any]) -> None:
-        key = (in_feed, entity["PartitionKey"])
-        buffer = self._buffers[key]
+        if self._feed is not None:
+            self._feed.add(activity.contact_id, activity.change_key, entity)
+        buffer = self._buffers[entity["PartitionKey"]]
         buffer.append(entity)
         self._pending += 1
         if len(buffer) == MAX_TRANSACTION_ENTITIES:
-            self._full.append((self._table(in_feed), self._buffers.pop(key)))
+            self._full.append(self._buffers.pop(entity["PartitionKey"]))
             if len(self._full) == PARALLEL_TRANSACTIONS:
                 self._write_full()
-
-    def _table(self, in_feed: bool) -> TableClient:
-        return self.feed.feed.table if in_feed and self.feed is not None else self.table
+        if self._pending >= self.max_pending:
+            self.flush()
 
     def flush(self) -> None:
-        """Write everything still waiting."""
+        """Write everything still waiting (the feed's entries first: they are what holds
+        readers back, and a crash before the activities is redone under the same keys)."""
+        if self._feed is not None:
+            self._feed.writer.feed.write(self._feed.take_all())
         self._write_full()
-        for in_feed in (False, True):
-            waiting = [e for (feed, _), b in self._buffers.items() if feed == in_feed for e in b]
-            if waiting:
-                upsert_all(self._table(in_feed), waiting)
-            if not in_feed:
-                self.written += len(waiting)
+        waiting = [entity for buffer in self._buffers.values() for entity in buffer]
         self._buffers.clear()
+        if waiting:
+            upsert_all(self.table, waiting)
+        self.written += len(waiting)
         self._pending = 0
 
     def _write_full(self) -> None:
         if self._full:
-            upsert_chunks(self._full)
-            for table, chunk in self._full:
-                if table is self.table:
-                    self.written += len(chunk)
-            self._pending -= sum(len(chunk) for _, chunk in self._full)
+            upsert_chunks(self.table, self._full)
+            written = sum(len(chunk) for chunk in self._full)
+            self.written += written
+            self._pending -= written
             self._full = []

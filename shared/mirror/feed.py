@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -196,9 +196,13 @@ class Feed:
     def write(self, entities: Iterable[Mapping[str, Any]]) -> None:
         upsert_all(self.table, entities)
 
-    def scan(self, stream: Stream, position: str, limit: int) -> Scan:
-        """Up to `limit` entries after `position`, older than the watermark, in order."""
-        watermark = self.stamps.watermark()
+    def scan(
+        self, stream: Stream, position: str, limit: int, *, watermark: int | None = None
+    ) -> Scan:
+        """Up to `limit` entries after `position`, older than the watermark (read now unless
+        given: a page of several scans reads it once), in order."""
+        if watermark is None:
+            watermark = self.stamps.watermark()
         high = start_position(watermark)
         if position >= high:
             return Scan([], position, False)
@@ -228,16 +232,6 @@ class Feed:
         # With nothing read (Azure may answer empty pages), the next page starts here again:
         # nothing was skipped, since nothing was read.
         return Scan(entries, str(entries[-1]["RowKey"]) if entries else position, True)
-
-    def entries_between(self, stream: Stream, since_ms: int) -> Iterator[TableEntity]:
-        """Every entry stamped at or after `since_ms` up to the watermark (exports, checks)."""
-        position = start_position(since_ms)
-        while True:
-            scan = self.scan(stream, position, 1000)
-            yield from scan.entries
-            position = scan.position
-            if not scan.more:
-                return
 
 
 class FeedWriter:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -106,10 +107,11 @@ def walk_records(
     include_deleted: bool,
     page_size: int = 1000,
 ) -> Iterator[TableEntity]:
-    """Every row a list walk serves, page after page (exports): the API's walk, whole."""
-    position: Position | None = None
-    while True:
-        page = records_page(
+    """Every row a list walk serves, page after page (exports): the API's walk, whole. The
+    next page is read while the rows of this one are used (two pages held at most)."""
+
+    def read(position: Position | None) -> RecordPage:
+        return records_page(
             feed,
             stream,
             records,
@@ -118,10 +120,16 @@ def walk_records(
             since_ms=since_ms,
             include_deleted=include_deleted,
         )
-        yield from page.rows
-        if page.position is None:
-            return
-        position = page.position
+
+    with ThreadPoolExecutor(1, thread_name_prefix="acctsync-walk") as reader:
+        coming = reader.submit(read, None)
+        while True:
+            page = coming.result()
+            if page.position is not None:
+                coming = reader.submit(read, page.position)
+            yield from page.rows
+            if page.position is None:
+                return
 
 
 def account_contacts_page(

@@ -63,16 +63,14 @@ def run_parallel(
 def upsert_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> int:
     """Upsert (replace) every entity, batched per partition; returns the number of requests."""
     chunks = _partition_chunks(entities)
-    upsert_chunks([(table, chunk) for chunk in chunks])
+    upsert_chunks(table, chunks)
     return len(chunks)
 
 
-def upsert_chunks(chunks: Sequence[tuple[TableClient, Sequence[Mapping[str, Any]]]]) -> None:
-    """Upsert (replace) chunks of one partition of one table each (a transaction per chunk,
-    side by side)."""
+def upsert_chunks(table: TableClient, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
+    """Upsert (replace) chunks of one partition each (a transaction per chunk, side by side)."""
 
-    def submit(item: tuple[TableClient, Sequence[Mapping[str, Any]]]) -> None:
-        table, chunk = item
+    def submit(chunk: Sequence[Mapping[str, Any]]) -> None:
         if len(chunk) == 1:
             table.upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
             return

@@ -147,6 +147,7 @@ TABLES = {
     "acctsyncmembers",
     "acctsyncactivities",
     "acctsyncerrors",
+    "acctsyncfeed",
 }
 
 

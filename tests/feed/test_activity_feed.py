@@ -7,7 +7,9 @@ import threading
 from typing import Any
 
 import httpx
+import pytest
 
+from shared.mirror import activity_feed
 from shared.mirror.feed import FeedWriter, Stream
 from shared.services import Services
 from shared.sync.apply import apply_batch
@@ -29,8 +31,10 @@ def keys(items: list[dict[str, Any]]) -> list[tuple[str, str, Any]]:
 
 
 def test_a_token_taken_before_a_fan_out_yields_its_activities_once_in_order(
-    mirror: Services, feed_api: httpx.Client
+    mirror: Services, feed_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Entries of 16 contacts: each fan-out spans three, and pages of 7 end inside them.
+    monkeypatch.setattr(activity_feed, "GROUP_SIZE", 16)
     account_id, contacts = seed_account(mirror, 40)
     since = utcnow().isoformat()
     # A reader follows the feed while the fan-outs are written (pages of 7).

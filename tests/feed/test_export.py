@@ -57,9 +57,9 @@ def export(args: list[str], storage: str, cwd: Path) -> Run:
                     for line in status:
                         if line.startswith("VmHWM:"):
                             peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-            except (FileNotFoundError, ProcessLookupError):
-                break
-            peak[0] = max(peak[0], watched.memory_info().rss / 2**20)
+                peak[0] = max(peak[0], watched.memory_info().rss / 2**20)
+            except (OSError, psutil.NoSuchProcess):
+                break  # it has just ended
             time.sleep(0.05)
 
     watcher = threading.Thread(target=watch)

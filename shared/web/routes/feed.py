@@ -8,7 +8,8 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 
-from shared.mirror.activities import feed_activity_json
+from shared.mirror.activities import feed_activities_json
+from shared.mirror.activity_feed import activity_page
 from shared.mirror.feed import Scan, Stream, start_position
 from shared.mirror.tokens import Walk
 from shared.services import Services
@@ -77,14 +78,12 @@ def activity_feed(
     ] = None,
     limit: Limit = 300,
 ) -> ActivityPage:
-    scan, next_token = _scan(services, ACTIVITIES, Stream.ACTIVITIES, page_token, limit)
+    position = position_of(services.page_tokens, ACTIVITIES, page_token) or {}
     wanted = {f.strip() for f in fields.split(",") if f.strip()} if fields else None
-    items = [
-        FeedActivity(**feed_activity_json(entry))
-        for entry in scan.entries
-        if wanted is None or entry["field"] in wanted
-    ]
-    return ActivityPage(items=items, nextPageToken=next_token, moreResult=scan.more)
+    page = activity_page(services.feed, position, limit, fields=wanted)
+    items = [FeedActivity(**activity) for activity in feed_activities_json(page.items)]
+    next_token = services.page_tokens.issue(ACTIVITIES, page.position)
+    return ActivityPage(items=items, nextPageToken=next_token, moreResult=page.more)
 
 
 def deleted_record(entry: dict[str, Any]) -> dict[str, Any]:
