@@ -11,6 +11,7 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from azure.core.exceptions import AzureError
 
@@ -61,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("--modified-since", metavar="ISO", help="e.g. 2026-01-01T00:00:00Z")
     resync.add_argument("--modified-until", metavar="ISO", help="e.g. 2026-01-31T23:59:59Z")
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
+    export = commands.add_parser(
+        "export", help="stream accounts, contacts or activities out as CSV or NDJSON"
+    )
+    export.add_argument("what", choices=["accounts", "contacts", "activities"])
+    export.add_argument(
+        "--since",
+        help="ISO-8601 time: records synced, or activities logged, at or after it",
+    )
+    export.add_argument("--format", choices=["csv", "ndjson"], default="ndjson")
+    export.add_argument("--output", type=Path, help="file to write (default: stdout)")
+    export.add_argument(
+        "--include-deleted", action="store_true", help="also records deleted in Dynamics"
+    )
     return parser
 
 
@@ -223,6 +237,25 @@ def _worker(args: argparse.Namespace) -> int:
     return serve_until_stopped(visibility_timeout_s=args.visibility_timeout)
 
 
+def _export(args: argparse.Namespace) -> int:
+    from acctsync.export import Export, Format, Kind, run_export
+    from shared.services import get_services
+    from shared.times import parse_iso
+
+    try:
+        since = parse_iso(args.since) if args.since else None
+    except (ValueError, OverflowError):
+        print(
+            f"acctsync: --since {args.since!r} is not an ISO-8601 time; use e.g. "
+            "2026-12-01T00:00:00Z",
+            file=sys.stderr,
+        )
+        return 2
+    export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
+    run_export(get_services(), export, args.output)
+    return 0
+
+
 def _fields(args: argparse.Namespace) -> int:
     from shared.services import get_services
     from shared.sync.fields import (
@@ -278,6 +311,7 @@ COMMANDS: dict[str, Command] = {
     "pause": _pause,
     "resume": _resume,
     "resync": _resync,
+    "export": _export,
 }
 
 

@@ -13,14 +13,15 @@ import platform
 import signal
 import sys
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import scenarios
+from bench import feeds, scenarios
 from bench.imports import import_times
-from bench.report import render
-from bench.stack import ROOT, running_stack
+from bench.report import render, render_feeds
+from bench.stack import ROOT, Stack, running_stack
 
 
 @dataclass(frozen=True)
@@ -38,12 +39,19 @@ class Sizes:
     planning_contacts: int
     planning_budget_s: float
     fanout_batch: tuple[int, int, int]  # accounts, contacts of each, changed fields
+    feed_fanout: int  # contacts of the account whose field changes, with and without the feed
+    export_contacts: int  # exported, and a tenth of them first
+    api_load_s: float  # 50 clients for this long
 
 
 FULL = Sizes(2_000, 20_000, 20_000, 200_000, 1_000, (5_000, 5_001, 20_000, 100_000), 100_000,
-             1_000, 10_000, (1, 2, 4), 100_000, 2.0, (100, 5_000, 3))  # fmt: skip
+             1_000, 10_000, (1, 2, 4), 100_000, 2.0, (100, 5_000, 3),
+             5_000, 200_000, 60.0)  # fmt: skip
 QUICK = Sizes(600, 12_000, 2_000, 20_000, 200, (5_000, 5_001, 8_000, 12_000), 20_000,
-              300, 3_000, (1, 2, 4), 20_000, 0.5, (10, 5_000, 3))  # fmt: skip
+              300, 3_000, (1, 2, 4), 20_000, 0.5, (10, 5_000, 3),
+              5_000, 40_000, 15.0)  # fmt: skip
+# What --only can name: the scenarios of the lists, feeds and exports (issue 14), alone.
+ALONE = ("feed", "export", "api_load")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -51,6 +59,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smaller sizes, for trying things")
     parser.add_argument(
         "--output", type=Path, default=ROOT / "bench-results.json", help="where the JSON goes"
+    )
+    parser.add_argument(
+        "--only",
+        help=f"run only these scenarios, comma-separated, of: {', '.join(ALONE)} "
+        "(api_load reads what export left); default: everything",
     )
     args = parser.parse_args(argv)
     # A SIGTERM (make interrupted, CI stopping) unwinds like Ctrl-C, so Azurite and the
@@ -66,6 +79,15 @@ def main(argv: list[str] | None = None) -> int:
 
     def step(name: str) -> None:
         print(f"[{time.monotonic() - started:6.0f}s] {name}", file=sys.stderr, flush=True)
+
+    if args.only:
+        only = [name.strip() for name in args.only.split(",")]
+        unknown = sorted(set(only) - set(ALONE))
+        if unknown:
+            parser.error(f"--only: unknown scenarios {unknown}; choose from {', '.join(ALONE)}")
+        with running_stack() as stack:
+            feed_scenarios(stack, sizes, results, step, only=only)
+        return finish(results, started, args.output, render_feeds)
 
     step("cold import of the Function App, now and before the API moved to FastAPI")
     results["imports"] = import_times()
@@ -109,12 +131,41 @@ def main(argv: list[str] | None = None) -> int:
         step(f"one batch of {accounts} accounts x {each} contacts x {fields} fields")
         results["fanout_batch"] = scenarios.fanout_batch(stack, accounts, each, fields)
         results["single_upserts"] = scenarios.single_upsert_rate(stack)
+        feed_scenarios(stack, sizes, results, step, only=ALONE)
+    return finish(results, started, args.output, render)
+
+
+def feed_scenarios(
+    stack: Stack,
+    sizes: Sizes,
+    results: dict[str, Any],
+    step: Callable[[str], None],
+    *,
+    only: Sequence[str],
+) -> None:
+    if "feed" in only:
+        step(f"fan-out to {sizes.feed_fanout} contacts with and without the feed, feed read")
+        results["feed"] = feeds.feed_fanout(stack, sizes.feed_fanout)
+    if "export" in only or "api_load" in only:
+        step(f"export of {sizes.export_contacts // 10} and {sizes.export_contacts} contacts")
+        results["export"] = feeds.export(stack, sizes.export_contacts)
+    if "api_load" in only:
+        step(f"API under 50 concurrent clients for {sizes.api_load_s:g} s")
+        results["api_load"] = feeds.api_load(stack, sizes.api_load_s)
+
+
+def finish(
+    results: dict[str, Any],
+    started: float,
+    output: Path,
+    render_table: Callable[[dict[str, Any]], str],
+) -> int:
     results["duration_s"] = round(time.monotonic() - started, 1)
-    table = render(results)
+    table = render_table(results)
     print(table)
     results["table"] = table
-    args.output.write_text(json.dumps(results, indent=2) + "\n")
-    print(f"\nfigures written to {args.output}", file=sys.stderr)
+    output.write_text(json.dumps(results, indent=2) + "\n")
+    print(f"\nfigures written to {output}", file=sys.stderr)
     return 0
 
 

@@ -139,7 +139,81 @@ def _drain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"applied": worker.applied, "failed": worker.failed}
 
 
-TASKS = {"cycle": _cycle, "plan": _plan, "plan_step": _plan_step, "drain": _drain}
+def _drain_without_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The same drain with the activity feed's entries left out (the fan-out's baseline)."""
+    import shared.sync.apply.accounts as accounts
+    from shared.mirror.activities import ActivityWriter
+
+    class WithoutFeed(ActivityWriter):
+        def __init__(self, table: Any, *, feed: Any = None, **options: Any) -> None:
+            super().__init__(table, **options)
+
+    setattr(accounts, "ActivityWriter", WithoutFeed)  # noqa: B010 (a module's global)
+    return _drain(services, args)
+
+
+def _read_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The activity feed from its start, a page of 1,000 at a time, as the API reads it."""
+    from shared.mirror.activities import feed_activities_json
+    from shared.mirror.activity_feed import activities_since
+
+    return {"entries": sum(1 for _ in feed_activities_json(activities_since(services.feed, 0)))}
+
+
+def _read_raw_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The same entities by a raw query of their partitions, each split into one dict per
+    contact: nothing else of acctsync."""
+    query = services.feed.table.query_entities(
+        "PartitionKey ge @low and PartitionKey lt @high",
+        parameters={"low": "act|", "high": "act}"},
+        results_per_page=1000,
+    )
+    found = 0
+    for entity in query:
+        for contact_id in str(entity["contacts"]).split(","):
+            found += len({**entity, "contactid": contact_id}) > 0
+    return {"entries": found}
+
+
+def _export(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    from pathlib import Path
+
+    from acctsync.export import Export, Format, Kind, run_export
+
+    export = Export(Kind(args["kind"]), Format(args["format"]))
+    return {"rows": run_export(services, export, Path(args["output"]))}
+
+
+def _scan_table(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Every row of a table by a raw query, pages of 1,000 (the export's baseline)."""
+    table = services.contacts.table if args["kind"] == "contacts" else services.accounts.table
+    return {"rows": sum(1 for _ in table.list_entities(results_per_page=1000))}
+
+
+def _serve_api(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The local host's API alone, until the bench stops it (SIGTERM)."""
+    import signal
+
+    from acctsync.localhost import api_server
+
+    server = api_server(args["key"], port=int(args["port"]))
+    signal.signal(signal.SIGTERM, lambda *_: setattr(server, "should_exit", True))
+    server.run()
+    return {"served": True}
+
+
+TASKS = {
+    "cycle": _cycle,
+    "plan": _plan,
+    "plan_step": _plan_step,
+    "drain": _drain,
+    "drain_without_feed": _drain_without_feed,
+    "read_feed": _read_feed,
+    "read_raw_feed": _read_raw_feed,
+    "export": _export,
+    "scan_table": _scan_table,
+    "serve_api": _serve_api,
+}
 
 if __name__ == "__main__":
     sys.exit(main(sys.argv[1:]))

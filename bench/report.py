@@ -226,7 +226,94 @@ def render(results: dict[str, Any]) -> str:
             "",
         )
     )
+    rows.extend(feed_rows(results))
     return _table(rows)
+
+
+def render_feeds(results: dict[str, Any]) -> str:
+    """The table of the lists, feeds and exports scenarios alone (`--only`)."""
+    return _table(feed_rows(results))
+
+
+def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows 11-14: the feed's index in a fan-out, the feed read, exports, the API under load
+    (those that ran)."""
+    rows: list[tuple[str, ...]] = []
+    feed = results.get("feed")
+    if feed:
+        rows.append(
+            (
+                "11",
+                f"fan-out, one field, {feed['contacts']:,} contacts, with the feed's index",
+                f"{feed['with_per_s']:,.0f} act/s, {feed['with_s']:.2f} s, "
+                f"{feed['entities_written_with']:,} entities",
+                f"{feed['without_per_s']:,.0f} act/s without it "
+                f"({feed['entities_written_without']:,} entities)",
+                f"{feed['ratio']:.2f}",
+                ">= 0.8",
+                _met(feed["ratio"] >= 0.8),
+            )
+        )
+        ceiling = feed["ceiling"]
+        rows.append(
+            (
+                "11",
+                "same, against the raw batched ceiling of its entities",
+                f"{feed['with_s']:.2f} s",
+                f"{ceiling['entities_per_s']:,.0f} ent/s batched ({ceiling['seconds']:.2f} s)",
+                f"{ceiling['ratio']:.2f}",
+                ">= 0.7",
+                _met(ceiling["ratio"] >= 0.7),
+            )
+        )
+        read = feed["read"]
+        rows.append(
+            (
+                "12",
+                f"activity feed read, {read['entries']:,} activities, as an export reads it",
+                f"{read['feed_per_s']:,.0f} act/s ({read['feed_s']:.2f} s)",
+                f"{read['raw_per_s']:,.0f} act/s raw partition query",
+                f"{read['ratio']:.2f}",
+                ">= 0.8",
+                _met(read["ratio"] >= 0.8),
+            )
+        )
+    export = results.get("export")
+    if export:
+        sizes = list(export["sizes"].values())
+        peaks = [size["export_peak_rss_mb"] for size in sizes]
+        flat = max(peaks) <= 1.25 * min(peaks)
+        for size in sizes:
+            rows.append(
+                (
+                    "13",
+                    f"export {size['rows']:,} contacts (ndjson to a file)",
+                    f"{size['export_rows_per_s']:,.0f} rows/s, {size['export_s']:.1f} s, "
+                    f"peak RSS {size['export_peak_rss_mb']:.0f} MB",
+                    f"{size['scan_rows_per_s']:,.0f} rows/s raw scan "
+                    f"(peak RSS {size['scan_peak_rss_mb']:.0f} MB)",
+                    f"{size['ratio']:.2f}",
+                    ">= 0.8, RSS flat",
+                    _met(size["ratio"] >= 0.8 and flat),
+                )
+            )
+    load = results.get("api_load")
+    if load:
+        rows.append(
+            (
+                "14",
+                f"API, {load['clients']} clients reading accounts and contacts, "
+                f"{load['seconds']:g} s",
+                f"{load['requests_per_s']:,.0f} req/s, p50 {load['p50_ms']:.0f} ms, "
+                f"p99 {load['p99_ms']:.0f} ms, {load['errors']} errors; server CPU "
+                f"{load['server_cpu_s']:.0f} s, peak RSS {load['server_peak_rss_mb']:.0f} MB",
+                "",
+                "",
+                "no error",
+                _met(load["errors"] == 0),
+            )
+        )
+    return rows
 
 
 def _met(ok: bool) -> str:

@@ -8,8 +8,10 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shared.mirror.activities import ActivityLog
+from shared.mirror.feed import Feed
 from shared.mirror.members import Memberships
 from shared.mirror.records import AccountMirror, ContactMirror
+from shared.mirror.tokens import PageTokens, TokenKeys
 from shared.settings import Settings, get_settings
 from shared.state.cursors import Cursors
 from shared.state.errors import SyncErrors
@@ -24,6 +26,7 @@ from shared.storage import (
     ACTIVITIES_TABLE,
     CONTACTS_TABLE,
     ERRORS_TABLE,
+    FEED_TABLE,
     MEMBERS_TABLE,
     STATE_TABLE,
     Storage,
@@ -69,7 +72,15 @@ class Services:
 
     @cached_property
     def members(self) -> Memberships:
-        return Memberships(self.storage.table(MEMBERS_TABLE))
+        return Memberships(self.storage.table(MEMBERS_TABLE), former=self.feed.table)
+
+    @cached_property
+    def feed(self) -> Feed:
+        return Feed(self.storage.table(FEED_TABLE), settle_s=self.settings.feed_settle_seconds)
+
+    @cached_property
+    def page_tokens(self) -> PageTokens:
+        return PageTokens(TokenKeys(self.storage.table(STATE_TABLE)).key())
 
     @cached_property
     def activities(self) -> ActivityLog:

@@ -28,6 +28,7 @@ DEFAULT_ERROR_RETENTION_DAYS = 30.0
 # Marketo's custom Dynamics sync filter: the account Two Options column whose explicit No keeps
 # an account out of the mirror.
 DEFAULT_SYNC_FILTER_COLUMN = "new_synctomkto"
+DEFAULT_FEED_SETTLE_SECONDS = 5.0
 
 
 class SettingsError(ValueError):
@@ -89,6 +90,9 @@ class Settings:
     error_retention_days: float = DEFAULT_ERROR_RETENTION_DAYS
     # "" turns the filter off.
     sync_filter_column: str = DEFAULT_SYNC_FILTER_COLUMN
+    # Dev and tests: ACCTSYNC_FEED_SETTLE_SECONDS shortens how long the change feeds wait before
+    # they serve an entry (shared/mirror/feed.py says why they wait).
+    feed_settle_seconds: float = DEFAULT_FEED_SETTLE_SECONDS
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -118,6 +122,9 @@ class Settings:
                 env, "SYNC_ERROR_RETENTION_DAYS", DEFAULT_ERROR_RETENTION_DAYS, minimum=0.0
             ),
             sync_filter_column=_sync_filter_column(env),
+            feed_settle_seconds=_number(
+                env, "ACCTSYNC_FEED_SETTLE_SECONDS", DEFAULT_FEED_SETTLE_SECONDS, minimum=0.5
+            ),
         )
 
 

@@ -38,6 +38,7 @@ CONTACTS_TABLE = "acctsynccontacts"
 MEMBERS_TABLE = "acctsyncmembers"
 ACTIVITIES_TABLE = "acctsyncactivities"
 ERRORS_TABLE = "acctsyncerrors"
+FEED_TABLE = "acctsyncfeed"
 TABLES = (
     STATE_TABLE,
     ACCOUNTS_TABLE,
@@ -45,6 +46,7 @@ TABLES = (
     MEMBERS_TABLE,
     ACTIVITIES_TABLE,
     ERRORS_TABLE,
+    FEED_TABLE,
 )
 QUEUES = (BATCH_QUEUE, POISON_QUEUE)
 # Batches too large for a queue message (claim checks), one folder per cycle.

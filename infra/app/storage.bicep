@@ -45,6 +45,7 @@ var tableNames = [
   'acctsyncmembers'
   'acctsyncactivities'
   'acctsyncerrors'
+  'acctsyncfeed'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
-from collections.abc import Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
 from azure.data.tables import TableClient
 
 from shared.mapping import activity_value
+from shared.mirror.activity_feed import ActivityGroups
+from shared.mirror.feed import FeedWriter
 from shared.mirror.records import bucket
 from shared.mirror.writes import (
     MAX_TRANSACTION_ENTITIES,
@@ -79,6 +81,18 @@ def activity_json(entity: Mapping[str, Any]) -> dict[str, Any]:
     return shown
 
 
+def feed_activities_json(
+    items: Iterable[tuple[Mapping[str, Any], str]],
+) -> Iterator[dict[str, Any]]:
+    """Activities of the change feed (entry, contact) as the API and exports show them: each
+    entry's values are decoded once for all of its contacts."""
+    shown: tuple[int, dict[str, Any]] = (0, {})
+    for entry, contact_id in items:
+        if shown[0] != id(entry):
+            shown = (id(entry), activity_json(entry))
+        yield {**shown[1], "contactid": contact_id}
+
+
 class ActivityLog:
     def __init__(self, table: TableClient):
         self.table = table
@@ -112,12 +126,20 @@ class ActivityWriter:
     Each contact partition gets a buffer; a buffer that reaches a full transaction is written
     (a few side by side), and everything is written once `max_pending` entities wait, so the
     activities of a batch of many large accounts still fill transactions while memory stays
-    bounded whatever the batch holds.
+    bounded whatever the batch holds. With a `feed`, the activities' change-feed entries are
+    built alongside and written in the same rounds.
     """
 
-    def __init__(self, table: TableClient, *, max_pending: int = 64 * MAX_TRANSACTION_ENTITIES):
+    def __init__(
+        self,
+        table: TableClient,
+        *,
+        feed: FeedWriter | None = None,
+        max_pending: int = 64 * MAX_TRANSACTION_ENTITIES,
+    ):
         self.table = table
         self.max_pending = max_pending
+        self._feed = ActivityGroups(feed) if feed is not None else None
         self._buffers: dict[str, list[dict[str, Any]]] = defaultdict(list)
         self._full: list[list[dict[str, Any]]] = []
         self._pending = 0
@@ -125,6 +147,8 @@ class ActivityWriter:
 
     def add(self, activity: Activity) -> None:
         entity = activity.entity()
+        if self._feed is not None:
+            self._feed.add(activity.contact_id, activity.change_key, entity)
         buffer = self._buffers[entity["PartitionKey"]]
         buffer.append(entity)
         self._pending += 1
@@ -136,7 +160,10 @@ class ActivityWriter:
             self.flush()
 
     def flush(self) -> None:
-        """Write everything still waiting."""
+        """Write everything still waiting (the feed's entries first: they are what holds
+        readers back, and a crash before the activities is redone under the same keys)."""
+        if self._feed is not None:
+            self._feed.writer.feed.write(self._feed.take_all())
         self._write_full()
         waiting = [entity for buffer in self._buffers.values() for entity in buffer]
         self._buffers.clear()

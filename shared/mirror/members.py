@@ -1,6 +1,12 @@
 """Which live contacts belong to which account: PartitionKey bucket(account), RowKey
 account|contact. An account's members are one key range of one partition, so the threshold rule
-reads only as many keys as it needs, and a first load writes memberships 100 to a transaction."""
+reads only as many keys as it needs, and a first load writes memberships 100 to a transaction.
+
+A contact that leaves an account (deleted, or moved to another) leaves a *former* marker under
+the same keys in the feed table's `former|<bucket>` partition, written before the membership
+goes: a walk of an account's contacts with the deleted ones reads both ranges side by side, and
+at every moment a contact is in at least one of them.
+"""
 
 from __future__ import annotations
 
@@ -23,8 +29,9 @@ class Members:
 
 
 class Memberships:
-    def __init__(self, table: TableClient):
+    def __init__(self, table: TableClient, *, former: TableClient):
         self.table = table
+        self.former = former
 
     def add_all(self, pairs: Iterable[tuple[str, str]]) -> None:
         upsert_all(
@@ -36,8 +43,40 @@ class Memberships:
         )
 
     def remove(self, account_id: str, contact_id: str) -> None:
+        key = f"{account_id}|{contact_id}"
+        self.former.upsert_entity({"PartitionKey": FORMER + bucket(account_id), "RowKey": key})
         # No error when already gone.
-        self.table.delete_entity(bucket(account_id), f"{account_id}|{contact_id}")
+        self.table.delete_entity(bucket(account_id), key)
+
+    def after(
+        self, account_id: str, contact_id: str, limit: int, *, former: bool = False
+    ) -> tuple[list[str], bool]:
+        """Up to `limit` contact ids of the account after `contact_id` in id order (members,
+        or former members), and whether there are more."""
+        table, partition = self.table, bucket(account_id)
+        if former:
+            table, partition = self.former, FORMER + partition
+        pages = table.query_entities(
+            "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
+            parameters={
+                "pk": partition,
+                "low": f"{account_id}|{contact_id}",
+                "high": account_id + "}",
+            },
+            select=["RowKey"],
+            results_per_page=limit,
+        ).by_page()
+        found: list[str] = []
+        more = False
+        while len(found) < limit:
+            page = next(pages, None)
+            if page is None:
+                break
+            found.extend(_member(entity) for entity in page)
+            more = bool(getattr(pages, "continuation_token", None))
+            if not more:
+                break
+        return found[:limit], more or len(found) > limit
 
     def first(self, account_id: str, limit: int) -> list[str]:
         """Up to `limit` contact ids of the account; the service never sends more."""
@@ -91,6 +130,9 @@ class Memberships:
             select=["RowKey"],
             results_per_page=results_per_page,
         )
+
+
+FORMER = "former|"
 
 
 def _member(entity: TableEntity) -> str:

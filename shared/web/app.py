@@ -14,7 +14,7 @@ from shared import __version__
 from shared.web.console import install_console
 from shared.web.errors import install_error_handlers
 from shared.web.guards import ASGIApp, limit_body
-from shared.web.routes import accounts, contacts, sync
+from shared.web.routes import accounts, contacts, feed, lists, sync
 
 DESCRIPTION = """The marketing side of the Dynamics 365 account mirror.
 
@@ -38,7 +38,7 @@ def create_app(*, api_key: str | None = None, api: bool = True) -> FastAPI:
         redirect_slashes=False,
     )
     if api:
-        for router in (accounts.router, contacts.router, sync.router):
+        for router in (accounts.router, contacts.router, sync.router, lists.router, feed.router):
             app.include_router(router)
     install_error_handlers(app)
     install_console(app, api_key=api_key)

@@ -146,6 +146,7 @@ TABLES = {
     "acctsyncmembers",
     "acctsyncactivities",
     "acctsyncerrors",
+    "acctsyncfeed",
 }
 
 

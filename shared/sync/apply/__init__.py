@@ -19,7 +19,7 @@ from shared.state.schedule import LoadMode, Step
 from shared.storage import BATCH_CONTAINER
 from shared.sync.apply.accounts import AccountApplier
 from shared.sync.apply.contacts import ContactApplier
-from shared.sync.apply.context import ApplyContext
+from shared.sync.apply.context import ApplyContext, feed_identity
 from shared.sync.apply.resync import ResyncApplier
 from shared.sync.apply.sweep import sweep_partition
 from shared.sync.batches import (
@@ -52,6 +52,9 @@ def apply_batch(services: Services, body: str | bytes) -> BatchResult:
         else:
             context = ApplyContext(services, _deduplicated(message))
             result = _apply_changes(context)
+        # Every entry of the batch is written: the change feed may pass its stamp. (Closed even
+        # when this delivery wrote none: an earlier one that crashed may have left it open.)
+        services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
     services.results.record(
         message.cycle_id,
         message.batch_id,
@@ -102,6 +105,8 @@ def _stage(message: Batch | SweepBatch) -> Step:
     """The cycle step a batch belongs to: a step's batches carry its table's rows only."""
     if isinstance(message, SweepBatch):
         return Step.CONTACTS_SWEEP if message.entity_set == "contacts" else Step.ACCOUNTS_SWEEP
+    if message.resync:
+        return Step.RESYNC
     return Step.ACCOUNTS if message.accounts else Step.CONTACTS
 
 
@@ -142,6 +147,8 @@ def _record_poisoned(services: Services, body: str | bytes, error: Exception) ->
     except BadBatch:
         return  # not attributable to a cycle; the poison queue's count still shows it
     try:
+        # It will not finish: the change feed must not wait for it.
+        services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
         services.results.poisoned(
             message.cycle_id, message.batch_id, message=str(error), at=utcnow()
         )

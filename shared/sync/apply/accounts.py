@@ -29,6 +29,7 @@ from shared.mapping import (
     to_stored,
 )
 from shared.mirror.activities import ActivityWriter
+from shared.mirror.feed import Stream
 from shared.mirror.records import PARALLEL_READS, bucket, generation_of, replace, version_of
 from shared.mirror.writes import MAX_TRANSACTION_ENTITIES, run_parallel
 from shared.sync.apply.activities import FanOut, FieldChange, FieldsChanged, fan_out
@@ -89,6 +90,7 @@ class AccountApplier:
         keep_out(self.context, [c for c in changes if c.filtered], existing)
         plans = [p for c in live if (p := self._plan(c, existing.get(c.id)))]
         self._log_activities(plans)
+        self.context.synced(Stream.SYNCED_ACCOUNTS, (p.entity for p in plans if not p.stamp_only))
         for change in self._write_groups(plans):
             self._apply_alone(change)
         for change in changes:
@@ -198,7 +200,7 @@ class AccountApplier:
         changed = [p for p in plans if p.diff]
         if not changed:
             return
-        writer = ActivityWriter(self.context.services.activities.table)
+        writer = ActivityWriter(self.context.services.activities.table, feed=self.context.feed)
         for start in range(0, len(changed), PARALLEL_READS):
             chunk = changed[start : start + PARALLEL_READS]
             events = [self._event(p) for p in chunk]
@@ -254,6 +256,8 @@ class AccountApplier:
             if plan is None:
                 return
             self._log_activities([plan])
+            if not plan.stamp_only:
+                self.context.synced(Stream.SYNCED_ACCOUNTS, [plan.entity])
             try:
                 self._write(plan)
             except (ResourceModifiedError, ResourceExistsError):
@@ -281,6 +285,7 @@ class AccountApplier:
         if old is None or old.get("is_deleted"):
             self.context.result.skipped += 1
             return
+        self.context.deleted("account", [change.id])
         self.table.update_entity(
             {
                 "PartitionKey": bucket(change.id),

@@ -14,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.mirror.activities import Activity, ActivityWriter
+from shared.mirror.feed import FeedWriter
 from shared.services import Services
 from shared.threshold import contacts_to_count, logs_activities
 
@@ -78,8 +79,13 @@ def fan_out(services: Services, event: FieldsChanged) -> FanOut:
 def log_change_activities(services: Services, event: FieldsChanged) -> tuple[int, int]:
     """Log one change's activities; returns (logged, suppressed)."""
     fan = fan_out(services, event)
-    writer = ActivityWriter(services.activities.table)
-    for activity in event.activities(fan.contacts):
-        writer.add(activity)
-    writer.flush()
+    feed = FeedWriter(services.feed, f"edit|{event.account_id}|{event.change_key}")
+    writer = ActivityWriter(services.activities.table, feed=feed)
+    try:
+        for activity in event.activities(fan.contacts):
+            writer.add(activity)
+        writer.flush()
+    finally:
+        # An edit is not redelivered: whatever it wrote is all it will write.
+        feed.close()
     return fan.logged, fan.suppressed

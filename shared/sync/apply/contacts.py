@@ -12,6 +12,7 @@ from typing import Any
 from azure.data.tables import TableEntity
 
 from shared.mapping import UnstorableValue
+from shared.mirror.feed import Stream
 from shared.mirror.records import generation_of, version_of
 from shared.mirror.writes import create_all, merge_all
 from shared.sync.apply.context import ApplyContext
@@ -42,6 +43,7 @@ class ContactApplier:
             for contact_id, row in rows.items()
             if row["accountid"] and contact_id not in apart
         )
+        self.context.synced(Stream.SYNCED_CONTACTS, rows.values())
         existing = {
             str(r["RowKey"]) for r in create_all(self.services.contacts.table, rows.values())
         }
@@ -94,6 +96,8 @@ class ContactApplier:
         self.services.members.add_all(joins)
         for account_id, contact_id in leaves:
             self.services.members.remove(account_id, contact_id)
+        self.context.deleted("contact", (str(r["RowKey"]) for r in rows if r["is_deleted"]))
+        self.context.synced(Stream.SYNCED_CONTACTS, (r for r in rows if not r["is_deleted"]))
         self.services.contacts.upsert_all(rows)
         merge_all(self.services.contacts.table, stamps)
         result.contacts_applied += len(rows)

@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
+from typing import Any
 
 from shared import telemetry
 from shared.mapping import ColumnType, to_stored
+from shared.mirror.feed import FeedWriter, Stream
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
@@ -22,6 +26,26 @@ class ApplyContext:
     result: BatchResult = field(default_factory=BatchResult)
     now: datetime = field(default_factory=utcnow)
     change_lag: ChangeLag = field(default_factory=ChangeLag)
+
+    @cached_property
+    def feed(self) -> FeedWriter:
+        """The batch's change-feed entries, under the stamp of the batch."""
+        identity = feed_identity(self.batch.cycle_id, self.batch.batch_id)
+        return FeedWriter(self.services.feed, identity)
+
+    def synced(self, stream: Stream, rows: Iterable[Mapping[str, Any]]) -> None:
+        """Index rows about to be written as synced now (before they are written)."""
+        self.feed.write(
+            stream,
+            ((str(r["RowKey"]), {"id": r["RowKey"], "synced_at": r["synced_at"]}) for r in rows),
+        )
+
+    def deleted(self, kind: str, ids: Iterable[str]) -> None:
+        """Index records about to be flagged deleted (before they are)."""
+        self.feed.write(
+            Stream.DELETED,
+            ((f"{kind}|{i}", {"type": kind, "id": i, "deleted_at": self.now}) for i in ids),
+        )
 
     @property
     def first_load(self) -> bool:
@@ -52,6 +76,11 @@ class ApplyContext:
             lag = max((utcnow() - changed_at).total_seconds(), 0.0)
             self.change_lag.observe(lag)  # kept per batch for the console's chart
             telemetry.observe("acctsync.change_lag_s", lag, mode=self.batch.mode.value)
+
+
+def feed_identity(cycle_id: str, batch_id: str) -> str:
+    """The unit of the change feed a queued batch is: its stamp and marker go by this."""
+    return f"batch|{cycle_id}|{batch_id}"
 
 
 def change_time(modified_on: str | None) -> datetime | None:

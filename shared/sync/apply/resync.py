@@ -25,6 +25,7 @@ from shared.mapping import (
     to_json,
     to_stored,
 )
+from shared.mirror.feed import Stream
 from shared.mirror.records import PARALLEL_READS, replace, version_of
 from shared.mirror.writes import run_parallel
 from shared.sync.apply.accounts import MAX_CONFLICT_RETRIES
@@ -65,6 +66,9 @@ class ResyncApplier:
                 return _Outcome.ERROR
             if entity is None:
                 return _Outcome.SKIPPED
+            # A refreshed account is synced now: `modified_since` readers get it again.
+            entity["synced_at"] = self.context.now
+            self.context.synced(Stream.SYNCED_ACCOUNTS, [entity])
             try:
                 replace(self.accounts.table, entity, etag=str(old.metadata["etag"]))
             except ResourceModifiedError:

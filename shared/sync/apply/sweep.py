@@ -49,6 +49,7 @@ def _flag(context: ApplyContext, sweep: SweepBatch, rows: list[dict[str, Any]]) 
             if row.get("accountid"):
                 services.members.remove(str(row["accountid"]), str(row["RowKey"]))
     table = services.contacts.table if sweep.entity_set == "contacts" else services.accounts.table
+    context.deleted(sweep.entity_set.removesuffix("s"), (str(row["RowKey"]) for row in rows))
     merge_all(
         table,
         (

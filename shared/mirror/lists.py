@@ -1,0 +1,206 @@
+"""Paged walks of the mirror: accounts, contacts, an account's contacts, and those synced since
+a time. Every page is one bounded query (or a few, when the service answers short pages) from
+where the last one stopped; what a walk may return is fixed by keys that never change.
+
+- A whole table is walked in key order (PartitionKey bucket, RowKey id) with the service's own
+  continuation: a row's keys never change, so a row there for the whole walk is met exactly
+  once, however the rows change meanwhile.
+- An account's contacts are its membership range (and its former members' range with the
+  deleted ones), read side by side in contact-id order and merged.
+- "Synced since" walks the time-ordered index the apply step writes (shared.mirror.feed) and
+  serves an entry only while it is the row's latest: a row synced again later shows up again,
+  later, with its newer values, and never twice for one sync.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+from azure.data.tables import TableEntity
+
+from shared.mirror.feed import MAX_REQUESTS, Feed, Stream, start_position
+from shared.mirror.members import Memberships
+from shared.mirror.records import MirroredRecords, fields_of
+from shared.state.fields import FieldSelection
+from shared.times import iso
+
+Position = dict[str, Any]
+FieldsOf = Callable[[dict[str, Any]], dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class RecordPage:
+    rows: list[TableEntity]
+    position: Position | None  # where the next page starts; None: the walk is over
+
+
+def table_page(
+    records: MirroredRecords, position: Position | None, limit: int, *, include_deleted: bool
+) -> RecordPage:
+    """A page of the whole table in key order, continued from the service's continuation."""
+    rows: list[TableEntity] = []
+    continuation = (position or {}).get("c")
+    for _ in range(MAX_REQUESTS):
+        size = limit - len(rows)
+        if include_deleted:
+            query = records.table.list_entities(results_per_page=size)
+        else:
+            query = records.table.query_entities("is_deleted eq false", results_per_page=size)
+        pages = query.by_page(continuation_token=continuation)
+        rows.extend(next(pages, iter(())))
+        continuation = getattr(pages, "continuation_token", None)
+        if not continuation or len(rows) >= limit:
+            break
+    return RecordPage(rows, {"c": continuation} if continuation else None)
+
+
+def synced_page(
+    feed: Feed,
+    stream: Stream,
+    records: MirroredRecords,
+    position: str,
+    limit: int,
+    *,
+    include_deleted: bool,
+) -> RecordPage:
+    """A page of the rows synced after `position`, in the order they were synced."""
+    scan = feed.scan(stream, position, limit)
+    rows = records.get_many(str(e["id"]) for e in scan.entries)
+    current: list[TableEntity] = []
+    for entry in scan.entries:
+        row = rows.get(str(entry["id"]))
+        if row is None or row.get("synced_at") != entry.get("synced_at"):
+            continue  # synced again since: it comes again, later in the walk
+        if include_deleted or not row.get("is_deleted"):
+            current.append(row)
+    return RecordPage(current, {"after": scan.position} if scan.more else None)
+
+
+def records_page(
+    feed: Feed,
+    stream: Stream,
+    records: MirroredRecords,
+    position: Position | None,
+    limit: int,
+    *,
+    since_ms: int | None,
+    include_deleted: bool,
+) -> RecordPage:
+    """One page of a list: the whole table in key order, or (`since_ms`) the rows synced
+    since then in the order they were synced."""
+    if since_ms is None:
+        return table_page(records, position, limit, include_deleted=include_deleted)
+    after = str((position or {}).get("after") or start_position(since_ms))
+    return synced_page(feed, stream, records, after, limit, include_deleted=include_deleted)
+
+
+def walk_records(
+    feed: Feed,
+    stream: Stream,
+    records: MirroredRecords,
+    *,
+    since_ms: int | None,
+    include_deleted: bool,
+    page_size: int = 1000,
+) -> Iterator[TableEntity]:
+    """Every row a list walk serves, page after page (exports): the API's walk, whole. The
+    next page is read while the rows of this one are used (two pages held at most)."""
+
+    def read(position: Position | None) -> RecordPage:
+        return records_page(
+            feed,
+            stream,
+            records,
+            position,
+            page_size,
+            since_ms=since_ms,
+            include_deleted=include_deleted,
+        )
+
+    with ThreadPoolExecutor(1, thread_name_prefix="acctsync-walk") as reader:
+        coming = reader.submit(read, None)
+        while True:
+            page = coming.result()
+            if page.position is not None:
+                coming = reader.submit(read, page.position)
+            yield from page.rows
+            if page.position is None:
+                return
+
+
+def account_contacts_page(
+    members: Memberships,
+    contacts: MirroredRecords,
+    account_id: str,
+    position: Position | None,
+    limit: int,
+    *,
+    include_deleted: bool,
+) -> RecordPage:
+    """A page of an account's contacts in contact-id order (with the deleted ones: its
+    former members too, whose row still names the account)."""
+    after = str((position or {}).get("after", ""))
+    live, live_more = members.after(account_id, after, limit)
+    former, former_more = (
+        members.after(account_id, after, limit, former=True) if include_deleted else ([], False)
+    )
+    # A range cut short ends at its last id: the merged page may not pass the first such end,
+    # or it would skip what that range holds beyond it.
+    ends = [ids[-1] for ids, more in ((live, live_more), (former, former_more)) if more and ids]
+    end = min(ends) if ends else None
+    ids = sorted({*live, *former})
+    if end is not None:
+        ids = [i for i in ids if i <= end]
+    rows = contacts.get_many(ids)
+    members_now = set(live)
+    kept = []
+    for contact_id in ids:
+        row = rows.get(contact_id)
+        if row is None:
+            continue
+        if contact_id in members_now:
+            if include_deleted or not row.get("is_deleted"):
+                kept.append(row)
+        elif str(row.get("accountid") or "") == account_id:
+            kept.append(row)
+    return RecordPage(kept, {"after": end} if end is not None else None)
+
+
+def account_item(row: TableEntity, fields: FieldsOf) -> dict[str, Any]:
+    """An account as lists and exports show it (its contact count is GET /api/accounts/{id}'s:
+    counting every account of a page would cost a query each)."""
+    return {
+        "accountid": str(row["RowKey"]),
+        "fields": fields(fields_of(row)),
+        "is_deleted": bool(row.get("is_deleted")),
+        "locally_modified": _marks(row),
+        "synced_at": iso(row.get("synced_at")),
+    }
+
+
+def contact_item(row: TableEntity) -> dict[str, Any]:
+    return {
+        "contactid": str(row["RowKey"]),
+        "accountid": str(row.get("accountid") or "") or None,
+        "fields": fields_of(row),
+        "is_deleted": bool(row.get("is_deleted")),
+        "synced_at": iso(row.get("synced_at")),
+    }
+
+
+def account_fields(selection: FieldSelection | None) -> FieldsOf:
+    """The fields an account shows: the selected columns only (a deselected one keeps its
+    last value, unshown)."""
+    if selection is None:
+        return lambda fields: fields
+    columns = list(selection.columns)
+    return lambda fields: {name: fields.get(name) for name in columns}
+
+
+def _marks(row: TableEntity) -> list[str]:
+    marks: list[str] = json.loads(row.get("locally_modified") or "[]")
+    return marks

@@ -1,0 +1,113 @@
+"""Paged lists of the mirror: accounts, contacts, and an account's contacts."""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from fastapi import APIRouter, Depends
+
+from shared.mirror.feed import Stream
+from shared.mirror.lists import (
+    RecordPage,
+    account_contacts_page,
+    account_fields,
+    account_item,
+    contact_item,
+    records_page,
+)
+from shared.mirror.tokens import Walk
+from shared.services import Services
+from shared.web.errors import ApiError
+from shared.web.pages import AccountItem, AccountPage, ContactItem, ContactPage
+from shared.web.routes.depends import ERRORS, GuidPath, ServicesDep, guid
+from shared.web.routes.paging import (
+    IncludeDeleted,
+    Limit,
+    ListQuery,
+    PageToken,
+    parse_time,
+    position_of,
+)
+
+ListQueryDep = Annotated[ListQuery, Depends()]
+
+router = APIRouter(tags=["lists"], responses=ERRORS)
+
+PAGING = (
+    "Pages of `limit` items with an opaque `nextPageToken`; send it back as `pageToken` for "
+    "the next page, until it is null. Each page is one bounded query from where the last one "
+    "stopped. Without `modified_since` the walk goes in key order and meets every record that "
+    "is there for the whole walk exactly once; with it, in the order records were synced."
+)
+
+
+def _records_page(
+    services: Services, listed: Literal["accounts", "contacts"], query: ListQuery
+) -> tuple[RecordPage, str | None]:
+    """A page of a list and the token of the next; the walk is fixed by its parameters."""
+    walk = Walk.of(
+        listed, include_deleted=query.include_deleted, modified_since=query.modified_since
+    )
+    position = position_of(services.page_tokens, walk, query.page_token)
+    since = parse_time("modified_since", query.modified_since) if query.modified_since else None
+    accounts = listed == "accounts"
+    page = records_page(
+        services.feed,
+        Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
+        services.accounts if accounts else services.contacts,
+        position,
+        query.limit,
+        since_ms=int(since.timestamp() * 1000) if since else None,
+        include_deleted=query.include_deleted,
+    )
+    next_token = (
+        services.page_tokens.issue(walk, page.position) if page.position is not None else None
+    )
+    return page, next_token
+
+
+@router.get("/api/accounts", summary="Mirrored accounts, a page at a time", description=PAGING)
+def list_accounts(services: ServicesDep, query: ListQueryDep) -> AccountPage:
+    page, next_token = _records_page(services, "accounts", query)
+    fields = account_fields(services.fields.get())
+    items = [AccountItem(**account_item(row, fields)) for row in page.rows]
+    return AccountPage(items=items, nextPageToken=next_token)
+
+
+@router.get("/api/contacts", summary="Mirrored contacts, a page at a time", description=PAGING)
+def list_contacts(services: ServicesDep, query: ListQueryDep) -> ContactPage:
+    page, next_token = _records_page(services, "contacts", query)
+    items = [ContactItem(**contact_item(row)) for row in page.rows]
+    return ContactPage(items=items, nextPageToken=next_token)
+
+
+@router.get(
+    "/api/accounts/{accountid}/contacts",
+    summary="An account's contacts, a page at a time, in contact-id order",
+    description=PAGING.split(" Without")[0]
+    + " With `include_deleted`, also its contacts deleted in Dynamics.",
+)
+def list_account_contacts(
+    accountid: GuidPath,
+    services: ServicesDep,
+    limit: Limit = 100,
+    page_token: PageToken = None,
+    include_deleted: IncludeDeleted = False,
+) -> ContactPage:
+    account_id = guid(accountid)
+    walk = Walk.of(f"accounts/{account_id}/contacts", include_deleted=include_deleted)
+    position = position_of(services.page_tokens, walk, page_token)
+    if position is None and services.accounts.get(account_id) is None:
+        raise ApiError(404, "account_not_found", f"no mirrored account {account_id}")
+    page = account_contacts_page(
+        services.members,
+        services.contacts,
+        account_id,
+        position,
+        limit,
+        include_deleted=include_deleted,
+    )
+    return ContactPage(
+        items=[ContactItem(**contact_item(row)) for row in page.rows],
+        nextPageToken=services.page_tokens.issue(walk, page.position) if page.position else None,
+    )

@@ -1,0 +1,79 @@
+"""Paging tokens: opaque and signed; a malformed, changed, foreign or expired one is a 400
+with the contract's error shape, and nothing is read."""
+
+from __future__ import annotations
+
+import base64
+import json
+import time
+
+import httpx
+import pytest
+
+from shared.mirror.tokens import PageTokens, TokenError, Walk
+from shared.services import Services
+
+WALK = Walk.of("contacts", include_deleted=False)
+
+
+def test_a_token_reads_back_only_for_its_own_walk_unchanged_and_in_time() -> None:
+    tokens = PageTokens(b"k" * 32)
+    token = tokens.issue(WALK, {"after": "0001"})
+    assert tokens.read(WALK, token) == {"after": "0001"}
+    body, mac = token.split(".")
+    forged = (
+        base64.urlsafe_b64encode(json.dumps({**_payload(body), "p": {"after": "9999"}}).encode())
+        .decode()
+        .rstrip("=")
+    )
+    cases = {
+        "invalid_token": [f"{forged}.{mac}", f"{body}.{mac[:-2]}AA"],
+        "malformed_token": ["", "x", "not.a.token", f"{body}", "%%%.%%%"],
+        "token_mismatch": [tokens.issue(Walk.of("contacts", include_deleted=True), {})],
+        "expired_token": [tokens.issue(WALK, {}, now=time.time() - 8 * 86400)],
+    }
+    for code, bad in cases.items():
+        for token_text in bad:
+            with pytest.raises(TokenError) as refused:
+                tokens.read(WALK, token_text)
+            assert refused.value.code == code, token_text
+    # Another key (another storage account) does not accept it either.
+    with pytest.raises(TokenError):
+        PageTokens(b"o" * 32).read(WALK, token)
+
+
+def _payload(body: str) -> dict[str, object]:
+    decoded: dict[str, object] = json.loads(base64.urlsafe_b64decode(body + "=" * (-len(body) % 4)))
+    return decoded
+
+
+def test_the_api_refuses_bad_tokens_with_a_400(mirror: Services, feed_api: httpx.Client) -> None:
+    start = feed_api.get("/api/activities/pagingtoken", params={"since": "2026-01-01T00:00:00Z"})
+    feed_token = start.json()["nextPageToken"]
+    contacts = feed_api.get("/api/contacts", params={"limit": 1}).json()
+    assert contacts == {"items": [], "nextPageToken": None}
+    body, mac = feed_token.split(".")
+    expired = mirror.page_tokens.issue(
+        Walk.of("activities"), {"after": "0"}, now=time.time() - 8 * 86400
+    )
+    refused = {
+        ("/api/activities", f"{body}.{mac[::-1]}"): "invalid_token",
+        ("/api/activities", "garbage"): "malformed_token",
+        ("/api/activities", expired): "expired_token",
+        ("/api/deleted", feed_token): "token_mismatch",
+        ("/api/contacts", feed_token): "token_mismatch",
+        ("/api/accounts", "garbage"): "malformed_token",
+    }
+    for (path, token), code in refused.items():
+        response = feed_api.get(path, params={"pageToken": token})
+        assert response.status_code == 400, (path, response.text)
+        error = response.json()["error"]
+        assert (error["code"], "pageToken" in error["message"]) == (code, True), error
+    bad_time = feed_api.get("/api/activities/pagingtoken", params={"since": "yesterday"})
+    assert bad_time.status_code == 422 and bad_time.json()["error"]["code"] == "invalid_time"
+    openapi = feed_api.get("/api/openapi.json").json()
+    page = openapi["components"]["schemas"]["ActivityPage"]
+    assert (
+        "moreResult" in page["properties"]
+        and "pageToken" in page["properties"]["nextPageToken"]["description"]
+    )
