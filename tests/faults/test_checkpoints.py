@@ -86,7 +86,8 @@ def test_a_planner_killed_mid_table_goes_on_from_its_checkpoint(
 ) -> None:
     control = simulator.control
     control.reset(accounts=30, contacts=400, seed=52)
-    paged_env = {**small_pages(env, budget="600"), "ACCTSYNC_LEASE_SECONDS": "2"}
+    # A lease long enough to be still held when the recovery starts, on a busy machine too.
+    paged_env = {**small_pages(env, budget="600"), "ACCTSYNC_LEASE_SECONDS": "15"}
     clean_cycle(twin)
     control.requests(clear=True)
     killed = subprocess.run(

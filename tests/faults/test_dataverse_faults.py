@@ -58,17 +58,19 @@ def tally(log: list[dict[str, Any]]) -> dict[str, int]:
 
 
 def retry_waits(log: list[dict[str, Any]]) -> list[float]:
-    """For every 429: seconds from its answer to the first Web API request sent after it
-    (its retry, or another request, which must hold off as well). Requests already in flight
-    when the 429 was answered are not retries and are not counted."""
+    """For every 429: seconds from its answer to its retry (the next request of the same path
+    sent after it). Parallel requests already on their way when the 429 was answered are
+    other requests, not retries."""
     web = sorted((e for e in log if e["listener"] == "webapi"), key=_at)
     waits = []
     for entry in web:
         if entry["status"] == 429:
             answered = _at(entry) + entry["duration_ms"] / 1000
-            later = next((_at(e) for e in web if _at(e) > answered), None)
-            if later is not None:
-                waits.append(later - answered)
+            retry = next(
+                (_at(e) for e in web if e["path"] == entry["path"] and _at(e) > answered), None
+            )
+            if retry is not None:
+                waits.append(retry - answered)
     return waits
 
 
