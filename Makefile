@@ -31,17 +31,20 @@ lint: install
 # The suite runs in two halves at once, each with its own Azurite and simulator: most tests
 # wait on servers, so two cores finish it in little more than half the time. The half with
 # the fault tests keeps the simulator's port 443 (msal's password sign-in asks it); the other
-# leaves it. TESTS=path runs only that, in one process.
+# leaves it. The `make run` tests time a whole local stack's start and Ctrl-C, so they run
+# last, alone. TESTS=path runs only that, in one process.
 SUITE_A := tests/faults tests/sim/test_sim_auth.py tests/engine/test_validate.py
+ALONE := tests/faults/test_local_stack.py
 test: lint browser
 ifdef TESTS
 	$(BIN)/pytest $(TESTS)
 else
-	@echo "pytest: $(SUITE_A) in the background (its report follows), the rest here"
-	@$(BIN)/pytest -p no:cacheprovider $(SUITE_A) > .pytest-half.log 2>&1 & half=$$!; \
+	@echo "pytest: $(SUITE_A) in the background (its report follows), the rest here, then $(ALONE)"
+	@$(BIN)/pytest -p no:cacheprovider $(SUITE_A) --ignore=$(ALONE) > .pytest-half.log 2>&1 & half=$$!; \
 	ACCTSYNC_SIM_REALM=off $(BIN)/pytest $(addprefix --ignore=,$(SUITE_A)); rest=$$?; \
 	wait $$half; half=$$?; echo "---- pytest $(SUITE_A) ----"; cat .pytest-half.log; \
-	[ $$half -eq 0 ] && [ $$rest -eq 0 ]
+	$(BIN)/pytest -p no:cacheprovider $(ALONE); alone=$$?; \
+	[ $$half -eq 0 ] && [ $$rest -eq 0 ] && [ $$alone -eq 0 ]
 endif
 
 # tests/console drive Debian's Chromium through its chromedriver: installed with apt when
