@@ -163,7 +163,7 @@ class ActivityWriter:
         """Write everything still waiting (the feed's entries first: they are what holds
         readers back, and a crash before the activities is redone under the same keys)."""
         if self._feed is not None:
-            self._feed.writer.feed.write(self._feed.take_all())
+            self._feed.writer.write_entries(self._feed.take_all())
         self._write_full()
         waiting = [entity for buffer in self._buffers.values() for entity in buffer]
         self._buffers.clear()

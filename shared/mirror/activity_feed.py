@@ -23,9 +23,7 @@ from shared.mirror.feed import MAX_REQUESTS, Feed, FeedWriter, Stream, start_pos
 GROUP_SIZE = 400  # 400 GUIDs with commas: about 15,000 characters, under a property's 32,767
 # Entries a page reads at a time, at most: a fan-out's entry holds hundreds of activities, a
 # small account's a few, so a page asks for as many as the entries read so far say it needs.
-READ_GROUPS = 100
-# Activities an export or a bench reads per page (the API's pages are at most 1,000).
-BULK_PAGE = 10_000
+READ_GROUPS = 1_000  # the most the service answers in one request
 
 
 class ActivityGroups:
@@ -76,14 +74,17 @@ class ActivityPage:
 
 
 def activities_since(feed: Feed, since_ms: int) -> Iterator[tuple[TableEntity, str]]:
-    """Every activity logged at or after `since_ms`, up to the watermark (exports)."""
-    position: Mapping[str, Any] = {"after": start_position(since_ms)}
+    """Every activity logged at or after `since_ms`, up to the watermark of when it started
+    (exports): the stream's range read straight through, READ_GROUPS entries a request."""
+    watermark = feed.stamps.watermark()
+    after = start_position(since_ms)
     while True:
-        page = activity_page(feed, position, BULK_PAGE)
-        yield from page.items
-        if not page.more:
+        scan = feed.scan(Stream.ACTIVITIES, after, READ_GROUPS, watermark=watermark)
+        for entry in scan.entries:
+            yield from ((entry, contact) for contact in str(entry["contacts"]).split(","))
+        if not scan.more:
             return
-        position = page.position
+        after = scan.position
 
 
 def activity_page(
@@ -92,7 +93,7 @@ def activity_page(
     """Up to `limit` activities after `position`, in logging order (only those of `fields`)."""
     after, skip = str(position["after"]), int(position.get("skip", 0))
     items: list[tuple[TableEntity, str]] = []
-    watermark = feed.stamps.watermark()
+    watermark, carried = feed.watermark_for(position)
     read = contacts_read = 0
     for _ in range(MAX_REQUESTS):
         # Guess how many entries the rest of the page needs from those read (at first, as if
@@ -111,11 +112,24 @@ def activity_page(
             room = limit - len(items)
             if len(contacts) > room:
                 items.extend((entry, contact) for contact in contacts[:room])
-                return ActivityPage(items, {"after": after, "skip": skip + room}, True)
+                return ActivityPage(items, _at(after, watermark, skip + room), True)
             items.extend((entry, contact) for contact in contacts)
             after, skip = str(entry["RowKey"]), 0
         if not scan.more:
-            return ActivityPage(items, {"after": scan.position}, False)
-        if len(items) >= limit or not scan.entries:
+            if not carried:
+                return ActivityPage(items, _at(scan.position, watermark), False)
+            # At the watermark the token carried: read on to a fresh one.
+            after, (watermark, carried) = scan.position, (feed.stamps.watermark(), False)
+        elif not scan.entries:
             break
-    return ActivityPage(items, {"after": after, "skip": skip}, True)
+        if len(items) >= limit:
+            break
+    return ActivityPage(items, _at(after, watermark, skip), True)
+
+
+def _at(after: str, watermark: int, skip: int = 0) -> dict[str, Any]:
+    """A position in the feed, with the watermark read up to (the next page's token)."""
+    position: dict[str, Any] = {"after": after, "wm": watermark}
+    if skip:
+        position["skip"] = skip
+    return position

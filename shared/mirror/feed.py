@@ -18,17 +18,24 @@ taken may not be visible yet, so taking one that took longer than half of the se
 (less clock skew) is done again, later. A unit that crashed keeps its stamp open until its
 redelivery finishes it; a marker older than OPEN_FOR_MS (longer than a function may run) no
 longer holds readers back.
+
+Replays. A unit that runs again after its marker was closed or expired (a batch replayed from
+the poison queue, a redelivery after a finished run) may not write behind readers that have
+passed its stamp: it takes a new stamp, and keeps the earlier ones, so an entry that one of
+them already holds (written before the unit failed, and maybe served) is not written again.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
+from azure.core import MatchConditions
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import (
     EdmType,
@@ -40,7 +47,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
-from shared.mirror.writes import upsert_all
+from shared.mirror.writes import delete_all, upsert_all
 
 WINDOW_MS = 3_600_000  # one partition per stream and hour
 # Clock skew between instances (NTP keeps Azure's far under this) is allowed for on top of
@@ -49,6 +56,9 @@ CLOCK_SKEW_MS = 1_000
 OPEN_FOR_MS = 35 * 60_000
 # Service pages one API page may read (a page of a filtered walk may come back short).
 MAX_REQUESTS = 4
+# Entities a finished cycle deletes past the feeds' retention, at most (a backlog drains over
+# the next cycles: a day of cycles every 5 minutes removes 5.7 million).
+PRUNE_LIMIT = 20_000
 
 
 class Stream(StrEnum):
@@ -90,16 +100,34 @@ def _stamp_ms(position: str) -> int:
     return int(position[:13])
 
 
+def _earlier_of(unit: Mapping[str, Any]) -> tuple[int, ...]:
+    return tuple(int(at) for at in str(unit.get("earlier") or "").split(",") if at)
+
+
+def _stamp_of(identity: str, unit: Mapping[str, Any]) -> Stamp:
+    return Stamp(identity, _ms(unit, "at_ms"), _earlier_of(unit))
+
+
+def _unchanged_since(row: TableEntity) -> dict[str, Any]:
+    return {
+        "mode": UpdateMode.REPLACE,
+        "etag": row.metadata["etag"],
+        "match_condition": MatchConditions.IfNotModified,
+    }
+
+
 @dataclass(frozen=True)
 class Stamp:
     identity: str
     at_ms: int
+    earlier: tuple[int, ...] = ()  # the unit's stamps before a replay, oldest first
 
     def keys(self, stream: Stream, suffix: str) -> dict[str, str]:
-        return {
-            "PartitionKey": partition(stream, self.at_ms),
-            "RowKey": f"{self.at_ms:013d}|{suffix}",
-        }
+        return at_stamp(stream, self.at_ms, suffix)
+
+
+def at_stamp(stream: Stream, at_ms: int, suffix: str) -> dict[str, str]:
+    return {"PartitionKey": partition(stream, at_ms), "RowKey": f"{at_ms:013d}|{suffix}"}
 
 
 class Stamps:
@@ -114,48 +142,70 @@ class Stamps:
         self.marker_limit_ms = max(100, (settle_ms - CLOCK_SKEW_MS) // 2)
 
     def take(self, identity: str) -> Stamp:
-        """The unit's stamp: the one it took before, or a new one, open."""
-        known = self._known(identity)
-        if known is not None:
-            return known
+        """The unit's stamp: the open one it took before, or a new one, open."""
+        unit, is_open = self._known(identity)
+        if unit is not None and is_open:
+            return _stamp_of(identity, unit)
+        earlier = () if unit is None else (*_earlier_of(unit), _ms(unit, "at_ms"))
         started = now_ms()
+        rows = self._rows(identity, started, earlier)
+        claim: tuple[TransactionOperation, dict[str, Any], dict[str, Any]]
+        if unit is None:
+            claim = (TransactionOperation.CREATE, rows[0], {})
+        else:  # only if no other delivery replaced it meanwhile
+            claim = (TransactionOperation.UPDATE, rows[0], _unchanged_since(unit))
         try:
             self.table.submit_transaction(
-                [(TransactionOperation.CREATE, row) for row in self._rows(identity, started)]
+                [claim, (TransactionOperation.UPSERT, rows[1], {"mode": UpdateMode.REPLACE})]
             )
         except (ResourceExistsError, TableTransactionError):
             # Another delivery of the same unit took it just now: share it.
-            known = self._known(identity)
-            if known is None:
+            unit, is_open = self._known(identity)
+            if unit is None or not is_open:
                 raise
-            return known
+            return _stamp_of(identity, unit)
         # Too slow: a reader may have passed `started` before the marker was visible, so the
         # stamp is taken again, later (nothing was written under the first one yet).
         while now_ms() - started > self.marker_limit_ms:
             started = now_ms()
-            rows = self._rows(identity, started)
+            rows = self._rows(identity, started, earlier)
             self.table.submit_transaction(
                 [(TransactionOperation.UPSERT, row, {"mode": UpdateMode.REPLACE}) for row in rows]
             )
-        return Stamp(identity, started)
+        return Stamp(identity, started, earlier)
 
-    def _known(self, identity: str) -> Stamp | None:
+    def _known(self, identity: str) -> tuple[TableEntity | None, bool]:
+        """The unit's stamp row, if it has one, and whether its marker still holds readers."""
+        unit, marker = (self._row(f"{kind}|{identity}") for kind in ("unit", "open"))
+        is_open = (
+            unit is not None
+            and marker is not None
+            and _ms(marker, "at_ms") == _ms(unit, "at_ms")
+            and _ms(marker, "expires_ms") > now_ms()
+        )
+        return unit, is_open
+
+    def _row(self, row_key: str) -> TableEntity | None:
         try:
-            row = self.table.get_entity(self.PARTITION, f"unit|{identity}")
+            return self.table.get_entity(self.PARTITION, row_key)
         except ResourceNotFoundError:
             return None
-        return Stamp(identity, _ms(row, "at_ms"))
 
-    def _rows(self, identity: str, at_ms: int) -> list[dict[str, Any]]:
-        return [
-            {"PartitionKey": self.PARTITION, "RowKey": f"unit|{identity}", "at_ms": _int64(at_ms)},
-            {
-                "PartitionKey": self.PARTITION,
-                "RowKey": f"open|{identity}",
-                "at_ms": _int64(at_ms),
-                "expires_ms": _int64(at_ms + OPEN_FOR_MS),
-            },
-        ]
+    def _rows(self, identity: str, at_ms: int, earlier: tuple[int, ...]) -> list[dict[str, Any]]:
+        unit: dict[str, Any] = {
+            "PartitionKey": self.PARTITION,
+            "RowKey": f"unit|{identity}",
+            "at_ms": _int64(at_ms),
+        }
+        if earlier:
+            unit["earlier"] = ",".join(map(str, earlier))
+        marker = {
+            "PartitionKey": self.PARTITION,
+            "RowKey": f"open|{identity}",
+            "at_ms": _int64(at_ms),
+            "expires_ms": _int64(at_ms + OPEN_FOR_MS),
+        }
+        return [unit, marker]
 
     def close(self, identity: str) -> None:
         """The unit is done: its entries are all written."""
@@ -184,6 +234,10 @@ class Scan:
     entries: list[TableEntity]
     position: str
     more: bool
+    watermark: int  # read up to: the next page's token carries it
+
+    def token_position(self) -> dict[str, Any]:
+        return {"after": self.position, "wm": self.watermark}
 
 
 class Feed:
@@ -196,6 +250,47 @@ class Feed:
     def write(self, entities: Iterable[Mapping[str, Any]]) -> None:
         upsert_all(self.table, entities)
 
+    def remove_older_than(self, before_ms: int, *, limit: int = PRUNE_LIMIT) -> int:
+        """Delete every stream's hours wholly before `before_ms`, oldest first, and the stamps
+        taken before it; at most `limit` entities a call (the next cycle goes on)."""
+        removed = 0
+        for stream in Stream:
+            rows = self.table.query_entities(
+                "PartitionKey ge @low and PartitionKey lt @high",
+                parameters={"low": f"{stream.value}|", "high": partition(stream, before_ms)},
+                select=["PartitionKey", "RowKey"],
+                results_per_page=1000,
+            )
+            removed += delete_all(self.table, itertools.islice(rows, limit - removed))
+        # A unit's stamp goes with its entries: a replay this late takes a new stamp, and
+        # what an older one wrote is gone anyway.
+        stamps = self.table.query_entities(
+            "PartitionKey eq @p and at_ms lt @before",
+            parameters={"p": Stamps.PARTITION, "before": before_ms},
+            select=["PartitionKey", "RowKey"],
+            results_per_page=1000,
+        )
+        return removed + delete_all(self.table, itertools.islice(stamps, limit - removed))
+
+    def watermark_for(self, position: Mapping[str, Any]) -> tuple[int, bool]:
+        """The watermark a page reads up to, and whether it is the one its token carried.
+        Nothing below a watermark ever changes, so a reader still below the one it was given
+        reads on to it without asking the stamps again (one request less per page)."""
+        carried = position.get("wm")
+        if carried is not None and str(position["after"]) < start_position(int(carried)):
+            return int(carried), True
+        return self.stamps.watermark(), False
+
+    def page(self, stream: Stream, position: Mapping[str, Any], limit: int) -> Scan:
+        """A page from a token's position: up to the watermark the token carries, then on to
+        a fresh one while the page has room."""
+        watermark, carried = self.watermark_for(position)
+        scan = self.scan(stream, str(position["after"]), limit, watermark=watermark)
+        if carried and not scan.more and len(scan.entries) < limit:
+            rest = self.scan(stream, scan.position, limit - len(scan.entries))
+            scan = Scan(scan.entries + rest.entries, rest.position, rest.more, rest.watermark)
+        return scan
+
     def scan(
         self, stream: Stream, position: str, limit: int, *, watermark: int | None = None
     ) -> Scan:
@@ -205,7 +300,7 @@ class Feed:
             watermark = self.stamps.watermark()
         high = start_position(watermark)
         if position >= high:
-            return Scan([], position, False)
+            return Scan([], position, False, watermark)
         pages = self.table.query_entities(
             "PartitionKey ge @plo and PartitionKey le @phi and RowKey gt @after "
             "and RowKey lt @high",
@@ -228,10 +323,11 @@ class Feed:
         if len(entries) > limit:
             entries, more = entries[:limit], True
         if not more:
-            return Scan(entries, caught_up(watermark), False)
+            return Scan(entries, caught_up(watermark), False, watermark)
         # With nothing read (Azure may answer empty pages), the next page starts here again:
         # nothing was skipped, since nothing was read.
-        return Scan(entries, str(entries[-1]["RowKey"]) if entries else position, True)
+        next_position = str(entries[-1]["RowKey"]) if entries else position
+        return Scan(entries, next_position, True, watermark)
 
 
 class FeedWriter:
@@ -253,7 +349,25 @@ class FeedWriter:
 
     def write(self, stream: Stream, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         """Entries (key suffix, properties) of one stream, 100 to a transaction."""
-        self.feed.write(self.entry(stream, suffix, values) for suffix, values in items)
+        self.write_entries([self.entry(stream, suffix, values) for suffix, values in items])
+
+    def write_entries(self, entries: list[dict[str, Any]]) -> None:
+        """Entries made by `entry`; on a replay, those an earlier stamp holds are left out."""
+        if entries and self.stamp.earlier:
+            entries = [entry for entry in entries if not self._written_before(entry)]
+        self.feed.write(entries)
+
+    def _written_before(self, entry: Mapping[str, Any]) -> bool:
+        stream = Stream(str(entry["PartitionKey"]).partition("|")[0])
+        suffix = str(entry["RowKey"]).partition("|")[2]
+        for at_ms in self.stamp.earlier:
+            keys = at_stamp(stream, at_ms, suffix)
+            try:
+                self.feed.table.get_entity(keys["PartitionKey"], keys["RowKey"], select=["RowKey"])
+            except ResourceNotFoundError:
+                continue
+            return True
+        return False
 
     def close(self) -> None:
         if self._stamp is not None:

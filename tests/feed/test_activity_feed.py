@@ -4,18 +4,27 @@ order, also when batches are applied again and while slower writers are still wr
 from __future__ import annotations
 
 import threading
+from datetime import UTC, datetime
 from typing import Any
 
 import httpx
 import pytest
 
 from shared.mirror import activity_feed
-from shared.mirror.feed import FeedWriter, Stream
+from shared.mirror.feed import FeedWriter, Stream, now_ms
 from shared.services import Services
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, ContactChange
 from shared.times import utcnow
-from tests.feed.support import account, api_get, batch, follow, seed_account, settle
+from tests.feed.support import (
+    account,
+    api_get,
+    batch,
+    follow,
+    plant_old_entry,
+    seed_account,
+    settle,
+)
 
 
 def feed_since(api: httpx.Client, since: str, **params: object) -> list[dict[str, Any]]:
@@ -138,3 +147,50 @@ def test_deleted_accounts_and_contacts_feed(mirror: Services, feed_api: httpx.Cl
         ("account", account_id),
         ("contact", contacts[0]),
     ]
+
+
+def test_a_unit_run_again_after_it_was_closed_writes_ahead_of_readers_once(
+    mirror: Services, feed_api: httpx.Client
+) -> None:
+    # A batch wrote part of its entries, then failed for good: its marker was closed (it went
+    # to poison) and a reader went past its stamp. Replayed once fixed, it writes everything
+    # again: the part written before is not served twice, the rest is not lost behind the reader.
+    since = utcnow().isoformat()
+    first = FeedWriter(mirror.feed, "batch|cycle-1|7")
+    first.write(Stream.DELETED, [("contact|a", _deleted("a"))])
+    first.feed.stamps.close(first.identity)
+    settle()
+    token = feed_api.get("/api/deleted/pagingtoken", params={"since": since}).json()
+    get = api_get(feed_api, "/api/deleted")
+    seen = get(token["nextPageToken"])
+    assert ([i["id"] for i in seen["items"]], seen["moreResult"]) == (["a"], False)
+
+    replay = FeedWriter(mirror.feed, "batch|cycle-1|7")
+    replay.write(Stream.DELETED, [("contact|a", _deleted("a")), ("contact|b", _deleted("b"))])
+    replay.close()
+    assert replay.stamp.at_ms > first.stamp.at_ms
+    assert replay.stamp.earlier == (first.stamp.at_ms,)
+    settle()
+    rest = follow(lambda t: get(t or seen["nextPageToken"]), until_caught_up=True)
+    assert [i["id"] for i in rest] == ["b"]
+    everything = follow(lambda t: get(t or token["nextPageToken"]), until_caught_up=True)
+    assert [i["id"] for i in everything] == ["a", "b"]
+
+
+def test_entries_and_stamps_past_the_retention_go_and_the_rest_is_served(
+    mirror: Services, feed_api: httpx.Client
+) -> None:
+    day_ms = 24 * 3600 * 1000
+    old_ms = now_ms() - 40 * day_ms
+    plant_old_entry(mirror, old_ms, "old")
+    recent = FeedWriter(mirror.feed, "test|recent")
+    recent.write(Stream.DELETED, [("contact|recent", _deleted("recent"))])
+    recent.close()
+    settle()
+    assert mirror.feed.remove_older_than(now_ms() - 30 * day_ms) == 2  # the entry, its stamp
+    since = datetime.fromtimestamp((old_ms - day_ms) / 1000, UTC).isoformat()
+    token = feed_api.get("/api/deleted/pagingtoken", params={"since": since}).json()
+    get = api_get(feed_api, "/api/deleted")
+    items = follow(lambda t: get(t or token["nextPageToken"]), until_caught_up=True)
+    assert [i["id"] for i in items] == ["recent"]
+    assert mirror.feed.remove_older_than(now_ms() - 30 * day_ms) == 0

@@ -59,8 +59,8 @@ def _scan(
 ) -> tuple[Scan, str]:
     """A page of a feed and the token of the next."""
     position = position_of(services.page_tokens, walk, token) or {}
-    scan = services.feed.scan(stream, str(position["after"]), limit)
-    return scan, services.page_tokens.issue(walk, {"after": scan.position})
+    scan = services.feed.page(stream, position, limit)
+    return scan, services.page_tokens.issue(walk, scan.token_position())
 
 
 @router.get(
