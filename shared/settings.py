@@ -29,6 +29,7 @@ DEFAULT_ERROR_RETENTION_DAYS = 30.0
 # an account out of the mirror.
 DEFAULT_SYNC_FILTER_COLUMN = "new_synctomkto"
 DEFAULT_FEED_SETTLE_SECONDS = 5.0
+DEFAULT_FEED_RETENTION_DAYS = 30.0
 
 
 class SettingsError(ValueError):
@@ -90,6 +91,9 @@ class Settings:
     error_retention_days: float = DEFAULT_ERROR_RETENTION_DAYS
     # "" turns the filter off.
     sync_filter_column: str = DEFAULT_SYNC_FILTER_COLUMN
+    # How long the change feeds keep their entries (each finished cycle removes older ones);
+    # longer than a paging token lives, so a token being followed never points at removed ones.
+    feed_retention_days: float = DEFAULT_FEED_RETENTION_DAYS
     # Dev and tests: ACCTSYNC_FEED_SETTLE_SECONDS shortens how long the change feeds wait before
     # they serve an entry (shared/mirror/feed.py says why they wait).
     feed_settle_seconds: float = DEFAULT_FEED_SETTLE_SECONDS
@@ -122,6 +126,9 @@ class Settings:
                 env, "SYNC_ERROR_RETENTION_DAYS", DEFAULT_ERROR_RETENTION_DAYS, minimum=0.0
             ),
             sync_filter_column=_sync_filter_column(env),
+            feed_retention_days=_number(
+                env, "FEED_RETENTION_DAYS", DEFAULT_FEED_RETENTION_DAYS, minimum=8.0
+            ),
             feed_settle_seconds=_number(
                 env, "ACCTSYNC_FEED_SETTLE_SECONDS", DEFAULT_FEED_SETTLE_SECONDS, minimum=0.5
             ),

@@ -126,6 +126,26 @@ def create_all(
     )
 
 
+def delete_all(table: TableClient, rows: Iterable[Mapping[str, Any]]) -> int:
+    """Delete rows by their keys, in the order given, 100 of one partition to a transaction;
+    returns how many were deleted."""
+    removed = 0
+    chunk: list[tuple[TransactionOperation, dict[str, Any]]] = []
+    for row in rows:
+        keys = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
+        if chunk and (
+            len(chunk) == MAX_TRANSACTION_ENTITIES
+            or chunk[0][1]["PartitionKey"] != keys["PartitionKey"]
+        ):
+            table.submit_transaction(chunk)
+            removed, chunk = removed + len(chunk), []
+        chunk.append((TransactionOperation.DELETE, keys))
+    if chunk:
+        table.submit_transaction(chunk)
+        removed += len(chunk)
+    return removed
+
+
 def _partition_chunks(entities: Iterable[Mapping[str, Any]]) -> list[list[Mapping[str, Any]]]:
     """Entities grouped by partition into the requests that write them."""
     groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)

@@ -12,9 +12,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from azure.data.tables import TableClient, TransactionOperation
+from azure.data.tables import TableClient
 
-from shared.mirror.writes import MAX_TRANSACTION_ENTITIES
+from shared.mirror.writes import delete_all
 from shared.times import inverted_ms, iso, newest_first_query, utcnow
 
 # Table keys refuse / \ # ? and control characters.
@@ -103,18 +103,7 @@ class SyncErrors:
 
     def remove_older_than(self, cutoff: datetime) -> int:
         """Delete the errors recorded before `cutoff`: the oldest key range, 100 a request."""
-        removed = 0
-        chunk: list[tuple[TransactionOperation, dict[str, Any]]] = []
-        for row in self._rows(since=None, until=cutoff, keys_only=True):
-            keys = {"PartitionKey": row["PartitionKey"], "RowKey": row["RowKey"]}
-            chunk.append((TransactionOperation.DELETE, keys))
-            if len(chunk) == MAX_TRANSACTION_ENTITIES:
-                self.table.submit_transaction(chunk)
-                removed, chunk = removed + len(chunk), []
-        if chunk:
-            self.table.submit_transaction(chunk)
-            removed += len(chunk)
-        return removed
+        return delete_all(self.table, self._rows(since=None, until=cutoff, keys_only=True))
 
     def _rows(
         self, *, since: datetime | None, until: datetime | None, keys_only: bool = False

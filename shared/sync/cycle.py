@@ -442,11 +442,15 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         )
     if "duration_s" in summary:
         telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
-    retention = timedelta(days=services.settings.error_retention_days)
+    settings = services.settings
     try:
-        services.errors.remove_older_than(now - retention)
+        services.errors.remove_older_than(now - timedelta(days=settings.error_retention_days))
+        feed_cutoff = now - timedelta(days=settings.feed_retention_days)
+        services.feed.remove_older_than(int(feed_cutoff.timestamp() * 1000))
     except AzureError:  # the next cycle tries again
-        logger.warning("could not remove sync errors older than the retention", exc_info=True)
+        logger.warning(
+            "could not remove sync errors or feed entries past their retention", exc_info=True
+        )
     logger.info("cycle finished", extra=summary)
     return summary
 

@@ -1,5 +1,6 @@
-"""Sync Errors are kept for SYNC_ERROR_RETENTION_DAYS and removed by the cycle, not by hand;
-a cycle whose planning fails leaves a job-level error naming its fix."""
+"""Sync Errors are kept for SYNC_ERROR_RETENTION_DAYS and the change feeds' entries for
+FEED_RETENTION_DAYS, and removed by the cycle, not by hand; a cycle whose planning fails
+leaves a job-level error naming its fix."""
 
 from __future__ import annotations
 
@@ -7,8 +8,10 @@ import pytest
 
 from acctsync.runner import CycleFailed, run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
+from shared.mirror.feed import now_ms
 from shared.services import Services, get_services, reset_services
 from shared.state.errors import ErrorCode, ErrorFilter
+from tests.feed.support import plant_old_entry
 
 
 def plant(services: Services, record_id: str) -> None:
@@ -48,3 +51,18 @@ def test_a_failed_planning_is_a_job_level_error(
     assert error["entity"] == "cycle" and error["operation"] == "plan contacts"
     assert "Fix:" in error["message"]
     assert services.errors.search(ErrorFilter(text=error["id"][:12]), count=5) == [error]
+
+
+def test_a_finished_cycle_removes_feed_entries_past_their_retention(
+    simulator: SimulatorHandle, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("FEED_RETENTION_DAYS", "8")
+    reset_services()
+    services = get_services()
+    day_ms = 24 * 3600 * 1000
+    plant_old_entry(services, now_ms() - 9 * day_ms, "nine-days-old")
+    plant_old_entry(services, now_ms() - 7 * day_ms, "seven-days-old")
+    run_cycle_now(services)
+    planted = {"nine-days-old", "seven-days-old"}
+    kept = [row["id"] for row in services.feed.table.list_entities() if row.get("id") in planted]
+    assert kept == ["seven-days-old"]

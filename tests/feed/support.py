@@ -7,10 +7,13 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+from azure.data.tables import EdmType, EntityProperty
 
+from shared.mirror.feed import Stream, at_stamp
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
+from shared.times import utcnow
 from tests.engine.test_apply import account, batch, contact, new_id
 
 __all__ = ["account", "batch", "contact", "new_id"]
@@ -65,3 +68,16 @@ def api_get(api: httpx.Client, path: str, **params: object) -> Callable[[str | N
         return response.json()
 
     return get
+
+
+def plant_old_entry(services: Services, at_ms: int, record_id: str) -> None:
+    """A deleted-record entry and its unit's stamp as a batch wrote them `at_ms`."""
+    services.feed.write([{**at_stamp(Stream.DELETED, at_ms, f"contact|{record_id}"),
+                          "type": "contact", "id": record_id, "deleted_at": utcnow()}])  # fmt: skip
+    services.feed.table.upsert_entity(
+        {
+            "PartitionKey": "stamps",
+            "RowKey": f"unit|{record_id}",
+            "at_ms": EntityProperty(at_ms, EdmType.INT64),
+        }
+    )
