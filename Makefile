@@ -50,12 +50,12 @@ endif
 # tests/console drive Debian's Chromium through its chromedriver: installed with apt when
 # missing (as root), never downloaded by a test tool.
 browser:
-	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null; then :; \
+	@if command -v chromium >/dev/null && command -v chromedriver >/dev/null && command -v certutil >/dev/null; then :; \
 	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
 		DEBIAN_FRONTEND=noninteractive apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver; \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium chromium-driver libnss3-tools; \
 	else \
-		echo "make test: chromium and chromedriver are missing and this is not root: tests/console will be skipped (install Debian's chromium and chromium-driver to run them)"; \
+		echo "make test: chromium, chromedriver or certutil is missing and this is not root: tests/console will be skipped in part (install Debian's chromium, chromium-driver and libnss3-tools to run them)"; \
 	fi
 
 bench: install

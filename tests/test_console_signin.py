@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from shared.web.console.attempts import WrongKeys
 from shared.web.console.entra import SignInRefused, allowed_user
 from shared.web.console.filters import csv_response, date_range
 from shared.web.console.pages import safe_next
@@ -89,3 +90,21 @@ def test_a_bad_date_range_is_said_and_left_out() -> None:
     since, until, problem = date_range("2026-12-01", "2026-12-01")
     assert problem is None and since is not None and until is not None
     assert (until - since).total_seconds() == pytest.approx(86400, abs=0.01)
+
+
+def test_wrong_keys_make_that_address_wait_a_minute_at_most() -> None:
+    now = [1000.0]
+    wrong = WrongKeys(limit=5, window_s=60.0, clock=lambda: now[0])
+    for _ in range(4):
+        wrong.failed("10.0.0.1")
+        now[0] += 1
+    assert wrong.wait_s("10.0.0.1") == 0.0  # four wrong keys: a fifth try is allowed
+    wrong.failed("10.0.0.1")
+    assert wrong.wait_s("10.0.0.1") == pytest.approx(56.0)  # until the first falls out
+    assert wrong.wait_s("10.0.0.2") == 0.0  # another address is not held back
+    now[0] += 56.0
+    assert wrong.wait_s("10.0.0.1") == 0.0
+    wrong.failed("10.0.0.1")
+    assert wrong.wait_s("10.0.0.1") > 0  # the last four are still within the minute
+    wrong.succeeded("10.0.0.1")
+    assert wrong.wait_s("10.0.0.1") == 0.0

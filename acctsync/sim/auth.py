@@ -1,4 +1,5 @@
-"""A Microsoft Entra ID stand-in: OpenID discovery, the v2.0 token endpoint and user realm.
+"""A Microsoft Entra ID stand-in: OpenID discovery, the v2.0 token endpoint, user realm and
+the authorization endpoint of interactive sign-in (acctsync/sim/signin.py).
 
 It knows one tenant with one app registration (client id + secret, public client flows
 allowed) and one user, and issues JWT-shaped access tokens for the Dataverse URL (and for
@@ -25,6 +26,7 @@ import orjson
 from acctsync.sim.http import Handler, Request, Response, json_response
 from acctsync.sim.org import Org, Principal
 from acctsync.sim.schema import stable_id
+from acctsync.sim.signin import CodeFlow
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
 # Entra names a resource by its application id in AADSTS messages: Dataverse's first-party
@@ -93,6 +95,8 @@ class TokenService:
         # Multi-factor authentication required of the ROPC user, as per-user MFA or a
         # Conditional Access policy would: password and refresh grants then fail (50076).
         self.mfa_required = False
+        # The console's sign-in: OpenID Connect's authorization code flow.
+        self.code_flow = CodeFlow(self)
 
     # ---- the resource side ----------------------------------------------------------------
 
@@ -174,7 +178,7 @@ class TokenService:
         """A token of the application user, as a managed identity endpoint issues it."""
         return self._access_token(self.org.app_user, audience, "")
 
-    def _id_token(self, principal: Principal) -> str:
+    def _id_token(self, principal: Principal, **claims: object) -> str:
         now = int(time.time())
         oid = self._object_id(principal)
         return self._jwt(
@@ -190,7 +194,31 @@ class TokenService:
                 "sub": _b64url(hashlib.sha256(oid.encode()).digest()),
                 "tid": self.credentials.tenant_id,
                 "ver": "2.0",
+                **claims,
             }
+        )
+
+    def signed_in(self, *, nonce: str | None, groups: list[str], tenant_id: str | None) -> Response:
+        """The token response of an interactive sign-in of the tenant's user: an ID token
+        (with the request's nonce) and a Microsoft Graph token, as Entra answers for the
+        OpenID scopes alone."""
+        principal = self.org.sync_user
+        claims: dict[str, object] = {"nonce": nonce} if nonce else {}
+        if groups:
+            claims["groups"] = list(groups)
+        if tenant_id:
+            claims["tid"] = tenant_id
+        body = {
+            "token_type": "Bearer",
+            "scope": "openid profile email https://graph.microsoft.com/User.Read",
+            "expires_in": int(self.lifetime_s),
+            "ext_expires_in": int(self.lifetime_s),
+            "access_token": self._access_token(principal, GRAPH_RESOURCE, "User.Read"),
+            "id_token": self._id_token(principal, **claims),
+            "client_info": self._client_info(principal),
+        }
+        return json_response(
+            200, body, [("cache-control", "no-store, no-cache"), ("pragma", "no-cache")]
         )
 
     def _client_info(self, principal: Principal) -> str:
@@ -205,7 +233,7 @@ class TokenService:
             self.credentials.tenant_domain.lower(),
         )
 
-    def _error(
+    def error(
         self,
         request: Request,
         status: int,
@@ -236,7 +264,7 @@ class TokenService:
         )
 
     def _unknown_tenant(self, request: Request, tenant: str, error: str) -> Response:
-        return self._error(
+        return self.error(
             request,
             400,
             error,
@@ -332,9 +360,13 @@ class TokenService:
             return json_response(200, self.discovery(tenant))
         if request.method == "GET" and rest == ["discovery", "v2.0", "keys"]:
             return json_response(200, {"keys": []})
+        if request.method == "GET" and rest == ["oauth2", "v2.0", "authorize"]:
+            if not self._known_tenant(tenant):
+                return self._unknown_tenant(request, tenant, "invalid_tenant")
+            return self.code_flow.authorize(request)
         if rest == ["oauth2", "v2.0", "token"]:
             if request.method != "POST":
-                return self._error(
+                return self.error(
                     request,
                     405,
                     "invalid_request",
@@ -361,7 +393,7 @@ class TokenService:
         if not client_id:
             return self._missing(request, "client_id")
         if client_id != self.credentials.client_id:
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "unauthorized_client",
@@ -375,7 +407,7 @@ class TokenService:
         if client_secret is not None and not hmac.compare_digest(
             client_secret.encode(), self.credentials.client_secret.encode()
         ):
-            return self._error(
+            return self.error(
                 request,
                 401,
                 "invalid_client",
@@ -390,7 +422,9 @@ class TokenService:
             return self._password(request, form)
         if grant_type == "refresh_token":
             return self._refresh_token(request, form)
-        return self._error(
+        if grant_type == "authorization_code":
+            return self.code_flow.redeem(request, form)
+        return self.error(
             request,
             400,
             "unsupported_grant_type",
@@ -399,7 +433,7 @@ class TokenService:
         )
 
     def _missing(self, request: Request, parameter: str) -> Response:
-        return self._error(
+        return self.error(
             request,
             400,
             "invalid_request",
@@ -422,7 +456,7 @@ class TokenService:
             resources.add(resource.rstrip("/"))
             permissions.append(permission)
         if len(resources) != 1:
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_scope",
@@ -433,7 +467,7 @@ class TokenService:
             )
         resource = resources.pop()
         if resource not in (self.resource, GRAPH_RESOURCE):
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_resource",
@@ -482,7 +516,7 @@ class TokenService:
         self, request: Request, form: dict[str, str], client_secret: str | None
     ) -> Response:
         if client_secret is None:
-            return self._error(
+            return self.error(
                 request,
                 401,
                 "invalid_client",
@@ -495,7 +529,7 @@ class TokenService:
             return scoped
         resource, permissions = scoped
         if permissions != [".default"]:
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_scope",
@@ -514,7 +548,7 @@ class TokenService:
         if password is None:
             return self._missing(request, "password")
         if username.lower() != self.credentials.username.lower():
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_grant",
@@ -524,7 +558,7 @@ class TokenService:
                 "the account must be added to the directory.",
             )
         if not hmac.compare_digest(password.encode(), self.credentials.password.encode()):
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_grant",
@@ -543,7 +577,7 @@ class TokenService:
             # the first factor succeeded; a refresh token got without MFA is refused too.
             # suberror basic_action: an interactive sign-in would resolve it.
             app_id = DATAVERSE_APP_ID if resource == self.resource else GRAPH_APP_ID
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_grant",
@@ -555,7 +589,7 @@ class TokenService:
             )
         allowed = {".default", "user_impersonation" if resource == self.resource else "User.Read"}
         if not set(permissions) <= allowed:
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_grant",
@@ -573,7 +607,7 @@ class TokenService:
             return self._missing(request, "refresh_token")
         grant = self._refresh.get(token)
         if grant is None or grant.client_id != form.get("client_id"):
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_grant",
@@ -581,7 +615,7 @@ class TokenService:
                 "Invalid request. Request is malformed or invalid.",
             )
         if grant.expires_at <= time.time():
-            return self._error(
+            return self.error(
                 request,
                 400,
                 "invalid_grant",

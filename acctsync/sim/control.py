@@ -23,6 +23,9 @@ Routes (JSON bodies):
                                      "slow_rate", "seed", "count"}
   POST   /tokens/expire              every access token issued so far expires
   POST   /users/mfa                  {"required"}: the ROPC user must use MFA (AADSTS50076)
+  POST   /signin                     {"redirect_uris", "groups", "tenant_id"}: the app's
+                                     registered redirect URIs, the signed-in user's groups and
+                                     (a guest) the tenant its ID token names
   POST   /delta-tokens/expire        every delta token issued so far expires
   POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
   POST   /change-tracking/table      {"table", "enabled"}: ChangeTrackingEnabled of a table
@@ -52,6 +55,7 @@ from acctsync.sim.protection import Limits
 from acctsync.sim.records import RecordError, RecordWriter
 from acctsync.sim.schema import TABLES_BY_SET
 from acctsync.sim.security import FieldSecurity, FieldSecurityError
+from acctsync.sim.signin import SignInSetup
 from acctsync.sim.state import DEFAULT_DELTA_RETENTION_S, Simulation, default_change_tracking
 from acctsync.sim.store import Row, StoreError
 
@@ -107,6 +111,7 @@ class Control:
             ("DELETE", "/faults"): self.clear_faults,
             ("POST", "/tokens/expire"): self.expire_tokens,
             ("POST", "/users/mfa"): self.user_mfa,
+            ("POST", "/signin"): self.sign_in,
             ("POST", "/delta-tokens/expire"): self.expire_delta_tokens,
             ("POST", "/change-tracking"): self.change_tracking,
             ("POST", "/change-tracking/table"): self.table_change_tracking,
@@ -159,6 +164,7 @@ class Control:
         sim.columns.reset()
         sim.privileges.reset()
         sim.tokens.mfa_required = False
+        sim.tokens.code_flow.setup = SignInSetup()
         sim.delta_retention_s = DEFAULT_DELTA_RETENTION_S
         sim.change_tracking = default_change_tracking()
         sim.log.entries(clear=True)
@@ -335,6 +341,24 @@ class Control:
             raise ControlError(400, "required must be true or false")
         self.sim.tokens.mfa_required = required
         return json_response(200, {"required": required})
+
+    async def sign_in(self, request: Request) -> Response:
+        body = _body(request)
+        uris, groups, tenant = (
+            body.get("redirect_uris", []),
+            body.get("groups", []),
+            body.get("tenant_id"),
+        )
+        if not all(
+            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (uris, groups)
+        ):
+            raise ControlError(400, "redirect_uris and groups must be lists of strings")
+        if tenant is not None and not isinstance(tenant, str):
+            raise ControlError(400, "tenant_id must be a string or null")
+        self.sim.tokens.code_flow.setup = SignInSetup(set(uris), list(groups), tenant)
+        return json_response(
+            200, {"redirect_uris": sorted(uris), "groups": groups, "tenant_id": tenant}
+        )
 
     async def expire_delta_tokens(self, _request: Request) -> Response:
         self.sim.store.expire_delta_tokens()

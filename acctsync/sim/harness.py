@@ -203,6 +203,18 @@ class SimulatorControl:
         refresh-token grants then answer 400 invalid_grant AADSTS50076."""
         self._call("POST", "/users/mfa", {"required": required})
 
+    def sign_in_setup(
+        self,
+        *,
+        redirect_uris: list[str],
+        groups: list[str] | None = None,
+        tenant_id: str | None = None,
+    ) -> None:
+        """The app registration's redirect URIs for interactive sign-in, the groups in the
+        signed-in user's ID token and (a guest) the tenant it names."""
+        body = {"redirect_uris": redirect_uris, "groups": groups or [], "tenant_id": tenant_id}
+        self._call("POST", "/signin", body)
+
     def expire_delta_tokens(self) -> None:
         """Every delta token issued so far now fails with 0x80044352."""
         self._call("POST", "/delta-tokens/expire")

@@ -68,13 +68,13 @@ class EntraTokens:
                 client_credential=settings.client_secret,
                 authority=authority,
                 http_client=http,
-                instance_discovery=_is_public_cloud(settings.authority_host),
+                instance_discovery=is_public_cloud(settings.authority_host),
             )
         return msal.PublicClientApplication(
             settings.client_id,
             authority=authority,
             http_client=http,
-            instance_discovery=_is_public_cloud(settings.authority_host),
+            instance_discovery=is_public_cloud(settings.authority_host),
         )
 
     def token(self) -> str:
@@ -149,7 +149,7 @@ class ManagedIdentityTokens:
             self._credential = self._new_credential()
 
 
-def _is_public_cloud(authority_host: str) -> bool:
+def is_public_cloud(authority_host: str) -> bool:
     # Instance discovery asks Microsoft's public cloud about the host; a sovereign or test
     # authority must skip it, the public one keeps msal's default.
     return urlsplit(authority_host).hostname == "login.microsoftonline.com"

@@ -5,6 +5,8 @@ chromedriver: Selenium Manager never runs, nothing is downloaded)."""
 from __future__ import annotations
 
 import base64
+import contextlib
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -87,6 +89,14 @@ def stack(
 
 @pytest.fixture(scope="module")
 def browser(stack: Stack) -> Iterator[Any]:
+    with chromium(stack.downloads) as driver:
+        yield driver
+
+
+@contextlib.contextmanager
+def chromium(downloads: Path, *, home: Path | None = None) -> Iterator[Any]:
+    """A headless Chromium through Debian's chromedriver; `home`: its HOME, whose NSS
+    database (.pki/nssdb) holds the certificates it trusts beyond the system's."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
@@ -98,16 +108,13 @@ def browser(stack: Stack) -> Iterator[Any]:
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     options.add_experimental_option(
         "prefs",
-        {
-            "download.default_directory": str(stack.downloads),
-            "download.prompt_for_download": False,
-        },
+        {"download.default_directory": str(downloads), "download.prompt_for_download": False},
     )
-    service = Service(executable_path=shutil.which("chromedriver"))
+    env = {**os.environ, "HOME": str(home)} if home is not None else None
+    service = Service(executable_path=shutil.which("chromedriver"), env=env)
     driver = webdriver.Chrome(options=options, service=service)
     driver.execute_cdp_cmd(
-        "Browser.setDownloadBehavior",
-        {"behavior": "allow", "downloadPath": str(stack.downloads)},
+        "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
     )
     driver.implicitly_wait(0)
     try:

@@ -7,6 +7,10 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+import httpx
+
+from shared.dataverse.auth import is_public_cloud
+from shared.dataverse.client import tls_context
 from shared.web.console.settings import EntraApp
 
 # What of msal's flow the callback needs (the sign-in URL itself is not kept).
@@ -17,27 +21,46 @@ class SignInRefused(Exception):
     """Entra ID signed someone in whom the console does not let in, or the flow broke."""
 
 
-def _client(app: EntraApp) -> Any:
+def _client(app: EntraApp, http: httpx.Client) -> Any:
     import msal  # only the Entra sign-in needs it: the API never imports msal for this
 
+    # Instance discovery asks the public cloud about the authority: only there.
     return msal.ConfidentialClientApplication(
-        app.client_id, client_credential=app.client_secret, authority=app.authority
+        app.client_id,
+        client_credential=app.client_secret,
+        authority=app.authority,
+        http_client=http,
+        instance_discovery=is_public_cloud(app.authority_host),
     )
+
+
+def _http(app: EntraApp) -> httpx.Client:
+    """The sign-in's connection to Entra ID, with the same TLS trust as the sync's."""
+    return httpx.Client(verify=tls_context(app.ca_bundle), timeout=30.0)
 
 
 def begin(app: EntraApp, redirect_uri: str) -> tuple[str, dict[str, Any]]:
     """Where to send the browser, and what of the flow to keep until it comes back."""
-    flow: dict[str, Any] = _client(app).initiate_auth_code_flow(
-        scopes=[], redirect_uri=redirect_uri
-    )
+    with _http(app) as http:
+        flow: dict[str, Any] = _client(app, http).initiate_auth_code_flow(
+            scopes=[], redirect_uri=redirect_uri
+        )
     return str(flow["auth_uri"]), {k: flow[k] for k in FLOW_KEYS if k in flow}
 
 
 def finish(app: EntraApp, flow: dict[str, Any], params: Mapping[str, str]) -> str:
     """The signed-in user's name, once the code is redeemed and the claims allow them in."""
-    result = _client(app).acquire_token_by_auth_code_flow(dict(flow), dict(params))
+    with _http(app) as http:
+        try:
+            result = _client(app, http).acquire_token_by_auth_code_flow(dict(flow), dict(params))
+        except ValueError:  # msal: the state or nonce is not this flow's
+            raise SignInRefused(
+                "That sign-in answer belongs to another sign-in: sign in again."
+            ) from None
     if "error" in result:
-        raise SignInRefused(f"Entra ID refused the sign-in: {result.get('error')}")
+        # Entra's AADSTS code and first line say what to fix (no token or secret is in it).
+        description = str(result.get("error_description") or "").split("\r\n")[0]
+        raise SignInRefused(f"Entra ID refused the sign-in ({result['error']}): {description}")
     return allowed_user(app, result.get("id_token_claims") or {})
 
 

@@ -4,7 +4,7 @@ origin)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, quote
@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from shared import __version__
+from shared.web.console.attempts import WrongKeys
 from shared.web.console.session import Session, Signer, presession, read_session
 from shared.web.console.settings import ConsoleSettings
 
@@ -53,6 +54,7 @@ class FormRefused(Exception):
 class Console:
     settings: ConsoleSettings
     signer: Signer
+    wrong_keys: WrongKeys = field(default_factory=WrongKeys)
 
 
 def console_of(request: Request) -> Console:

@@ -31,6 +31,7 @@ class EntraApp:
     client_secret: str
     authority_host: str
     allowed_group: str | None  # object id of the one group whose members may sign in
+    ca_bundle: str | None = None  # DATAVERSE_CA_BUNDLE: the same trust as the sync's sign-in
 
     @property
     def authority(self) -> str:
@@ -84,7 +85,10 @@ def _entra(env: Mapping[str, str], client_id: str) -> EntraApp:
         raise SettingsError(f"CONSOLE_ENTRA_CLIENT_ID is set but {', '.join(missing)} is not")
     host = (env.get("DATAVERSE_AUTHORITY_HOST", "").strip() or DEFAULT_AUTHORITY_HOST).rstrip("/")
     group = env.get("CONSOLE_ENTRA_GROUP_ID", "").strip() or None
-    return EntraApp(tenant, client_id, client_secret, host, group)
+    ca_bundle = env.get("DATAVERSE_CA_BUNDLE", "").strip() or None
+    if ca_bundle is not None and not os.path.isfile(ca_bundle):
+        raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
+    return EntraApp(tenant, client_id, client_secret, host, group, ca_bundle)
 
 
 def _derived(secret: str) -> bytes:

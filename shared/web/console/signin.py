@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import math
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -62,8 +63,17 @@ def signin(request: Request, form: FormData) -> Response:
     key = console.settings.api_key
     if console.settings.sign_in is not SignIn.KEY or key is None:
         return _form(request, target, problem="Sign-in with a key is off here.", status=403)
+    address = request.client.host if request.client else "unknown"
+    wait = math.ceil(console.wrong_keys.wait_s(address))
+    if wait:
+        problem = f"Too many wrong keys from here: try again in {wait} seconds."
+        refused = _form(request, target, problem=problem, status=429)
+        refused.headers["Retry-After"] = str(wait)
+        return refused
     if not hmac.compare_digest(first(form, "key").encode(), key.encode()):
+        console.wrong_keys.failed(address)
         return _form(request, target, problem="That is not the key. Try again.", status=401)
+    console.wrong_keys.succeeded(address)
     response = RedirectResponse(target, 303)
     start_session(console.signer, request, response, "API key")
     return response
