@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import threading
@@ -172,6 +173,10 @@ class Process:
             stderr=stderr,
             stdin=subprocess.DEVNULL,
             text=True,
+            # As started from a terminal: a suite run in the background (nohup, `&`) has
+            # SIGINT ignored, and Python leaves an ignored SIGINT ignored, so Ctrl-C would not
+            # reach the process under test.
+            preexec_fn=_default_sigint,
         )
         process = cls(popen)
         process._reader = threading.Thread(target=process._read, daemon=True)
@@ -252,3 +257,7 @@ def iter_history(services: Services) -> Iterator[dict[str, Any]]:
     rows = services.history.table.query_entities("PartitionKey eq @p", parameters={"p": "history"})
     for row in rows:
         yield json.loads(row["summary"])
+
+
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
