@@ -78,6 +78,10 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def step(name: str) -> None:
+        # What was measured so far is kept at each step: a run stopped part-way (a crash, a
+        # machine needed back) still leaves its figures, marked incomplete.
+        results["duration_s"] = round(time.monotonic() - started, 1)
+        args.output.write_text(json.dumps({**results, "complete": False}, indent=2) + "\n")
         print(f"[{time.monotonic() - started:6.0f}s] {name}", file=sys.stderr, flush=True)
 
     if args.only:
@@ -164,6 +168,7 @@ def finish(
     table = render_table(results)
     print(table)
     results["table"] = table
+    results["complete"] = True
     output.write_text(json.dumps(results, indent=2) + "\n")
     print(f"\nfigures written to {output}", file=sys.stderr)
     return 0

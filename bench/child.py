@@ -153,11 +153,22 @@ def _drain_without_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
 
 
 def _read_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
-    """The activity feed from its start, a page of 1,000 at a time, as the API reads it."""
+    """The activity feed from its start as an export reads it, or (`limit`) following the
+    positions of API pages of that size, each item decoded as the API shows it."""
     from shared.mirror.activities import feed_activities_json
-    from shared.mirror.activity_feed import activities_since
+    from shared.mirror.activity_feed import activities_since, activity_page
+    from shared.mirror.feed import start_position
 
-    return {"entries": sum(1 for _ in feed_activities_json(activities_since(services.feed, 0)))}
+    if "limit" not in args:
+        return {"entries": sum(1 for _ in feed_activities_json(activities_since(services.feed, 0)))}
+    position: dict[str, Any] = {"after": start_position(0)}
+    found = 0
+    while True:
+        page = activity_page(services.feed, position, int(args["limit"]))
+        found += sum(1 for _ in feed_activities_json(page.items))
+        if not page.more:
+            return {"entries": found}
+        position = page.position
 
 
 def _read_raw_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -202,6 +213,48 @@ def _serve_api(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"served": True}
 
 
+def _raw_load(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """The API load's baseline: the same mix of list pages and single records as storage
+    reads alone (no HTTP, no acctsync), from as many threads as the API has clients."""
+    import threading
+    import uuid
+
+    from shared.mirror.records import bucket
+
+    deadline = time.monotonic() + float(args["seconds"])
+    accounts = int(args["accounts"])
+    latencies: list[float] = []
+    lock = threading.Lock()
+
+    def client(number: int) -> None:
+        continuation: dict[str, Any] = {"accounts": None, "contacts": None}
+        step, mine = number, []
+        while time.monotonic() < deadline:
+            step += 1
+            kind = ("accounts", "contacts")[step % 2]
+            table = services.accounts.table if kind == "accounts" else services.contacts.table
+            started = time.perf_counter()
+            if step % 4 < 2:
+                pages = table.list_entities(results_per_page=50).by_page(
+                    continuation_token=continuation[kind]
+                )
+                list(next(pages))
+                continuation[kind] = pages.continuation_token
+            else:
+                record = str(uuid.UUID(int=(number * 7919 + step * 104_729) % accounts + 1))
+                table.get_entity(bucket(record), record)
+            mine.append(time.perf_counter() - started)
+        with lock:
+            latencies.extend(mine)
+
+    threads = [threading.Thread(target=client, args=(n,)) for n in range(int(args["clients"]))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return {"latencies": latencies}
+
+
 TASKS = {
     "cycle": _cycle,
     "plan": _plan,
@@ -213,6 +266,7 @@ TASKS = {
     "export": _export,
     "scan_table": _scan_table,
     "serve_api": _serve_api,
+    "raw_load": _raw_load,
 }
 
 if __name__ == "__main__":

@@ -278,6 +278,18 @@ def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 _met(read["ratio"] >= 0.8),
             )
         )
+        if "api_pages_ratio" in read:
+            rows.append(
+                (
+                    "12",
+                    "the same feed in the API's pages of 1,000, following their positions",
+                    f"{read['api_pages_per_s']:,.0f} act/s ({read['api_pages_s']:.2f} s)",
+                    f"{read['raw_per_s']:,.0f} act/s raw partition query",
+                    f"{read['api_pages_ratio']:.2f}",
+                    "",
+                    "",
+                )
+            )
     export = results.get("export")
     if export:
         sizes = list(export["sizes"].values())
@@ -307,13 +319,22 @@ def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 f"{load['requests_per_s']:,.0f} req/s, p50 {load['p50_ms']:.0f} ms, "
                 f"p99 {load['p99_ms']:.0f} ms, {load['errors']} errors; server CPU "
                 f"{load['server_cpu_s']:.0f} s, peak RSS {load['server_peak_rss_mb']:.0f} MB",
-                "",
-                "",
+                _raw_load(load.get("raw")),
+                f"{load['ratio']:.2f}" if "ratio" in load else "",
                 "no error",
                 _met(load["errors"] == 0),
             )
         )
     return rows
+
+
+def _raw_load(raw: dict[str, Any] | None) -> str:
+    if not raw:
+        return ""
+    return (
+        f"{raw['requests_per_s']:,.0f} req/s straight from storage, p50 {raw['p50_ms']:.0f} ms, "
+        f"p99 {raw['p99_ms']:.0f} ms"
+    )
 
 
 def _met(ok: bool) -> str:
