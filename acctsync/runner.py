@@ -37,8 +37,9 @@ class CycleFailed(RuntimeError):
 
     def __init__(self, summary: dict[str, Any]):
         failure = summary.get("failure") or {}
+        fix = f". Fix: {failure['fix']}" if failure.get("fix") else ""
         super().__init__(
-            f"the cycle failed while planning {failure.get('step')}: {failure.get('message')}"
+            f"the cycle failed while planning {failure.get('step')}: {failure.get('message')}{fix}"
         )
         self.summary = summary
 

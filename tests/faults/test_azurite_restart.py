@@ -68,7 +68,10 @@ def outcome(cycle: subprocess.Popen[str], started: float, outage_s: float) -> st
         assert time.monotonic() - started >= outage_s  # it was still running: it waited
         return "waited"
     assert cycle.returncode == 1, (cycle.returncode, stderr[-2000:])
-    assert "acctsync: storage" in stderr and "AzureWebJobsStorage" in stderr, stderr[-2000:]
+    # The last line says what to fix: storage gone when the command noticed, or a planning
+    # step that failed on it (recorded once storage was back).
+    last = stderr.strip().splitlines()[-1]
+    assert last.startswith("acctsync: ") and "AzureWebJobsStorage" in last, stderr[-2000:]
     return "failed cleanly"
 
 
