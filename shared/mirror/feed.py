@@ -176,10 +176,12 @@ class Stamps:
 
     def _known(self, identity: str) -> tuple[TableEntity | None, bool]:
         """The unit's stamp row, if it has one, and whether its marker still holds readers."""
-        unit, marker = (self._row(f"{kind}|{identity}") for kind in ("unit", "open"))
+        unit = self._row(f"unit|{identity}")
+        if unit is None:  # a unit's first run (every batch's): one read, not two
+            return None, False
+        marker = self._row(f"open|{identity}")
         is_open = (
-            unit is not None
-            and marker is not None
+            marker is not None
             and _ms(marker, "at_ms") == _ms(unit, "at_ms")
             and _ms(marker, "expires_ms") > now_ms()
         )
@@ -262,6 +264,11 @@ class Feed:
                 results_per_page=1000,
             )
             removed += delete_all(self.table, itertools.islice(rows, limit - removed))
+        if not 0 < removed < limit:
+            # Nothing aged out (most cycles), or more is left for the next call: the stamps
+            # partition is read only once the entries of an hour are gone. (A stamp is taken
+            # when its unit writes its first entry, so old stamps come with old entries.)
+            return removed
         # A unit's stamp goes with its entries: a replay this late takes a new stamp, and
         # what an older one wrote is gone anyway.
         stamps = self.table.query_entities(

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 import shutil
-import ssl
 import subprocess
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,10 +34,6 @@ from tests.helpers import API_KEY
 GROUP = "3f5c8a51-0d8e-4f57-9a44-6f3f2d7d6b10"
 SESSION_SECRET = "console-session-secret-for-tests-only-0123456789"
 USER = Org().sync_user.name
-
-
-def trust(simulator: SimulatorHandle) -> ssl.SSLContext:
-    return ssl.create_default_context(cafile=simulator.ca_file)
 
 
 @contextmanager
@@ -162,7 +157,7 @@ def test_a_callback_not_of_this_sign_in_gets_no_session(
 ) -> None:
     with entra_console(simulator, azurite) as base:
         simulator.control.sign_in_setup(redirect_uris=[f"{base}/signin/callback"])
-        with httpx.Client(base_url=base, verify=trust(simulator)) as client:
+        with httpx.Client(base_url=base, verify=simulator.ssl_context()) as client:
             # A callback with no sign-in started in this browser.
             stray = client.get("/signin/callback", params={"code": "0.Ax", "state": "s"})
             assert stray.status_code == 403 and "started elsewhere" in stray.text
@@ -176,7 +171,7 @@ def test_a_callback_not_of_this_sign_in_gets_no_session(
             assert forged.status_code == 403 and "another sign-in" in forged.text
             assert "acctsync_session" not in forged.headers.get("set-cookie", "")
             # The real answer, redeemed once; a replay of the same code is refused.
-            answer = httpx.get(location, verify=trust(simulator), follow_redirects=False)
+            answer = httpx.get(location, verify=simulator.ssl_context(), follow_redirects=False)
             assert answer.status_code == 302
             back = urlsplit(answer.headers["location"])
             signed_in = client.get(f"{back.path}?{back.query}")
@@ -202,7 +197,7 @@ def test_a_callback_not_of_this_sign_in_gets_no_session(
                     "client_secret": simulator.env["DATAVERSE_CLIENT_SECRET"],
                     "redirect_uri": f"{base}/signin/callback",
                 },
-                verify=trust(simulator),
+                verify=simulator.ssl_context(),
             )
             assert again.status_code == 400 and "AADSTS70008" in again.json()["error_description"]
 
