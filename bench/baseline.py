@@ -3,11 +3,14 @@
 - batched upserts: entities of the size acctsync writes, 64 partitions, entity-group
   transactions of 100 upserts, a few in flight (as many as it takes to keep Azurite busy);
 - single upserts: one entity per request, one at a time;
+- point reads: rows of a mirror table read by key, one request each, many in flight (a
+  re-load compares every row Dynamics sends with the mirrored one, so this is its floor);
 - paging: a bare httpx loop over the simulator's change-tracking pages.
 """
 
 from __future__ import annotations
 
+import itertools
 import time
 import uuid
 import zlib
@@ -83,6 +86,19 @@ def single_upserts(stack: Stack, count: int, *, table: str = "benchsingle") -> f
         elapsed = time.perf_counter() - started
         service.delete_table(table)
     return elapsed
+
+
+def point_reads(stack: Stack, table: str, count: int, *, width: int = 16) -> tuple[float, int]:
+    """(seconds, rows) to read up to `count` rows of `table` by key, `width` requests at a time
+    (enough to keep this machine's two cores busy; acctsync's batches read 8 at a time each)."""
+    with TableServiceClient.from_connection_string(stack.storage) as service:
+        client = service.get_table_client(table)
+        rows = client.list_entities(select=["PartitionKey", "RowKey"], results_per_page=1000)
+        keys = [(str(r["PartitionKey"]), str(r["RowKey"])) for r in itertools.islice(rows, count)]
+        started = time.perf_counter()
+        with ThreadPoolExecutor(width) as pool:
+            list(pool.map(lambda key: client.get_entity(*key), keys))
+        return time.perf_counter() - started, len(keys)
 
 
 def page_loop(

@@ -132,8 +132,8 @@ def render(results: dict[str, Any]) -> str:
                 f"{again['records_per_s']:,.0f} rec/s, {again['wall_s']:,.0f} s, "
                 f"{again['summary']['deleted']} flagged deleted, "
                 f"{again['summary']['activities_logged']} activities",
-                "",
-                "",
+                f"{again['point_reads']['rows_per_s']:,.0f} rows/s raw point reads",
+                f"{again['point_reads']['ratio']:.2f}",
                 "",
                 "",
             )
