@@ -27,17 +27,20 @@ def render(results: dict[str, Any]) -> str:
             )
         )
     idles = [(d["accounts"], d["idle"]) for d in (small, big)]
-    same = len({(i["dataverse_requests_seen"], i["storage"]["total"]) for _, i in idles}) == 1
+    # The apply workers poll the queue while the cycle runs, so queue operations follow the
+    # wall time; the cycle's own work is its Dataverse requests and table operations.
+    same = len({(i["dataverse_requests_seen"], _table_ops(i["storage"])) for _, i in idles}) == 1
     for accounts, idle in idles:
         rows.append(
             (
                 "2",
                 f"idle cycle, {accounts:,} accounts",
                 f"{idle['dataverse_requests_seen']} Dataverse req, "
-                f"{idle['storage']['total']} storage ops, {idle['wall_s']:.2f} s",
+                f"{_table_ops(idle['storage'])} table ops (+{idle['storage']['queue_ops']} queue "
+                f"polls), {idle['wall_s']:.2f} s",
                 "",
                 "",
-                "same counts, <= 3 req",
+                "same req and table ops, <= 3 req",
                 _met(same and idle["dataverse_requests_seen"] <= 3),
             )
         )
@@ -348,3 +351,7 @@ def _table(rows: list[tuple[str, ...]]) -> str:
         for row in [HEADER, tuple("-" * w for w in widths), *rows]
     ]
     return "\n".join(lines)
+
+
+def _table_ops(storage: dict[str, int]) -> int:
+    return storage["table_reads"] + storage["table_writes"] + storage["table_transactions"]

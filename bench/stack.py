@@ -60,6 +60,8 @@ class Stack:
             ACTIVITY_CONTACT_LIMIT="5000",
             BENCH_TABLE_PORT=str(self.azurite.table_port),
             BENCH_QUEUE_PORT=str(self.azurite.queue_port),
+            # As the Function App runs it (infra/app/function.bicep sets it).
+            MALLOC_ARENA_MAX="2",
         )
         env.update(extra or {})
         return env

@@ -84,6 +84,7 @@ REQUIRED_SETTINGS: dict[str, str | None] = {
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "${monitoring.outputs.connectionString}",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={IDENTITY_CLIENT_ID};Authorization=AAD",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
+    "MALLOC_ARENA_MAX": "2",
 }
 
 # The Dataverse sign-in settings of each connection (parameter dataverseConnection). The
