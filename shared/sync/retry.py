@@ -97,13 +97,13 @@ def retry_errors(
     skipped: dict[tuple[str, str], Skipped] = {}
     found: set[str] = set()
     for key, error in services.errors.keyed(ErrorFilter(code=code or ""), count=RETRY_LIMIT):
-        named = {error["id"].lower(), record_id := _record_id(error)}
+        named = {error["id"].lower(), _record_id(error)}
         if wanted is not None and not named & wanted:
             continue
         found |= named
         if error["resolved"]:
             continue
-        if record_id and error["entity"] in ENTITY_SETS:
+        if record_id := record_of(error):
             keys[(error["entity"], record_id)].append(key)
         else:
             skipped.setdefault((error["entity"], error["id"]), _skipped(error))
@@ -144,6 +144,12 @@ def _new_failure(services: Services, entity: str, record_id: str, since: datetim
     wanted = ErrorFilter(text=record_id, entity=entity, since=since)
     errors = services.errors.search(wanted, count=1)
     return errors[0]["message"] if errors else "still failing: see Sync Errors"
+
+
+def record_of(error: dict[str, Any]) -> str:
+    """The id of the account or contact a sync error names, or "" when it names none that
+    could be read again (then retrying it is skipped, with the reason)."""
+    return _record_id(error) if error["entity"] in ENTITY_SETS else ""
 
 
 def _record_id(error: dict[str, Any]) -> str:
