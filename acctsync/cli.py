@@ -61,6 +61,15 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("field", help="the selected account column, by logical name")
     resync.add_argument("--modified-since", metavar="ISO", help="e.g. 2026-01-01T00:00:00Z")
     resync.add_argument("--modified-until", metavar="ISO", help="e.g. 2026-01-31T23:59:59Z")
+    retry = commands.add_parser(
+        "retry-errors",
+        help="read the records named in Sync Errors again from Dynamics and apply them; "
+        "exits 1 while one still fails",
+    )
+    retry.add_argument("--code", help="only errors with this code, e.g. unstorable_value")
+    retry.add_argument(
+        "--id", action="append", dest="ids", metavar="ID", help="only this record id (repeatable)"
+    )
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
     export = commands.add_parser(
         "export", help="stream accounts, contacts or activities out as CSV or NDJSON"
@@ -299,6 +308,26 @@ def _resync(args: argparse.Namespace) -> int:
     return _print(requested.to_json())
 
 
+def _retry_errors(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+    from shared.sync.retry import UnknownErrorCode, retry_errors
+
+    get_settings().require_dataverse()
+    try:
+        outcome = retry_errors(get_services(), code=args.code, ids=args.ids)
+    except UnknownErrorCode as error:
+        print(f"acctsync: nothing retried: {error}", file=sys.stderr)
+        return 2
+    for record in outcome.retried:
+        state = "resolved" if record.resolved else f"still failing: {record.message}"
+        print(f"{record.entity} {record.id}: {state}")
+    for skipped in outcome.skipped:
+        print(f"skipped {skipped.entity or 'id'} {skipped.id}: {skipped.reason}")
+    counts = {k: v for k, v in outcome.to_json().items() if isinstance(v, int)}
+    _print(counts)
+    return 1 if counts["still_failing"] else 0
+
+
 COMMANDS: dict[str, Command] = {
     "cycle": _cycle,
     "run": _run,
@@ -312,6 +341,7 @@ COMMANDS: dict[str, Command] = {
     "resume": _resume,
     "resync": _resync,
     "export": _export,
+    "retry-errors": _retry_errors,
 }
 
 

@@ -9,7 +9,9 @@ import sys
 from pathlib import Path
 
 from acctsync.sim.harness import SimulatorHandle
+from shared.mirror.records import fields_of
 from shared.services import Services
+from tests.api.test_retry import unstorable_accounts
 from tests.helpers import make_account
 
 ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]
@@ -83,3 +85,23 @@ def test_missing_settings_are_explained() -> None:
     assert done.returncode == 2
     assert "DATAVERSE_URL is not set" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_retry_errors_prints_what_was_resolved(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    fixed_id, broken_id = unstorable_accounts(simulator, services)
+    done = run("retry-errors", "--code", "unstorable_value")
+    assert done.returncode == 1, done.stderr  # one still fails
+    *lines, last = done.stdout.strip().splitlines()
+    counts = json.loads(last)
+    assert (counts["retried"], counts["resolved"], counts["still_failing"]) == (2, 1, 1)
+    assert f"account {fixed_id}: resolved" in lines
+    assert any(line.startswith(f"account {broken_id}: still failing:") for line in lines)
+    row = services.accounts.get(fixed_id)
+    assert row is not None and fields_of(row)["new_longnotes"] == "Short notes"
+
+    by_id = run("retry-errors", "--id", fixed_id)
+    assert by_id.returncode == 0 and json.loads(by_id.stdout.splitlines()[-1])["retried"] == 0
+    unknown = run("retry-errors", "--code", "nope")
+    assert unknown.returncode == 2 and "unstorable_value" in unknown.stderr

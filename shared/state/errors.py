@@ -6,7 +6,7 @@ its record id, operation, error code and message. Newest first; kept for the ret
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -14,7 +14,7 @@ from typing import Any
 
 from azure.data.tables import TableClient
 
-from shared.mirror.writes import delete_all
+from shared.mirror.writes import delete_all, merge_all
 from shared.times import inverted_ms, iso, newest_first_query, utcnow
 
 # Table keys refuse / \ # ? and control characters.
@@ -48,6 +48,14 @@ class ErrorFilter:
             and (not self.code or error["code"] == self.code)
             and (not self.cycle_id or error["cycle_id"] == self.cycle_id)
         )
+
+
+@dataclass(frozen=True)
+class RetryMark:
+    """What retrying the record of one error (its key) came to: "" resolved, or the failure."""
+
+    key: str
+    failure: str
 
 
 class SyncErrors:
@@ -90,16 +98,37 @@ class SyncErrors:
     def search(self, wanted: ErrorFilter, *, count: int) -> list[dict[str, Any]]:
         """Up to `count` errors matching `wanted`, newest first. The time range is a key
         range; the rest is matched here, over at most the retention's worth of rows."""
+        return [error for _, error in self.keyed(wanted, count=count)]
+
+    def keyed(self, wanted: ErrorFilter, *, count: int) -> list[tuple[str, dict[str, Any]]]:
+        """What `search` finds, each with the key `mark_retried` takes."""
         if count <= 0:
             return []
-        result: list[dict[str, Any]] = []
+        result: list[tuple[str, dict[str, Any]]] = []
         for row in self._rows(since=wanted.since, until=wanted.until):
             error = _shown(row)
             if wanted.matches(error):
-                result.append(error)
+                result.append((str(row["RowKey"]), error))
                 if len(result) >= count:
                     break
         return result
+
+    def mark_retried(self, marks: Iterable[RetryMark], *, at: datetime) -> None:
+        """Say on each error that its record was read again from Dynamics and applied at
+        `at`, and whether that resolved it (or the new failure's message when not)."""
+        merge_all(
+            self.table,
+            (
+                {
+                    "PartitionKey": self.PARTITION,
+                    "RowKey": mark.key,
+                    "retried_at": at,
+                    "resolved": not mark.failure,
+                    "retry_message": mark.failure[:2000],
+                }
+                for mark in marks
+            ),
+        )
 
     def remove_older_than(self, cutoff: datetime) -> int:
         """Delete the errors recorded before `cutoff`: the oldest key range, 100 a request."""
@@ -124,4 +153,8 @@ def _shown(row: Any) -> dict[str, Any]:
         "message": row["message"],
         "cycle_id": row["cycle_id"],
         "at": iso(row["at"]),
+        # Set once the record was retried (acctsync retry-errors): when, and what came of it.
+        "retried_at": iso(row["retried_at"]) if row.get("retried_at") else None,
+        "resolved": row.get("resolved"),
+        "retry_message": row.get("retry_message") or "",
     }

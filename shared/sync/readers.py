@@ -152,6 +152,11 @@ class AccountReader:
         )
 
     def fragments(self, page: ChangePage) -> Iterator[Fragment]:
+        for change in self.changes(page):
+            yield Fragment("accounts", bucket(change.id), change.id, account_fragment(change))
+
+    def changes(self, page: ChangePage) -> Iterator[AccountChange]:
+        """The page's changes (deletions included), as the apply step takes them."""
         columns = self.columns
         for row in page.rows:
             try:
@@ -162,12 +167,11 @@ class AccountReader:
                 self.errors.bad_row("account", row.get(ACCOUNT_ID), str(error))
                 continue
             self.changed += 1
-            yield Fragment("accounts", bucket(change.id), change.id, account_fragment(change))
+            yield change
         for deleted in page.deleted_ids:
             if account_id := self.errors.guid("account", deleted):
                 self.changed += 1
-                change = AccountChange(id=account_id, deleted=True)
-                yield Fragment("accounts", bucket(account_id), account_id, account_fragment(change))
+                yield AccountChange(id=account_id, deleted=True)
 
 
 @dataclass
@@ -204,6 +208,13 @@ class ContactReader:
         )
 
     def fragments(self, page: ChangePage) -> Iterator[Fragment]:
+        for change in self.changes(page):
+            yield Fragment("contacts", bucket(change.id), change.id, contact_fragment(change))
+            if self.members_apart and (pair := _membership(change)):
+                yield Fragment("members", bucket(pair[0]), change.id, member_fragment(*pair))
+
+    def changes(self, page: ChangePage) -> Iterator[ContactChange]:
+        """The page's changes (deletions included), as the apply step takes them."""
         columns = self._columns if self._columns is not None else list(self.access.readable())
         for row in page.rows:
             parent = row.get(PARENT_CUSTOMER)
@@ -220,14 +231,11 @@ class ContactReader:
                 self.errors.bad_row("contact", row.get(CONTACT_ID), str(error))
                 continue
             self.changed += 1
-            yield Fragment("contacts", bucket(change.id), change.id, contact_fragment(change))
-            if self.members_apart and (pair := _membership(change)):
-                yield Fragment("members", bucket(pair[0]), change.id, member_fragment(*pair))
+            yield change
         for deleted in page.deleted_ids:
             if contact_id := self.errors.guid("contact", deleted):
                 self.changed += 1
-                change = ContactChange(id=contact_id, deleted=True)
-                yield Fragment("contacts", bucket(contact_id), contact_id, contact_fragment(change))
+                yield ContactChange(id=contact_id, deleted=True)
 
 
 def _membership(contact: ContactChange) -> tuple[str, str] | None:

@@ -136,3 +136,37 @@ class ResyncState(BaseModel):
     cycle_id: str
     message: str
     queued: bool = Field(True, description="false: the same re-sync was queued already")
+
+
+class RetryRequest(BaseModel):
+    """Which sync errors to retry: naming one of `ids`, with `code`, or (neither) all."""
+
+    model_config = ConfigDict(extra="forbid")
+    ids: list[str] | None = Field(None, description="record ids, as Sync Errors shows them")
+    code: str | None = Field(None, description="an error code, e.g. `unstorable_value`")
+
+
+class RetriedRecord(BaseModel):
+    entity: Literal["account", "contact"]
+    id: str
+    resolved: bool
+    message: str = Field(description="why it still fails, when it does")
+
+
+class SkippedError(BaseModel):
+    entity: str
+    id: str
+    code: str
+    reason: str = Field(description="why it was not retried, and what to do instead")
+
+
+class RetryResult(BaseModel):
+    retried: int = Field(description="records read again from Dynamics and applied")
+    resolved: int
+    still_failing: int
+    skipped: int = Field(description="errors that name no record to read again")
+    activities_logged: int
+    activities_suppressed: int
+    dataverse_requests: int
+    records: list[RetriedRecord]
+    skipped_errors: list[SkippedError]

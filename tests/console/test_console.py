@@ -18,6 +18,7 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from acctsync.runner import run_cycle_now
 from shared.mapping import read_column
 from shared.setup.validate import validate
+from shared.state.errors import ErrorCode
 from shared.sync.fields import list_fields
 from tests.console.conftest import PLANTED_ID, Stack, screenshot
 from tests.helpers import API_KEY
@@ -335,6 +336,37 @@ def test_a_field_re_synced_from_the_fields_page_drops_the_local_edit(
     assert len(services.activities.for_contact(stack.contacts[0])) == logged_before
     open_page(browser, stack, "/fields")
     assert "finished" in text(browser, "#resyncs tr[data-field=telephone1]")
+    logged(browser, problems)
+
+
+def test_retry_reads_the_record_again_and_the_row_says_it_resolved(
+    stack: Stack, browser: Any, problems: list[dict[str, Any]]
+) -> None:
+    services, contact_id = stack.services, stack.contacts[1]
+    services.errors.record(
+        entity="contact",
+        record_id=contact_id,
+        operation="update",
+        message="planted: a change the mirror could not take",
+        cycle_id="c-retry",
+        code=ErrorCode.UNSTORABLE_VALUE,
+    )
+    stack.simulator.control.update_contact(contact_id, {"lastname": "Retried"})
+    open_page(browser, stack, f"/errors?q={contact_id}")
+    submit(browser, By.CSS_SELECTOR, f"button.retry-one[data-id='{contact_id}']")
+    assert "Retried 1 record from Dynamics: 1 resolved" in text(browser, "#retried")
+    contact = services.contacts.get(contact_id)
+    assert contact is not None and read_column(contact, "lastname") == "Retried"
+    open_page(browser, stack, f"/errors?q={contact_id}")
+    (row,) = browser.find_elements(By.CSS_SELECTOR, "#errors tbody tr")
+    assert "retried" in row.text and "resolved" in row.text
+    assert row.find_elements(By.CSS_SELECTOR, "button.retry-one") == []  # resolved: no Retry
+
+    # The planted row without a usable id has no Retry; Retry all skips it and says so.
+    open_page(browser, stack, "/errors?q=planted-row")
+    assert browser.find_elements(By.CSS_SELECTOR, "#errors button.retry-one") == []
+    submit(browser, By.ID, "retry-all")
+    assert "name no record to read again" in text(browser, "#retried")
     logged(browser, problems)
 
 

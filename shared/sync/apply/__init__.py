@@ -49,12 +49,10 @@ def apply_batch(services: Services, body: str | bytes) -> BatchResult:
         if isinstance(message, SweepBatch):
             context = ApplyContext(services, _sweep_header(message))
             result = sweep_partition(context, message)
+            _close_stamp(services, message)
         else:
-            context = ApplyContext(services, _deduplicated(message))
-            result = _apply_changes(context)
-        # Every entry of the batch is written: the change feed may pass its stamp. (Closed even
-        # when this delivery wrote none: an earlier one that crashed may have left it open.)
-        services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
+            context = apply_changes(services, message)
+            result = context.result
     services.results.record(
         message.cycle_id,
         message.batch_id,
@@ -85,6 +83,27 @@ def apply_message(
             logger.exception("batch failed for good; it moves to the poison queue")
             _record_poisoned(services, body, error)
         raise
+
+
+def apply_changes(services: Services, batch: Batch, *, queued: bool = True) -> ApplyContext:
+    """Apply a batch of changes in this process, whether it came off the queue or from a
+    re-read of records (`queued=False`, shared/sync/reread.py), and close its feed stamp."""
+    context = ApplyContext(services, _deduplicated(batch))
+    try:
+        _apply_changes(context)
+    except Exception:
+        if not queued:
+            # Nothing delivers it again to finish it: the change feed must not wait for it.
+            _close_stamp(services, batch)
+        raise
+    _close_stamp(services, batch)
+    return context
+
+
+def _close_stamp(services: Services, message: Message) -> None:
+    # Every entry of the batch is written: the change feed may pass its stamp. (Closed even
+    # when this delivery wrote none: an earlier one that crashed may have left it open.)
+    services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
 
 
 def _apply_changes(context: ApplyContext) -> BatchResult:
@@ -148,7 +167,7 @@ def _record_poisoned(services: Services, body: str | bytes, error: Exception) ->
         return  # not attributable to a cycle; the poison queue's count still shows it
     try:
         # It will not finish: the change feed must not wait for it.
-        services.feed.stamps.close(feed_identity(message.cycle_id, message.batch_id))
+        _close_stamp(services, message)
         services.results.poisoned(
             message.cycle_id, message.batch_id, message=str(error), at=utcnow()
         )

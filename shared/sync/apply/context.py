@@ -26,6 +26,8 @@ class ApplyContext:
     result: BatchResult = field(default_factory=BatchResult)
     now: datetime = field(default_factory=utcnow)
     change_lag: ChangeLag = field(default_factory=ChangeLag)
+    # The records refused with a sync error, so that a re-read can say which did not apply.
+    refused: list[str] = field(default_factory=list)
 
     @cached_property
     def feed(self) -> FeedWriter:
@@ -60,6 +62,7 @@ class ApplyContext:
     def error(self, entity: str, record_id: str, operation: str, message: str) -> None:
         """A record the mirror cannot hold: a sync error on it; the rest of the batch goes on."""
         self.result.errors += 1
+        self.refused.append(record_id)
         self.services.errors.record(
             entity=entity,
             record_id=record_id,

@@ -1,17 +1,21 @@
 """Sync Errors: the record-level and job-level errors the cycles recorded, searchable by
-record id and text, filtered, exported as CSV; kept for SYNC_ERROR_RETENTION_DAYS."""
+record id and text, filtered, exported as CSV; kept for SYNC_ERROR_RETENTION_DAYS. Retry (a
+row) and Retry all read the records again from Dynamics (shared/sync/retry.py)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Depends, Request
-from fastapi.responses import Response
+from fastapi.responses import RedirectResponse, Response
 
+from shared.dataverse.errors import DataverseError
 from shared.state.errors import ErrorCode, ErrorFilter
+from shared.sync.retry import record_of, retry_errors
 from shared.web.console.filters import csv_response, date_range
-from shared.web.console.pages import SessionDep, render
+from shared.web.console.pages import FormDep, SessionDep, first, render
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -48,14 +52,28 @@ class ErrorQuery:
 QueryDep = Annotated[ErrorQuery, Depends()]
 
 
+@dataclass(frozen=True)
+class RetryDone:
+    """What the last Retry / Retry all came to, as its redirect's query says."""
+
+    retried: int = -1
+    resolved: int = 0
+    skipped: int = 0
+    unavailable: str = ""
+
+
+RetryDep = Annotated[RetryDone, Depends()]
+
+
 @router.get("/errors")
 def errors_page(
-    request: Request, services: ServicesDep, session: SessionDep, query: QueryDep
+    request: Request, services: ServicesDep, session: SessionDep, query: QueryDep, done: RetryDep
 ) -> Response:
     wanted, problem = query.wanted()
     errors = services.errors.search(wanted, count=SHOWN)
     context: dict[str, Any] = {
-        "errors": errors,
+        "errors": [{**e, "retry_id": record_of(e)} for e in errors],
+        "done": done,
         "form": query,
         "entities": ENTITIES,
         "codes": CODES,
@@ -73,3 +91,18 @@ def errors_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> R
     errors = services.errors.search(wanted, count=SHOWN)
     rows = ([e[k] for k in CSV_FIELDS] for e in errors)
     return csv_response("acctsync-sync-errors.csv", CSV_FIELDS, rows)
+
+
+@router.post("/errors/retry")
+def retry(services: ServicesDep, form: FormDep) -> Response:
+    """Retry one record (`id`), or all unresolved errors (with the page's `code` filter)."""
+    record_id, code = first(form, "id"), first(form, "code")
+    try:
+        outcome = retry_errors(
+            services, code=code if code in CODES else None, ids=[record_id] if record_id else None
+        )
+    except DataverseError:
+        return RedirectResponse("/errors?unavailable=1", 303)
+    counts = outcome.to_json()
+    done = {k: counts[k] for k in ("retried", "resolved", "skipped")}
+    return RedirectResponse(f"/errors?{urlencode(done)}", 303)

@@ -6,6 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
+from shared.dataverse.errors import DataverseError
 from shared.setup.validate import validate
 from shared.sync.fields import (
     FieldResyncPending,
@@ -15,6 +16,7 @@ from shared.sync.fields import (
 )
 from shared.sync.pause import pause_sync, resume_sync
 from shared.sync.resync import ResyncError, request_resync
+from shared.sync.retry import UnknownErrorCode, retry_errors
 from shared.sync.status import sync_status
 from shared.web.errors import ApiError
 from shared.web.models import (
@@ -25,6 +27,8 @@ from shared.web.models import (
     PauseState,
     ResyncRequest,
     ResyncState,
+    RetryRequest,
+    RetryResult,
 )
 from shared.web.routes.depends import ERRORS, ServicesDep
 
@@ -88,3 +92,25 @@ def post_resync(body: ResyncRequest, services: ServicesDep) -> ResyncState:
     except ResyncError as error:
         raise ApiError(422, error.problem.value, str(error)) from None
     return ResyncState(**requested.to_json())
+
+
+@router.post(
+    "/errors/retry",
+    summary="Retry failed records: read them again from Dynamics and apply them",
+    description="The records named by unresolved sync errors (`ids`, `code`, or all) are read "
+    "again and applied as a cycle would; each error then carries `retried_at` and `resolved`. "
+    "Errors that name no record (a poisoned batch, a failed cycle) are skipped with the reason.",
+)
+def post_retry_errors(body: RetryRequest, services: ServicesDep) -> RetryResult:
+    try:
+        outcome = retry_errors(services, code=body.code, ids=body.ids)
+    except UnknownErrorCode as error:
+        raise ApiError(422, "unknown_error_code", str(error)) from None
+    except DataverseError as error:
+        raise ApiError(
+            502,
+            "dataverse_unavailable",
+            f"Dynamics 365 (Dataverse): {error}. Records retried before it stay retried; "
+            "retry the rest later",
+        ) from None
+    return RetryResult(**outcome.to_json())
