@@ -299,6 +299,7 @@ def test_pause_then_resume_after_confirming(
     assert services.pauses.get() is not None
     open_page(browser, stack, "/")
     assert text(browser, "#sync-state") == "Paused"
+    assert text(browser, "#next-due") == "no cycle starts until the sync is resumed"
     open_page(browser, stack, "/pause")
     screenshot(browser, "pause.png")
     browser.find_element(By.ID, "confirm").click()
