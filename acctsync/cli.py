@@ -45,8 +45,24 @@ def build_parser() -> argparse.ArgumentParser:
     fields = commands.add_parser("fields", help="list or select the account fields to sync")
     field_commands = fields.add_subparsers(dest="fields_command", required=True)
     field_commands.add_parser("list", help="every account column as JSON")
-    select = field_commands.add_parser("select", help="store the selection")
-    select.add_argument("names", help="NAME[,NAME...]")
+    select = field_commands.add_parser(
+        "select",
+        help="replace the selection with these columns (stderr says what it added and removed)",
+        description="Replace the selection: the columns named are selected and every other "
+        "column stops syncing (its mirrored values are kept). Columns added, or selected again, "
+        "are loaded for every account by the next cycle in one re-read, logging no activities. "
+        "stderr says what was added and removed; `fields add` / `fields remove` change only the "
+        "columns they name.",
+    )
+    select.add_argument("names", help="NAME[,NAME...]: the whole selection")
+    add = field_commands.add_parser(
+        "add", help="select these columns as well, leaving the others as they are"
+    )
+    add.add_argument("names", help="NAME[,NAME...]")
+    remove = field_commands.add_parser(
+        "remove", help="stop syncing these columns (values kept), leaving the others as they are"
+    )
+    remove.add_argument("names", help="NAME[,NAME...]")
     validate = commands.add_parser(
         "validate", help="check the set-up: one row per check, each with its fix"
     )
@@ -270,6 +286,7 @@ def _fields(args: argparse.Namespace) -> int:
     from shared.sync.fields import (
         FieldResyncPending,
         FieldSelectionError,
+        edit_fields,
         list_fields,
         select_fields,
     )
@@ -277,12 +294,19 @@ def _fields(args: argparse.Namespace) -> int:
     services = get_services()
     if args.fields_command == "list":
         return _print(list_fields(services))
+    names = args.names.split(",")
     try:
-        selection = select_fields(services, args.names.split(","))
+        if args.fields_command == "select":
+            change = select_fields(services, names)
+        elif args.fields_command == "add":
+            change = edit_fields(services, add=names)
+        else:
+            change = edit_fields(services, remove=names)
     except (FieldSelectionError, FieldResyncPending) as error:
         print(f"acctsync: nothing changed: {error}", file=sys.stderr)
         return 1
-    return _print({"selected": list(selection.columns), "backfill": selection.backfill})
+    print(f"acctsync: {change.describe()}", file=sys.stderr)
+    return _print(change.to_json())
 
 
 def _resync(args: argparse.Namespace) -> int:

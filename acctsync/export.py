@@ -103,9 +103,10 @@ def run_export(services: Services, export: Export, output: Path | None) -> int:
     ):
         task = progress.add_task(f"exporting {export.kind.value}", total=None, rate="")
         count = 0
-        for count, line in enumerate(_lines(services, export), 1):
+        for line, record in _lines(services, export):
             stream.write(line)
-            if count % 1000 == 0:
+            count += record  # the CSV header is a line, not a record
+            if record and count % 1000 == 0:
                 rate = count / max(time.monotonic() - started, 1e-6)
                 progress.update(task, completed=count, rate=f"{rate:,.0f}/s")
         progress.update(task, completed=count)
@@ -115,10 +116,11 @@ def run_export(services: Services, export: Export, output: Path | None) -> int:
     return count
 
 
-def _lines(services: Services, export: Export) -> Iterator[bytes]:
+def _lines(services: Services, export: Export) -> Iterator[tuple[bytes, int]]:
+    """Each line to write, with how many records it holds (1, or 0 for the CSV header)."""
     if export.format is Format.NDJSON:
         for item in export.items(services):
-            yield orjson.dumps(item) + b"\n"
+            yield orjson.dumps(item) + b"\n", 1
         return
     columns = export.columns(services)
     buffer = io.StringIO()
@@ -131,10 +133,10 @@ def _lines(services: Services, export: Export) -> Iterator[bytes]:
         buffer.truncate()
         return text.encode()
 
-    yield line(columns)
+    yield line(columns), 0
     for item in export.items(services):
         flat = {**item.get("fields", {}), **{k: v for k, v in item.items() if k != "fields"}}
-        yield line([_cell(flat.get(column)) for column in columns])
+        yield line([_cell(flat.get(column)) for column in columns]), 1
 
 
 def _cell(value: Any) -> str:

@@ -28,7 +28,7 @@ from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
 from shared.services import Services, get_services
 from shared.state.schedule import Phase
-from shared.sync.cycle import report_progress_to, stop_planning_on
+from shared.sync.cycle import queue_backlog, report_progress_to, stop_planning_on
 from shared.times import utcnow
 from shared.web.app import asgi_app
 from shared.web.guards import require_key
@@ -91,6 +91,8 @@ class LocalHost:
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
+        # Before any worker takes one: what a stopped host left queued counts as to apply.
+        self.progress.queued_before(queue_backlog(self.services))
         self._threads = [
             threading.Thread(target=self._heartbeats, name="heartbeat", daemon=True),
             threading.Thread(target=self.api.run, name="api", daemon=True),

@@ -1,9 +1,12 @@
 """Progress of long work (a first load, a re-load, a backfill) on the terminal.
 
 Per table: rows read of the table's total (Dataverse's RetrieveTotalRecordCount), then the
-batches applied of those sent, each with its rate and the time left. On a terminal these are
-rich progress bars; otherwise (logs, CI) one plain line per interval. The counters start again
-after each finished cycle.
+batches applied of those to apply, each with its rate and the time left. The batches to apply
+are those this process sent plus those already queued when it began (a cycle resumed after a
+restart: its workers apply them too), so after a restart the counts still end equal. A total
+that turns out smaller than what was done (a stale row count) is shown as unknown rather than
+as "265 of 100". On a terminal these are rich progress bars; otherwise (logs, CI) one plain
+line per interval. The counters start again after each finished cycle.
 """
 
 from __future__ import annotations
@@ -41,14 +44,20 @@ class _Counter:
         elapsed = time.monotonic() - self.started
         return (self.done - self.counted_from) / elapsed if elapsed > 0.5 else 0.0
 
+    @property
+    def known_total(self) -> int | None:
+        """The total, unless it is below what was done already (then it was wrong)."""
+        return self.total if self.total and self.total >= self.done else None
+
     def line(self, unit: str) -> str:
-        of = f" of {self.total:,}" if self.total else ""
+        total = self.known_total
+        of = f" of {total:,}" if total else ""
         text = f"{self.label}: {self.done:,}{of} {unit}"
         rate = self.rate()
         if rate:
             text += f" ({rate:,.0f}/s"
-            if self.total and self.total > self.done:
-                text += f", about {(self.total - self.done) / rate:,.0f} s left"
+            if total and total > self.done:
+                text += f", about {(total - self.done) / rate:,.0f} s left"
             text += ")"
         return text
 
@@ -83,6 +92,11 @@ class TerminalProgress:
             counter = self._tables.setdefault(entity_set, _Counter(entity_set, None))
             counter.done += rows
             self._show(entity_set)
+
+    def queued_before(self, batches: int) -> None:
+        """Batches waiting on the queue before this process sent any: it applies them too."""
+        with self._lock:
+            self._batches.total = (self._batches.total or 0) + batches
 
     def enqueued(self, batches: int, records: int) -> None:
         with self._lock:
@@ -128,20 +142,20 @@ class TerminalProgress:
         task = self._tasks.get(key)
         if task is None:
             task = self._tasks[key] = self._bars.add_task(
-                counter.label, total=counter.total, rate=""
+                counter.label, total=counter.known_total, rate=""
             )
         rate = counter.rate()
         self._bars.update(
             task,
             completed=counter.done,
-            total=counter.total or None,
+            total=counter.known_total,
             rate=f"{rate:,.0f}/s" if rate else "",
         )
 
     def _print_lines(self) -> None:
         self._last_line = time.monotonic()
         parts = [c.line("rows read") for c in self._tables.values()]
-        if self._batches.total:
+        if self._batches.total or self._batches.done:
             parts.append(self._batches.line(""))
         if parts:
             self.stream.write("; ".join(p.rstrip() for p in parts) + "\n")

@@ -19,7 +19,7 @@ from typing import Any, TextIO
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from shared.services import Services
-from shared.sync.cycle import Action, heartbeat
+from shared.sync.cycle import Action, heartbeat, queue_backlog
 
 WORKERS = 2
 
@@ -100,6 +100,8 @@ def run_cycle_now(
 def _applying(services: Services, progress: TerminalProgress | None) -> Iterator[None]:
     """Queue workers on threads for as long as the block runs."""
     stop = threading.Event()
+    if progress is not None:  # before any worker takes one: what waits counts as to apply
+        progress.queued_before(queue_backlog(services))
     workers = [QueueWorker(services) for _ in range(WORKERS)]
     threads = []
     for number, worker in enumerate(workers):

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import json
 import os
 import pty
+import re
 import select
 import subprocess
 import time
 
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
+from shared.storage import BATCH_QUEUE
+from shared.sync.cycle import Action, heartbeat
 from tests.faults.support import ACCTSYNC, ROOT, run
 
 
@@ -56,3 +60,44 @@ def test_a_first_load_shows_bars_on_a_terminal_and_lines_off_it(
     lines = [line for line in done.stderr.splitlines() if "rows read" in line]
     assert lines and "\x1b[" not in done.stderr
     assert "contacts (reload): 300 of 300 rows read" in lines[-1], lines
+
+
+ANSI = re.compile(r"\x1b\[[0-9;?]*[A-Za-z]")
+
+
+def _left_queued_by_a_stopped_host(simulator: SimulatorHandle, services: Services) -> int:
+    """A first load whose contacts were read and enqueued by a host that stopped before it
+    applied any: the batches it left on the queue."""
+    simulator.control.reset(accounts=30, contacts=300, seed=62)
+    planned = heartbeat(services, owner="a-host-that-stopped", force=True)
+    assert planned.action is Action.PLANNED, planned
+    left = services.storage.queue_length(BATCH_QUEUE)
+    assert left > 0
+    return left
+
+
+def test_batch_counts_after_a_restart_equal_what_was_applied_on_a_terminal(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    _left_queued_by_a_stopped_host(simulator, services)
+    env = {**os.environ, "ACCTSYNC_PAGE_SIZE": "50", "COLUMNS": "160"}
+    code, output = _on_a_terminal(env)
+    assert code == 0, output[-2000:]
+    frames = [ANSI.sub("", line) for line in output.splitlines() if "batches applied" in line]
+    done, total = (int(n) for n in re.findall(r"(\d+)/(\d+)", frames[-1])[-1])
+    summary = json.loads(ANSI.sub("", output).strip().splitlines()[-1])
+    assert done == total == summary["batches"], frames[-3:]
+
+
+def test_batch_counts_after_a_restart_equal_what_was_applied_off_a_terminal(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    left = _left_queued_by_a_stopped_host(simulator, services)
+    done = run(["cycle"], {**os.environ, "ACCTSYNC_PAGE_SIZE": "50"})
+    assert done.returncode == 0, done.stderr[-2000:]
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    lines = [line for line in done.stderr.splitlines() if "batches applied" in line]
+    counted = re.search(r"batches applied: ([\d,]+) of ([\d,]+)", lines[-1])
+    assert counted is not None, lines
+    assert counted.group(1) == counted.group(2) == f"{summary['batches']:,}", lines
+    assert summary["batches"] > left  # the accounts were enqueued by this process

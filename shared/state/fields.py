@@ -36,8 +36,6 @@ class FieldSelection:
     limits: dict[str, ColumnLimits] = field(default_factory=dict)
     # When the limits were read.
     checked_at: datetime | None = None
-    # Columns selected once and deselected since: selecting one again re-syncs it (Quick Sync).
-    retired: list[str] = field(default_factory=list)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -47,7 +45,6 @@ class FieldSelection:
                 "backfill": self.backfill,
                 "limits": {k: v.to_json() for k, v in self.limits.items()},
                 "checked_at": iso(self.checked_at),
-                "retired": self.retired,
             }
         )
 
@@ -64,7 +61,6 @@ class FieldSelection:
             backfill=list(data.get("backfill", [])),
             limits={k: ColumnLimits.from_json(v) for k, v in data.get("limits", {}).items()},
             checked_at=parse_iso(checked) if checked else None,
-            retired=list(data.get("retired", [])),
         )
 
 

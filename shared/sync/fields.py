@@ -1,16 +1,21 @@
 """Field selection (Marketo's "Select Fields to Sync"): which account columns sync.
 
-Only columns the sync user can read may be selected. A newly selected column is backfilled for
-every account without activities; one selected again after it was deselected is also re-synced
-(Marketo's Quick Sync, shared/sync/resync.py), and a column whose re-sync has not finished
-cannot be deselected. A selected column that becomes unreadable (deleted in
-Dynamics, or secured without a grant) stays selected, is reported, and keeps its mirrored
-values; the cycle's column check (shared/sync/schema.py) finds that out before every read.
+Only columns the sync user can read may be selected. `select` replaces the selection; `add`
+and `remove` (and the console's save) change only the columns they name. Every newly selected
+column, and every one selected again after it was deselected (its mirrored values went stale
+meanwhile), is backfilled: the next cycle's one re-load of the accounts writes all of their
+Dynamics values at once, nulls included, without activities. That one re-read is what any
+newly selected column needs anyway, so selecting twelve columns again costs one read of the
+table, not a re-sync per column. A column whose re-sync (`acctsync resync`) has not finished
+cannot be deselected. A selected column that becomes unreadable (deleted in Dynamics, or
+secured without a grant) stays selected, is reported, and keeps its mirrored values; the
+cycle's column check (shared/sync/schema.py) finds that out before every read.
 """
 
 from __future__ import annotations
 
-from dataclasses import replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -24,7 +29,6 @@ from shared.dataverse.columns import (
 )
 from shared.services import Services
 from shared.state.fields import FieldSelection, Table
-from shared.state.resync import new_resync
 from shared.times import utcnow
 
 if TYPE_CHECKING:  # local edits check fields without ever asking Dynamics
@@ -34,6 +38,40 @@ if TYPE_CHECKING:  # local edits check fields without ever asking Dynamics
 LIMITS_RECHECK = timedelta(days=1)
 HOW_TO_SELECT = "`acctsync fields select NAME,...` or PUT /api/sync/fields"
 HOW_TO_LIST = "`acctsync fields list` or GET /api/sync/fields lists the account columns"
+
+
+@dataclass(frozen=True)
+class SelectionChange:
+    """A stored selection and what it changed: what scripts and admins are told."""
+
+    selection: FieldSelection
+    added: list[str]  # selected now and not before (or readable again): backfilled
+    removed: list[str]  # selected before and not now: they stop syncing, values kept
+
+    def describe(self) -> str:
+        """What the change does, in a sentence or two (the CLI's stderr)."""
+        parts = [f"{len(self.selection.columns)} account columns selected"]
+        if self.added:
+            parts.append(
+                f"added {', '.join(self.added)}: the next cycle loads their Dynamics values "
+                "for every account in one re-read, logging no activities"
+            )
+        if self.removed:
+            parts.append(
+                f"removed {', '.join(self.removed)}: they stop syncing; their mirrored values "
+                "are kept (`acctsync fields add` selects them again)"
+            )
+        if not self.added and not self.removed:
+            parts.append("nothing added or removed")
+        return "; ".join(parts)
+
+    def to_json(self) -> dict[str, list[str]]:
+        return {
+            "selected": list(self.selection.columns),
+            "added": self.added,
+            "removed": self.removed,
+            "backfill": self.selection.backfill,
+        }
 
 
 class FieldResyncPending(ValueError):
@@ -100,36 +138,72 @@ def list_fields(services: Services) -> list[dict[str, Any]]:
     return rows
 
 
-def select_fields(services: Services, names: list[str]) -> FieldSelection:
-    """Store a new selection, or raise FieldSelectionError naming each offending column."""
+def select_fields(services: Services, names: Sequence[str]) -> SelectionChange:
+    """Replace the selection with `names`, or raise FieldSelectionError naming each offending
+    column (every named column is checked)."""
+    wanted = _names(names)
+    return _store(services, checked=wanted, wanted=lambda _: wanted)
+
+
+def edit_fields(
+    services: Services, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+) -> SelectionChange:
+    """Add and remove columns, leaving the others as they are (a selected column the sync user
+    cannot read now stays selected); the columns added are checked as `select` checks them."""
+    adding, removing = _names(add), _names(remove)
+
+    def wanted(previous: FieldSelection) -> list[str]:
+        kept = [n for n in previous.columns if n not in removing]
+        return list(dict.fromkeys(kept + [n for n in adding if n not in removing]))
+
+    return _store(services, checked=adding, wanted=wanted, removing=removing)
+
+
+def _store(
+    services: Services,
+    *,
+    checked: list[str],
+    wanted: Callable[[FieldSelection], list[str]],
+    removing: Sequence[str] = (),
+) -> SelectionChange:
     client = services.dataverse()
     previous = current_selection(services, client)
     table = _account_columns(client)
     grants = SecuredGrants(client)
-    wanted = list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
-    unknown = [n for n in wanted if n not in table.columns]
+    chosen = wanted(previous)
+    known = set(table.columns) | set(previous.columns)  # a deleted column can be removed
+    unknown = [n for n in checked if n not in table.columns]
+    unknown += [n for n in removing if n not in known and n not in unknown]
     unreadable = {
-        n: why for n in wanted if n in table.columns and (why := table.unreadable(n, grants))
+        n: why for n in checked if n in table.columns and (why := table.unreadable(n, grants))
     }
-    if unknown or unreadable or not wanted:
+    if unknown or unreadable or not chosen:
         raise FieldSelectionError(unknown=unknown, unreadable=unreadable)
     resyncing = {r.field for r in services.resyncs.active()}
-    if pending := [n for n in previous.columns if n not in wanted and n in resyncing]:
+    if pending := [n for n in previous.columns if n not in chosen and n in resyncing]:
         raise FieldResyncPending(pending)
-    added = [n for n in wanted if n not in previous.columns or n in previous.unreadable]
-    backfill = list(dict.fromkeys([n for n in previous.backfill if n in wanted] + added))
-    now = utcnow()
+    # New, or readable again: its values have to be loaded whole. One selected before and
+    # again now is stale (not refreshed while deselected): the same backfill refreshes it.
+    added = [
+        n
+        for n in chosen
+        if n not in previous.columns or (n in previous.unreadable and n in checked)
+    ]
+    backfill = list(dict.fromkeys([n for n in previous.backfill if n in chosen] + added))
+    selection = _selection_of(client, table, chosen, backfill=backfill, now=utcnow())
+    kept_types = {n: t for n, t in previous.columns.items() if n in chosen}
     selection = replace(
-        _selection_of(client, table, wanted, backfill=backfill, now=now),
-        retired=[
-            n for n in dict.fromkeys(previous.retired + list(previous.columns)) if n not in wanted
-        ],
+        selection,
+        columns={n: selection.columns.get(n) or kept_types[n] for n in chosen},
+        unreadable={n: w for n, w in previous.unreadable.items() if n in chosen and n not in added},
     )
     services.fields.put(selection)
-    # Selected before and again now: its mirrored values are stale, re-sync it (Quick Sync).
-    for name in (n for n in added if n in previous.retired):
-        services.resyncs.add(new_resync(name, now=now, by="fields select (selected again)"))
-    return selection
+    removed = [n for n in previous.columns if n not in chosen]
+    return SelectionChange(selection, added=added, removed=removed)
+
+
+def _names(names: Sequence[str]) -> list[str]:
+    return list(dict.fromkeys(n.strip().lower() for n in names if n.strip()))
 
 
 def refresh_limits(
@@ -183,7 +257,8 @@ def _selection_of(
 ) -> FieldSelection:
     limits = column_limits(client, table)
     return FieldSelection(
-        columns={n: table.columns[n].type for n in names},
+        # A selected column Dynamics no longer has keeps its stored type (the caller's).
+        columns={n: table.columns[n].type for n in names if n in table.columns},
         backfill=backfill,
         limits={n: limits[n] for n in names if n in limits},
         checked_at=now,

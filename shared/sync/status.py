@@ -45,7 +45,8 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
         if state.lease_held(now)
         else None,
         "last_cycles": ([_in_process(state)] if running else []) + history,
-        "next_due": iso(state.next_due) if not running else None,
+        # Paused: no cycle is due until the sync is resumed.
+        "next_due": iso(state.next_due) if not running and pause is None else None,
         "queue_backlog": services.storage.queue_length(BATCH_QUEUE),
         "poison_count": services.storage.queue_length(POISON_QUEUE),
         "cursor_age_s": {

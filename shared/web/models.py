@@ -104,6 +104,8 @@ class FieldSelectionRequest(BaseModel):
 
 class FieldSelectionResult(BaseModel):
     selected: list[str]
+    added: list[str] = Field(description="selected now and not before (or readable again)")
+    removed: list[str] = Field(description="no longer selected: they stop syncing, values kept")
     backfill: list[str] = Field(description="newly selected: loaded for every account, silently")
 
 

@@ -5,7 +5,10 @@ would, and nothing a page loads fails (the browser console stays clean)."""
 from __future__ import annotations
 
 import csv
+import re
 import time
+from dataclasses import replace
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +22,9 @@ from acctsync.runner import run_cycle_now
 from shared.mapping import read_column
 from shared.setup.validate import validate
 from shared.state.errors import ErrorCode
+from shared.state.resync import ResyncStatus, new_resync
 from shared.sync.fields import list_fields
+from shared.times import utcnow
 from tests.console.conftest import PLANTED_ID, Stack, screenshot
 from tests.helpers import API_KEY
 
@@ -134,10 +139,12 @@ def test_status_shows_each_cycle_and_stage_and_exports_what_it_shows(
     assert load_account[5:7] == ["1", "0"]
     changed = stages[(second["cycle_id"], "accounts")]
     assert changed[5:7] == ["0", "1"] and changed[10] == "12"  # 12 activities logged
-    # The chart: a bar per finished cycle, and the change lag of the cycles that wrote rows.
+    # The chart: a bar per finished cycle, and the change lag of the cycles that read
+    # changes (the first load copied rows: no lag).
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) == 2
-    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart circle.lagdot")) == 2
-    assert second["change_lag_s"]["rows"] == 1 and first["change_lag_s"]["rows"] == 13
+    assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart circle.lagdot")) == 1
+    assert second["change_lag_s"]["rows"] == 1 and first["change_lag_s"]["rows"] == 0
+    check_chart_axes(browser)
     screenshot(browser, "status.png")
 
     # Filtered to the contacts table: only contacts stages are left.
@@ -156,6 +163,35 @@ def test_status_shows_each_cycle_and_stage_and_exports_what_it_shows(
     open_page(browser, stack, "/?status=failed")
     assert "No cycle matches" in text(browser, "#cycles")
     logged(browser, problems)
+
+
+def check_chart_axes(browser: Any) -> None:
+    """Both value axes carry units, the time axis spans the whole week, every label is inside
+    the drawing, and the chart fills its card."""
+    labels = {
+        css: [t.text for t in browser.find_elements(By.CSS_SELECTOR, f"svg.chart text.{css}")]
+        for css in ("records", "lag", "time")
+    }
+    assert all(t.endswith(" records") for t in labels["records"]), labels
+    assert labels["lag"][-1] == "0 s lag", labels
+    assert re.fullmatch(r"[\d.,]+ (s|min|h|days) lag", labels["lag"][0]), labels
+    since, until = (datetime.strptime(t, "%Y-%m-%d %H:%M UTC") for t in labels["time"])
+    assert until - since == timedelta(days=7), labels["time"]
+    inside = browser.execute_script(
+        """const svg = document.querySelector('svg.chart'), box = svg.viewBox.baseVal;
+        return [...svg.querySelectorAll('text')].every(t => { const b = t.getBBox();
+          return b.x >= 0 && b.y >= 0 && b.x + b.width <= box.width
+            && b.y + b.height <= box.height; });"""
+    )
+    assert inside, "an axis label is cut off"
+    card = browser.find_element(By.ID, "chart").find_element(By.XPATH, "..")
+    padding = browser.execute_script(
+        "const s = getComputedStyle(arguments[0]); "
+        "return parseFloat(s.paddingLeft) + parseFloat(s.paddingRight);",
+        card,
+    )
+    drawn = browser.find_element(By.CSS_SELECTOR, "svg.chart").size["width"]
+    assert drawn >= (card.size["width"] - padding) * 0.98, (drawn, card.size["width"])
 
 
 def read_download(folder: Path, name: str) -> list[dict[str, str]]:
@@ -195,18 +231,27 @@ def test_fields_refuse_an_unreadable_column_and_backfill_a_new_one(
     open_page(browser, stack, "/fields")
     row = browser.find_element(By.CSS_SELECTOR, "tr[data-column=revenue]")
     assert "secured" in row.text and "field security profile" in row.text
-    assert browser.find_element(By.ID, "col-revenue").is_selected()  # still selected
-    browser.find_element(By.ID, "col-new_longnotes").click()
+    revenue = browser.find_element(By.ID, "col-revenue")
+    assert revenue.is_selected() and revenue.is_enabled()  # still selected: it can be dropped
+    # An unreadable column cannot be ticked; the server refuses it anyway.
+    secured = browser.find_element(By.ID, "col-creditlimit")
+    assert not secured.is_enabled() and not secured.is_selected()
+    browser.execute_script("arguments[0].disabled = false; arguments[0].checked = true;", secured)
     submit(browser, By.ID, "save-fields")
     refused = text(browser, "#refused")
-    assert "revenue" in refused and "cannot read" in refused
+    assert "creditlimit" in refused and "cannot read" in refused
     assert services.fields.get() == before  # nothing was stored
     logged(browser, problems, refusals=True)
 
-    browser.find_element(By.ID, "col-revenue").click()  # the page kept the stored choice
+    # Saving changes only what was ticked: revenue, unreadable now, stays selected.
     browser.find_element(By.ID, "col-new_longnotes").click()
     submit(browser, By.ID, "save-fields")
-    assert "Saved" in text(browser, "#saved")
+    assert "Added: new_longnotes" in text(browser, "#saved")
+    selected = {c["name"] for c in list_fields(services) if c["selected"]}
+    assert {"new_longnotes", "revenue"} <= selected
+    browser.find_element(By.ID, "col-revenue").click()
+    submit(browser, By.ID, "save-fields")
+    assert "Removed: revenue" in text(browser, "#saved")
     waiting = text(browser, "#backfill tr[data-column=new_longnotes]")
     assert "waiting" in waiting
     selected = {c["name"] for c in list_fields(services) if c["selected"]}
@@ -255,6 +300,7 @@ def test_pause_then_resume_after_confirming(
     assert services.pauses.get() is not None
     open_page(browser, stack, "/")
     assert text(browser, "#sync-state") == "Paused"
+    assert text(browser, "#next-due") == "no cycle starts until the sync is resumed"
     open_page(browser, stack, "/pause")
     screenshot(browser, "pause.png")
     browser.find_element(By.ID, "confirm").click()
@@ -367,6 +413,28 @@ def test_retry_reads_the_record_again_and_the_row_says_it_resolved(
     assert browser.find_elements(By.CSS_SELECTOR, "#errors button.retry-one") == []
     submit(browser, By.ID, "retry-all")
     assert "name no record to read again" in text(browser, "#retried")
+    logged(browser, problems)
+
+
+def test_the_fields_page_lists_every_pending_resync(
+    stack: Stack, browser: Any, problems: list[dict[str, Any]]
+) -> None:
+    services = stack.services
+    stored = services.fields.get()
+    assert stored is not None
+    columns = [c for c in stored.columns if c not in stored.unreadable][:12]
+    since = utcnow() - timedelta(days=1)
+    queued = [
+        services.resyncs.add(new_resync(c, now=utcnow(), by="a test", modified_since=since))
+        for c in columns
+    ]
+    assert len(queued) == 12
+    open_page(browser, stack, "/fields")
+    shown = browser.find_elements(By.CSS_SELECTOR, "#resyncs tbody tr")
+    waiting = {r.get_attribute("data-field") for r in shown if "queued" in r.text}
+    assert waiting == set(columns)
+    for request in queued:  # the module's stack goes on without them
+        services.resyncs.save(replace(request, status=ResyncStatus.CANCELLED))
     logged(browser, problems)
 
 

@@ -23,6 +23,8 @@ COMMANDS = [
     ["fields"],
     ["fields", "list"],
     ["fields", "select"],
+    ["fields", "add"],
+    ["fields", "remove"],
     ["sim"],
 ]
 

@@ -180,8 +180,10 @@ def test_a_column_being_resynced_cannot_be_deselected(
     run_cycle_now(services)
     assert value(services, account_id, "telephone1") == "555-0100"  # kept, stale
 
-    # Selected again: a Quick Sync of it is queued, and it cannot be dropped until done.
+    # Selected again it is backfilled (fields.py); a Quick Sync of it queued meanwhile keeps
+    # it selected until done.
     assert api.put("/api/sync/fields", json={"selected": ["name", "telephone1"]}).is_success
+    assert api.post("/api/sync/resync", json={"field": "telephone1"}).status_code == 202
     [quick] = resyncs(api)
     assert (quick["field"], quick["kind"], quick["status"]) == ("telephone1", "quick", "queued")
     refused = api.put("/api/sync/fields", json={"selected": ["name"]})
@@ -210,6 +212,7 @@ class _ChangeWhenResyncReads:
             self.simulator.control.update_account(self.account_id, {"telephone1": "racing"})
 
     def read(self, entity_set: str, rows: int) -> None: ...
+    def queued_before(self, batches: int) -> None: ...
     def enqueued(self, batches: int, records: int) -> None: ...
     def batch_applied(self) -> None: ...
     def done(self) -> None: ...

@@ -129,8 +129,10 @@ def test_export_is_the_api_download_in_csv_and_ndjson(
     run = export(["accounts", "--format", "csv"], storage_connection, tmp_path)
     (row,) = list(csv.DictReader(io.StringIO(run.stdout.decode())))
     assert (row["accountid"], row["name"], row["revenue"]) == (account_id, "Contoso", "2.5")
+    assert "exported 1 accounts" in run.stderr  # the rows, not the header line with them
     run = export(["activities", "--since", since, "--format", "csv"], storage_connection, tmp_path)
     rows = list(csv.DictReader(io.StringIO(run.stdout.decode())))
+    assert f"exported {len(rows)} activities" in run.stderr
     assert sorted((r["contactid"], r["field"], r["new"]) for r in rows) == sorted(
         (c, f, v) for c in contacts for f, v in (("name", "Contoso"), ("revenue", "2.5"))
     )

@@ -9,6 +9,7 @@ crash between the two is redone in full on redelivery.
 
 from __future__ import annotations
 
+import json
 import random
 import time
 from collections import defaultdict
@@ -166,6 +167,11 @@ class AccountApplier:
                 if to_json(read_column(old, column)) != to_json(stored):
                     changed = True
                     set_column(entity, column, stored)
+            # A column selected again is loaded over a local edit made before it was dropped.
+            marks = json.loads(old.get("locally_modified") or "[]")
+            if (kept := [m for m in marks if m not in batch.backfill]) != marks:
+                changed = True
+                entity["locally_modified"] = json.dumps(kept)
             check_entity(entity)
         except UnstorableValue as error:
             self.context.error("account", change.id, "backfill", str(error))

@@ -73,9 +73,10 @@ class ApplyContext:
         )
 
     def lag(self, modified_on: str | None) -> None:
-        """How long after its change in Dynamics a row reached the mirror."""
+        """How long after its change in Dynamics a row reached the mirror. Only a change read
+        from the delta link counts: a first load or a re-load would measure the rows' age."""
         changed_at = change_time(modified_on)
-        if changed_at is not None:
+        if changed_at is not None and self.batch.mode is LoadMode.DELTA:
             lag = max((utcnow() - changed_at).total_seconds(), 0.0)
             self.change_lag.observe(lag)  # kept per batch for the console's chart
             telemetry.observe("acctsync.change_lag_s", lag, mode=self.batch.mode.value)

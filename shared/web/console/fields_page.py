@@ -4,13 +4,20 @@ column shows how far its backfill has come."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlencode
 
 from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.dataverse.columns import Unreadable
-from shared.sync.fields import FieldSelectionError, list_fields, select_fields
+from shared.sync.fields import (
+    FieldResyncPending,
+    FieldSelectionError,
+    edit_fields,
+    list_fields,
+)
 from shared.sync.resync import ResyncError, request_resync, resync_status
 from shared.sync.status import sync_status
 from shared.web.console.filters import day_end, day_start
@@ -20,6 +27,14 @@ from shared.web.routes.depends import ServicesDep
 router = APIRouter(include_in_schema=False)
 
 
+@dataclass(frozen=True)
+class SavedChange:
+    """What the last save added and removed (column names, comma-separated), to show."""
+
+    added: str
+    removed: str
+
+
 @router.get("/fields")
 def fields_page(
     request: Request,
@@ -27,20 +42,37 @@ def fields_page(
     session: SessionDep,
     saved: str = "",
     resync: str = "",
+    added: str = "",
+    removed: str = "",
 ) -> Response:
-    return _page(request, services, session, saved=saved == "1", resync_queued=resync == "1")
+    return _page(
+        request,
+        services,
+        session,
+        saved=SavedChange(added, removed) if saved == "1" else None,
+        resync_queued=resync == "1",
+    )
 
 
 @router.post("/fields")
 def save_fields(request: Request, services: ServicesDep, form: FormDep) -> Response:
     session = signed_in(request)
-    chosen = form.get("selected", [])
+    ticked = form.get("selected", [])
+    # Only what was ticked or unticked changes: a selected column the sync user cannot read
+    # now stays selected unless it was unticked (saving the page must not refuse over it).
+    stored = services.fields.get()
+    selected = list(stored.columns) if stored else []
     try:
-        select_fields(services, chosen)
-    except FieldSelectionError as error:
+        change = edit_fields(
+            services,
+            add=[n for n in ticked if n not in selected],
+            remove=[n for n in selected if n not in ticked],
+        )
+    except (FieldSelectionError, FieldResyncPending) as error:
         # Nothing was stored: the page shows the stored selection again, and why not.
         return _page(request, services, session, problem=str(error), status=422)
-    return RedirectResponse("/fields?saved=1", 303)
+    told = {"saved": "1", "added": ", ".join(change.added), "removed": ", ".join(change.removed)}
+    return RedirectResponse(f"/fields?{urlencode(told)}", 303)
 
 
 @router.post("/fields/resync")
@@ -68,7 +100,7 @@ def _page(
     services: ServicesDep,
     session: Any,
     *,
-    saved: bool = False,
+    saved: SavedChange | None = None,
     resync_queued: bool = False,
     problem: str | None = None,
     status: int = 200,
@@ -78,9 +110,12 @@ def _page(
         "columns": columns,
         "selected_count": sum(1 for c in columns if c["selected"]),
         "backfill": backfill_progress(services),
-        "saved": saved,
+        "saved": saved is not None,
+        "added": saved.added if saved else "",
+        "removed": saved.removed if saved else "",
         "resync_queued": resync_queued,
-        "resyncs": list(reversed(resync_status(services)))[:10],
+        # Every one still queued or running (and the finished ones status keeps), newest first.
+        "resyncs": list(reversed(resync_status(services))),
         "problem": problem,
         "deleted_why": Unreadable.DELETED.why,  # a selected column Dynamics no longer has
     }

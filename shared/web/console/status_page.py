@@ -13,7 +13,7 @@ from fastapi.responses import Response
 from shared.state.results import CycleStatus
 from shared.sync.status import sync_status
 from shared.times import parse_iso, utcnow
-from shared.web.console.chart import Point, chart
+from shared.web.console.chart import Point, Window, chart
 from shared.web.console.filters import csv_response, date_range
 from shared.web.console.pages import SessionDep, render
 from shared.web.routes.depends import ServicesDep
@@ -63,7 +63,8 @@ def status_page(
 ) -> Response:
     rows, problem = _rows(services, wanted)
     now = utcnow()
-    recent = services.history.between(now - timedelta(days=CHART_DAYS), now, count=MOST_CYCLES)
+    window = Window(now - timedelta(days=CHART_DAYS), now)
+    recent = services.history.between(window.since, now, count=MOST_CYCLES)
     current = sync_status(services, cycles=10, errors=0)
     context = {
         "status": current,
@@ -73,7 +74,7 @@ def status_page(
         "statuses": STATUSES,
         "problem": problem,
         "drain": _drain_estimate(current["queue_backlog"], recent),
-        "chart": chart(_points(recent)),
+        "chart": chart(_points(recent), window=window),
         "chart_days": CHART_DAYS,
         "counts": COUNTS,
         "query": request.url.query,

@@ -48,12 +48,12 @@ def get_fields(services: ServicesDep) -> list[Column]:
 @router.put("/fields", summary="Store the selection of account columns to sync")
 def put_fields(body: FieldSelectionRequest, services: ServicesDep) -> FieldSelectionResult:
     try:
-        selection = select_fields(services, body.selected)
+        change = select_fields(services, body.selected)
     except FieldSelectionError as error:
         raise ApiError(422, "invalid_fields", str(error)) from None
     except FieldResyncPending as error:
         raise ApiError(409, "field_resync_pending", str(error)) from None
-    return FieldSelectionResult(selected=list(selection.columns), backfill=selection.backfill)
+    return FieldSelectionResult(**change.to_json())
 
 
 @router.get("/validate", summary="What `acctsync validate --json` prints: one row per check")
