@@ -43,6 +43,7 @@ from shared.state.schedule import (
     batch_id,
 )
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
+from shared.sync.apply.context import feed_identity
 from shared.sync.claims import ClaimStore
 from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
@@ -419,6 +420,7 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         ClaimStore(services.storage.container(BATCH_CONTAINER)).drop_cycle(
             state.cycle_id, keep=set(missing) | totals.poisoned
         )
+    _close_stamps(services, state.cycle_id, missing)
     if "duration_s" in summary:
         telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
     _remove_expired(services, now)
@@ -500,6 +502,16 @@ def _unapplied_chains(state: CycleState, missing: list[str]) -> dict[str, Checkp
             why = sweep_blocked(name, state.cycle_id, lost)
             checkpoints[name] = replace(checkpoint, unapplied=why)
     return checkpoints
+
+
+def _close_stamps(services: Services, cycle_id: str, missing: list[str]) -> None:
+    """A batch whose last attempt was killed may have left its change-feed stamp open: it
+    will not finish, so feed readers must not wait for it (a replay takes a stamp anew)."""
+    try:
+        for batch in missing:
+            services.feed.stamps.close(feed_identity(cycle_id, batch))
+    except AzureError:  # the marker expires by itself
+        logger.warning("could not close the feed stamps of unapplied batches", exc_info=True)
 
 
 def _remove_expired(services: Services, now: datetime) -> None:

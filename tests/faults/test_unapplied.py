@@ -13,11 +13,12 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
+from shared.sync.apply.context import feed_identity
 from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
 from shared.sync.status import replay_poison
 from tests.engine.test_oversize import LONG
-from tests.faults.support import cycle_by_stages, drain, plan_only, services_for
+from tests.faults.support import cycle_by_stages, drain, plan_only, services_for, wait_until
 from tests.helpers import live_ids, make_account
 
 
@@ -84,6 +85,9 @@ def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
     simulator.control.update_account(account_id, {"name": "Renamed", "new_longnotes": renamed})
 
     plan_only(services)  # the accounts stage: one batch, through a blob (a claim check)
+    # Its last attempt took the batch's change-feed stamp, then was killed.
+    cycle_id = services.schedule.read().cycle_id
+    stamp = services.feed.stamps.take(feed_identity(cycle_id, "000001"))
     assert poison_all(services) == 1
     finished = heartbeat(services, owner="faults")
     assert finished.action == "finished"
@@ -95,6 +99,13 @@ def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
     # What the replay needs is kept.
     container = services.storage.container(BATCH_CONTAINER)
     assert len(list(container.list_blob_names(name_starts_with=f"{summary['cycle_id']}/"))) == 1
+    # The change feed does not wait for a batch that will not finish.
+    settle_s = services.settings.feed_settle_seconds
+    wait_until(
+        lambda: services.feed.stamps.watermark() > stamp.at_ms,
+        timeout=settle_s + 5,
+        what="the feed's watermark to pass the stamp of the unapplied batch",
+    )
 
     assert replay_poison(services) == 1
     drain(services)
