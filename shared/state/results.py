@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from shared.times import inverted_ms, iso, newest_first_query
 
 class CycleStatus(StrEnum):
     SUCCEEDED = "succeeded"
-    INCOMPLETE = "incomplete"  # a batch ended in the poison queue
+    INCOMPLETE = "incomplete"  # a batch did not apply (it ended in the poison queue)
     FAILED = "failed"  # planning failed; what it had enqueued was applied
     IN_PROCESS = "in_process"
 
@@ -83,11 +84,19 @@ class CycleTotals:
     """Every batch result of one cycle added up."""
 
     result: BatchResult
-    batches_applied: int
-    poisoned: set[str]  # ids of the batches that went to the poison queue
+    applied: set[str]  # ids of the batches that have a result row
+    poisoned: set[str]  # ids of the batches whose last attempt recorded their poisoning
     last_applied_at: datetime | None
     stages: dict[str, StageTotals] = field(default_factory=dict)
     lag: ChangeLag = field(default_factory=ChangeLag)
+
+    @property
+    def batches_applied(self) -> int:
+        return len(self.applied)
+
+    def unapplied(self, batch_ids: Iterable[str]) -> list[str]:
+        """Those of `batch_ids` that were not applied (poisoned, recorded or not, or lost)."""
+        return [batch_id for batch_id in batch_ids if batch_id not in self.applied]
 
     def stage_rows(self, started_at: datetime | None) -> list[dict[str, Any]]:
         """One row per stage that applied batches: the stages run one after another, so each
@@ -161,8 +170,20 @@ class CycleResults:
             }
         )
 
+    def unapplied(self, cycle_id: str, batch_ids: list[str]) -> list[str]:
+        """Those of the cycle's `batch_ids` that have no result row (not applied)."""
+        if not batch_ids:
+            return []
+        rows = self.table.query_entities(
+            "PartitionKey eq @p and RowKey ge @low and RowKey le @high",
+            parameters={"p": _partition(cycle_id), "low": batch_ids[0], "high": batch_ids[-1]},
+            select=["RowKey"],
+        )
+        applied = {str(row["RowKey"]) for row in rows}
+        return [batch_id for batch_id in batch_ids if batch_id not in applied]
+
     def totals(self, cycle_id: str) -> CycleTotals:
-        total, applied, poisoned = BatchResult(), 0, set()
+        total, applied, poisoned = BatchResult(), set[str](), set[str]()
         last: datetime | None = None
         stages: dict[str, StageTotals] = {}
         lag = ChangeLag()
@@ -174,7 +195,7 @@ class CycleResults:
             if str(row["RowKey"]).startswith(self.POISONED):
                 poisoned.add(str(row["RowKey"]).removeprefix(self.POISONED))
                 continue
-            applied += 1
+            applied.add(str(row["RowKey"]))
             result = BatchResult(**{k: int(row.get(k, 0)) for k in names})
             total.add(result)
             at = row.get("applied_at")

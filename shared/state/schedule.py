@@ -62,6 +62,11 @@ class LoadMode(StrEnum):
     RELOAD = "reload"
 
 
+def batch_id(number: int) -> str:
+    """The id of a cycle's `number`th batch (1-based): batches are numbered across the cycle."""
+    return f"{number:06d}"
+
+
 @dataclass
 class TablePlan:
     """What this cycle read of one table."""
@@ -71,6 +76,17 @@ class TablePlan:
     pages: int = 0
     generation: int = 0
     restarted: str | None = None  # why the table's chain started over, in plain words
+    # The numbers of the first and last batch this cycle sent for the table (0: none yet).
+    first_batch: int = 0
+    last_batch: int = 0
+    # Why the re-load's sweep must not run, or did not (a batch of the re-load did not apply).
+    sweep_skipped: str | None = None
+
+    def batch_ids(self) -> list[str]:
+        """The ids of the batches this cycle sent for the table."""
+        if not self.first_batch:
+            return []
+        return [batch_id(n) for n in range(self.first_batch, self.last_batch + 1)]
 
 
 @dataclass
@@ -118,6 +134,9 @@ class Checkpoint:
     rows_read: int = 0  # in the whole chain, across heartbeats and cycles
     pages: int = 0
     total: int | None = None  # rows the table had when a full read began (for progress)
+    # A re-load chain some of whose batches, sent by an earlier cycle, did not apply: why its
+    # sweep must not run (it would flag the rows of those batches deleted).
+    unapplied: str = ""
 
 
 @dataclass(frozen=True)

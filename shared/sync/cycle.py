@@ -32,12 +32,22 @@ from shared.dataverse.client import DataverseClient
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, CycleStatus, CycleTotals
-from shared.state.schedule import CyclePlan, CycleState, Failure, LoadMode, Phase, Step
+from shared.state.schedule import (
+    Checkpoint,
+    CyclePlan,
+    CycleState,
+    Failure,
+    LoadMode,
+    Phase,
+    Step,
+    batch_id,
+)
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
+from shared.sync.apply.context import feed_identity
 from shared.sync.claims import ClaimStore
 from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
-from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
+from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep, sweep_blocked
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
 from shared.sync.resync import cycle_finished
 from shared.sync.resync_step import ResyncPlanner
@@ -359,26 +369,83 @@ def _failed(services: Services, lease: CycleLease, error: Exception, plan: Cycle
     return Heartbeat(Action.FAILED, lease.state.cycle_id, step, error=failure.message)
 
 
+# The ids of the batches that did not apply a cycle's summary names, at most.
+MISSING_NAMED = 100
+
+
 def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dict[str, Any] | None:
-    """Close a cycle whose batches are all applied; None when another heartbeat did first."""
+    """Close a cycle whose queue is empty; None when another heartbeat did first. It succeeded
+    only if every batch it enqueued was applied: one that was not is in the poison queue
+    (whether or not its last attempt could record that) and is named, and what its replay
+    needs is kept."""
     plan = state.plan
     if plan.batches:
         totals = services.results.totals(state.cycle_id)
     else:  # nothing was enqueued: there is nothing to add up
-        totals = CycleTotals(BatchResult(), 0, set(), None)
-    if state.failure:
-        status = CycleStatus.FAILED
-    elif totals.poisoned:
-        status = CycleStatus.INCOMPLETE
-    else:
-        status = CycleStatus.SUCCEEDED
+        totals = CycleTotals(BatchResult(), set(), set(), None)
+    missing = totals.unapplied(batch_id(n) for n in range(1, plan.batches + 1))
+    status = _status(state, missing)
     # The pause runs from the moment the last batch was applied, not from when this noticed.
     ended = (
         totals.last_applied_at
         if totals.last_applied_at and status is not CycleStatus.FAILED
         else now
     )
-    result = totals.result
+    summary = _summary(state, totals, status, missing, ended=ended)
+    # Keyed by the cycle's start, so a heartbeat that races this one writes the same row.
+    services.history.add(summary, started_at=state.started_at or now)
+    interval = services.settings.sync_interval_minutes
+    finished = replace(
+        state,
+        phase=Phase.IDLE,
+        step=None,
+        lease_owner="",
+        lease_until=None,
+        finished_at=ended,
+        next_due=_retry_at(state.failure, now, interval)
+        if state.failure
+        else ended + timedelta(minutes=interval),
+        interval_minutes=None if state.failure else interval,
+        plan=CyclePlan(),
+        checkpoints=_unapplied_chains(state, missing),
+        failure=None,
+        failures_in_a_row=state.failures_in_a_row + 1 if state.failure else 0,
+        succeeded_at=state.succeeded_at if state.failure else ended,
+    )
+    if not services.schedule.write(finished):
+        return None
+    if plan.resync:
+        cycle_finished(services, plan.resync, state.cycle_id, totals.result.refreshed)
+    if plan.batches:
+        ClaimStore(services.storage.container(BATCH_CONTAINER)).drop_cycle(
+            state.cycle_id, keep=set(missing) | totals.poisoned
+        )
+    _close_stamps(services, state.cycle_id, missing)
+    if "duration_s" in summary:
+        telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
+    _remove_expired(services, now)
+    logger.info("cycle finished", extra=summary)
+    return summary
+
+
+def _status(state: CycleState, missing: list[str]) -> CycleStatus:
+    if state.failure:
+        return CycleStatus.FAILED
+    # A skipped sweep leaves rows Dynamics deleted unflagged: the mirror does not equal it.
+    if missing or any(t.sweep_skipped for t in state.plan.tables.values()):
+        return CycleStatus.INCOMPLETE
+    return CycleStatus.SUCCEEDED
+
+
+def _summary(
+    state: CycleState,
+    totals: CycleTotals,
+    status: CycleStatus,
+    missing: list[str],
+    *,
+    ended: datetime,
+) -> dict[str, Any]:
+    plan, result = state.plan, totals.result
     summary: dict[str, Any] = {
         "cycle_id": state.cycle_id,
         "status": status.value,
@@ -388,7 +455,12 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         "contacts_changed": plan.changed("contacts"),
         "batches": plan.batches,
         "batches_applied": totals.batches_applied,
-        "batches_poisoned": len(totals.poisoned),
+        # The queue is empty: a batch not applied went to the poison queue, whether or not
+        # its last attempt (killed, or unable to write) recorded it.
+        "batches_poisoned": len(missing),
+        "batches_missing": len(missing),
+        "missing_batches": missing[:MISSING_NAMED],
+        "sweeps_skipped": {n: t.sweep_skipped for n, t in plan.tables.items() if t.sweep_skipped},
         "accounts_applied": result.accounts_applied,
         "contacts_applied": result.contacts_applied,
         "skipped": result.skipped,
@@ -398,7 +470,7 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         "resync_refreshed": result.refreshed,
         "activities_logged": result.activities_logged,
         "activities_suppressed": result.activities_suppressed,
-        "errors": plan.errors + result.errors + len(totals.poisoned),
+        "errors": plan.errors + result.errors + len(missing),
         "modes": {name: table.mode.value for name, table in plan.tables.items()},
         "restarted": {n: t.restarted for n, t in plan.tables.items() if t.restarted},
         "backfill": plan.backfill,
@@ -413,35 +485,36 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         summary["failure"] = state.failure.to_dict()
     if state.started_at:
         summary["duration_s"] = round((ended - state.started_at).total_seconds(), 3)
-    # Keyed by the cycle's start, so a heartbeat that races this one writes the same row.
-    services.history.add(summary, started_at=state.started_at or now)
-    interval = services.settings.sync_interval_minutes
-    finished = replace(
-        state,
-        phase=Phase.IDLE,
-        step=None,
-        lease_owner="",
-        lease_until=None,
-        finished_at=ended,
-        next_due=now + RETRY_AFTER_FAILURE
-        if state.failure
-        else ended + timedelta(minutes=interval),
-        interval_minutes=None if state.failure else interval,
-        plan=CyclePlan(),
-        failure=None,
-        failures_in_a_row=state.failures_in_a_row + 1 if state.failure else 0,
-        succeeded_at=state.succeeded_at if state.failure else ended,
-    )
-    if not services.schedule.write(finished):
-        return None
-    if plan.resync:
-        cycle_finished(services, plan.resync, state.cycle_id, result.refreshed)
-    if plan.batches:
-        ClaimStore(services.storage.container(BATCH_CONTAINER)).drop_cycle(
-            state.cycle_id, keep=totals.poisoned
-        )
-    if "duration_s" in summary:
-        telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
+    return summary
+
+
+def _unapplied_chains(state: CycleState, missing: list[str]) -> dict[str, Checkpoint]:
+    """The checkpoints the next cycle goes on from: a re-load chain some of whose batches of
+    this (failed) cycle did not apply must not sweep when a later cycle ends it."""
+    checkpoints = dict(state.checkpoints)
+    unapplied = set(missing)
+    for name, checkpoint in state.checkpoints.items():
+        table = state.plan.tables.get(name)
+        if checkpoint.mode is not LoadMode.RELOAD or checkpoint.unapplied or table is None:
+            continue
+        lost = [b for b in table.batch_ids() if b in unapplied]
+        if lost:
+            why = sweep_blocked(name, state.cycle_id, lost)
+            checkpoints[name] = replace(checkpoint, unapplied=why)
+    return checkpoints
+
+
+def _close_stamps(services: Services, cycle_id: str, missing: list[str]) -> None:
+    """A batch whose last attempt was killed may have left its change-feed stamp open: it
+    will not finish, so feed readers must not wait for it (a replay takes a stamp anew)."""
+    try:
+        for batch in missing:
+            services.feed.stamps.close(feed_identity(cycle_id, batch))
+    except AzureError:  # the marker expires by itself
+        logger.warning("could not close the feed stamps of unapplied batches", exc_info=True)
+
+
+def _remove_expired(services: Services, now: datetime) -> None:
     settings = services.settings
     try:
         services.errors.remove_older_than(now - timedelta(days=settings.error_retention_days))
@@ -451,8 +524,6 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         logger.warning(
             "could not remove sync errors or feed entries past their retention", exc_info=True
         )
-    logger.info("cycle finished", extra=summary)
-    return summary
 
 
 def _retry_at(failure: Failure, now: datetime, interval_minutes: float) -> datetime:

@@ -64,6 +64,7 @@ class _Chain:
     rows_read: int = 0
     pages: int = 0
     total: int | None = None
+    unapplied: str = ""  # Checkpoint.unapplied: why the chain must not sweep
 
 
 class TablePlanner:
@@ -95,9 +96,11 @@ class TablePlanner:
         chain = self._start(cursor)
         plan = self.lease.state.plan
         table = plan.tables.setdefault(
-            self.entity_set, TablePlan(chain.mode, generation=chain.generation)
+            self.entity_set,
+            TablePlan(chain.mode, generation=chain.generation, first_batch=plan.batches + 1),
         )
         table.mode, table.generation = chain.mode, chain.generation
+        table.sweep_skipped = chain.unapplied or None
         sent_before = plan.batches
         try:
             return self._read(chain, table, cursor, sent_before)
@@ -107,6 +110,7 @@ class TablePlanner:
             previous = max(chain.generation, cursor.generation if cursor else 0)
             chain = _Chain(LoadMode.RELOAD, None, False, previous + 1, self.reader.backfill)
             table.mode, table.generation = chain.mode, chain.generation
+            table.sweep_skipped = None  # a new generation: only this chain's batches count
             table.restarted = (
                 f"Dataverse refused the stored link of {self.entity_set} ({refused}); "
                 f"re-reading {self.entity_set} in full"
@@ -131,6 +135,7 @@ class TablePlanner:
                 checkpoint.rows_read,
                 checkpoint.pages,
                 checkpoint.total,
+                checkpoint.unapplied,
             )
         # A cursor without a link (`acctsync reset-cursors`) asks for a full re-read.
         if (
@@ -168,7 +173,7 @@ class TablePlanner:
                 table.changed += self.reader.changed - changed_before
                 changed_before = self.reader.changed
                 table.pages += 1
-                plan.batches = sender.sent
+                plan.batches = table.last_batch = sender.sent
                 self.progress.read(self.entity_set, len(page.rows) + len(page.deleted_ids))
                 if page.delta_link is not None:
                     self._commit(page, chain, cursor)
@@ -183,6 +188,7 @@ class TablePlanner:
                     rows_read,
                     pages,
                     total,
+                    chain.unapplied,
                 )
                 self.lease.write(
                     checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
@@ -280,9 +286,24 @@ class _LazySender:
 
 def plan_sweep(services: Services, lease: CycleLease, entity_set: str, progress: Progress) -> int:
     """After a table's re-load: one message per mirror partition, each flagging the rows the
-    re-load did not see as deleted. Returns the batches sent."""
+    re-load did not see as deleted. Returns the batches sent.
+
+    Only when every batch of the re-load was applied: the rows of one that was not (in the
+    poison queue) still carry an older generation, and would be flagged deleted although
+    Dynamics has them. The sweep is then skipped, and said why; the table's generation stays,
+    so a replay of the batch stamps its rows, and the next re-load sweeps in full."""
     plan = lease.state.plan
-    generation = plan.tables[entity_set].generation
+    table = plan.tables[entity_set]
+    if table.sweep_skipped is None:
+        cycle_id = lease.state.cycle_id
+        missing = services.results.unapplied(cycle_id, table.batch_ids())
+        if missing:
+            table.sweep_skipped = sweep_blocked(entity_set, cycle_id, missing)
+    if table.sweep_skipped:
+        logger.warning("cycle %s: sweep skipped: %s", lease.state.cycle_id, table.sweep_skipped)
+        lease.write(plan=plan)
+        return 0
+    generation = table.generation
     sender = BatchSender(
         services.storage.queue(BATCH_QUEUE),
         ClaimStore(services.storage.container(BATCH_CONTAINER)),
@@ -297,3 +318,13 @@ def plan_sweep(services: Services, lease: CycleLease, entity_set: str, progress:
     plan.batches = sender.sent
     lease.write(plan=plan)
     return sent
+
+
+def sweep_blocked(entity_set: str, cycle_id: str, missing: list[str]) -> str:
+    """Why a re-load must not sweep: batches of it that did not apply."""
+    named = ", ".join(missing[:10]) + (", ..." if len(missing) > 10 else "")
+    return (
+        f"{len(missing)} batch(es) of the re-load of {entity_set} in cycle {cycle_id} did not "
+        f"apply ({named}): the sweep is skipped, so rows Dynamics deleted are flagged only by "
+        "the next re-load; fix the cause, then `acctsync replay-poison` applies them"
+    )

@@ -9,6 +9,7 @@ from typing import Protocol
 from azure.storage.queue import QueueClient
 
 from shared.mirror.writes import run_parallel
+from shared.state.schedule import batch_id
 from shared.sync.batches import (
     MAX_MESSAGE_BYTES,
     Batch,
@@ -92,4 +93,4 @@ class BatchSender:
         self.progress.enqueued(1, packed.records)
 
     def _next_number(self) -> str:
-        return f"{self.sent + 1:06d}"
+        return batch_id(self.sent + 1)

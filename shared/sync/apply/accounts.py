@@ -139,7 +139,7 @@ class AccountApplier:
             check_entity(entity)
         except UnstorableValue as error:
             self.context.error("account", change.id, "update", str(error))
-            return None
+            return self._stamp(change, old)
         plan = _Plan(change, entity, old.metadata["etag"] if old is not None else None)
         # An account the filter kept out comes back as a first load of it: no activities.
         if old is not None and not self.context.first_load and not old.get("sync_filtered"):
@@ -153,11 +153,15 @@ class AccountApplier:
         return plan
 
     def _plan_unchanged(self, change: AccountChange, old: TableEntity) -> _Plan | None:
-        """An account Dynamics has not changed: newly selected columns may need values, and a
-        re-load stamps the rows it saw."""
+        """An account Dynamics has not changed: newly selected columns may need values, a
+        re-load stamps the rows it saw, and a deletion flag it wrongly carries (Dynamics has
+        it) is cleared, silently: no value changed."""
         batch = self.context.batch
         entity: dict[str, Any] = {**old, "PartitionKey": old["PartitionKey"], "RowKey": change.id}
-        changed = False
+        changed = bool(old.get("is_deleted"))
+        if changed:
+            entity.pop("deleted_at", None)
+            entity.update(is_deleted=False, synced_at=self.context.now)
         try:
             for column in batch.backfill:
                 kind = batch.columns.get(column)
@@ -175,13 +179,19 @@ class AccountApplier:
             check_entity(entity)
         except UnstorableValue as error:
             self.context.error("account", change.id, "backfill", str(error))
-            return None
-        unstamped = self.context.reload and generation_of(old) != batch.generation
+            return self._stamp(change, old)
         if changed:
             entity["generation"] = batch.generation if self.context.reload else _generation(old)
             return _Plan(change, entity, old.metadata["etag"])
         self.context.result.skipped += 1
-        if not unstamped:
+        return self._stamp(change, old)
+
+    def _stamp(self, change: AccountChange, old: TableEntity | None) -> _Plan | None:
+        """A re-load saw this row: only its generation is written (its values stay as they
+        are: unchanged, or the last good ones of a change the mirror cannot hold), so the
+        sweep does not flag it deleted."""
+        batch = self.context.batch
+        if old is None or not self.context.reload or generation_of(old) == batch.generation:
             return None
         keys = {"PartitionKey": old["PartitionKey"], "RowKey": change.id}
         stamp = {**keys, "generation": batch.generation}

@@ -75,13 +75,16 @@ class ContactApplier:
                     leaves.append((old_account, change.id))
                 continue
             assert change.version is not None
-            if old is not None and version_of(old) >= change.version:
+            # A contact flagged deleted that Dynamics has (a wrong flag) is written again.
+            unchanged = old is not None and version_of(old) >= change.version
+            if old is not None and unchanged and not old.get("is_deleted"):
                 result.skipped += 1
-                if self.context.reload and generation_of(old) != self.context.batch.generation:
-                    stamps.append(self._stamp(old))
+                stamps.extend(self._stamp(old))
                 continue
             entity = self._row(change, old)
             if entity is None:
+                # Its last good values stay; a re-load saw it all the same.
+                stamps.extend(self._stamp(old))
                 continue
             new_account = entity["accountid"]
             if new_account != old_account:
@@ -104,13 +107,14 @@ class ContactApplier:
         for modified_on in modified:
             self.context.lag(modified_on)
 
-    def _stamp(self, old: TableEntity) -> dict[str, Any]:
-        """A re-load saw this unchanged row."""
-        return {
-            "PartitionKey": old["PartitionKey"],
-            "RowKey": old["RowKey"],
-            "generation": self.context.batch.generation,
-        }
+    def _stamp(self, old: TableEntity | None) -> list[dict[str, Any]]:
+        """A re-load saw this row, which is kept as it is: its generation (none otherwise)."""
+        generation = self.context.batch.generation
+        if old is None or not self.context.reload or generation_of(old) == generation:
+            return []
+        return [
+            {"PartitionKey": old["PartitionKey"], "RowKey": old["RowKey"], "generation": generation}
+        ]
 
     def _row(self, change: ContactChange, old: TableEntity | None) -> dict[str, Any] | None:
         parent = (change.parent_id or "").lower()
