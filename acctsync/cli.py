@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -61,6 +62,19 @@ def build_parser() -> argparse.ArgumentParser:
     resync.add_argument("field", help="the selected account column, by logical name")
     resync.add_argument("--modified-since", metavar="ISO", help="e.g. 2026-01-01T00:00:00Z")
     resync.add_argument("--modified-until", metavar="ISO", help="e.g. 2026-01-31T23:59:59Z")
+    verify = commands.add_parser(
+        "verify",
+        help="compare the mirror with Dynamics, table by table (exit 1 when drift is left)",
+    )
+    verify.add_argument(
+        "--repair", action="store_true", help="re-read the drifted records and apply them"
+    )
+    verify.add_argument(
+        "--deep", action="store_true", help="also compare the selected columns' values"
+    )
+    verify.add_argument(
+        "--json", action="store_true", help="only the JSON result, no summary on stderr"
+    )
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
     export = commands.add_parser(
         "export", help="stream accounts, contacts or activities out as CSV or NDJSON"
@@ -166,6 +180,41 @@ def _cycle(args: argparse.Namespace) -> int:
         _print(failed.summary)
         return 1
     return _print(summary)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from acctsync.runner import CycleTimeout, SyncPaused, run_verify_now
+    from shared.services import get_services
+
+    get_settings().require_dataverse()  # fail before touching storage or the lease
+    try:
+        result = run_verify_now(get_services(), repair=args.repair, deep=args.deep)
+    except (CycleTimeout, SyncPaused) as error:
+        print(f"acctsync: {error}", file=sys.stderr)
+        return 1
+    body = result.to_json()
+    if not args.json:
+        print(_verify_summary(body), file=sys.stderr)
+    _print(body)
+    return 0 if result.drift_left == 0 and result.error is None else 1
+
+
+def _verify_summary(body: dict[str, Any]) -> str:
+    """What a person reads first: what was compared, what differed, what is left."""
+    checked = ", ".join(f"{n:,} {t}" for t, n in body["checked"].items())
+    if body["error"]:
+        return f"acctsync: verify failed: {body['error']}"
+    kinds = ", ".join(f"{n:,} {k}" for k, n in body["by_kind"].items() if n) or "none"
+    lines = [
+        f"acctsync: verified {checked} in {body['duration_s']:.1f}s "
+        f"({body['dataverse_requests']:,} Dataverse requests; {body['pending']:,} pending)",
+        f"acctsync: drift: {body['drift']:,} ({kinds})",
+    ]
+    if body["repair"]:
+        lines.append(f"acctsync: repaired {body['repaired']:,}; left {body['drift_left']:,}")
+    elif body["drift"]:
+        lines.append("acctsync: `acctsync verify --repair` re-reads and applies them")
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -312,6 +361,7 @@ COMMANDS: dict[str, Command] = {
     "resume": _resume,
     "resync": _resync,
     "export": _export,
+    "verify": _verify,
 }
 
 

@@ -35,6 +35,8 @@ class Phase(StrEnum):
     IDLE = "idle"
     PLANNING = "planning"
     APPLYING = "applying"
+    # `acctsync verify` (shared/verify/step.py): between cycles, never during one.
+    VERIFYING = "verifying"
 
 
 class Step(StrEnum):
@@ -118,6 +120,9 @@ class Checkpoint:
     rows_read: int = 0  # in the whole chain, across heartbeats and cycles
     pages: int = 0
     total: int | None = None  # rows the table had when a full read began (for progress)
+    # When the chain's first page was asked for (ISO, microseconds): changes made since may
+    # or may not be in it, so a verify counts them as pending (shared/verify/rows.py).
+    read_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -177,7 +182,7 @@ class CycleState:
     def lease_held(self, now: datetime) -> bool:
         """A planner is at work (or died less than a lease ago)."""
         return (
-            self.phase is Phase.PLANNING
+            self.phase in (Phase.PLANNING, Phase.VERIFYING)
             and bool(self.lease_owner)
             and self.lease_until is not None
             and self.lease_until > now
@@ -286,11 +291,12 @@ class CycleSchedule:
         now: datetime,
         lease: timedelta,
         step: Step | None = None,
+        phase: Phase = Phase.PLANNING,
     ) -> CycleState | None:
-        """Take the lease to plan `step` (default: go on with the current one)."""
+        """Take the lease to plan `step` (default: go on with the current one), or to verify."""
         taken = replace(
             state,
-            phase=Phase.PLANNING,
+            phase=phase,
             step=step or state.step,
             lease_owner=owner,
             lease_until=now + lease,
