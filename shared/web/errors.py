@@ -29,6 +29,7 @@ METHOD_HINTS = {
 BODY_HINTS = {
     "/api/contacts/{contactid}/account": 'send {"fields": {"<column>": <value>, ...}}',
     "/api/sync/fields": 'send {"selected": ["name", "revenue", ...]}',
+    "/api/sync/verify": 'send {"repair": true|false, "deep": true|false}, or no body',
 }
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 import time
 
+import httpx
 import pytest
 from azure.data.tables import UpdateMode
 
@@ -213,3 +214,38 @@ def test_a_verify_checkpoints_over_heartbeats_and_a_due_cycle_waits_for_it(
     # Then the cycle that was due starts.
     assert heartbeat(paged, owner="test").action in (Action.FINISHED, Action.PLANNED)
     assert paged.schedule.read().cycle_id != cycle_before
+
+
+def test_api_starts_a_verify_and_answers_its_result(
+    simulator: SimulatorHandle, services: Services, api: httpx.Client
+) -> None:
+    make_account(simulator, "Contoso", 2)
+    settle()
+    run_cycle_now(services)
+    assert api.get("/api/sync/verify").json() == {"status": "never"}
+    refused = api.post("/api/sync/verify", json={"repair": "sometimes"})
+    assert refused.status_code == 422 and refused.json()["error"]["code"] == "invalid_body"
+    started = api.post("/api/sync/verify", json={"repair": True})
+    assert started.status_code == 202, started.text
+    request = started.json()
+    assert (request["repair"], request["deep"], request["queued"]) == (True, False, True)
+    again = api.post("/api/sync/verify")  # asked for already: the same one
+    assert (again.status_code, again.json()["id"], again.json()["queued"]) == (
+        202,
+        request["id"],
+        False,
+    )
+    status = api.get("/api/sync/status").json()["verify"]
+    assert status["requested"]["id"] == request["id"] and status["last"] is None
+    # The next heartbeats (the timer's) run it.
+    while heartbeat(services, owner="timer").action is not Action.VERIFIED:
+        pass
+    result = api.get("/api/sync/verify").json()
+    assert (result["status"], result["id"], result["drift"]) == ("finished", request["id"], 0)
+    assert result["checked"] == {"contacts": 2, "accounts": 1}
+    status = api.get("/api/sync/status").json()["verify"]
+    assert (status["last"]["id"], status["requested"], status["running"]) == (
+        request["id"],
+        None,
+        None,
+    )
