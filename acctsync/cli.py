@@ -12,6 +12,7 @@ import logging
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -85,6 +86,19 @@ def build_parser() -> argparse.ArgumentParser:
     retry.add_argument("--code", help="only errors with this code, e.g. unstorable_value")
     retry.add_argument(
         "--id", action="append", dest="ids", metavar="ID", help="only this record id (repeatable)"
+    )
+    verify = commands.add_parser(
+        "verify",
+        help="compare the mirror with Dynamics, table by table (exit 1 when drift is left)",
+    )
+    verify.add_argument(
+        "--repair", action="store_true", help="re-read the drifted records and apply them"
+    )
+    verify.add_argument(
+        "--deep", action="store_true", help="also compare the selected columns' values"
+    )
+    verify.add_argument(
+        "--json", action="store_true", help="only the JSON result, no summary on stderr"
     )
     commands.add_parser("sim", help="start the Dataverse simulator", add_help=False)
     export = commands.add_parser(
@@ -191,6 +205,41 @@ def _cycle(args: argparse.Namespace) -> int:
         _print(failed.summary)
         return 1
     return _print(summary)
+
+
+def _verify(args: argparse.Namespace) -> int:
+    from acctsync.runner import CycleTimeout, SyncPaused, run_verify_now
+    from shared.services import get_services
+
+    get_settings().require_dataverse()  # fail before touching storage or the lease
+    try:
+        result = run_verify_now(get_services(), repair=args.repair, deep=args.deep)
+    except (CycleTimeout, SyncPaused) as error:
+        print(f"acctsync: {error}", file=sys.stderr)
+        return 1
+    body = result.to_json()
+    if not args.json:
+        print(_verify_summary(body), file=sys.stderr)
+    _print(body)
+    return 0 if result.drift_left == 0 and result.error is None else 1
+
+
+def _verify_summary(body: dict[str, Any]) -> str:
+    """What a person reads first: what was compared, what differed, what is left."""
+    checked = ", ".join(f"{n:,} {t}" for t, n in body["checked"].items())
+    if body["error"]:
+        return f"acctsync: verify failed: {body['error']}"
+    kinds = ", ".join(f"{n:,} {k}" for k, n in body["by_kind"].items() if n) or "none"
+    lines = [
+        f"acctsync: verified {checked} in {body['duration_s']:.1f}s "
+        f"({body['dataverse_requests']:,} Dataverse requests; {body['pending']:,} pending)",
+        f"acctsync: drift: {body['drift']:,} ({kinds})",
+    ]
+    if body["repair"]:
+        lines.append(f"acctsync: repaired {body['repaired']:,}; left {body['drift_left']:,}")
+    elif body["drift"]:
+        lines.append("acctsync: `acctsync verify --repair` re-reads and applies them")
+    return "\n".join(lines)
 
 
 def _run(args: argparse.Namespace) -> int:
@@ -366,6 +415,7 @@ COMMANDS: dict[str, Command] = {
     "resync": _resync,
     "export": _export,
     "retry-errors": _retry_errors,
+    "verify": _verify,
 }
 
 

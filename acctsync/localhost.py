@@ -123,11 +123,11 @@ class LocalHost:
                 self._print_finished()
                 state = self.services.schedule.read()
                 if (
-                    state.phase is Phase.PLANNING
+                    state.phase in (Phase.PLANNING, Phase.VERIFYING)
                     and not state.lease_held(utcnow())
                     and not self.stop.is_set()
                 ):
-                    continue  # a load planned over several heartbeats goes on at once
+                    continue  # a load (or a verify) over several heartbeats goes on at once
             except Exception as error:
                 # The heartbeat says why a planning step failed itself; this is the rest
                 # (storage unreachable before it could): one line, traceback at --verbose.

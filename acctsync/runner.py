@@ -19,7 +19,9 @@ from typing import Any, TextIO
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from shared.services import Services
-from shared.sync.cycle import Action, heartbeat, queue_backlog
+from shared.state.verify import VerifyResult
+from shared.sync.cycle import Action, Heartbeat, heartbeat, queue_backlog
+from shared.verify.requests import request_verify
 
 WORKERS = 2
 
@@ -80,20 +82,69 @@ def run_cycle_now(
                     + (f" (since {since.since:%Y-%m-%d %H:%M} UTC)" if since else "")
                     + ": nothing was read; `acctsync resume` lets cycles start again"
                 )
-            if outcome.action is Action.BUSY:
-                if outcome.lease_owner and told != (outcome.lease_owner, outcome.lease_until):
-                    told = (outcome.lease_owner, outcome.lease_until)
-                    print(
-                        f"acctsync: waiting for cycle {outcome.cycle_id}: its planning lease is "
-                        f"held by {outcome.lease_owner} until {outcome.lease_until} (a crashed "
-                        "planner's lease runs out then, and this goes on from its checkpoint)",
-                        file=notices,
-                        flush=True,
-                    )
-                time.sleep(1.0)
-            if outcome.action is Action.WAITING:
-                time.sleep(0.2)  # batches being applied, here or elsewhere
+            _wait(outcome, notices, told)
+            told = (outcome.lease_owner, outcome.lease_until)
     raise CycleTimeout(f"the cycle did not finish within {timeout_s:.0f}s")
+
+
+def run_verify_now(
+    services: Services,
+    *,
+    repair: bool,
+    deep: bool,
+    timeout_s: float = 24 * 3600,
+    notices: TextIO | None = None,
+) -> VerifyResult:
+    """Ask for a verify and drive heartbeats until it has finished: a cycle under way is
+    finished first (its batches applied here too), as the verify never overlaps one."""
+    owner = f"cli-{socket.gethostname()}-{os.getpid()}"
+    notices = notices or sys.stderr
+    request, queued = request_verify(services, repair=repair, deep=deep, by="acctsync verify")
+    if not queued:
+        print(f"acctsync: verify {request.id} was asked for already; waiting for it", file=notices)
+    told: tuple[str, str | None] | None = None
+    said_cycle = ""
+    deadline = time.monotonic() + timeout_s
+    with _applying(services, None):
+        while time.monotonic() < deadline:
+            outcome = heartbeat(services, owner=owner)
+            last = services.verifies.last()
+            if last is not None and last.id == request.id:
+                return last
+            if outcome.action is Action.PAUSED and outcome.step != "verify":
+                raise SyncPaused(
+                    "the sync is paused with a cycle under way: the verify starts once it has "
+                    "finished; `acctsync resume` lets it go on"
+                )
+            cycle_on = outcome.action not in (Action.IDLE, Action.FINISHED)
+            if cycle_on and outcome.step != "verify" and said_cycle != outcome.cycle_id:
+                said_cycle = outcome.cycle_id
+                print(
+                    f"acctsync: cycle {outcome.cycle_id} is under way; the verify starts "
+                    "once it has finished",
+                    file=notices,
+                    flush=True,
+                )
+            _wait(outcome, notices, told)
+            told = (outcome.lease_owner, outcome.lease_until)
+    raise CycleTimeout(f"the verify did not finish within {timeout_s:.0f}s")
+
+
+def _wait(outcome: Heartbeat, notices: TextIO, told: tuple[str, str | None] | None) -> None:
+    """Wait before the next heartbeat when this one could not go on: another host holds the
+    lease (say whose, once), or batches are being applied."""
+    if outcome.action is Action.BUSY:
+        if outcome.lease_owner and told != (outcome.lease_owner, outcome.lease_until):
+            print(
+                f"acctsync: waiting for cycle {outcome.cycle_id}: its lease is held by "
+                f"{outcome.lease_owner} until {outcome.lease_until} (a crashed planner's lease "
+                "runs out then, and this goes on from its checkpoint)",
+                file=notices,
+                flush=True,
+            )
+        time.sleep(1.0)
+    if outcome.action is Action.WAITING:
+        time.sleep(0.2)  # batches being applied, here or elsewhere
 
 
 @contextmanager

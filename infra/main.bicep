@@ -80,6 +80,13 @@ param syncFilterColumn string = 'new_synctomkto'
 @maxValue(1200)
 param planBudgetSeconds int = 180
 
+@description('Hours between two verifies of the mirror against Dynamics the app runs by itself (VERIFY_INTERVAL_HOURS); 0: never.')
+@minValue(0)
+param verifyIntervalHours int = 24
+
+@description('Whether a scheduled verify repairs the drift it found (VERIFY_REPAIR).')
+param verifyRepair bool = true
+
 @description('Most instances the Function App scales out to.')
 @minValue(1)
 @maxValue(1000)
@@ -260,6 +267,8 @@ module functionApp 'app/function.bicep' = {
     activityContactLimit: activityContactLimit
     syncFilterColumn: syncFilterColumn
     planBudgetSeconds: planBudgetSeconds
+    verifyIntervalHours: verifyIntervalHours
+    verifyRepair: verifyRepair
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant

@@ -21,6 +21,7 @@ from shared.state.pause import PauseSwitch
 from shared.state.results import CycleHistory, CycleResults
 from shared.state.resync import Resyncs
 from shared.state.schedule import CycleSchedule
+from shared.state.verify import VerifyStore
 from shared.storage import (
     ACCOUNTS_TABLE,
     ACTIVITIES_TABLE,
@@ -117,6 +118,10 @@ class Services:
     @cached_property
     def resyncs(self) -> Resyncs:
         return Resyncs(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def verifies(self) -> VerifyStore:
+        return VerifyStore(self.storage.table(STATE_TABLE))
 
     @cached_property
     def errors(self) -> SyncErrors:

@@ -30,6 +30,7 @@ DEFAULT_ERROR_RETENTION_DAYS = 30.0
 DEFAULT_SYNC_FILTER_COLUMN = "new_synctomkto"
 DEFAULT_FEED_SETTLE_SECONDS = 5.0
 DEFAULT_FEED_RETENTION_DAYS = 30.0
+DEFAULT_VERIFY_INTERVAL_HOURS = 24.0
 
 
 class SettingsError(ValueError):
@@ -97,6 +98,9 @@ class Settings:
     # Dev and tests: ACCTSYNC_FEED_SETTLE_SECONDS shortens how long the change feeds wait before
     # they serve an entry (shared/mirror/feed.py says why they wait).
     feed_settle_seconds: float = DEFAULT_FEED_SETTLE_SECONDS
+    # Hours between two verifies the app runs by itself (0: never), and whether they repair.
+    verify_interval_hours: float = DEFAULT_VERIFY_INTERVAL_HOURS
+    verify_repair: bool = True
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -132,6 +136,10 @@ class Settings:
             feed_settle_seconds=_number(
                 env, "ACCTSYNC_FEED_SETTLE_SECONDS", DEFAULT_FEED_SETTLE_SECONDS, minimum=0.5
             ),
+            verify_interval_hours=_number(
+                env, "VERIFY_INTERVAL_HOURS", DEFAULT_VERIFY_INTERVAL_HOURS, minimum=0.0
+            ),
+            verify_repair=_flag(env, "VERIFY_REPAIR", default=True),
         )
 
 
@@ -157,6 +165,18 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     if value < minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def _flag(env: Mapping[str, str], name: str, *, default: bool) -> bool:
+    raw = _optional(env, name)
+    if raw is None:
+        return default
+    if raw.lower() in _TRUE + _FALSE:
+        return raw.lower() in _TRUE
+    raise SettingsError(f"{name}={raw!r} is not true or false; set it to true or false")
 
 
 def _page_size(env: Mapping[str, str]) -> int:

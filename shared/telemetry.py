@@ -32,6 +32,7 @@ HISTOGRAMS = {
     "acctsync.change_lag_s": ("s", "from modifiedon in Dynamics to the row in the mirror"),
     "acctsync.since_last_success_s": ("s", "at each heartbeat: since a cycle last succeeded"),
     "acctsync.poison_backlog": ("1", "at each heartbeat: batches waiting in the poison queue"),
+    "acctsync.verify_drift": ("1", "after each verify: records the mirror had wrong"),
 }
 
 

@@ -6,10 +6,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 from acctsync.sim.harness import SimulatorHandle
-from shared.mirror.records import fields_of
+from shared.mirror.records import bucket, fields_of
 from shared.services import Services
 from tests.api.test_retry import unstorable_accounts
 from tests.helpers import make_account
@@ -105,3 +106,28 @@ def test_retry_errors_prints_what_was_resolved(
     assert by_id.returncode == 0 and json.loads(by_id.stdout.splitlines()[-1])["retried"] == 0
     unknown = run("retry-errors", "--code", "nope")
     assert unknown.returncode == 2 and "unstorable_value" in unknown.stderr
+
+
+def test_verify_exits_by_the_drift_left_and_prints_its_result_last(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    account_id, _ = make_account(simulator, "Contoso", 1)
+    time.sleep(1.1)  # past the second of the changes: they are not pending
+    assert run("cycle").returncode == 0
+    clean = run("verify")
+    assert clean.returncode == 0, clean.stderr
+    result = json.loads(clean.stdout.strip().splitlines()[-1])
+    for key in ("drift", "by_kind", "samples", "repaired", "checked", "dataverse_requests"):
+        assert key in result
+    assert (result["drift"], result["checked"]) == (0, {"contacts": 1, "accounts": 1})
+    assert "drift: 0" in clean.stderr
+    services.accounts.table.delete_entity(bucket(account_id), account_id)
+    drifted = run("verify", "--json")
+    assert drifted.returncode == 1 and drifted.stderr == ""
+    found = json.loads(drifted.stdout.strip().splitlines()[-1])
+    assert (found["by_kind"]["missing"], found["samples"]) == (1, [account_id])
+    repaired = run("verify", "--repair")
+    assert repaired.returncode == 0, repaired.stderr
+    assert json.loads(repaired.stdout.strip().splitlines()[-1])["repaired"] == 1
+    status = json.loads(run("status").stdout)
+    assert status["verify"]["last"]["drift_left"] == 0

@@ -22,6 +22,9 @@ def test_defaults_follow_the_contract() -> None:
     assert settings.dataverse is None
     assert settings.sync_interval_minutes == 5
     assert settings.activity_contact_limit == 5000
+    assert (settings.verify_interval_hours, settings.verify_repair) == (24, True)
+    off = Settings.from_env({"VERIFY_INTERVAL_HOURS": "0", "VERIFY_REPAIR": "False"})
+    assert (off.verify_interval_hours, off.verify_repair) == (0, False)
     with pytest.raises(SettingsError, match="DATAVERSE_URL is not set"):
         settings.require_dataverse()
 
@@ -60,6 +63,8 @@ def test_managed_identity_needs_no_secret_nor_tenant() -> None:
         ({**DATAVERSE, "DATAVERSE_CA_BUNDLE": "/nonexistent/ca.pem"}, "not a readable file"),
         ({"SYNC_INTERVAL_MINUTES": "soon"}, "SYNC_INTERVAL_MINUTES"),
         ({"ACTIVITY_CONTACT_LIMIT": "-1"}, "ACTIVITY_CONTACT_LIMIT"),
+        ({"VERIFY_INTERVAL_HOURS": "-1"}, "VERIFY_INTERVAL_HOURS"),
+        ({"VERIFY_REPAIR": "maybe"}, "VERIFY_REPAIR='maybe' is not true or false"),
         (
             {**DATAVERSE, "DATAVERSE_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=x)"},
             "Key Vault reference",

@@ -11,6 +11,8 @@ Routes (JSON bodies):
   GET    /accounts/{id}              the stored row
   PATCH  /accounts/{id}              {"fields": {...}} -> the stored row
   DELETE /accounts/{id}              -> {"deleted": n} (cascades included)
+  PATCH  /accounts/{id}/untracked    {"fields": {...}} -> the stored row: changed with a new
+                                     version that change tracking never reports (also contacts)
   POST   /field-security/read        {"principal": "app"|"user", "table", "column", "can_read"}
   POST   /field-security/secured     {"table", "column", "secured"}
   POST   /privileges                 {"principal": "app"|"user", "privilege", "depth"}: grant
@@ -61,7 +63,7 @@ from acctsync.sim.store import Row, StoreError
 
 log = logging.getLogger(__name__)
 KEY_HEADER = "x-sim-control-key"
-_ROW = re.compile(r"^/(accounts|contacts)/([^/]+)$")
+_ROW = re.compile(r"^/(accounts|contacts)/([^/]+?)(/untracked)?$")
 
 
 class ControlError(Exception):
@@ -132,6 +134,8 @@ class Control:
                 return self.create(request, request.path.strip("/"))
             match = _ROW.match(request.path)
             if match:
+                if match.group(3):
+                    return self.untracked(request, match.group(1), match.group(2).lower())
                 return self.row(request, match.group(1), match.group(2).lower())
             return _error(404, f"no control route {request.method} {request.path}")
         except ControlError as error:
@@ -239,6 +243,16 @@ class Control:
         if request.method == "DELETE":
             return json_response(200, {"deleted": self.sim.store.delete(table, row_id)})
         raise ControlError(405, f"{request.method} is not allowed on {request.path}")
+
+    def untracked(self, request: Request, entity_set: str, row_id: str) -> Response:
+        if request.method != "PATCH":
+            raise ControlError(405, f"{request.method} is not allowed on {request.path}")
+        fields = _body(request).get("fields")
+        if not isinstance(fields, dict):
+            raise ControlError(400, 'the body must be {"fields": {...}}')
+        row = self.writers[entity_set].update(row_id, fields, tracked=False)
+        table = TABLES_BY_SET[entity_set].logical_name
+        return json_response(200, _row(row, self.sim.columns.deleted(table)))
 
     # ---- security, limits, faults, tokens ------------------------------------------------------
 

@@ -92,6 +92,15 @@ class SimulatorControl:
         row: dict[str, Any] = self._call("PATCH", f"/contacts/{contact_id}", {"fields": fields})
         return row
 
+    def update_untracked(
+        self, entity_set: str, record_id: str, fields: dict[str, Any]
+    ) -> dict[str, Any]:
+        """Change a row ("accounts" or "contacts") with a new version that no delta link ever
+        returns: a change Dynamics made that the sync missed."""
+        path = f"/{entity_set}/{record_id}/untracked"
+        row: dict[str, Any] = self._call("PATCH", path, {"fields": fields})
+        return row
+
     def delete_account(self, account_id: str) -> int:
         """Deletes the account and, as Dataverse does, its contacts; returns rows deleted."""
         deleted: int = self._call("DELETE", f"/accounts/{account_id}")["deleted"]

@@ -187,7 +187,8 @@ class RecordWriter:
         self._complete(values, None)
         return self.store.insert(self.table.logical_name, new_id, values)
 
-    def update(self, row_id: str, fields: Mapping[str, object]) -> Row:
+    def update(self, row_id: str, fields: Mapping[str, object], *, tracked: bool = True) -> Row:
+        """`tracked` False: a change no delta link ever returns (a fault to plant)."""
         row = self.store.get(self.table.logical_name, row_id)
         if row is None:
             raise StoreError(404, f"{self.table.logical_name} With Id = {row_id} Does Not Exist")
@@ -195,7 +196,7 @@ class RecordWriter:
             raise RecordError(f"{self.table.primary_id} cannot be changed")
         values = self._convert(fields, creating=False)
         self._complete(values, row)
-        return self.store.update(self.table.logical_name, row_id, values)
+        return self.store.update(self.table.logical_name, row_id, values, tracked=tracked)
 
     def _deleted(self) -> frozenset[str]:
         if self.columns is None:

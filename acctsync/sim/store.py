@@ -244,7 +244,13 @@ class Store:
         data.log_creation(version, row_id)
         return row
 
-    def update(self, table: str, row_id: str, values: Mapping[str, Value]) -> Row:
+    def update(
+        self, table: str, row_id: str, values: Mapping[str, Value], *, tracked: bool = True
+    ) -> Row:
+        """`tracked` False leaves the change out of the change log: a change Dynamics made that
+        no delta link returns (the fault `acctsync verify` exists to find). Plain queries see
+        it; the row's earlier log entry no longer matches its version, so deltas skip it
+        (until the log is next compacted, which rebuilds it from the rows)."""
         data = self.tables[table]
         row = data.rows.get(row_id)
         if row is None:
@@ -257,7 +263,8 @@ class Store:
         row.values["versionnumber"] = version
         row.version = version
         data.index(row, add=True)
-        data.log_change(version, row_id)
+        if tracked:
+            data.log_change(version, row_id)
         return row
 
     def delete(self, table: str, row_id: str) -> int:

@@ -94,6 +94,12 @@ param syncFilterColumn string = 'new_synctomkto'
 @description('Seconds one heartbeat plans before it checkpoints and leaves the rest to the next.')
 param planBudgetSeconds int = 180
 
+@description('Hours between two verifies of the mirror against Dynamics the app runs by itself; 0: never.')
+param verifyIntervalHours int = 24
+
+@description('Whether a scheduled verify repairs the drift it found.')
+param verifyRepair bool = true
+
 @description('Most instances the app scales out to (each runs host.json queue batches in parallel).')
 @minValue(1)
 @maxValue(1000)
@@ -244,6 +250,14 @@ var baseSettings = [
   {
     name: 'ACCTSYNC_PLAN_BUDGET_SECONDS'
     value: string(planBudgetSeconds)
+  }
+  {
+    name: 'VERIFY_INTERVAL_HOURS'
+    value: string(verifyIntervalHours)
+  }
+  {
+    name: 'VERIFY_REPAIR'
+    value: verifyRepair ? 'true' : 'false'
   }
 ]
 

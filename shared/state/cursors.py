@@ -22,6 +22,9 @@ class Cursor:
     # The last full re-load of the table stamped every row it saw with this number; rows with
     # an older stamp were gone from Dynamics (shared/sync/sweep.py).
     generation: int = 0
+    # When the chain behind the link began to be read: a change Dynamics made since then may
+    # or may not be in the mirror yet (a verify counts it as pending). None: stored by 0.3.
+    read_at: datetime | None = None
 
 
 class Cursors:
@@ -37,17 +40,17 @@ class Cursors:
             return None
 
     def commit(self, cursor: Cursor) -> None:
-        self.table.upsert_entity(
-            {
-                "PartitionKey": self.PARTITION,
-                "RowKey": cursor.entity_set,
-                "delta_link": cursor.delta_link,
-                "select": cursor.select,
-                "updated_at": cursor.updated_at,
-                "generation": cursor.generation,
-            },
-            mode=UpdateMode.REPLACE,
-        )
+        entity = {
+            "PartitionKey": self.PARTITION,
+            "RowKey": cursor.entity_set,
+            "delta_link": cursor.delta_link,
+            "select": cursor.select,
+            "updated_at": cursor.updated_at,
+            "generation": cursor.generation,
+        }
+        if cursor.read_at is not None:
+            entity["read_at"] = cursor.read_at
+        self.table.upsert_entity(entity, mode=UpdateMode.REPLACE)
 
     def drop(self, entity_set: str) -> None:
         self.table.delete_entity(self.PARTITION, entity_set)
@@ -64,4 +67,5 @@ def _cursor(row: TableEntity) -> Cursor:
         select=str(row.get("select", "")),
         updated_at=row["updated_at"],
         generation=int(row.get("generation", 0)),
+        read_at=row.get("read_at"),
     )

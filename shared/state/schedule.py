@@ -35,6 +35,8 @@ class Phase(StrEnum):
     IDLE = "idle"
     PLANNING = "planning"
     APPLYING = "applying"
+    # `acctsync verify` (shared/verify/step.py): between cycles, never during one.
+    VERIFYING = "verifying"
 
 
 class Step(StrEnum):
@@ -137,6 +139,9 @@ class Checkpoint:
     # A re-load chain some of whose batches, sent by an earlier cycle, did not apply: why its
     # sweep must not run (it would flag the rows of those batches deleted).
     unapplied: str = ""
+    # When the chain's first page was asked for (ISO, microseconds): changes made since may
+    # or may not be in it, so a verify counts them as pending (shared/verify/rows.py).
+    read_from: str | None = None
 
 
 @dataclass(frozen=True)
@@ -196,7 +201,7 @@ class CycleState:
     def lease_held(self, now: datetime) -> bool:
         """A planner is at work (or died less than a lease ago)."""
         return (
-            self.phase is Phase.PLANNING
+            self.phase in (Phase.PLANNING, Phase.VERIFYING)
             and bool(self.lease_owner)
             and self.lease_until is not None
             and self.lease_until > now
@@ -305,11 +310,12 @@ class CycleSchedule:
         now: datetime,
         lease: timedelta,
         step: Step | None = None,
+        phase: Phase = Phase.PLANNING,
     ) -> CycleState | None:
-        """Take the lease to plan `step` (default: go on with the current one)."""
+        """Take the lease to plan `step` (default: go on with the current one), or to verify."""
         taken = replace(
             state,
-            phase=Phase.PLANNING,
+            phase=phase,
             step=step or state.step,
             lease_owner=owner,
             lease_until=now + lease,

@@ -42,6 +42,7 @@ from shared.state.schedule import (
     Step,
     batch_id,
 )
+from shared.state.verify import VerifyRequest, VerifyTrigger
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.apply.context import feed_identity
 from shared.sync.claims import ClaimStore
@@ -53,10 +54,13 @@ from shared.sync.resync import cycle_finished
 from shared.sync.resync_step import ResyncPlanner
 from shared.sync.schema import CycleColumns, check_columns, store_unreadable
 from shared.times import iso, utcnow
+from shared.verify.requests import wanted_verify
+from shared.verify.step import VerifyAction, VerifyStep
 
 logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = timedelta(minutes=1)
+VERIFY_STEP = "verify"  # what a heartbeat of a verify names as its step
 
 
 class Action(StrEnum):
@@ -68,6 +72,8 @@ class Action(StrEnum):
     IDLE = "idle"  # no cycle is due
     BUSY = "busy"  # another heartbeat holds the lease
     PAUSED = "paused"  # `acctsync pause`: no cycle or step starts
+    VERIFYING = "verifying"  # a verify went on and checkpointed (shared/verify/step.py)
+    VERIFIED = "verified"  # a verify finished; `summary` is its result
 
 
 class _NoProgress:
@@ -128,12 +134,7 @@ def heartbeat(
     step left at a checkpoint, or start a cycle that is due."""
     now = now or utcnow()
     state = services.schedule.read()
-    if state.succeeded_at is not None:
-        # What the "sync is down" alert watches: it grows until a cycle succeeds again.
-        since = (now - state.succeeded_at).total_seconds()
-        telemetry.observe("acctsync.since_last_success_s", max(since, 0.0))
-    # What the "poison messages waiting" alert watches.
-    telemetry.observe("acctsync.poison_backlog", queue_backlog(services, POISON_QUEUE))
+    _observe(services, state, now)
     lease = timedelta(seconds=services.settings.lease_seconds)
     # Paused: what is queued is applied and a cycle whose last step is applied finishes, but
     # no cycle and no step starts (a step left at a checkpoint waits there).
@@ -159,9 +160,14 @@ def heartbeat(
         taken = services.schedule.take(
             state, owner=owner, now=now, lease=lease, step=state.step or Step.CONTACTS
         )
-    elif paused:
-        return Heartbeat(Action.PAUSED, state.cycle_id)
+    elif state.phase is Phase.VERIFYING:
+        return _verify(services, state, owner=owner, now=now, paused=paused)
     else:
+        wanted = None if force else wanted_verify(services, state, now, paused=paused)
+        if wanted is not None:  # between cycles, so that the two never overlap
+            return _verify(services, state, owner=owner, now=now, paused=paused, start=wanted)
+        if paused:
+            return Heartbeat(Action.PAUSED, state.cycle_id)
         due = _due(services, state, now)
         if not force and due > now:
             return Heartbeat(Action.IDLE, state.cycle_id, next_due=iso(due))
@@ -171,6 +177,49 @@ def heartbeat(
     outcome = _plan(services, CycleLease(services.schedule, taken, duration=lease), progress)
     outcome.started = state.phase is Phase.IDLE
     return outcome
+
+
+def _observe(services: Services, state: CycleState, now: datetime) -> None:
+    if state.succeeded_at is not None:
+        # What the "sync is down" alert watches: it grows until a cycle succeeds again.
+        since = (now - state.succeeded_at).total_seconds()
+        telemetry.observe("acctsync.since_last_success_s", max(since, 0.0))
+    # What the "poison messages waiting" alert watches.
+    telemetry.observe("acctsync.poison_backlog", queue_backlog(services, POISON_QUEUE))
+
+
+def _verify(
+    services: Services,
+    state: CycleState,
+    *,
+    owner: str,
+    now: datetime,
+    paused: bool,
+    start: VerifyRequest | None = None,
+) -> Heartbeat:
+    """Start the verify `start`, or go on with the one under way, under the cycle row's lease
+    (a cycle that falls due meanwhile waits for it). A scheduled verify waits while paused; one
+    asked for goes on."""
+    if state.lease_held(now):
+        return _busy(state)
+    verifying = start or services.verifies.running()
+    if paused and verifying is not None and verifying.trigger is VerifyTrigger.SCHEDULED:
+        return Heartbeat(Action.PAUSED, state.cycle_id, VERIFY_STEP)
+    lease = timedelta(seconds=services.settings.lease_seconds)
+    taken = services.schedule.take(state, owner=owner, now=now, lease=lease, phase=Phase.VERIFYING)
+    if taken is None:
+        return _busy(services.schedule.read())
+    if start is not None:
+        services.verifies.start(start)
+    cycle_lease = CycleLease(services.schedule, taken, duration=lease)
+    outcome = VerifyStep(services, cycle_lease, stop=_stop_planning).run()
+    if outcome.action is VerifyAction.BUSY:
+        return _busy(services.schedule.read())
+    if outcome.action is VerifyAction.CHECKPOINTED:
+        summary = {"verify_id": outcome.verify_id}
+        return Heartbeat(Action.VERIFYING, state.cycle_id, VERIFY_STEP, summary=summary)
+    summary = outcome.result.to_json() if outcome.result is not None else {}
+    return Heartbeat(Action.VERIFIED, state.cycle_id, VERIFY_STEP, summary=summary)
 
 
 def next_step(step: Step | None, plan: CyclePlan) -> Step | None:

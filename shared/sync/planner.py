@@ -16,7 +16,7 @@ import threading
 import time
 from collections.abc import Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol
 
 from shared.dataverse.client import ChangePage, DataverseClient, DataverseError, LinkRefused
@@ -31,7 +31,7 @@ from shared.sync.fields import backfilled
 from shared.sync.lease import CycleLease
 from shared.sync.readers import TableReader
 from shared.sync.sender import BatchSender, SendProgress
-from shared.times import utcnow
+from shared.times import iso_precise, parse_iso, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -65,6 +65,7 @@ class _Chain:
     pages: int = 0
     total: int | None = None
     unapplied: str = ""  # Checkpoint.unapplied: why the chain must not sweep
+    read_from: str | None = None  # when the chain's first page was asked for
 
 
 class TablePlanner:
@@ -136,6 +137,7 @@ class TablePlanner:
                 checkpoint.pages,
                 checkpoint.total,
                 checkpoint.unapplied,
+                checkpoint.read_from,
             )
         # A cursor without a link (`acctsync reset-cursors`) asks for a full re-read.
         if (
@@ -159,6 +161,8 @@ class TablePlanner:
         sender = _LazySender(self, chain, sent_before=plan.batches)
         rows_read, pages = chain.rows_read, chain.pages
         total = chain.total if chain.total is not None else self._total(chain)
+        if chain.read_from is None:
+            chain = replace(chain, read_from=iso_precise(utcnow()))
         self.progress.started(self.entity_set, chain.mode, total=total, done=rows_read)
         changed_before = self.reader.changed
         with contextlib.closing(self._prefetched(self._pages(chain))) as chain_pages:
@@ -189,6 +193,7 @@ class TablePlanner:
                     pages,
                     total,
                     chain.unapplied,
+                    chain.read_from,
                 )
                 self.lease.write(
                     checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
@@ -245,8 +250,9 @@ class TablePlanner:
         generation = chain.generation if chain.mode is LoadMode.RELOAD else 0
         if chain.mode is LoadMode.DELTA and cursor is not None:
             generation = cursor.generation
+        read_at = parse_iso(chain.read_from) if chain.read_from else None
         self.services.cursors.commit(
-            Cursor(self.entity_set, page.delta_link, self.select, utcnow(), generation)
+            Cursor(self.entity_set, page.delta_link, self.select, utcnow(), generation, read_at)
         )
         checkpoints = dict(self.lease.state.checkpoints)
         if checkpoints.pop(self.entity_set, None) is not None:

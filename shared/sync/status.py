@@ -14,6 +14,9 @@ from shared.storage import BATCH_QUEUE, POISON_QUEUE
 from shared.sync.filter import filter_status
 from shared.sync.resync import resync_status
 from shared.times import iso, utcnow
+from shared.verify.requests import verify_status
+
+CYCLE_PHASES = (Phase.PLANNING, Phase.APPLYING)  # a cycle is under way (not a verify)
 
 
 def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> dict[str, Any]:
@@ -22,7 +25,7 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
     cursors = services.cursors.all()
     selection = services.fields.get()
     contact_columns = services.fields.get(Table.CONTACT)
-    running = state.phase is not Phase.IDLE
+    running = state.phase in CYCLE_PHASES
     history = services.history.latest(cycles)
     last_applied = services.results.totals(state.cycle_id).last_applied_at if running else None
     pause = services.pauses.get()
@@ -62,6 +65,8 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
         # The sync filter's state and how many accounts it keeps out; Quick/Advanced Syncs.
         **filter_status(services),
         "resyncs": resync_status(services),
+        # `acctsync verify`: the last result's summary, the one under way or asked for.
+        "verify": verify_status(services, state),
         "last_failure": state.last_failure.to_dict() if state.last_failure else None,
         "failures_in_a_row": state.failures_in_a_row,
         "last_errors": services.errors.latest(errors),
@@ -90,7 +95,7 @@ def sync_health(
     elif state.succeeded_at is not None and now - state.succeeded_at <= threshold:
         verdict = "healthy"
     elif (
-        state.phase is not Phase.IDLE
+        state.phase in CYCLE_PHASES
         and not state.failure
         and moved
         and now - moved <= STALLED_MARGIN

@@ -30,6 +30,7 @@ BODY_HINTS = {
     "/api/contacts/{contactid}/account": 'send {"fields": {"<column>": <value>, ...}}',
     "/api/sync/fields": 'send {"selected": ["name", "revenue", ...]}',
     "/api/sync/errors/retry": 'send {"ids": ["<record id>", ...]}, {"code": "<code>"} or {}',
+    "/api/sync/verify": 'send {"repair": true|false, "deep": true|false}, or no body',
 }
 
 

@@ -172,3 +172,21 @@ class RetryResult(BaseModel):
     dataverse_requests: int
     records: list[RetriedRecord]
     skipped_errors: list[SkippedError]
+
+
+class VerifyRequestBody(BaseModel):
+    """Start a verify of the mirror against Dynamics at the next heartbeat without a cycle."""
+
+    model_config = ConfigDict(extra="forbid")
+    repair: bool = Field(False, description="re-read the drifted records and apply them")
+    deep: bool = Field(False, description="also compare the selected columns' values")
+
+
+class VerifyRequested(BaseModel):
+    id: str = Field(description="the verify's id: GET /api/sync/verify answers it when done")
+    trigger: Literal["requested", "scheduled"]
+    requested_at: str
+    requested_by: str
+    repair: bool
+    deep: bool
+    queued: bool = Field(description="false: a verify was asked for already; this is that one")

@@ -18,6 +18,7 @@ from shared.sync.pause import pause_sync, resume_sync
 from shared.sync.resync import ResyncError, request_resync
 from shared.sync.retry import UnknownErrorCode, retry_errors
 from shared.sync.status import sync_status
+from shared.verify.requests import request_verify
 from shared.web.errors import ApiError
 from shared.web.models import (
     CheckRow,
@@ -29,6 +30,8 @@ from shared.web.models import (
     ResyncState,
     RetryRequest,
     RetryResult,
+    VerifyRequestBody,
+    VerifyRequested,
 )
 from shared.web.routes.depends import ERRORS, ServicesDep
 
@@ -114,3 +117,33 @@ def post_retry_errors(body: RetryRequest, services: ServicesDep) -> RetryResult:
             "retry the rest later",
         ) from None
     return RetryResult(**outcome.to_json())
+
+
+@router.get(
+    "/verify",
+    summary="The last verify's result (what `acctsync verify --json` prints)",
+    description='`{"status": "never"}` until a verify has finished.',
+)
+def get_verify(services: ServicesDep) -> dict[str, Any]:
+    last = services.verifies.last()
+    if last is None:
+        return {"status": "never"}
+    return {"status": "failed" if last.error else "finished", **last.to_json()}
+
+
+@router.post(
+    "/verify",
+    summary="Start a verify of the mirror against Dynamics",
+    description="It starts at the next heartbeat that finds no cycle running (also while the "
+    "sync is paused); GET /api/sync/verify answers its result once it has finished, and "
+    "`verify` in the status shows it while it runs.",
+    status_code=202,
+)
+def post_verify(services: ServicesDep, body: VerifyRequestBody | None = None) -> VerifyRequested:
+    request, queued = request_verify(
+        services,
+        repair=body is not None and body.repair,
+        deep=body is not None and body.deep,
+        by="POST /api/sync/verify",
+    )
+    return VerifyRequested(**request.to_json(), queued=queued)

@@ -1,0 +1,121 @@
+"""Order-free digests of a table, per cell.
+
+Dataverse pages rows in an order of its own (SQL uniqueidentifier order, not string order) and
+the mirror keeps them per bucket, each in RowKey order, so the two sides cannot be merged on a
+shared order. Instead each side reduces every in-scope row to a fingerprint, and sums the
+fingerprints' hashes per cell: a cell is (bucket(id), a second independent hash of the id % 16),
+1,024 per table. A cell's digest (count, sum of 128-bit hashes mod 2**128) does not depend on
+the order rows come in, is tiny and can be checkpointed; only cells whose digests differ are
+read again, row by row.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from shared.mirror.records import BUCKETS, bucket
+
+SUBCELLS = 16
+CELLS = BUCKETS * SUBCELLS
+_MODULUS = 2**128
+
+
+def subcell(record_id: str) -> int:
+    # Independent of bucket()'s crc32, so the rows of one bucket spread over its cells.
+    digest = hashlib.blake2b(record_id.encode(), digest_size=8, person=b"acctsync-cell").digest()
+    return int.from_bytes(digest, "big") % SUBCELLS
+
+
+def cell_of(record_id: str) -> int:
+    return int(bucket(record_id)) * SUBCELLS + subcell(record_id)
+
+
+def partition_of_cell(cell: int) -> str:
+    return f"{cell // SUBCELLS:02d}"
+
+
+def values_hash(values: Mapping[str, Any]) -> str:
+    """The selected columns' values (Web API JSON form), as one short text."""
+    text = orjson.dumps(dict(values), option=orjson.OPT_SORT_KEYS, default=str)
+    return hashlib.blake2b(text, digest_size=16).hexdigest()
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What both sides must agree on for one row: accounts (id, version), contacts also the
+    account they belong to ("" for none), and with --deep the selected columns' values."""
+
+    id: str
+    version: int
+    account: str = ""
+    values: Mapping[str, Any] | None = None
+
+    def hash(self) -> int:
+        values = values_hash(self.values) if self.values is not None else ""
+        text = orjson.dumps([self.id, self.version, self.account, values])
+        return int.from_bytes(hashlib.blake2b(text, digest_size=16).digest(), "big")
+
+
+@dataclass
+class Digests:
+    """Per cell: how many fingerprints, and the sum of their hashes."""
+
+    counts: list[int] = field(default_factory=lambda: [0] * CELLS)
+    sums: list[int] = field(default_factory=lambda: [0] * CELLS)
+
+    def add(self, fingerprint: Fingerprint) -> None:
+        cell = cell_of(fingerprint.id)
+        self.counts[cell] += 1
+        self.sums[cell] = (self.sums[cell] + fingerprint.hash()) % _MODULUS
+
+    def add_all(self, fingerprints: Iterable[Fingerprint]) -> None:
+        for fingerprint in fingerprints:
+            self.add(fingerprint)
+
+    def merge(self, other: Digests, cells: Iterable[int]) -> None:
+        """Take `other`'s digests of `cells` (those are its own: a partition's cells)."""
+        for cell in cells:
+            self.counts[cell] = other.counts[cell]
+            self.sums[cell] = other.sums[cell]
+
+    def differing(self, other: Digests) -> list[int]:
+        return [
+            cell
+            for cell in range(CELLS)
+            if (self.counts[cell], self.sums[cell]) != (other.counts[cell], other.sums[cell])
+        ]
+
+    def to_json(self) -> dict[str, Any]:
+        # Sparse: most cells of a small table are empty.
+        used = [c for c in range(CELLS) if self.counts[c]]
+        return {str(c): [self.counts[c], format(self.sums[c], "x")] for c in used}
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> Digests:
+        digests = cls()
+        for cell, (count, total) in data.items():
+            digests.counts[int(cell)] = int(count)
+            digests.sums[int(cell)] = int(total, 16)
+        return digests
+
+
+def cell_groups(cells: list[int], counts: list[int], *, max_rows: int) -> list[list[int]]:
+    """Differing cells in groups that hold at most `max_rows` Dynamics rows each (a cell that
+    alone has more makes a group of its own)."""
+    groups: list[list[int]] = []
+    current: list[int] = []
+    held = 0
+    for cell in cells:
+        if current and held + counts[cell] > max_rows:
+            groups.append(current)
+            current, held = [], 0
+        current.append(cell)
+        held += counts[cell]
+    if current:
+        groups.append(current)
+    return groups

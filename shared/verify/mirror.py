@@ -1,0 +1,77 @@
+"""What a verify reads from the mirror: each of the 64 partitions in key order with a narrow
+select, a few side by side, one page each at a time."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any, cast
+
+from azure.data.tables import TableClient
+
+from shared.mirror.records import PARALLEL_READS, all_buckets
+from shared.mirror.writes import run_parallel
+from shared.verify.cells import cell_of, partition_of_cell
+from shared.verify.progress import TableRun
+from shared.verify.rows import MirrorRow, TableSpec
+
+ROWS_PER_PAGE = 1000
+Token = dict[str, str] | None
+
+
+def read_page(
+    table: TableClient, spec: TableSpec, partition: str, token: Token
+) -> tuple[list[MirrorRow], Token]:
+    """One page of a partition from `token` (None: its start) and the token of the next
+    (None: the partition is read)."""
+    # The SDK's token is the dict of the next keys, though typed as text.
+    pager: Any = table.query_entities(
+        "PartitionKey eq @p",
+        parameters={"p": partition},
+        select=spec.mirror_select(),
+        results_per_page=ROWS_PER_PAGE,
+    ).by_page(continuation_token=cast(Any, token))
+    page = next(pager)
+    rows = [spec.mirror_row(entity) for entity in page]
+    return rows, pager.continuation_token
+
+
+def mirror_round(table: TableClient, run: TableRun, *, pending: Collection[str]) -> None:
+    """Read one page of up to PARALLEL_READS partitions into the mirror's digests; the run
+    then says where each partition goes on."""
+    started = [p for p in run.partitions]
+    fresh = [p for p in all_buckets() if p not in run.partitions and p not in run.done_partitions]
+    chosen = (started + fresh)[:PARALLEL_READS]
+
+    def read(partition: str) -> tuple[str, list[MirrorRow], Token]:
+        rows, token = read_page(table, run.spec, partition, run.partitions.get(partition))
+        return partition, rows, token
+
+    for partition, rows, token in run_parallel(read, chosen, width=PARALLEL_READS):
+        # A partition's cells are its own: no other partition's rows touch them.
+        run.mirror.add_all(r.fingerprint() for r in rows if r.compared and r.id not in pending)
+        if token is None:
+            run.partitions.pop(partition, None)
+            run.done_partitions.append(partition)
+        else:
+            run.partitions[partition] = token
+
+
+def mirror_done(run: TableRun) -> bool:
+    return len(run.done_partitions) == len(all_buckets())
+
+
+def rows_in_cells(table: TableClient, spec: TableSpec, cells: Collection[int]) -> list[MirrorRow]:
+    """Every mirror row of `cells`, deleted and filtered ones included."""
+    wanted = set(cells)
+    partitions = sorted({partition_of_cell(c) for c in wanted})
+
+    def scan(partition: str) -> list[MirrorRow]:
+        found: list[MirrorRow] = []
+        token: Token = None
+        while True:
+            rows, token = read_page(table, spec, partition, token)
+            found += [r for r in rows if cell_of(r.id) in wanted]
+            if token is None:
+                return found
+
+    return [row for rows in run_parallel(scan, partitions, width=PARALLEL_READS) for row in rows]

@@ -1,0 +1,77 @@
+"""When a verify runs: asked for (the CLI, the API), or every VERIFY_INTERVAL_HOURS.
+
+A verify asked for starts at the next heartbeat that finds no cycle running, even while the
+sync is paused (it is an admin's explicit ask, and a repair applies only what Dynamics holds);
+a scheduled one starts VERIFY_INTERVAL_HOURS after the last verify finished (or after the first
+cycle that succeeded), never while paused, and repairs unless VERIFY_REPAIR=false.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from shared.services import Services
+from shared.state.schedule import CycleState, Phase
+from shared.state.verify import VerifyRequest, VerifyTrigger
+from shared.times import iso, utcnow
+
+
+def request_verify(
+    services: Services, *, repair: bool, deep: bool, by: str
+) -> tuple[VerifyRequest, bool]:
+    """Ask for a verify: (the one that will run, whether this ask queued it; False when one
+    was asked for already and still waits)."""
+    wanted = VerifyRequest.new(
+        trigger=VerifyTrigger.REQUESTED, now=utcnow(), by=by, repair=repair, deep=deep
+    )
+    return services.verifies.request(wanted)
+
+
+def wanted_verify(
+    services: Services, state: CycleState, now: datetime, *, paused: bool
+) -> VerifyRequest | None:
+    """The verify to start now, when no cycle runs; None when none is due."""
+    requested = services.verifies.requested()
+    if requested is not None:
+        return requested
+    due = scheduled_due(services, state)
+    if paused or due is None or due > now:
+        return None
+    return VerifyRequest.new(
+        trigger=VerifyTrigger.SCHEDULED,
+        now=now,
+        by="schedule",
+        repair=services.settings.verify_repair,
+        deep=False,
+    )
+
+
+def scheduled_due(services: Services, state: CycleState) -> datetime | None:
+    """When the next scheduled verify is due; None when they are off or nothing synced yet."""
+    hours = services.settings.verify_interval_hours
+    if hours <= 0:
+        return None
+    last = services.verifies.last()
+    since = last.finished_at if last is not None else state.succeeded_at
+    return since + timedelta(hours=hours) if since is not None else None
+
+
+def verify_status(services: Services, state: CycleState) -> dict[str, Any]:
+    """What status shows: the last verify's summary, the one under way or asked for, and
+    when the next scheduled one is due."""
+    last = services.verifies.last()
+    running = services.verifies.running() if state.phase is Phase.VERIFYING else None
+    requested = services.verifies.requested()
+    summary = None
+    if last is not None:
+        full = last.to_json()
+        keys = ("id", "trigger", "finished_at", "duration_s", "deep", "repair", "drift")
+        summary = {k: full[k] for k in (*keys, "by_kind", "repaired", "drift_left", "error")}
+        summary["samples"] = full["samples"][:10]
+    return {
+        "last": summary,
+        "running": running.to_json() if running is not None else None,
+        "requested": requested.to_json() if requested is not None else None,
+        "next_due": iso(scheduled_due(services, state)),
+    }

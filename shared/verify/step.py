@@ -1,0 +1,214 @@
+"""The verify step: one heartbeat's share of a verify, under the cycle row's lease.
+
+Per table, contacts first: pass 1 pages Dynamics (the key, its version and what scope takes)
+into per-cell digests, then reads the mirror's partitions into the same digests; the cells
+whose digests differ are compared row by row in pass 2 (Dynamics paged again keeping only those
+cells' rows, in groups that hold a bounded number of rows, against the mirror rows of those
+cells). A candidate is checked against the table's stored delta link before it counts as
+drift: what changed since the last cycle read the table is pending. Then, when asked, the
+drift is repaired. The position is saved after every unit (a page, a round of partitions, a
+group, a chunk of repair), and the heartbeat stops after its budget; the next goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from shared import telemetry
+from shared.dataverse.client import DataverseClient
+from shared.mapping import ColumnType
+from shared.mirror.records import MirroredRecords
+from shared.services import Services
+from shared.state.schedule import Phase
+from shared.state.verify import VerifyRequest, VerifyResult
+from shared.storage import BATCH_CONTAINER
+from shared.sync.failures import explain
+from shared.sync.lease import CycleLease, LeaseLost
+from shared.sync.schema import check_columns
+from shared.times import utcnow
+from shared.verify.cells import cell_groups, cell_of
+from shared.verify.classify import drift_of
+from shared.verify.dynamics import changed_since, dynamics_page
+from shared.verify.mirror import mirror_done, mirror_round, rows_in_cells
+from shared.verify.progress import RunStore, Stage, TableRun, VerifyRun
+from shared.verify.repair import repair_chunk
+from shared.verify.result import result_of
+from shared.verify.rows import TableSpec
+
+logger = logging.getLogger(__name__)
+
+# Dynamics rows a row-by-row comparison holds at most (cells are grouped to stay under it).
+MAX_HELD_ROWS = 50_000
+
+
+class VerifyAction(StrEnum):
+    CHECKPOINTED = "checkpointed"  # the budget ran out; the next heartbeat goes on
+    FINISHED = "finished"
+    BUSY = "busy"  # the lease was lost to another heartbeat
+
+
+@dataclass(frozen=True)
+class VerifyOutcome:
+    action: VerifyAction
+    verify_id: str = ""
+    result: VerifyResult | None = None
+
+
+class VerifyStep:
+    def __init__(
+        self, services: Services, lease: CycleLease, *, stop: threading.Event | None = None
+    ):
+        self.services = services
+        self.lease = lease
+        self.stop = stop or threading.Event()
+        self.deadline = time.monotonic() + services.settings.plan_budget_seconds
+        self.runs = RunStore(services.storage.container(BATCH_CONTAINER))
+
+    def run(self) -> VerifyOutcome:
+        request = self.services.verifies.running()
+        if request is None:  # finished, but the phase was not given back: give it back now
+            self.lease.release(phase=Phase.IDLE, step=None)
+            return VerifyOutcome(VerifyAction.FINISHED)
+        run: VerifyRun | None = None
+        try:
+            with self.lease.kept():
+                client = self.services.dataverse()
+                sent = client.stats.requests
+                run = self.runs.load(request.id) or self._new_run(request, client)
+                run.heartbeats += 1
+                while True:
+                    finished = self._unit(run, client)
+                    run.requests += client.stats.requests - sent
+                    sent = client.stats.requests
+                    if finished:
+                        break
+                    self.runs.save(run)
+                    self.lease.renew()
+                    if time.monotonic() >= self.deadline or self.stop.is_set():
+                        self.lease.release()
+                        return VerifyOutcome(VerifyAction.CHECKPOINTED, request.id)
+        except LeaseLost as lost:
+            logger.warning(
+                "verify %s: %s; the heartbeat that took it over goes on", request.id, lost
+            )
+            return VerifyOutcome(VerifyAction.BUSY, request.id)
+        except Exception as error:
+            explained = explain(error)
+            logger.error(
+                "verify %s failed: %s. Fix: %s", request.id, explained.message, explained.fix
+            )
+            failed = run or VerifyRun(request, utcnow(), [])
+            return self._finish(failed, error=f"{explained.message}. Fix: {explained.fix}")
+        return self._finish(run)
+
+    def _new_run(self, request: VerifyRequest, client: DataverseClient) -> VerifyRun:
+        """The tables to verify: what the last cycle's column check stored, so that a verify
+        of a clean mirror costs its pages and nothing else; --deep checks the columns now."""
+        account_columns: dict[str, ColumnType] = {}
+        contact_columns: dict[str, ColumnType] = {}
+        sync_filter = self.services.filtered.filter()
+        if request.deep:
+            checked = check_columns(self.services, client)
+            account_columns, contact_columns = (
+                checked.account.readable(),
+                checked.contact.readable(),
+            )
+            sync_filter = checked.sync_filter
+        column = sync_filter.column if sync_filter is not None and sync_filter.active else ""
+        specs = [
+            TableSpec("contacts", request.deep, contact_columns),
+            TableSpec("accounts", request.deep, account_columns, column),
+        ]
+        return VerifyRun(request, utcnow(), [TableRun(s, self._read_at(s)) for s in specs])
+
+    def _read_at(self, spec: TableSpec) -> datetime | None:
+        cursor = self.services.cursors.get(spec.entity_set)
+        if cursor is None:
+            return None
+        return cursor.read_at or cursor.updated_at
+
+    def _unit(self, run: VerifyRun, client: DataverseClient) -> bool:
+        """One unit of work; True when the verify has nothing left."""
+        table = run.current
+        if table is not None:
+            if table.stage is Stage.DYNAMICS:
+                self._dynamics_page(table, client)
+            elif table.stage is Stage.MIRROR:
+                self._mirror_round(table)
+            else:
+                self._cells(run, table, client)
+            return False
+        return not (run.request.repair and repair_chunk(self.services, client, run))
+
+    def _dynamics_page(self, table: TableRun, client: DataverseClient) -> None:
+        page_size = self.services.settings.page_size
+        rows, link = dynamics_page(client, table.spec, link=table.link, page_size=page_size)
+        for row in rows:
+            if row.filtered:
+                continue  # out of scope: the sync filter keeps it out
+            if row.pending(table.read_at):
+                table.add_pending(row.id)
+                continue
+            table.checked += 1
+            table.dynamics.add(row.fingerprint())
+        table.link, table.pages = link, table.pages + 1
+        if link is None:
+            table.stage, table.pages = Stage.MIRROR, 0
+
+    def _mirror_round(self, table: TableRun) -> None:
+        mirror_round(self._records(table).table, table, pending=set(table.pending))
+        if mirror_done(table):
+            cells = table.dynamics.differing(table.mirror)
+            table.groups = cell_groups(cells, table.dynamics.counts, max_rows=MAX_HELD_ROWS)
+            table.stage = Stage.CELLS if table.groups else Stage.DONE
+
+    def _cells(self, run: VerifyRun, table: TableRun, client: DataverseClient) -> None:
+        """Pass 2 for the first group of cells: a page of Dynamics kept, or (all held) the
+        row-by-row comparison."""
+        group, spec, verify_id = set(table.groups[0]), table.spec, run.request.id
+        if not table.group_read:
+            page_size = self.services.settings.page_size
+            rows, link = dynamics_page(client, spec, link=table.link, page_size=page_size)
+            kept = [r for r in rows if cell_of(r.id) in group]
+            if kept:
+                self.runs.hold(verify_id, spec.entity_set, table.pages, kept)
+            table.link, table.pages, table.group_read = link, table.pages + 1, link is None
+            return
+        held = {r.id: r for r in self.runs.held(verify_id, spec.entity_set)}
+        pending = set(table.pending) | {i for i, r in held.items() if r.pending(table.read_at)}
+        mirror = {r.id: r for r in rows_in_cells(self._records(table).table, spec, group)}
+        candidates = list(drift_of(spec.entity_set, held, mirror, pending=pending))
+        if candidates and table.changed_since is None:
+            cursor = self.services.cursors.get(spec.entity_set)
+            table.changed_since = changed_since(client, spec, cursor)
+        changed = set(table.changed_since or ())
+        for drift in candidates:
+            if drift.id in changed:
+                table.add_pending(drift.id)  # the next cycle takes it
+            else:
+                table.add_drift(drift)
+        self.runs.drop_held(verify_id, spec.entity_set)
+        table.groups.pop(0)
+        table.link, table.pages, table.group_read = None, 0, False
+        if not table.groups:
+            table.stage = Stage.DONE
+
+    def _records(self, table: TableRun) -> MirroredRecords:
+        return self.services.accounts if table.entity_set == "accounts" else self.services.contacts
+
+    def _finish(self, run: VerifyRun, *, error: str | None = None) -> VerifyOutcome:
+        result = result_of(run, finished_at=utcnow(), error=error)
+        self.services.verifies.finished(result)
+        self.runs.drop(run.request.id)
+        telemetry.observe("acctsync.verify_drift", result.drift)
+        logger.info("verify finished", extra=result.to_json())
+        try:
+            self.lease.release(phase=Phase.IDLE, step=None)
+        except LeaseLost:
+            return VerifyOutcome(VerifyAction.BUSY, run.request.id, result)
+        return VerifyOutcome(VerifyAction.FINISHED, run.request.id, result)
