@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any, Literal
 
 import orjson
@@ -20,6 +21,7 @@ import orjson
 from shared.ids import parse_guid, parse_version
 from shared.mapping import ColumnType
 from shared.state.schedule import LoadMode
+from shared.times import iso_precise, parse_iso
 
 # A queue message holds 64 KiB after base64, so at most 48 KiB of JSON; keep a margin.
 MAX_MESSAGE_BYTES = 46_000
@@ -81,6 +83,10 @@ class Batch:
     generation: int = 0
     # The re-sync (shared/sync/resync.py) whose rows these are: only `columns` are written.
     resync: str = ""
+    # No later than its changes were read from Dynamics: a change read before its record was
+    # flagged deleted does not bring the record back (a replayed batch, older than the
+    # deletion); one read after the flag shows Dynamics has the record (a wrong flag).
+    read_at: datetime | None = None
 
     def encode(self) -> str:
         return encode_batch(
@@ -188,6 +194,7 @@ def decode_message(text: str | bytes) -> Message:
             members_apart=data.get("members_apart") is True,
             generation=parse_version(data.get("gen", 0)),
             resync=_key_text(data["resync"]) if data.get("resync") else "",
+            read_at=parse_iso(data["read"]) if data.get("read") else None,
         )
     except BadBatch:
         raise
@@ -223,6 +230,8 @@ def encode_batch(
         head["gen"] = header.generation
     if header.resync:
         head["resync"] = header.resync
+    if header.read_at is not None:
+        head["read"] = iso_precise(header.read_at)
     return (
         f"{_compact(head)[:-1]},"
         f'"accounts":[{",".join(accounts)}],'

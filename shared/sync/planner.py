@@ -158,11 +158,11 @@ class TablePlanner:
         self, chain: _Chain, table: TablePlan, cursor: Cursor | None, sent_before: int
     ) -> StepOutcome:
         plan = self.lease.state.plan
-        sender = _LazySender(self, chain, sent_before=plan.batches)
         rows_read, pages = chain.rows_read, chain.pages
         total = chain.total if chain.total is not None else self._total(chain)
         if chain.read_from is None:
             chain = replace(chain, read_from=iso_precise(utcnow()))
+        sender = _LazySender(self, chain, sent_before=plan.batches)
         self.progress.started(self.entity_set, chain.mode, total=total, done=rows_read)
         changed_before = self.reader.changed
         with contextlib.closing(self._prefetched(self._pages(chain))) as chain_pages:
@@ -280,10 +280,12 @@ class _LazySender:
         if self._sender is None:
             planner, chain = self.planner, self.chain
             generation = chain.generation if chain.mode is LoadMode.RELOAD else 0
+            header = planner.reader.header(planner.lease.state.cycle_id, chain.mode, generation)
+            assert chain.read_from is not None  # set before the chain's first page
             self._sender = BatchSender(
                 planner.services.storage.queue(BATCH_QUEUE),
                 ClaimStore(planner.services.storage.container(BATCH_CONTAINER)),
-                planner.reader.header(planner.lease.state.cycle_id, chain.mode, generation),
+                replace(header, read_at=parse_iso(chain.read_from)),
                 sent_before=self.sent_before,
                 progress=planner.progress,
             )

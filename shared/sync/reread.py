@@ -26,6 +26,7 @@ from shared.sync.apply import apply_changes
 from shared.sync.batches import AccountChange, Batch, ContactChange
 from shared.sync.readers import AccountReader, ContactReader, RowErrors
 from shared.sync.schema import check_columns
+from shared.times import utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -75,7 +76,8 @@ def reread_and_apply(
             reader = AccountReader(columns.account, errors, columns.sync_filter)
         else:
             reader = ContactReader(columns.contact, errors)
-        header = reader.header(cycle_id, LoadMode.DELTA, generation=0)
+        # Read from now on: a record flagged deleted that comes back is one Dynamics has.
+        header = replace(reader.header(cycle_id, LoadMode.DELTA, generation=0), read_at=utcnow())
         for number, start in enumerate(range(0, len(wanted), GROUP_SIZE), start=1):
             group = wanted[start : start + GROUP_SIZE]
             failed += _apply_group(services, client, reader, _batch(header, number), group, total)

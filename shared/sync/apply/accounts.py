@@ -136,13 +136,22 @@ class AccountApplier:
             )
             if change.modified_on:
                 entity["modified_on"] = change.modified_on
+            if old is not None and old.get("is_deleted") and not self.context.revives(old):
+                # Read before Dynamics deleted it: its values, but not the record back.
+                entity.update(is_deleted=True, deleted_at=old.get("deleted_at"))
             check_entity(entity)
         except UnstorableValue as error:
             self.context.error("account", change.id, "update", str(error))
             return self._stamp(change, old)
         plan = _Plan(change, entity, old.metadata["etag"] if old is not None else None)
-        # An account the filter kept out comes back as a first load of it: no activities.
-        if old is not None and not self.context.first_load and not old.get("sync_filtered"):
+        # An account the filter kept out comes back as a first load of it: no activities;
+        # nor does a deleted one, whose contacts no longer see it.
+        if (
+            old is not None
+            and not self.context.first_load
+            and not old.get("sync_filtered")
+            and not entity["is_deleted"]
+        ):
             for column in batch.columns:
                 if column in batch.backfill:
                     continue  # a newly selected column loads silently
@@ -158,7 +167,7 @@ class AccountApplier:
         it) is cleared, silently: no value changed."""
         batch = self.context.batch
         entity: dict[str, Any] = {**old, "PartitionKey": old["PartitionKey"], "RowKey": change.id}
-        changed = bool(old.get("is_deleted"))
+        changed = self.context.revives(old)
         if changed:
             entity.pop("deleted_at", None)
             entity.update(is_deleted=False, synced_at=self.context.now)

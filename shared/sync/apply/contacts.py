@@ -62,6 +62,7 @@ class ContactApplier:
         joins: list[tuple[str, str]] = []
         leaves: list[tuple[str, str]] = []
         modified: list[str | None] = []
+        still_deleted: list[dict[str, Any]] = []
         for change in changes:
             old = existing.get(change.id)
             old_account = str(old.get("accountid", "")) if old and not old.get("is_deleted") else ""
@@ -77,7 +78,7 @@ class ContactApplier:
             assert change.version is not None
             # A contact flagged deleted that Dynamics has (a wrong flag) is written again.
             unchanged = old is not None and version_of(old) >= change.version
-            if old is not None and unchanged and not old.get("is_deleted"):
+            if old is not None and unchanged and not self.context.revives(old):
                 result.skipped += 1
                 stamps.extend(self._stamp(old))
                 continue
@@ -85,6 +86,12 @@ class ContactApplier:
             if entity is None:
                 # Its last good values stay; a re-load saw it all the same.
                 stamps.extend(self._stamp(old))
+                continue
+            if old is not None and old.get("is_deleted") and not self.context.revives(old):
+                # Read before Dynamics deleted it: its values, but not the record back.
+                still_deleted.append(
+                    {**entity, "is_deleted": True, "deleted_at": old["deleted_at"]}
+                )
                 continue
             new_account = entity["accountid"]
             if new_account != old_account:
@@ -101,9 +108,10 @@ class ContactApplier:
             self.services.members.remove(account_id, contact_id)
         self.context.deleted("contact", (str(r["RowKey"]) for r in rows if r["is_deleted"]))
         self.context.synced(Stream.SYNCED_CONTACTS, (r for r in rows if not r["is_deleted"]))
-        self.services.contacts.upsert_all(rows)
+        self.services.contacts.upsert_all(rows + still_deleted)
         merge_all(self.services.contacts.table, stamps)
         result.contacts_applied += len(rows)
+        result.skipped += len(still_deleted)
         for modified_on in modified:
             self.context.lag(modified_on)
 

@@ -59,6 +59,16 @@ class ApplyContext:
     def reload(self) -> bool:
         return self.batch.mode == LoadMode.RELOAD
 
+    def revives(self, old: Mapping[str, Any]) -> bool:
+        """Whether applying a live change to the mirror row `old` clears its deletion flag: only
+        when the change was read after the flag was set. Dynamics had the record then (a wrong
+        flag); a change read earlier (a replayed batch older than the deletion) does not bring
+        a deleted record back."""
+        if not old.get("is_deleted"):
+            return False
+        read_at, deleted_at = self.batch.read_at, old.get("deleted_at")
+        return read_at is not None and (deleted_at is None or read_at > deleted_at)
+
     def error(self, entity: str, record_id: str, operation: str, message: str) -> None:
         """A record the mirror cannot hold: a sync error on it; the rest of the batch goes on."""
         self.result.errors += 1
