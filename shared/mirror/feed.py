@@ -36,12 +36,17 @@ from enum import StrEnum
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import (
     EdmType,
     EntityProperty,
     TableClient,
     TableEntity,
+    TableErrorCode,
     TableTransactionError,
     TransactionOperation,
     UpdateMode,
@@ -59,6 +64,10 @@ MAX_REQUESTS = 4
 # Entities a finished cycle deletes past the feeds' retention, at most (a backlog drains over
 # the next cycles: a day of cycles every 5 minutes removes 5.7 million).
 PRUNE_LIMIT = 20_000
+# Runs of one unit at the same time (two requests completing one local edit) that claim its
+# stamp in turn: each lost race means another run claimed one, so a few attempts suffice.
+TAKE_ATTEMPTS = 5
+_LOST_RACE = (TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED)
 
 
 class Stream(StrEnum):
@@ -143,9 +152,18 @@ class Stamps:
 
     def take(self, identity: str) -> Stamp:
         """The unit's stamp: the open one it took before, or a new one, open."""
-        unit, is_open = self._known(identity)
-        if unit is not None and is_open:
-            return _stamp_of(identity, unit)
+        for _ in range(TAKE_ATTEMPTS):
+            unit, is_open = self._known(identity)
+            if unit is not None and is_open:
+                return _stamp_of(identity, unit)
+            stamp = self._claim(identity, unit)
+            if stamp is not None:
+                return stamp
+        raise RuntimeError(f"the feed stamp of {identity} kept changing; retry later")
+
+    def _claim(self, identity: str, unit: TableEntity | None) -> Stamp | None:
+        """A new open stamp after the unit's `unit` row (None: its first); None when another
+        run of the same unit claimed one first."""
         earlier = () if unit is None else (*_earlier_of(unit), _ms(unit, "at_ms"))
         started = now_ms()
         rows = self._rows(identity, started, earlier)
@@ -158,12 +176,14 @@ class Stamps:
             self.table.submit_transaction(
                 [claim, (TransactionOperation.UPSERT, rows[1], {"mode": UpdateMode.REPLACE})]
             )
-        except (ResourceExistsError, TableTransactionError):
-            # Another delivery of the same unit took it just now: share it.
-            unit, is_open = self._known(identity)
-            if unit is None or not is_open:
+        except (ResourceExistsError, ResourceModifiedError, TableTransactionError) as error:
+            if getattr(error, "error_code", None) not in _LOST_RACE and isinstance(
+                error, TableTransactionError
+            ):
                 raise
-            return _stamp_of(identity, unit)
+            # Another run of the same unit took one just now: shared while it is open; once
+            # closed (that run finished), it is an earlier stamp of a new one.
+            return None
         # Too slow: a reader may have passed `started` before the marker was visible, so the
         # stamp is taken again, later (nothing was written under the first one yet).
         while now_ms() - started > self.marker_limit_ms:
