@@ -21,8 +21,11 @@ longer holds readers back.
 
 Replays. A unit that runs again after its marker was closed or expired (a batch replayed from
 the poison queue, a redelivery after a finished run) may not write behind readers that have
-passed its stamp: it takes a new stamp, and keeps the earlier ones, so an entry that one of
-them already holds (written before the unit failed, and maybe served) is not written again.
+passed its stamp: it takes a new stamp, and keeps the earlier ones, so an event (an activity, a
+deletion) that one of them already holds (written before the unit failed, and maybe served) is
+not written again. A synced-record entry is written again all the same: the replay writes the
+row with its own `synced_at`, and a list serves an entry only while it names the row's latest
+sync (shared.mirror.lists), so the earlier entry is passed over and this one is served.
 """
 
 from __future__ import annotations
@@ -75,6 +78,10 @@ class Stream(StrEnum):
     DELETED = "del"
     SYNCED_ACCOUNTS = "syncacc"
     SYNCED_CONTACTS = "synccon"
+
+
+# Streams of the records synced, each entry naming one sync of a row (its `synced_at`).
+SYNCS = frozenset({Stream.SYNCED_ACCOUNTS, Stream.SYNCED_CONTACTS})
 
 
 def now_ms() -> int:
@@ -379,13 +386,16 @@ class FeedWriter:
         self.write_entries([self.entry(stream, suffix, values) for suffix, values in items])
 
     def write_entries(self, entries: list[dict[str, Any]]) -> None:
-        """Entries made by `entry`; on a replay, those an earlier stamp holds are left out."""
+        """Entries made by `entry`; on a replay, the events an earlier stamp holds are left
+        out."""
         if entries and self.stamp.earlier:
             entries = [entry for entry in entries if not self._written_before(entry)]
         self.feed.write(entries)
 
     def _written_before(self, entry: Mapping[str, Any]) -> bool:
         stream = Stream(str(entry["PartitionKey"]).partition("|")[0])
+        if stream in SYNCS:
+            return False  # the replay's sync is the row's latest: see "Replays" above
         suffix = str(entry["RowKey"]).partition("|")[2]
         for at_ms in self.stamp.earlier:
             keys = at_stamp(stream, at_ms, suffix)

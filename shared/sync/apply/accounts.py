@@ -173,6 +173,9 @@ class AccountApplier:
         unstamped = self.context.reload and generation_of(old) != batch.generation
         if changed:
             entity["generation"] = batch.generation if self.context.reload else _generation(old)
+            # Filled in now, as a re-sync would: `modified_since` readers get it again, once
+            # (an entry under the old `synced_at` would be a second one for the same sync).
+            entity["synced_at"] = self.context.now
             return _Plan(change, entity, old.metadata["etag"])
         self.context.result.skipped += 1
         if not unstamped:
