@@ -35,6 +35,7 @@ import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
@@ -71,6 +72,18 @@ PRUNE_LIMIT = 20_000
 # stamp in turn: each lost race means another run claimed one, so a few attempts suffice.
 TAKE_ATTEMPTS = 5
 _LOST_RACE = (TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED)
+
+
+# Where the retention records the oldest time the streams still hold whole (see kept_from).
+KEPT_PARTITION, KEPT_ROW = "retention", "kept"
+
+
+class RangeGone(Exception):
+    """A walk from a time whose entries the retention has removed (part of them, maybe)."""
+
+    def __init__(self, kept_from_ms: int):
+        self.kept_from = datetime.fromtimestamp(kept_from_ms / 1000, UTC)
+        super().__init__(f"the change index holds every entry from {self.kept_from} on only")
 
 
 class Stream(StrEnum):
@@ -112,7 +125,8 @@ def _ms(row: Mapping[str, Any], name: str) -> int:
     return int(value.value if isinstance(value, EntityProperty) else value)
 
 
-def _stamp_ms(position: str) -> int:
+def stamp_ms(position: str) -> int:
+    """The stamp a position is at (its first 13 digits)."""
     return int(position[:13])
 
 
@@ -284,13 +298,25 @@ class Feed:
         taken before it; at most `limit` entities a call (the next cycle goes on)."""
         removed = 0
         for stream in Stream:
-            rows = self.table.query_entities(
-                "PartitionKey ge @low and PartitionKey lt @high",
-                parameters={"low": f"{stream.value}|", "high": partition(stream, before_ms)},
-                select=["PartitionKey", "RowKey"],
-                results_per_page=1000,
+            if removed >= limit:
+                break
+            rows = iter(
+                self.table.query_entities(
+                    "PartitionKey ge @low and PartitionKey lt @high",
+                    parameters={"low": f"{stream.value}|", "high": partition(stream, before_ms)},
+                    select=["PartitionKey", "RowKey"],
+                    results_per_page=1000,
+                )
             )
-            removed += delete_all(self.table, itertools.islice(rows, limit - removed))
+            first = next(rows, None)
+            if first is None:
+                continue
+            if removed == 0:
+                # Recorded before anything goes: a walk from before it would miss entries.
+                self._keep_from(before_ms // WINDOW_MS * WINDOW_MS)
+            removed += delete_all(
+                self.table, itertools.islice(itertools.chain([first], rows), limit - removed)
+            )
         if not 0 < removed < limit:
             # Nothing aged out (most cycles), or more is left for the next call: the stamps
             # partition is read only once the entries of an hour are gone. (A stamp is taken
@@ -305,6 +331,26 @@ class Feed:
             results_per_page=1000,
         )
         return removed + delete_all(self.table, itertools.islice(stamps, limit - removed))
+
+    def kept_from(self) -> int:
+        """The oldest time (ms) from which every stream still holds all of its entries: the
+        start of the oldest hour the retention kept when it last removed any (0: it never did)."""
+        try:
+            row = self.table.get_entity(KEPT_PARTITION, KEPT_ROW)
+        except ResourceNotFoundError:
+            return 0
+        return _ms(row, "from_ms")
+
+    def require_kept(self, at_ms: int) -> None:
+        """RangeGone when entries stamped at or after `at_ms` may have been removed."""
+        kept_from = self.kept_from()
+        if at_ms < kept_from:
+            raise RangeGone(kept_from)
+
+    def _keep_from(self, from_ms: int) -> None:
+        if from_ms > self.kept_from():  # cycles never overlap: no other pruner races this
+            row = {"PartitionKey": KEPT_PARTITION, "RowKey": KEPT_ROW, "from_ms": _int64(from_ms)}
+            self.table.upsert_entity(row, mode=UpdateMode.REPLACE)
 
     def watermark_for(self, position: Mapping[str, Any]) -> tuple[int, bool]:
         """The watermark a page reads up to, and whether it is the one its token carried.
@@ -339,7 +385,7 @@ class Feed:
             "PartitionKey ge @plo and PartitionKey le @phi and RowKey gt @after "
             "and RowKey lt @high",
             parameters={
-                "plo": partition(stream, _stamp_ms(position)),
+                "plo": partition(stream, stamp_ms(position)),
                 "phi": partition(stream, watermark),
                 "after": position,
                 "high": high,
