@@ -313,6 +313,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from acctsync.export import Export, Format, Kind, run_export
+    from shared.mirror.feed import RangeGone
+    from shared.mirror.lists import range_gone
     from shared.services import get_services
     from shared.times import parse_iso
 
@@ -326,7 +328,17 @@ def _export(args: argparse.Namespace) -> int:
         )
         return 2
     export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
-    run_export(get_services(), export, args.output)
+    services = get_services()
+    try:
+        run_export(services, export, args.output)
+    except RangeGone as gone:
+        retention = range_gone(gone, services.settings.feed_retention_days)
+        print(
+            f"acctsync: --since {args.since}: {retention}. For a full copy, export "
+            f"{args.what} without --since; then export with --since from when that one started.",
+            file=sys.stderr,
+        )
+        return 2
     return 0
 
 

@@ -73,6 +73,12 @@ class Export:
         else:
             yield from (contact_item(row) for row in rows)
 
+    def check_range(self, services: Services) -> None:
+        """RangeGone when `since` is before the oldest time the synced index holds whole (the
+        activity feed starts at its oldest entry kept, as the API's does)."""
+        if self.since is not None and self.kind is not Kind.ACTIVITIES:
+            services.feed.require_kept(int(self.since.timestamp() * 1000))
+
     def columns(self, services: Services) -> list[str]:
         """The CSV header: the item's own keys, then its fields (the selected account columns,
         or the contact columns)."""
@@ -87,7 +93,9 @@ class Export:
 
 
 def run_export(services: Services, export: Export, output: Path | None) -> int:
-    """Write the export to `output` (stdout when None); returns the number of rows."""
+    """Write the export to `output` (stdout when None); returns the number of rows. RangeGone,
+    before anything is written, for a `since` the retention has passed."""
+    export.check_range(services)
     console = Console(file=sys.stderr)
     started = time.monotonic()
     with (

@@ -165,9 +165,20 @@ def _utf16_chunks(text: str, units: int) -> list[str]:
     return chunks
 
 
+@dataclass(frozen=True)
+class ActivityValue:
+    """An activity's old or new value already as `activity_value` made it: kept this way (a
+    local edit's pending record) it logs the same activity again, truncation mark included."""
+
+    text: str
+    truncated: bool
+
+
 def activity_value(value: Any) -> tuple[str, bool]:
     """A Change Data Value's old or new value as JSON text that fits one property, and whether
     it had to be truncated (only long text ever is)."""
+    if isinstance(value, ActivityValue):
+        return value.text, value.truncated
     text = json.dumps(value, ensure_ascii=False)
     if utf16_units(text) <= ACTIVITY_VALUE_UNITS or not isinstance(value, str):
         return text, False

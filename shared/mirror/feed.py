@@ -21,8 +21,11 @@ longer holds readers back.
 
 Replays. A unit that runs again after its marker was closed or expired (a batch replayed from
 the poison queue, a redelivery after a finished run) may not write behind readers that have
-passed its stamp: it takes a new stamp, and keeps the earlier ones, so an entry that one of
-them already holds (written before the unit failed, and maybe served) is not written again.
+passed its stamp: it takes a new stamp, and keeps the earlier ones, so an event (an activity, a
+deletion) that one of them already holds (written before the unit failed, and maybe served) is
+not written again. A synced-record entry is written again all the same: the replay writes the
+row with its own `synced_at`, and a list serves an entry only while it names the row's latest
+sync (shared.mirror.lists), so the earlier entry is passed over and this one is served.
 """
 
 from __future__ import annotations
@@ -32,16 +35,22 @@ import itertools
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 from azure.data.tables import (
     EdmType,
     EntityProperty,
     TableClient,
     TableEntity,
+    TableErrorCode,
     TableTransactionError,
     TransactionOperation,
     UpdateMode,
@@ -59,6 +68,22 @@ MAX_REQUESTS = 4
 # Entities a finished cycle deletes past the feeds' retention, at most (a backlog drains over
 # the next cycles: a day of cycles every 5 minutes removes 5.7 million).
 PRUNE_LIMIT = 20_000
+# Runs of one unit at the same time (two requests completing one local edit) that claim its
+# stamp in turn: each lost race means another run claimed one, so a few attempts suffice.
+TAKE_ATTEMPTS = 5
+_LOST_RACE = (TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDITION_NOT_SATISFIED)
+
+
+# Where the retention records the oldest time the streams still hold whole (see kept_from).
+KEPT_PARTITION, KEPT_ROW = "retention", "kept"
+
+
+class RangeGone(Exception):
+    """A walk from a time whose entries the retention has removed (part of them, maybe)."""
+
+    def __init__(self, kept_from_ms: int):
+        self.kept_from = datetime.fromtimestamp(kept_from_ms / 1000, UTC)
+        super().__init__(f"the change index holds every entry from {self.kept_from} on only")
 
 
 class Stream(StrEnum):
@@ -66,6 +91,10 @@ class Stream(StrEnum):
     DELETED = "del"
     SYNCED_ACCOUNTS = "syncacc"
     SYNCED_CONTACTS = "synccon"
+
+
+# Streams of the records synced, each entry naming one sync of a row (its `synced_at`).
+SYNCS = frozenset({Stream.SYNCED_ACCOUNTS, Stream.SYNCED_CONTACTS})
 
 
 def now_ms() -> int:
@@ -96,7 +125,8 @@ def _ms(row: Mapping[str, Any], name: str) -> int:
     return int(value.value if isinstance(value, EntityProperty) else value)
 
 
-def _stamp_ms(position: str) -> int:
+def stamp_ms(position: str) -> int:
+    """The stamp a position is at (its first 13 digits)."""
     return int(position[:13])
 
 
@@ -143,9 +173,18 @@ class Stamps:
 
     def take(self, identity: str) -> Stamp:
         """The unit's stamp: the open one it took before, or a new one, open."""
-        unit, is_open = self._known(identity)
-        if unit is not None and is_open:
-            return _stamp_of(identity, unit)
+        for _ in range(TAKE_ATTEMPTS):
+            unit, is_open = self._known(identity)
+            if unit is not None and is_open:
+                return _stamp_of(identity, unit)
+            stamp = self._claim(identity, unit)
+            if stamp is not None:
+                return stamp
+        raise RuntimeError(f"the feed stamp of {identity} kept changing; retry later")
+
+    def _claim(self, identity: str, unit: TableEntity | None) -> Stamp | None:
+        """A new open stamp after the unit's `unit` row (None: its first); None when another
+        run of the same unit claimed one first."""
         earlier = () if unit is None else (*_earlier_of(unit), _ms(unit, "at_ms"))
         started = now_ms()
         rows = self._rows(identity, started, earlier)
@@ -158,12 +197,14 @@ class Stamps:
             self.table.submit_transaction(
                 [claim, (TransactionOperation.UPSERT, rows[1], {"mode": UpdateMode.REPLACE})]
             )
-        except (ResourceExistsError, TableTransactionError):
-            # Another delivery of the same unit took it just now: share it.
-            unit, is_open = self._known(identity)
-            if unit is None or not is_open:
+        except (ResourceExistsError, ResourceModifiedError, TableTransactionError) as error:
+            if getattr(error, "error_code", None) not in _LOST_RACE and isinstance(
+                error, TableTransactionError
+            ):
                 raise
-            return _stamp_of(identity, unit)
+            # Another run of the same unit took one just now: shared while it is open; once
+            # closed (that run finished), it is an earlier stamp of a new one.
+            return None
         # Too slow: a reader may have passed `started` before the marker was visible, so the
         # stamp is taken again, later (nothing was written under the first one yet).
         while now_ms() - started > self.marker_limit_ms:
@@ -257,13 +298,25 @@ class Feed:
         taken before it; at most `limit` entities a call (the next cycle goes on)."""
         removed = 0
         for stream in Stream:
-            rows = self.table.query_entities(
-                "PartitionKey ge @low and PartitionKey lt @high",
-                parameters={"low": f"{stream.value}|", "high": partition(stream, before_ms)},
-                select=["PartitionKey", "RowKey"],
-                results_per_page=1000,
+            if removed >= limit:
+                break
+            rows = iter(
+                self.table.query_entities(
+                    "PartitionKey ge @low and PartitionKey lt @high",
+                    parameters={"low": f"{stream.value}|", "high": partition(stream, before_ms)},
+                    select=["PartitionKey", "RowKey"],
+                    results_per_page=1000,
+                )
             )
-            removed += delete_all(self.table, itertools.islice(rows, limit - removed))
+            first = next(rows, None)
+            if first is None:
+                continue
+            if removed == 0:
+                # Recorded before anything goes: a walk from before it would miss entries.
+                self._keep_from(before_ms // WINDOW_MS * WINDOW_MS)
+            removed += delete_all(
+                self.table, itertools.islice(itertools.chain([first], rows), limit - removed)
+            )
         if not 0 < removed < limit:
             # Nothing aged out (most cycles), or more is left for the next call: the stamps
             # partition is read only once the entries of an hour are gone. (A stamp is taken
@@ -278,6 +331,26 @@ class Feed:
             results_per_page=1000,
         )
         return removed + delete_all(self.table, itertools.islice(stamps, limit - removed))
+
+    def kept_from(self) -> int:
+        """The oldest time (ms) from which every stream still holds all of its entries: the
+        start of the oldest hour the retention kept when it last removed any (0: it never did)."""
+        try:
+            row = self.table.get_entity(KEPT_PARTITION, KEPT_ROW)
+        except ResourceNotFoundError:
+            return 0
+        return _ms(row, "from_ms")
+
+    def require_kept(self, at_ms: int) -> None:
+        """RangeGone when entries stamped at or after `at_ms` may have been removed."""
+        kept_from = self.kept_from()
+        if at_ms < kept_from:
+            raise RangeGone(kept_from)
+
+    def _keep_from(self, from_ms: int) -> None:
+        if from_ms > self.kept_from():  # cycles never overlap: no other pruner races this
+            row = {"PartitionKey": KEPT_PARTITION, "RowKey": KEPT_ROW, "from_ms": _int64(from_ms)}
+            self.table.upsert_entity(row, mode=UpdateMode.REPLACE)
 
     def watermark_for(self, position: Mapping[str, Any]) -> tuple[int, bool]:
         """The watermark a page reads up to, and whether it is the one its token carried.
@@ -312,7 +385,7 @@ class Feed:
             "PartitionKey ge @plo and PartitionKey le @phi and RowKey gt @after "
             "and RowKey lt @high",
             parameters={
-                "plo": partition(stream, _stamp_ms(position)),
+                "plo": partition(stream, stamp_ms(position)),
                 "phi": partition(stream, watermark),
                 "after": position,
                 "high": high,
@@ -359,13 +432,16 @@ class FeedWriter:
         self.write_entries([self.entry(stream, suffix, values) for suffix, values in items])
 
     def write_entries(self, entries: list[dict[str, Any]]) -> None:
-        """Entries made by `entry`; on a replay, those an earlier stamp holds are left out."""
+        """Entries made by `entry`; on a replay, the events an earlier stamp holds are left
+        out."""
         if entries and self.stamp.earlier:
             entries = [entry for entry in entries if not self._written_before(entry)]
         self.feed.write(entries)
 
     def _written_before(self, entry: Mapping[str, Any]) -> bool:
         stream = Stream(str(entry["PartitionKey"]).partition("|")[0])
+        if stream in SYNCS:
+            return False  # the replay's sync is the row's latest: see "Replays" above
         suffix = str(entry["RowKey"]).partition("|")[2]
         for at_ms in self.stamp.earlier:
             keys = at_stamp(stream, at_ms, suffix)

@@ -9,7 +9,9 @@ where the last one stopped; what a walk may return is fixed by keys that never c
   deleted ones), read side by side in contact-id order and merged.
 - "Synced since" walks the time-ordered index the apply step writes (shared.mirror.feed) and
   serves an entry only while it is the row's latest: a row synced again later shows up again,
-  later, with its newer values, and never twice for one sync.
+  later, with its newer values, and never twice for one sync. A walk from before the oldest
+  time the index still holds whole (the feeds' retention removed entries) is refused
+  (RangeGone): it would miss records silently.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.feed import MAX_REQUESTS, Feed, Stream, start_position
+from shared.mirror.feed import MAX_REQUESTS, Feed, RangeGone, Stream, stamp_ms, start_position
 from shared.mirror.members import Memberships
 from shared.mirror.records import MirroredRecords, fields_of
 from shared.state.fields import FieldSelection
@@ -95,7 +97,18 @@ def records_page(
     if since_ms is None:
         return table_page(records, position, limit, include_deleted=include_deleted)
     after = str((position or {}).get("after") or start_position(since_ms))
+    # Every page, not only the first: the retention may pass a long walk (RangeGone).
+    feed.require_kept(stamp_ms(after))
     return synced_page(feed, stream, records, after, limit, include_deleted=include_deleted)
+
+
+def range_gone(gone: RangeGone, retention_days: float) -> str:
+    """What a refused walk's answer says first: since when the index is whole, and why."""
+    return (
+        f"the walk starts before {iso(gone.kept_from)}, the oldest time the change index still "
+        f"holds every synced record from (FEED_RETENTION_DAYS keeps {retention_days:g} days), "
+        "so records synced before then would be missing"
+    )
 
 
 def walk_records(

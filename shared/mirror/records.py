@@ -89,8 +89,10 @@ class ContactMirror(MirroredRecords):
     """Mirrored contacts, each with the account it belongs to (`accountid`, "" for none)."""
 
 
-def replace(table: TableClient, entity: dict[str, Any], *, etag: str) -> None:
-    """Replace an entity only if nobody changed it since it was read (ResourceModifiedError)."""
-    table.update_entity(
+def replace(table: TableClient, entity: dict[str, Any], *, etag: str) -> str:
+    """Replace an entity only if nobody changed it since it was read (ResourceModifiedError);
+    returns its new ETag."""
+    written = table.update_entity(
         entity, mode=UpdateMode.REPLACE, etag=etag, match_condition=MatchConditions.IfNotModified
     )
+    return str(written["etag"])

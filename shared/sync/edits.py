@@ -2,17 +2,18 @@
 
 The edit changes the mirrored account, so every contact of the account sees it; it never
 reaches Dynamics. The fields are marked locally modified until the next Dynamics update of the
-account overwrites them. Activities follow the same threshold rule as sync changes.
+account overwrites them. Activities follow the same threshold rule as sync changes, and are as
+durable as the edit itself (shared.sync.pending_edits).
 """
 
 from __future__ import annotations
 
 import json
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceModifiedError
+from azure.data.tables import TableEntity
 
 from shared.mapping import (
     CHUNK_UNITS,
@@ -27,11 +28,10 @@ from shared.mapping import (
 from shared.mirror.records import replace
 from shared.services import Services
 from shared.state.fields import FieldSelection
-from shared.sync.apply.activities import FieldChange, FieldsChanged, log_change_activities
+from shared.sync.apply.activities import FieldChange
 from shared.sync.fields import field_problem
-from shared.times import utcnow
+from shared.sync.pending_edits import PendingEdit, log_owed, settle, without_record
 
-EDIT_SOURCE = "acctsync API"
 # Text an edit may set: what one Table Storage property holds (Dynamics' own text columns
 # are far shorter; only a synced memo may be longer, and it is never edited that long).
 MAX_EDIT_UNITS = CHUNK_UNITS
@@ -68,58 +68,104 @@ def edit_account_through_contact(
             409, "contact_has_no_account", f"contact {contact_id} belongs to no account"
         )
     stored = _validated(values, services.fields.get())
-    edit_key = "e" + uuid.uuid4().hex
     for _ in range(MAX_ATTEMPTS):
-        account = services.accounts.get(account_id)
-        if account is None or account.get("is_deleted"):
-            raise EditError(409, "account_not_mirrored", f"account {account_id} is not mirrored")
-        if account.get("sync_filtered"):
-            raise EditError(
-                409,
-                "account_sync_filtered",
-                f"account {account_id} no longer syncs: the sync filter column is No in "
-                "Dynamics; set it to Yes there to sync the account again",
-            )
-        base_version = account.get("version")
-        entity: dict[str, Any] = dict(account)
-        changes: list[FieldChange] = []
-        for column, value in stored.items():
-            before, after = to_json(read_column(account, column)), to_json(value)
-            if before == after:
-                continue
-            changes.append(FieldChange(column, before, after))
-            set_column(entity, column, value)
+        account = _editable(services, account_id)
+        etag = str(account.metadata["etag"])
+        # An earlier edit that failed before its activities were all logged: they go first.
+        owed = _log_owed(services, account)
+        changes = _changes(account, stored)
         if not changes:
-            return EditResult(account_id, [], 0, 0)
-        marks = json.loads(account.get("locally_modified") or "[]")
-        entity["locally_modified"] = json.dumps(sorted({*marks, *(c.field for c in changes)}))
+            if owed is None:
+                return EditResult(account_id, [], 0, 0)
+            settle(services, account, etag=etag)
+            # A retry of the edit that failed answers what that edit did.
+            retried = owed.edit.sets(contact_id, {c: to_json(v) for c, v in stored.items()})
+            return owed.result if retried else EditResult(account_id, [], 0, 0)
+        pending = PendingEdit.new(
+            account_id=account_id, etag=etag, contact_id=contact_id, changes=changes
+        )
+        entity = {**_edited(account, stored, changes), **pending.properties()}
         try:
             check_entity(entity)
         except UnstorableValue as error:
             raise EditError(422, "value_too_large", str(error)) from None
         try:
-            replace(services.accounts.table, entity, etag=str(account.metadata["etag"]))
+            # The edit and the activities it owes, in one write: see shared.sync.pending_edits.
+            written = replace(services.accounts.table, entity, etag=etag)
         except ResourceModifiedError:
-            latest = services.accounts.get(account_id)
-            if latest is not None and latest.get("version") != base_version:
-                # Dynamics changed the account meanwhile: its newer values win.
-                raise EditError(
-                    409,
-                    "account_changed_in_dynamics",
-                    "the account changed in Dynamics while it was edited; read it and retry",
-                ) from None
+            _raise_if_changed_in_dynamics(services, account)
             continue  # another local edit: re-read and apply on top of it
-        event = FieldsChanged(
-            account_id=account_id,
-            changes=changes,
-            change_key=edit_key,
-            at=utcnow(),
-            reason=f"Local edit through contact {contact_id}",
-            source=EDIT_SOURCE,
-        )
-        logged, suppressed = log_change_activities(services, event)
-        return EditResult(account_id, [c.field for c in changes], logged, suppressed)
+        done = _logged(services, account_id, pending)
+        settle(services, entity, etag=written)
+        return done.result
     raise EditError(409, "edit_conflict", "the account kept changing; retry the edit")
+
+
+@dataclass(frozen=True)
+class _Logged:
+    edit: PendingEdit
+    result: EditResult
+
+
+def _logged(services: Services, account_id: str, edit: PendingEdit) -> _Logged:
+    logged, suppressed = log_owed(services, account_id, edit)
+    return _Logged(
+        edit, EditResult(account_id, [c.field for c in edit.changes], logged, suppressed)
+    )
+
+
+def _log_owed(services: Services, account: TableEntity) -> _Logged | None:
+    """The activities an earlier edit recorded on the row and may not have logged, logged."""
+    owed = PendingEdit.of(account)
+    return None if owed is None else _logged(services, str(account["RowKey"]), owed)
+
+
+def _editable(services: Services, account_id: str) -> TableEntity:
+    account = services.accounts.get(account_id)
+    if account is None or account.get("is_deleted"):
+        raise EditError(409, "account_not_mirrored", f"account {account_id} is not mirrored")
+    if account.get("sync_filtered"):
+        raise EditError(
+            409,
+            "account_sync_filtered",
+            f"account {account_id} no longer syncs: the sync filter column is No in "
+            "Dynamics; set it to Yes there to sync the account again",
+        )
+    return account
+
+
+def _changes(account: TableEntity, stored: dict[str, Any]) -> list[FieldChange]:
+    """The fields whose values the edit changes, with their old and new values."""
+    changes = []
+    for column, value in stored.items():
+        before, after = to_json(read_column(account, column)), to_json(value)
+        if before != after:
+            changes.append(FieldChange(column, before, after))
+    return changes
+
+
+def _edited(
+    account: TableEntity, stored: dict[str, Any], changes: list[FieldChange]
+) -> dict[str, Any]:
+    """The account row with the edit's values, its fields marked locally modified (and
+    without an earlier edit's record: its activities were logged when the row was read)."""
+    entity = without_record(account)
+    for change in changes:
+        set_column(entity, change.field, stored[change.field])
+    marks = json.loads(account.get("locally_modified") or "[]")
+    entity["locally_modified"] = json.dumps(sorted({*marks, *(c.field for c in changes)}))
+    return entity
+
+
+def _raise_if_changed_in_dynamics(services: Services, account: TableEntity) -> None:
+    latest = services.accounts.get(str(account["RowKey"]))
+    if latest is not None and latest.get("version") != account.get("version"):
+        # Dynamics changed the account meanwhile: its newer values win.
+        raise EditError(
+            409,
+            "account_changed_in_dynamics",
+            "the account changed in Dynamics while it was edited; read it and retry",
+        )
 
 
 def _validated(values: dict[str, Any], selection: FieldSelection | None) -> dict[str, Any]:

@@ -191,6 +191,9 @@ class AccountApplier:
             return self._stamp(change, old)
         if changed:
             entity["generation"] = batch.generation if self.context.reload else _generation(old)
+            # Filled in now, as a re-sync would: `modified_since` readers get it again, once
+            # (an entry under the old `synced_at` would be a second one for the same sync).
+            entity["synced_at"] = self.context.now
             return _Plan(change, entity, old.metadata["etag"])
         self.context.result.skipped += 1
         return self._stamp(change, old)

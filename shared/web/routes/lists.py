@@ -6,13 +6,14 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 
-from shared.mirror.feed import Stream
+from shared.mirror.feed import RangeGone, Stream
 from shared.mirror.lists import (
     RecordPage,
     account_contacts_page,
     account_fields,
     account_item,
     contact_item,
+    range_gone,
     records_page,
 )
 from shared.mirror.tokens import Walk
@@ -51,15 +52,25 @@ def _records_page(
     position = position_of(services.page_tokens, walk, query.page_token)
     since = parse_time("modified_since", query.modified_since) if query.modified_since else None
     accounts = listed == "accounts"
-    page = records_page(
-        services.feed,
-        Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
-        services.accounts if accounts else services.contacts,
-        position,
-        query.limit,
-        since_ms=int(since.timestamp() * 1000) if since else None,
-        include_deleted=query.include_deleted,
-    )
+    try:
+        page = records_page(
+            services.feed,
+            Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
+            services.accounts if accounts else services.contacts,
+            position,
+            query.limit,
+            since_ms=int(since.timestamp() * 1000) if since else None,
+            include_deleted=query.include_deleted,
+        )
+    except RangeGone as gone:
+        days = services.settings.feed_retention_days
+        raise ApiError(
+            400,
+            "modified_since_too_old",
+            f"{range_gone(gone, days)}. For a full copy, list /api/{listed} without "
+            "modified_since to the last page; then list with modified_since from when that "
+            "walk started.",
+        ) from None
     next_token = (
         services.page_tokens.issue(walk, page.position) if page.position is not None else None
     )

@@ -32,7 +32,9 @@ ModifiedSince = Annotated[
     Query(
         description="only records the mirror synced from Dynamics at or after this ISO-8601 "
         "time (with Z or an offset), in the order they were synced; a record synced again "
-        "while the walk goes on comes again later with its newer values"
+        "while the walk goes on comes again later with its newer values. Before the oldest "
+        "time the feeds' retention (FEED_RETENTION_DAYS) still holds whole: 400 "
+        "`modified_since_too_old`"
     ),
 ]
 Since = Annotated[
