@@ -217,7 +217,10 @@ def run_local_host() -> int:
     )
     print(address_banner(port), flush=True)
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # A closed terminal (SIGHUP) stops as `kill` does: Azurite and the simulator, in sessions
+    # of their own, would otherwise outlive `make run`.
+    for stopping in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stopping, lambda *_: stopped.set())
     host.start()
     try:
         while not stopped.wait(0.5):
