@@ -16,9 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core.exceptions import ResourceExistsError
-from azure.core.pipeline.transport._bigger_block_size_http_adapters import (
-    BiggerBlockSizeHTTPAdapter,
-)
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
@@ -26,6 +23,7 @@ from azure.storage.queue import (
     QueueServiceClient,
     TextBase64EncodePolicy,
 )
+from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from shared.mirror.writes import IO_THREADS
@@ -213,12 +211,13 @@ def _transport_options() -> dict[str, Any]:
 
 def _session(*, trust_env: bool) -> requests.Session:
     """A session as azure-core's transport makes one (no retries of its own: the SDK's retry
-    policy retries; 32 KiB socket blocks), with pools sized by POOL_CONNECTIONS. The
-    transport that receives it owns it and closes it with its client."""
+    policy retries), with pools of POOL_CONNECTIONS. The transport that receives it owns it
+    and closes it with its client. (azure-core's adapter only adds a socket block size, which
+    requests 2.32 and later no longer apply.)"""
     session = requests.Session()
     session.trust_env = trust_env
     no_retries = Retry(total=False, redirect=False, raise_on_status=False)
-    adapter = BiggerBlockSizeHTTPAdapter(max_retries=no_retries, pool_maxsize=POOL_CONNECTIONS)
+    adapter = HTTPAdapter(max_retries=no_retries, pool_maxsize=POOL_CONNECTIONS)
     for protocol in ("http://", "https://"):
         session.mount(protocol, adapter)
     return session
