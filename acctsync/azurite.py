@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,8 +65,11 @@ def start_azurite(
     table_port: int | None = None,
     location: Path | None = None,
     log_file: Path | None = None,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> Azurite:
-    """Start Azurite on explicit ports and wait until every service accepts connections."""
+    """Start Azurite on explicit ports and wait until every service accepts connections;
+    `on_spawn` gets its pid as soon as it exists (`make run` records it at once, so that even
+    a `make run` killed while Azurite starts leaves nothing the next one does not know)."""
     if not AZURITE_BIN.exists():
         node = shutil.which("npm")
         hint = "run `npm ci` in the project folder" if node else "install Node.js, then `npm ci`"
@@ -91,6 +95,8 @@ def start_azurite(
     )
     azurite = Azurite(process, ports["blob"], ports["queue"], ports["table"])
     try:
+        if on_spawn is not None:
+            on_spawn(process.pid)
         for port in ports.values():
             wait_for_port(port)
     except BaseException:  # a timeout, or Ctrl-C while it starts: it has a session of its own

@@ -22,7 +22,7 @@ import uvicorn
 from azure.functions.timer import TimerRequest
 
 from acctsync.console_telemetry import configure_from_env
-from acctsync.ports import wait_for_port
+from acctsync.ports import API_HOST, API_PORT, ApiPortError, api_port, wait_for_port
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from functions.heartbeat import heartbeat_timer
@@ -35,8 +35,6 @@ from shared.web.guards import require_key
 
 logger = logging.getLogger(__name__)
 HEARTBEAT_S = 30.0  # as the timer trigger's schedule
-API_HOST = "127.0.0.1"  # loopback only: the local host is never reachable from elsewhere
-API_PORT = 7071
 
 
 def api_server(api_key: str, *, port: int = API_PORT) -> uvicorn.Server:
@@ -182,34 +180,49 @@ def cycle_line(summary: dict[str, Any]) -> str:
     return line
 
 
+def address_banner(port: int) -> str:
+    """Where the host answers, set apart from the lines around it: the first thing to find."""
+    rule = "=" * 72
+    return "\n".join(
+        [
+            rule,
+            f"admin console: http://{API_HOST}:{port}/ (sign in with the ACCTSYNC_API_KEY above)",
+            f"JSON API:      http://{API_HOST}:{port}/api (header x-functions-key)",
+            rule,
+        ]
+    )
+
+
 def _first_line(error: BaseException) -> str:
     lines = str(error).strip().splitlines()
     return f"{type(error).__name__}: {lines[0] if lines else ''}"
 
 
 def run_local_host() -> int:
+    try:
+        port = api_port()
+    except ApiPortError as error:
+        print(f"acctsync run: {error}", file=sys.stderr)
+        return 2
     if configure_from_env():
         print("telemetry: spans and metrics go to the console", flush=True)
     services = get_services()
     api_key = os.environ.get("ACCTSYNC_API_KEY") or secrets.token_urlsafe(24)
     if "ACCTSYNC_API_KEY" not in os.environ:
         print(f"ACCTSYNC_API_KEY={api_key} (generated; set it to keep one)", flush=True)
-    # Dev only: a second host on the same machine (or a test) needs its own port, and tests
-    # cannot wait 30 s per heartbeat.
-    port = int(os.environ.get("ACCTSYNC_API_PORT") or API_PORT)
+    # Dev only: tests cannot wait 30 s per heartbeat.
     heartbeat_s = float(os.environ.get("ACCTSYNC_HEARTBEAT_SECONDS") or HEARTBEAT_S)
     host = LocalHost(services, api_key=api_key, api_port=port, heartbeat_s=heartbeat_s)
     print(
-        f"acctsync local host: API on http://{API_HOST}:{port}/api, "
-        f"heartbeat every {heartbeat_s:g}s, queue worker running",
+        f"acctsync local host: heartbeat every {heartbeat_s:g}s, queue worker running",
         flush=True,
     )
-    print(
-        f"admin console: http://{API_HOST}:{port}/ (sign in with the ACCTSYNC_API_KEY above)",
-        flush=True,
-    )
+    print(address_banner(port), flush=True)
     stopped = threading.Event()
-    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    # A closed terminal (SIGHUP) stops as `kill` does: Azurite and the simulator, in sessions
+    # of their own, would otherwise outlive `make run`.
+    for stopping in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(stopping, lambda *_: stopped.set())
     host.start()
     try:
         while not stopped.wait(0.5):

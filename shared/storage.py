@@ -14,6 +14,7 @@ import threading
 import urllib.request
 from typing import TYPE_CHECKING, Any
 
+import requests
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (
@@ -22,7 +23,10 @@ from azure.storage.queue import (
     QueueServiceClient,
     TextBase64EncodePolicy,
 )
+from requests.adapters import HTTPAdapter
+from urllib3.util.retry import Retry
 
+from shared.mirror.writes import IO_THREADS
 from shared.settings import StorageSettings
 
 if TYPE_CHECKING:
@@ -51,6 +55,12 @@ TABLES = (
 QUEUES = (BATCH_QUEUE, POISON_QUEUE)
 # Batches too large for a queue message (claim checks), one folder per cycle.
 BATCH_CONTAINER = "acctsync-batches"
+# Connections a storage client keeps for reuse: one for each thread that can send through it
+# at once, else urllib3 closes the extra ones after each request and logs "Connection pool is
+# full" for every one (requests' default keeps 10). Those threads: the shared I/O pool, the
+# API's request threads (anyio's default of 40) and a few of the host's own (the heartbeat and
+# its page reader, the queue workers).
+POOL_CONNECTIONS = IO_THREADS + 40 + 8
 
 
 class Storage:
@@ -183,6 +193,7 @@ def _transport_options() -> dict[str, Any]:
     storage request, a third of a point read. The environment does not change while the
     process runs, so the CA bundle requests would pick from it (REQUESTS_CA_BUNDLE, then
     CURL_CA_BUNDLE) is passed once instead; with a proxy or a netrc file, nothing changes.
+    Each client gets a session of its own, whose pools hold POOL_CONNECTIONS connections.
     """
     netrc = os.environ.get("NETRC") or os.path.expanduser("~/.netrc")
     if (
@@ -190,9 +201,23 @@ def _transport_options() -> dict[str, Any]:
         or os.path.exists(netrc)
         or os.path.exists(os.path.expanduser("~/_netrc"))
     ):
-        return {}
-    options: dict[str, Any] = {"use_env_settings": False}
+        return {"session": _session(trust_env=True)}
+    options: dict[str, Any] = {"use_env_settings": False, "session": _session(trust_env=False)}
     bundle = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE")
     if bundle:
         options["connection_verify"] = bundle
     return options
+
+
+def _session(*, trust_env: bool) -> requests.Session:
+    """A session as azure-core's transport makes one (no retries of its own: the SDK's retry
+    policy retries), with pools of POOL_CONNECTIONS. The transport that receives it owns it
+    and closes it with its client. (azure-core's adapter only adds a socket block size, which
+    requests 2.32 and later no longer apply.)"""
+    session = requests.Session()
+    session.trust_env = trust_env
+    no_retries = Retry(total=False, redirect=False, raise_on_status=False)
+    adapter = HTTPAdapter(max_retries=no_retries, pool_maxsize=POOL_CONNECTIONS)
+    for protocol in ("http://", "https://"):
+        session.mount(protocol, adapter)
+    return session

@@ -16,7 +16,7 @@ import subprocess
 import sys
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
@@ -310,8 +310,10 @@ def start_simulator(
     extra_args: Sequence[str] = (),
     state_dir: Path | None = None,
     timeout_s: float = 60.0,
+    on_spawn: Callable[[int], None] | None = None,
 ) -> SimulatorHandle:
-    """Launch `python -m acctsync.sim` and wait for its settings line."""
+    """Launch `python -m acctsync.sim` and wait for its settings line; `on_spawn` gets its pid
+    as soon as it exists (before its demo data, which takes a while)."""
     owned = None
     if state_dir is None:
         owned = state_dir = Path(tempfile.mkdtemp(prefix="acctsync-sim-"))
@@ -345,6 +347,8 @@ def start_simulator(
         )
     assert process.stdout is not None
     try:
+        if on_spawn is not None:
+            on_spawn(process.pid)
         line = _first_line(process.stdout, timeout_s)
     except BaseException:  # Ctrl-C while it starts: it has a session of its own
         process.kill()

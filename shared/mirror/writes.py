@@ -34,7 +34,8 @@ R = TypeVar("R")
 # One pool per process: starting threads for every call cost more than the calls they ran.
 # Only leaf calls (one request each) run on it, so nothing waits on the pool from inside it;
 # each caller keeps its own `width` in flight, so concurrent callers do not starve each other.
-_pool = ThreadPoolExecutor(32, thread_name_prefix="acctsync-io")
+IO_THREADS = 32
+_pool = ThreadPoolExecutor(IO_THREADS, thread_name_prefix="acctsync-io")
 
 
 def run_parallel(

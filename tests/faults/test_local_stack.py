@@ -1,5 +1,6 @@
 """`make run` as a new user meets it: started, stopped with Ctrl-C and started again within
-seconds (ports in TIME-WAIT), with the CLI used from another terminal beside it.
+seconds (ports in TIME-WAIT), with the CLI used from another terminal beside it; started twice;
+killed with SIGKILL and started again; its terminal closed (SIGHUP).
 
 The stack runs as `python -m acctsync.devstack` (what `make run` runs) in a state folder of
 its own, with small demo data and a fast heartbeat.
@@ -15,6 +16,7 @@ import subprocess
 import time
 from pathlib import Path
 
+from acctsync.devprocs import RecordedProcess
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorControl
 from tests.faults.support import ACCTSYNC, Figures, Process, wait_until
@@ -66,6 +68,13 @@ def line_with(stack: Process, prefix: str) -> str:
     return next(line for line in stack.lines if line.startswith(prefix))
 
 
+def identity_of(state: Path) -> dict[str, object]:
+    """What devstack.json keeps across restarts (all but the processes of the running stack)."""
+    kept: dict[str, object] = json.loads((state / "devstack.json").read_text())
+    kept.pop("processes", None)
+    return kept
+
+
 def cli(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [*ACCTSYNC, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120
@@ -84,7 +93,7 @@ def test_make_run_survives_restarts_and_the_cli_works_beside_it(
     finally:
         assert ctrl_c(first) == 0, "\n".join(first.lines[-30:])
     stopped_at = time.monotonic()
-    identity = json.loads((state / "devstack.json").read_text())
+    identity = identity_of(state)
 
     # Started again at once: the ports of the first start are in TIME-WAIT.
     second = start_stack(env)
@@ -93,7 +102,7 @@ def test_make_run_survives_restarts_and_the_cli_works_beside_it(
         restart_s = time.monotonic() - stopped_at
         for prefix in ("Azurite:", "Dataverse simulator: https", "ACCTSYNC_API_KEY="):
             assert line_with(first, prefix) == line_with(second, prefix)
-        assert json.loads((state / "devstack.json").read_text()) == identity
+        assert identity_of(state) == identity
         assert not any("another host" in line for line in second.lines)
 
         # A change made in Dynamics after the restart syncs.
@@ -196,3 +205,57 @@ def test_ctrl_c_mid_load_then_start_again_goes_on_at_once(tmp_path: Path, figure
         )
     finally:
         assert ctrl_c(second) == 0, "\n".join(second.lines[-30:])
+
+
+def test_a_second_make_run_says_one_runs_and_one_after_kill_9_starts_cleanly(
+    tmp_path: Path, figures: Figures
+) -> None:
+    state = tmp_path / "state"
+    port = free_port()
+    env = stack_env(state, ACCTSYNC_API_PORT=str(port))
+    first = start_stack(env)
+    try:
+        wait_for_cycles(first, 1, timeout=180)
+        second = start_stack(env)
+        assert second.finish(timeout=60) != 0
+        said = "\n".join(second.lines)
+        assert (
+            f"acctsync is already running: console at http://127.0.0.1:{port}/ "
+            f"(pid {first.popen.pid}); stop it with Ctrl-C in its terminal or "
+            f"`kill {first.popen.pid}`"
+        ) in said, said
+        assert first.popen.poll() is None
+        recorded = json.loads((state / "devstack.json").read_text())["processes"]
+        children = {role: RecordedProcess(**recorded[role]) for role in ("azurite", "simulator")}
+    finally:
+        first.popen.kill()  # SIGKILL: nothing of its own stops Azurite or the simulator
+        first.finish(timeout=60)
+    identity = identity_of(state)
+    assert all(child.running() for child in children.values()), "no orphans to recover from"
+
+    restarted = time.monotonic()
+    third = start_stack(env)
+    try:
+        wait_for_cycles(third, 1, timeout=180)
+        restart_s = time.monotonic() - restarted
+        assert cycles(third)[0].startswith("cycle succeeded"), cycles(third)
+        for prefix in ("Azurite:", "ACCTSYNC_API_KEY="):
+            assert line_with(first, prefix) == line_with(third, prefix)
+        assert identity_of(state) == identity
+        for role, child in children.items():
+            assert child.running() is None, f"the orphaned {role} still runs"
+            assert any(f"(pid {child.pid}), left running" in line for line in third.lines)
+        recorded = json.loads((state / "devstack.json").read_text())["processes"]
+        figures.record(
+            "local_stack_kill_9",
+            same_ports_and_key_after_kill_9=True,
+            orphans_stopped=len(children),
+            restart_to_first_cycle_s=round(restart_s, 1),
+        )
+    finally:
+        # Its terminal closed: it stops everything it started, as with Ctrl-C.
+        third.popen.send_signal(signal.SIGHUP)
+        assert third.finish(timeout=120) == 0, "\n".join(third.lines[-30:])
+    assert json.loads((state / "devstack.json").read_text())["processes"] == {}
+    for role in ("azurite", "simulator"):
+        assert RecordedProcess(**recorded[role]).running() is None, f"{role} outlived SIGHUP"
