@@ -28,7 +28,7 @@ from shared.mirror.records import replace
 from shared.services import Services
 from shared.state.fields import FieldSelection
 from shared.sync.apply.activities import FieldChange, FieldsChanged, log_change_activities
-from shared.sync.fields import field_problem
+from shared.sync.fields import AccountCatalogue, field_problem
 from shared.times import utcnow
 
 EDIT_SOURCE = "acctsync API"
@@ -67,7 +67,7 @@ def edit_account_through_contact(
         raise EditError(
             409, "contact_has_no_account", f"contact {contact_id} belongs to no account"
         )
-    stored = _validated(values, services.fields.get())
+    stored = _validated(values, services.fields.get(), AccountCatalogue(services))
     edit_key = "e" + uuid.uuid4().hex
     for _ in range(MAX_ATTEMPTS):
         account = services.accounts.get(account_id)
@@ -122,14 +122,16 @@ def edit_account_through_contact(
     raise EditError(409, "edit_conflict", "the account kept changing; retry the edit")
 
 
-def _validated(values: dict[str, Any], selection: FieldSelection | None) -> dict[str, Any]:
+def _validated(
+    values: dict[str, Any], selection: FieldSelection | None, catalogue: AccountCatalogue
+) -> dict[str, Any]:
     """The values as stored, or EditError naming every value Dynamics itself could not hold."""
     if not values:
         raise EditError(422, "no_fields", 'give at least one field: {"fields": {"name": "..."}}')
     problems = []
     stored: dict[str, Any] = {}
     for column, value in values.items():
-        problem = field_problem(selection, column)
+        problem = field_problem(selection, column, catalogue=catalogue)
         if problem is None:
             assert selection is not None
             try:
