@@ -263,7 +263,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from acctsync.export import Export, Format, Kind, run_export
+    from acctsync.export import Export, ExportTargetError, Format, Kind, checked_output, run_export
     from shared.services import get_services
     from shared.times import parse_iso
 
@@ -277,7 +277,12 @@ def _export(args: argparse.Namespace) -> int:
         )
         return 2
     export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
-    run_export(get_services(), export, args.output)
+    try:
+        output = checked_output(args.output) if args.output else None
+        run_export(get_services(), export, output)
+    except ExportTargetError as error:
+        print(f"acctsync: nothing exported: --output {args.output}: {error}", file=sys.stderr)
+        return 2
     return 0
 
 
