@@ -148,6 +148,7 @@ TABLES = {
     "acctsyncactivities",
     "acctsyncerrors",
     "acctsyncfeed",
+    "acctsyncsearch",
 }
 
 

@@ -15,6 +15,7 @@ from shared.mirror.lists import (
     contact_item,
     records_page,
 )
+from shared.mirror.search import SearchKind, matches, search_page
 from shared.mirror.tokens import Walk
 from shared.services import Services
 from shared.web.errors import ApiError
@@ -25,8 +26,10 @@ from shared.web.routes.paging import (
     Limit,
     ListQuery,
     PageToken,
+    Search,
     parse_time,
     position_of,
+    search_text,
 )
 
 ListQueryDep = Annotated[ListQuery, Depends()]
@@ -37,7 +40,13 @@ PAGING = (
     "Pages of `limit` items with an opaque `nextPageToken`; send it back as `pageToken` for "
     "the next page, until it is null. Each page is one bounded query from where the last one "
     "stopped. Without `modified_since` the walk goes in key order and meets every record that "
-    "is there for the whole walk exactly once; with it, in the order records were synced."
+    "is there for the whole walk exactly once; with it, in the order records were synced. "
+    "With `search`, in the order of the names (or emails) that start with it; a page may come "
+    "short of `limit` while the walk goes on."
+)
+SEARCH_ALONE = (
+    "search and modified_since cannot be combined: search finds records by name (or email), "
+    "modified_since walks them in the order they were synced; send one of them"
 )
 
 
@@ -45,21 +54,40 @@ def _records_page(
     services: Services, listed: Literal["accounts", "contacts"], query: ListQuery
 ) -> tuple[RecordPage, str | None]:
     """A page of a list and the token of the next; the walk is fixed by its parameters."""
+    text = search_text(query.search)
     walk = Walk.of(
-        listed, include_deleted=query.include_deleted, modified_since=query.modified_since
+        listed,
+        include_deleted=query.include_deleted,
+        modified_since=query.modified_since,
+        search=text,
     )
     position = position_of(services.page_tokens, walk, query.page_token)
-    since = parse_time("modified_since", query.modified_since) if query.modified_since else None
     accounts = listed == "accounts"
-    page = records_page(
-        services.feed,
-        Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
-        services.accounts if accounts else services.contacts,
-        position,
-        query.limit,
-        since_ms=int(since.timestamp() * 1000) if since else None,
-        include_deleted=query.include_deleted,
-    )
+    records = services.accounts if accounts else services.contacts
+    if text is not None:
+        if query.modified_since:
+            raise ApiError(422, "search_with_modified_since", SEARCH_ALONE)
+        kind = SearchKind.ACCOUNT if accounts else SearchKind.CONTACT
+        page = search_page(
+            services.search,
+            kind,
+            records,
+            text,
+            position,
+            query.limit,
+            include_deleted=query.include_deleted,
+        )
+    else:
+        since = parse_time("modified_since", query.modified_since) if query.modified_since else None
+        page = records_page(
+            services.feed,
+            Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
+            records,
+            position,
+            query.limit,
+            since_ms=int(since.timestamp() * 1000) if since else None,
+            include_deleted=query.include_deleted,
+        )
     next_token = (
         services.page_tokens.issue(walk, page.position) if page.position is not None else None
     )
@@ -93,9 +121,11 @@ def list_account_contacts(
     limit: Limit = 100,
     page_token: PageToken = None,
     include_deleted: IncludeDeleted = False,
+    search: Search = None,
 ) -> ContactPage:
     account_id = guid(accountid)
-    walk = Walk.of(f"accounts/{account_id}/contacts", include_deleted=include_deleted)
+    text = search_text(search)
+    walk = Walk.of(f"accounts/{account_id}/contacts", include_deleted=include_deleted, search=text)
     position = position_of(services.page_tokens, walk, page_token)
     if position is None and services.accounts.get(account_id) is None:
         raise ApiError(404, "account_not_found", f"no mirrored account {account_id}")
@@ -107,7 +137,9 @@ def list_account_contacts(
         limit,
         include_deleted=include_deleted,
     )
+    # An account's contacts are few: its own walk, filtered, rather than the whole index.
+    rows = [r for r in page.rows if text is None or matches(SearchKind.CONTACT, r, text)]
     return ContactPage(
-        items=[ContactItem(**contact_item(row)) for row in page.rows],
+        items=[ContactItem(**contact_item(row)) for row in rows],
         nextPageToken=services.page_tokens.issue(walk, page.position) if page.position else None,
     )
