@@ -312,7 +312,7 @@ def _worker(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    from acctsync.export import Export, Format, Kind, run_export
+    from acctsync.export import Export, ExportTargetError, Format, Kind, checked_output, run_export
     from shared.mirror.feed import RangeGone
     from shared.mirror.lists import range_gone
     from shared.services import get_services
@@ -328,9 +328,15 @@ def _export(args: argparse.Namespace) -> int:
         )
         return 2
     export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
+    try:
+        # Before anything is read: a wrong path is said at once, and no file is left.
+        output = checked_output(args.output) if args.output else None
+    except ExportTargetError as error:
+        print(f"acctsync: nothing exported: --output {args.output}: {error}", file=sys.stderr)
+        return 2
     services = get_services()
     try:
-        run_export(services, export, args.output)
+        run_export(services, export, output)
     except RangeGone as gone:
         retention = range_gone(gone, services.settings.feed_retention_days)
         print(

@@ -36,6 +36,10 @@ ACTIVITY_COLUMNS = ("contactid", "accountid", "type", "field", "old", "new", "re
                     "at", "old_truncated", "new_truncated")  # fmt: skip
 
 
+class ExportTargetError(ValueError):
+    """An --output the export cannot write to; nothing was read or written."""
+
+
 class Kind(StrEnum):
     ACCOUNTS = "accounts"
     CONTACTS = "contacts"
@@ -156,16 +160,36 @@ def _cell(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+def checked_output(output: Path) -> Path:
+    """The absolute path to export to, or ExportTargetError saying what to name instead;
+    checked before anything is read, so a typo costs no walk of the mirror."""
+    output = output.resolve()
+    if output.is_dir():
+        raise ExportTargetError(f"{output} is a folder; name a file in it, e.g. {output}/export")
+    if not output.parent.is_dir():
+        raise ExportTargetError(
+            f"the folder {output.parent} does not exist; create it or name a file in a folder "
+            "that does"
+        )
+    return output
+
+
 @contextlib.contextmanager
 def _target(output: Path | None) -> Iterator[IO[bytes]]:
     if output is None:
         yield sys.stdout.buffer
         sys.stdout.buffer.flush()
         return
-    output = output.resolve()
-    handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
-        "wb", dir=output.parent, prefix=f".{output.name}.", suffix=".partial", delete=False
-    )
+    output = checked_output(output)
+    try:
+        handle = tempfile.NamedTemporaryFile(  # noqa: SIM115 (renamed or removed below)
+            "wb", dir=output.parent, prefix=f".{output.name}.", suffix=".partial", delete=False
+        )
+    except OSError as error:
+        raise ExportTargetError(
+            f"cannot write in {output.parent} ({error.strerror}); name a file in a folder you "
+            "can write to"
+        ) from None
     try:
         with handle:
             yield handle

@@ -11,6 +11,7 @@ from shared.mirror.activities import ActivityLog
 from shared.mirror.feed import Feed
 from shared.mirror.members import Memberships
 from shared.mirror.records import AccountMirror, ContactMirror
+from shared.mirror.search import SearchIndex
 from shared.mirror.tokens import PageTokens, TokenKeys
 from shared.settings import Settings, get_settings
 from shared.state.cursors import Cursors
@@ -29,6 +30,7 @@ from shared.storage import (
     ERRORS_TABLE,
     FEED_TABLE,
     MEMBERS_TABLE,
+    SEARCH_TABLE,
     STATE_TABLE,
     Storage,
 )
@@ -78,6 +80,10 @@ class Services:
     @cached_property
     def feed(self) -> Feed:
         return Feed(self.storage.table(FEED_TABLE), settle_s=self.settings.feed_settle_seconds)
+
+    @cached_property
+    def search(self) -> SearchIndex:
+        return SearchIndex(self.storage.table(SEARCH_TABLE))
 
     @cached_property
     def page_tokens(self) -> PageTokens:

@@ -43,6 +43,7 @@ MEMBERS_TABLE = "acctsyncmembers"
 ACTIVITIES_TABLE = "acctsyncactivities"
 ERRORS_TABLE = "acctsyncerrors"
 FEED_TABLE = "acctsyncfeed"
+SEARCH_TABLE = "acctsyncsearch"
 TABLES = (
     STATE_TABLE,
     ACCOUNTS_TABLE,
@@ -51,6 +52,7 @@ TABLES = (
     ACTIVITIES_TABLE,
     ERRORS_TABLE,
     FEED_TABLE,
+    SEARCH_TABLE,
 )
 QUEUES = (BATCH_QUEUE, POISON_QUEUE)
 # Batches too large for a queue message (claim checks), one folder per cycle.

@@ -46,6 +46,7 @@ var tableNames = [
   'acctsyncactivities'
   'acctsyncerrors'
   'acctsyncfeed'
+  'acctsyncsearch'
 ]
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {

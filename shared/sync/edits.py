@@ -29,7 +29,7 @@ from shared.mirror.records import replace
 from shared.services import Services
 from shared.state.fields import FieldSelection
 from shared.sync.apply.activities import FieldChange
-from shared.sync.fields import field_problem
+from shared.sync.fields import AccountCatalogue, field_problem
 from shared.sync.pending_edits import PendingEdit, log_owed, settle, without_record
 
 # Text an edit may set: what one Table Storage property holds (Dynamics' own text columns
@@ -67,7 +67,7 @@ def edit_account_through_contact(
         raise EditError(
             409, "contact_has_no_account", f"contact {contact_id} belongs to no account"
         )
-    stored = _validated(values, services.fields.get())
+    stored = _validated(values, services.fields.get(), AccountCatalogue(services))
     for _ in range(MAX_ATTEMPTS):
         account = _editable(services, account_id)
         etag = str(account.metadata["etag"])
@@ -168,14 +168,16 @@ def _raise_if_changed_in_dynamics(services: Services, account: TableEntity) -> N
         )
 
 
-def _validated(values: dict[str, Any], selection: FieldSelection | None) -> dict[str, Any]:
+def _validated(
+    values: dict[str, Any], selection: FieldSelection | None, catalogue: AccountCatalogue
+) -> dict[str, Any]:
     """The values as stored, or EditError naming every value Dynamics itself could not hold."""
     if not values:
         raise EditError(422, "no_fields", 'give at least one field: {"fields": {"name": "..."}}')
     problems = []
     stored: dict[str, Any] = {}
     for column, value in values.items():
-        problem = field_problem(selection, column)
+        problem = field_problem(selection, column, catalogue=catalogue)
         if problem is None:
             assert selection is not None
             try:

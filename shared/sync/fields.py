@@ -27,7 +27,9 @@ from shared.dataverse.columns import (
     column_limits,
     read_tables,
 )
+from shared.dataverse.errors import DataverseError
 from shared.services import Services
+from shared.settings import SettingsError
 from shared.state.fields import FieldSelection, Table
 from shared.times import utcnow
 
@@ -90,11 +92,8 @@ class FieldSelectionError(ValueError):
     """A selection naming unknown or unreadable columns; nothing was stored."""
 
     def __init__(self, *, unknown: list[str], unreadable: dict[str, Unreadable]):
-        parts = []
-        if unknown:
-            parts.append(f"unknown account columns: {', '.join(unknown)} ({HOW_TO_LIST})")
-        for name, why in unreadable.items():
-            parts.append(f"the Dynamics sync user cannot read {name}: {why.why}")
+        parts = [unknown_columns(unknown)] if unknown else []
+        parts += [unreadable_column(name, why) for name, why in unreadable.items()]
         super().__init__("; ".join(parts) or "select at least one account column")
         self.unknown = unknown
         self.unreadable = unreadable
@@ -233,13 +232,52 @@ def backfilled(services: Services, table: Table, columns: list[str]) -> None:
         services.fields.put(replace(stored, backfill=remaining), table)
 
 
-def field_problem(selection: FieldSelection | None, column: str) -> str | None:
+def unknown_columns(names: Sequence[str]) -> str:
+    """The one wording, everywhere (CLI, API, console), of names the account table lacks."""
+    return f"unknown account columns: {', '.join(names)} ({HOW_TO_LIST})"
+
+
+def unreadable_column(name: str, why: Unreadable) -> str:
+    """The one wording, everywhere, of a column the sync user cannot read, and what to do."""
+    return f"the Dynamics sync user cannot read {name}: {why.why}"
+
+
+class AccountCatalogue:
+    """The account table's columns as Dynamics describes them, read once and only when a
+    refusal has to say why a column is not selected: it does not exist, or the sync user cannot
+    read it, or it merely is not selected. Local edits of selected columns never ask."""
+
+    def __init__(self, services: Services):
+        self._services = services
+        self._checked: tuple[TableColumns, SecuredGrants] | None = None
+
+    def refusal(self, column: str) -> str | None:
+        """Why `column` cannot be selected; None when it could be (or Dynamics cannot say)."""
+        try:
+            if self._checked is None:
+                client = self._services.dataverse()
+                self._checked = (_account_columns(client), SecuredGrants(client))
+            table, grants = self._checked
+            if column not in table.columns:
+                return unknown_columns([column])
+            why = table.unreadable(column, grants)
+        except (DataverseError, SettingsError):
+            return None  # Dynamics unreachable: the refusal still says what to do
+        return unreadable_column(column, why) if why else None
+
+
+def field_problem(
+    selection: FieldSelection | None, column: str, *, catalogue: AccountCatalogue | None = None
+) -> str | None:
     """Why a local edit may not set `column`; None when it may."""
     if selection is None or column not in selection.columns:
-        return f"{column!r} is not a selected account field; select it first with {HOW_TO_SELECT}"
+        refusal = catalogue.refusal(column) if catalogue is not None else None
+        return refusal or (
+            f"{column!r} is not a selected account field; select it first with {HOW_TO_SELECT}"
+        )
     why = selection.unreadable.get(column)
     if why is not None:
-        return f"{column!r} is not readable by the Dynamics sync user now: {why.why}"
+        return unreadable_column(column, why)
     return None
 
 

@@ -3,7 +3,7 @@ azure-functions ASGI support) and by the local host (uvicorn), so both run the s
 
 Errors are always {"error": {"code", "message"}}; bad input is a 4xx and changes nothing. The
 OpenAPI description is generated from the routes' models, at /api/openapi.json, with the
-interactive docs at /api/docs.
+interactive docs at /api/docs (shared/web/docs.py).
 """
 
 from __future__ import annotations
@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from shared import __version__
 from shared.web.console import install_console
+from shared.web.docs import OPENAPI_URL, install_docs, install_docs_assets
 from shared.web.errors import install_error_handlers
 from shared.web.guards import ASGIApp, limit_body
 from shared.web.routes import accounts, contacts, feed, lists, sync
@@ -30,16 +31,17 @@ def create_app(*, api_key: str | None = None, api: bool = True) -> FastAPI:
         title="acctsync",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/api/docs" if api else None,
+        docs_url=None,  # install_docs: Swagger UI from the package, not FastAPI's CDN
         redoc_url=None,
-        openapi_url="/api/openapi.json" if api else None,
-        swagger_ui_oauth2_redirect_url="/api/docs/oauth2-redirect" if api else None,
+        openapi_url=OPENAPI_URL if api else None,
         # A trailing slash is not a route of its own, nor a redirect: ids are checked as sent.
         redirect_slashes=False,
     )
     if api:
         for router in (accounts.router, contacts.router, sync.router, lists.router, feed.router):
             app.include_router(router)
+        install_docs(app)
+    install_docs_assets(app)
     install_error_handlers(app)
     install_console(app, api_key=api_key)
     return app

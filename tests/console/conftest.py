@@ -94,16 +94,20 @@ def browser(stack: Stack) -> Iterator[Any]:
 
 
 @contextlib.contextmanager
-def chromium(downloads: Path, *, home: Path | None = None) -> Iterator[Any]:
+def chromium(
+    downloads: Path, *, home: Path | None = None, arguments: tuple[str, ...] = ()
+) -> Iterator[Any]:
     """A headless Chromium through Debian's chromedriver; `home`: its HOME, whose NSS
-    database (.pki/nssdb) holds the certificates it trusts beyond the system's."""
+    database (.pki/nssdb) holds the certificates it trusts beyond the system's; `arguments`:
+    more command-line switches (e.g. a network cut to loopback)."""
     from selenium.webdriver.chrome.options import Options
     from selenium.webdriver.chrome.service import Service
 
     options = Options()
     options.binary_location = str(shutil.which("chromium"))
     for argument in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--disable-gpu", "--no-first-run"):  # fmt: skip
+                     "--window-size=1400,1000", "--disable-gpu", "--no-first-run",
+                     *arguments):  # fmt: skip
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"browser": "ALL"})
     options.add_experimental_option(

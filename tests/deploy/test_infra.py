@@ -150,6 +150,7 @@ TABLES = {
     "acctsyncactivities",
     "acctsyncerrors",
     "acctsyncfeed",
+    "acctsyncsearch",
 }
 
 

@@ -135,3 +135,30 @@ def test_selecting_twelve_columns_again_costs_one_reread(
     view = api.get(f"/api/accounts/{account_id}").json()
     assert view["locally_modified"] == []
     assert sum(len(services.activities.for_contact(c)) for c in contacts) == activities
+
+
+def test_an_edit_refuses_columns_in_the_words_the_cli_uses(
+    simulator: SimulatorHandle,
+    services: Services,
+    api: httpx.Client,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    _, contacts = make_account(simulator, "Contoso", 1)
+    run_cycle_now(services)
+    code, _, cli_says = cli(capsys, "fields", "add", "creditlimit,nosuchcolumn")
+    assert code == 1
+    edit = api.patch(
+        f"/api/contacts/{contacts[0]}/account",
+        json={"fields": {"creditlimit": 5, "nosuchcolumn": "x", "telephone1": "555"}},
+    )
+    assert edit.status_code == 422, edit.text
+    message = edit.json()["error"]["message"]
+    # Secured: not readable, and why; unknown: does not exist; the CLI's very sentences.
+    unreadable = "the Dynamics sync user cannot read creditlimit: column security is on"
+    unknown = "unknown account columns: nosuchcolumn (`acctsync fields list`"
+    assert unreadable in message and unreadable in cli_says
+    assert unknown in message and unknown in cli_says
+    assert "not a selected account field" not in message
+    # A readable column the selection lacks is told to be selected.
+    edit = api.patch(f"/api/contacts/{contacts[0]}/account", json={"fields": {"donotemail": True}})
+    assert "'donotemail' is not a selected account field" in edit.json()["error"]["message"]

@@ -149,3 +149,15 @@ def test_a_failed_export_leaves_no_file(tmp_path: Path) -> None:
     assert list(tmp_path.iterdir()) == []
     refused = export(["contacts", "--since", "last week"], unreachable, tmp_path)
     assert refused.returncode == 2 and "ISO-8601" in refused.stderr
+
+
+def test_an_output_in_a_missing_folder_is_a_clear_error_and_no_file(tmp_path: Path) -> None:
+    # Storage is unreachable too: the output is checked before anything is read.
+    unreachable = "DefaultEndpointsProtocol=http;AccountName=x;AccountKey=a2V5;TableEndpoint=http://127.0.0.1:9/x;"
+    missing = tmp_path / "nonexistent" / "dir" / "c.csv"
+    run = export(["accounts", "--format", "csv", "--output", str(missing)], unreachable, tmp_path)
+    assert run.returncode == 2 and "Traceback" not in run.stderr
+    assert f"the folder {missing.parent} does not exist" in run.stderr
+    folder = export(["accounts", "--output", str(tmp_path)], unreachable, tmp_path)
+    assert folder.returncode == 2 and "is a folder; name a file in it" in folder.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -32,11 +32,13 @@ from shared.mapping import (
 from shared.mirror.activities import ActivityWriter
 from shared.mirror.feed import Stream
 from shared.mirror.records import PARALLEL_READS, bucket, generation_of, replace, version_of
+from shared.mirror.search import SearchKind
 from shared.mirror.writes import MAX_TRANSACTION_ENTITIES, run_parallel
 from shared.sync.apply.activities import FanOut, FieldChange, FieldsChanged, fan_out
 from shared.sync.apply.context import ApplyContext, change_time
 from shared.sync.apply.filtered import keep_out
 from shared.sync.apply.rows import BOOKKEEPING, version_property
+from shared.sync.apply.search import index_rows, index_unchanged
 from shared.sync.batches import AccountChange
 
 SYNC_REASON = "Account field changed in Dynamics"
@@ -90,6 +92,10 @@ class AccountApplier:
             existing = self.context.services.accounts.get_many(c.id for c in changes)
         keep_out(self.context, [c for c in changes if c.filtered], existing)
         plans = [p for c in live if (p := self._plan(c, existing.get(c.id)))]
+        written = [p.entity for p in plans if not p.stamp_only]
+        index_rows(self.context, SearchKind.ACCOUNT, written, existing)
+        unchanged = (existing[p.change.id] for p in plans if p.stamp_only)
+        index_unchanged(self.context, SearchKind.ACCOUNT, unchanged)
         self._log_activities(plans)
         self.context.synced(Stream.SYNCED_ACCOUNTS, (p.entity for p in plans if not p.stamp_only))
         for change in self._write_groups(plans):

@@ -14,9 +14,11 @@ from azure.data.tables import TableEntity
 from shared.mapping import UnstorableValue
 from shared.mirror.feed import Stream
 from shared.mirror.records import generation_of, version_of
+from shared.mirror.search import SearchKind
 from shared.mirror.writes import create_all, merge_all
 from shared.sync.apply.context import ApplyContext
 from shared.sync.apply.rows import contact_row
+from shared.sync.apply.search import index_rows, index_unchanged
 from shared.sync.batches import ContactChange
 
 
@@ -44,6 +46,7 @@ class ContactApplier:
             if row["accountid"] and contact_id not in apart
         )
         self.context.synced(Stream.SYNCED_CONTACTS, rows.values())
+        index_rows(self.context, SearchKind.CONTACT, rows.values(), {})
         existing = {
             str(r["RowKey"]) for r in create_all(self.services.contacts.table, rows.values())
         }
@@ -108,6 +111,12 @@ class ContactApplier:
             self.services.members.remove(account_id, contact_id)
         self.context.deleted("contact", (str(r["RowKey"]) for r in rows if r["is_deleted"]))
         self.context.synced(Stream.SYNCED_CONTACTS, (r for r in rows if not r["is_deleted"]))
+        index_rows(
+            self.context, SearchKind.CONTACT, (r for r in rows if not r["is_deleted"]), existing
+        )
+        index_unchanged(
+            self.context, SearchKind.CONTACT, (existing[str(s["RowKey"])] for s in stamps)
+        )
         self.services.contacts.upsert_all(rows + still_deleted)
         merge_all(self.services.contacts.table, stamps)
         result.contacts_applied += len(rows)

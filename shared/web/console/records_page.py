@@ -1,21 +1,27 @@
-"""Records: one account as mirrored (its locally modified fields marked), its contacts a page
-at a time, and each contact's Change Data Value activities, newest first."""
+"""Records: find an account by the start of its name, or through a contact's name or email
+(or by an id), then the account as mirrored (its locally modified fields and those still
+waiting for their backfill marked), its contacts a page at a time, and each contact's Change
+Data Value activities, newest first."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from azure.data.tables import TableEntity
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from shared.ids import InvalidId, parse_guid
+from shared.mapping import read_column
 from shared.mirror.records import fields_of
+from shared.mirror.search import SearchKind, search_page
 from shared.web.console.pages import SessionDep, render
 from shared.web.routes.accounts import account_view
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
 CONTACTS_PER_PAGE = 10
+FOUND_PER_KIND = 25  # a name typed in full finds a few; a first letter shows where to go on
 ACTIVITIES_PER_CONTACT = 50
 
 
@@ -24,14 +30,71 @@ def records_page(
     request: Request, services: ServicesDep, session: SessionDep, id: str = "", page: int = 1
 ) -> Response:
     context: dict[str, Any] = {"id": id, "account": None, "problem": None, "contacts": []}
-    if id.strip():
+    text = id.strip()
+    if text:
         try:
-            account_id = parse_guid(id.strip())
-        except InvalidId as error:
-            context["problem"] = str(error)
+            record_id = parse_guid(text)
+        except InvalidId:
+            context.update(_found(services, text))
         else:
-            context.update(_account(services, account_id, max(page, 1)))
+            context.update(_account(services, _account_of(services, record_id), max(page, 1)))
     return render(request, "records.html", context, session=session)
+
+
+def _account_of(services: ServicesDep, record_id: str) -> str:
+    """The account an id names: an account's own, or a contact's account."""
+    if services.accounts.get(record_id) is None:
+        contact = services.contacts.get(record_id)
+        if contact is not None and contact.get("accountid"):
+            return str(contact["accountid"])
+    return record_id
+
+
+def _found(services: ServicesDep, text: str) -> dict[str, Any]:
+    """Accounts whose name, and contacts whose name or email, start with `text`."""
+    accounts = search_page(
+        services.search,
+        SearchKind.ACCOUNT,
+        services.accounts,
+        text,
+        None,
+        FOUND_PER_KIND,
+        include_deleted=True,
+    )
+    contacts = search_page(
+        services.search,
+        SearchKind.CONTACT,
+        services.contacts,
+        text,
+        None,
+        FOUND_PER_KIND,
+        include_deleted=True,
+    )
+    return {
+        "found": {
+            "accounts": [_found_account(row) for row in accounts.rows],
+            "contacts": [_found_contact(row) for row in contacts.rows],
+            "more": accounts.position is not None or contacts.position is not None,
+        }
+    }
+
+
+def _found_account(row: TableEntity) -> dict[str, Any]:
+    return {
+        "id": str(row["RowKey"]),
+        "name": read_column(row, "name") or "",
+        "is_deleted": bool(row.get("is_deleted")),
+    }
+
+
+def _found_contact(row: TableEntity) -> dict[str, Any]:
+    return {
+        "id": str(row["RowKey"]),
+        "name": read_column(row, "fullname") or "",
+        "email": read_column(row, "emailaddress1") or "",
+        "accountid": str(row.get("accountid") or ""),
+        "is_deleted": bool(row.get("is_deleted")),
+    }
 
 
 def _account(services: ServicesDep, account_id: str, page: int) -> dict[str, Any]:
@@ -49,8 +112,10 @@ def _account(services: ServicesDep, account_id: str, page: int) -> dict[str, Any
         contacts.append(
             {"id": contact_id, "fields": fields_of(row) if row else {}, "activities": activities}
         )
+    selection = services.fields.get()
     return {
         "account": view,
+        "pending": set(selection.backfill) if selection else set(),
         "account_id": account_id,
         "contacts": contacts,
         "page": page,

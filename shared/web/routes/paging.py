@@ -37,6 +37,14 @@ ModifiedSince = Annotated[
         "`modified_since_too_old`"
     ),
 ]
+Search = Annotated[
+    str | None,
+    Query(
+        max_length=200,
+        description="only accounts whose name, contacts whose name or email, starts with this "
+        "text, whatever the case; in the order of those values",
+    ),
+]
 Since = Annotated[
     str, Query(description="ISO-8601 time with Z or an offset: the feed starts there")
 ]
@@ -50,6 +58,12 @@ class ListQuery:
     page_token: PageToken = None
     modified_since: ModifiedSince = None
     include_deleted: IncludeDeleted = False
+    search: Search = None
+
+
+def search_text(search: str | None) -> str | None:
+    """The text to search for; None for a plain list (no text, or only spaces)."""
+    return (search or "").strip() or None
 
 
 def parse_time(name: str, value: str) -> datetime:

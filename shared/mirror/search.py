@@ -1,0 +1,182 @@
+"""The search index: accounts by name, contacts by name or email, found by what they start
+with, whatever the case (`?search=` on the lists, the console's Records search).
+
+Table Storage has no case-insensitive prefix query, so the apply step keeps one entry per
+searchable value beside the row: PartitionKey `kind|first byte`, RowKey `hex(term)|id`, where
+the term is the value case-folded and cut to TERM_CHARS characters. Hex of UTF-8 keeps the
+terms' order and every character a key may not hold out of the key, so a prefix is one key
+range of one partition, read in pages from where the last one stopped. An entry only points:
+the search reads the rows and serves one only while its current value still makes that entry
+(an entry left by a rename the apply step did not see, a local edit, is dropped when met), and
+a contact found by both its name and its email comes once, through its smaller key.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Any
+
+from azure.core.exceptions import ResourceNotFoundError
+from azure.data.tables import TableClient, TableEntity
+
+from shared.mapping import read_column
+from shared.mirror.lists import Position, RecordPage
+from shared.mirror.records import MirroredRecords
+from shared.mirror.writes import run_parallel, upsert_all
+
+# Long enough to tell names apart, short enough for a RowKey (1 KiB) in any script.
+TERM_CHARS = 64
+_AFTER_ID = "}"  # sorts after the hex digits and "|": the end of a prefix's range
+# A row before and after a write (before: None when new, or not read).
+Change = tuple[Mapping[str, Any] | None, Mapping[str, Any]]
+
+
+class SearchKind(StrEnum):
+    ACCOUNT = "account"
+    CONTACT = "contact"
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """The columns whose values find a record of this kind."""
+        return ("name",) if self is SearchKind.ACCOUNT else ("fullname", "emailaddress1")
+
+
+def normalized(text: str) -> str:
+    """What a value is searched as: trimmed and case-folded ("Ærø" and "ærø" are one)."""
+    return text.strip().casefold()
+
+
+def _hex(term: str) -> str:
+    return term[:TERM_CHARS].encode().hex()
+
+
+@dataclass(frozen=True)
+class SearchKey:
+    partition: str
+    row: str
+
+    @classmethod
+    def of(cls, kind: SearchKind, term: str, record_id: str) -> SearchKey:
+        encoded = _hex(term)
+        return cls(f"{kind.value}|{encoded[:2]}", f"{encoded}|{record_id}")
+
+    def entity(self, record_id: str) -> dict[str, Any]:
+        return {"PartitionKey": self.partition, "RowKey": self.row, "id": record_id}
+
+
+def terms(kind: SearchKind, row: Mapping[str, Any]) -> list[str]:
+    """The searchable values of a mirrored row, normalized (empty ones left out)."""
+    values = (read_column(row, column) for column in kind.columns)
+    return list(dict.fromkeys(t for v in values if isinstance(v, str) and (t := normalized(v))))
+
+
+def keys_of(kind: SearchKind, row: Mapping[str, Any]) -> set[SearchKey]:
+    record_id = str(row["RowKey"])
+    return {SearchKey.of(kind, term, record_id) for term in terms(kind, row)}
+
+
+@dataclass(frozen=True)
+class Found:
+    """One entry of a prefix's range, in key order."""
+
+    key: SearchKey
+    id: str
+
+
+class SearchIndex:
+    def __init__(self, table: TableClient):
+        self.table = table
+
+    def update(self, kind: SearchKind, changes: Iterable[Change]) -> None:
+        """Index rows about to be written (`(before, after)`; `before` None when the row is
+        new or was not read): the new values' entries written, the old values' removed.
+        Idempotent: a batch applied again writes the same entries."""
+        written: list[dict[str, Any]] = []
+        gone: list[SearchKey] = []
+        for before, after in changes:
+            now = keys_of(kind, after)
+            written += [key.entity(str(after["RowKey"])) for key in now]
+            if before is not None:
+                gone += keys_of(kind, before) - now
+        upsert_all(self.table, written)
+        self.forget(gone)
+
+    def forget(self, keys: Iterable[SearchKey]) -> None:
+        """Drop entries whose record no longer has that value."""
+        run_parallel(self._forget_one, list(keys))
+
+    def _forget_one(self, key: SearchKey) -> None:
+        with contextlib.suppress(ResourceNotFoundError):  # removed already, or never written
+            self.table.delete_entity(key.partition, key.row)
+
+    def scan(
+        self, kind: SearchKind, prefix: str, *, after: str | None, limit: int
+    ) -> tuple[list[Found], bool]:
+        """Up to `limit` entries of the records whose value starts with `prefix` (normalized),
+        after the RowKey `after`; and whether more may follow."""
+        start = _hex(prefix)
+        partition = f"{kind.value}|{start[:2]}"
+        query = self.table.query_entities(
+            "PartitionKey eq @p and RowKey gt @after and RowKey lt @end",
+            parameters={"p": partition, "after": after or start, "end": start + _AFTER_ID},
+            select=["RowKey", "id"],
+            results_per_page=limit + 1,
+        )
+        found: list[Found] = []
+        for entity in query:
+            if len(found) == limit:
+                return found, True
+            found.append(_found(partition, entity))
+        return found, False
+
+
+def _found(partition: str, entity: TableEntity) -> Found:
+    return Found(SearchKey(partition, str(entity["RowKey"])), str(entity["id"]))
+
+
+def search_page(
+    index: SearchIndex,
+    kind: SearchKind,
+    records: MirroredRecords,
+    text: str,
+    position: Position | None,
+    limit: int,
+    *,
+    include_deleted: bool,
+) -> RecordPage:
+    """A page of the records whose value starts with `text`, in the order of their values.
+    A page may come short (an entry served through another, stale or deleted): the walk
+    goes on while the next position is not None."""
+    prefix = normalized(text)
+    found, more = index.scan(kind, prefix, after=(position or {}).get("after"), limit=limit)
+    rows = records.get_many(f.id for f in found)
+    stale: list[SearchKey] = []
+    kept: list[TableEntity] = []
+    for entry in found:
+        row = rows.get(entry.id)
+        if row is None or entry.key not in keys_of(kind, row):
+            stale.append(entry.key)  # its value changed since (a local edit, a lost delete)
+            continue
+        matching = _matching_keys(kind, row, prefix)
+        if entry.key not in matching:
+            continue  # `text` is longer than a key holds, and this value does not start so
+        if entry.key != min(matching, key=lambda k: k.row):
+            continue  # found by its other value too: served through the smaller key
+        if include_deleted or not row.get("is_deleted"):
+            kept.append(row)
+    index.forget(stale)
+    return RecordPage(kept, {"after": found[-1].key.row} if more else None)
+
+
+def matches(kind: SearchKind, row: Mapping[str, Any], text: str) -> bool:
+    """Whether a row's value starts with `text` (an account's contacts, filtered)."""
+    prefix = normalized(text)
+    return any(t.startswith(prefix) for t in terms(kind, row))
+
+
+def _matching_keys(kind: SearchKind, row: Mapping[str, Any], prefix: str) -> list[SearchKey]:
+    record_id = str(row["RowKey"])
+    return [SearchKey.of(kind, t, record_id) for t in terms(kind, row) if t.startswith(prefix)]
