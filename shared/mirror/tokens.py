@@ -6,6 +6,11 @@ when it was issued; the MAC is keyed with a random secret kept in the state tabl
 the first process that needs it, so every instance signs and checks with the same key and
 nothing of it is in the settings or the code. A token edited by hand, cut short, issued for
 another walk or older than TOKEN_TTL_S is refused, and the caller is told what to do.
+
+Nothing parses a token before its signature holds: its size and alphabet are checked first and
+its base64 must be the one canonical spelling, so hostile text (nested brackets, characters
+slipped in that a lenient decoder would skip) is refused cheaply and never reaches the JSON
+parser.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 import time
 from dataclasses import dataclass
@@ -25,6 +31,10 @@ from azure.data.tables import TableClient
 
 TOKEN_TTL_S = 7 * 24 * 3600
 _CONTEXT = b"acctsync page token v1|"
+# Far above any token issued (a walk's few parameters and a position), far below harm.
+MAX_TOKEN_CHARS = 4096
+# base64url without padding; an HMAC-SHA256 is 32 bytes, 43 characters.
+_SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
 
 
 class TokenError(ValueError):
@@ -93,10 +103,16 @@ class PageTokens:
 
     @staticmethod
     def _split(token: str) -> tuple[bytes, bytes]:
+        """The body and MAC of a well-formed token; nothing is parsed here."""
         try:
+            if len(token) > MAX_TOKEN_CHARS or not _SHAPE.fullmatch(token):
+                raise ValueError("not a token")
             body, mac = token.split(".")
             decoded = _unb64(body), _unb64(mac)
-            json.loads(decoded[0])
+            # Only the canonical spelling: a decoder ignores the spare bits of the last
+            # character, so another spelling of the same bytes is a changed token.
+            if (_b64(decoded[0]), _b64(decoded[1])) != (body, mac):
+                raise ValueError("not canonical")
         except (ValueError, binascii.Error):
             raise TokenError(
                 "malformed_token",
