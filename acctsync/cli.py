@@ -253,7 +253,7 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         since = parse_iso(args.since) if args.since else None
-    except (ValueError, OverflowError):
+    except ValueError:
         print(
             f"acctsync: --since {args.since!r} is not an ISO-8601 time; use e.g. "
             "2026-12-01T00:00:00Z",

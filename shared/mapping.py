@@ -16,13 +16,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
 from shared.ids import InvalidId, parse_guid
+from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, within_dataverse
 
 FIELD_PREFIX = "f_"
 CHUNK_MARK = "__C"
@@ -34,7 +35,12 @@ MAX_ENTITY_BYTES = 1024 * 1024
 MAX_CUSTOM_PROPERTIES = 252
 INT32_RANGE = (-(2**31), 2**31 - 1)
 INT64_RANGE = (-(2**63), 2**63 - 1)
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The two forms the Web API writes (ASCII digits, nothing around them): a date-only column's
+# day, and a UTC date-time; the parsers would also take week dates, compact forms, spaces.
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
 _CHUNK = re.compile(r"__C\d+$")
 
 
@@ -267,12 +273,30 @@ def _boolean(value: Any) -> bool:
 def _datetime(value: Any) -> datetime | str:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO-8601 date-time, got {type(value).__name__}")
-    if _DATE_ONLY.match(value):
-        return value  # date-only columns have no time zone; keep the text as sent
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone; Dataverse sends UTC with Z")
-    return parsed.astimezone(UTC)
+    if _DATE_ONLY.fullmatch(value):
+        # Date-only columns have no time zone: the text is kept as sent, once it is a real day.
+        try:
+            day = date.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"{value!r} is not a date of the calendar: {error}") from None
+        _within_dataverse(datetime.combine(day, time.min, UTC), value)
+        return value
+    if not _DATE_TIME.fullmatch(value):
+        raise ValueError(
+            f"{value[:40]!r} is not a date-time with its time zone, such as 2026-01-31T09:30:00Z "
+            "(or a date such as 2026-01-31)"
+        )
+    return _within_dataverse(parse_iso(value), value)
+
+
+def _within_dataverse(moment: datetime, value: str) -> datetime:
+    # Table Storage refuses times before 1601; Dynamics holds less still.
+    if not within_dataverse(moment):
+        raise ValueError(
+            f"{value!r} is outside what Dynamics holds ({DATAVERSE_EARLIEST:%Y-%m-%d} to "
+            f"{DATAVERSE_LATEST:%Y-%m-%d})"
+        )
+    return moment
 
 
 def _guid(value: Any) -> str:

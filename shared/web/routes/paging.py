@@ -53,7 +53,7 @@ class ListQuery:
 def parse_time(name: str, value: str) -> datetime:
     try:
         return parse_iso(value)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise ApiError(
             422,
             "invalid_time",
