@@ -59,6 +59,15 @@ def test_entra_sign_in_needs_its_secrets() -> None:
         ("//evil.example/", "/"),
         ("/\\evil.example", "/"),
         ("", "/"),
+        # Browsers drop tabs and newlines from URLs: each of these is //evil.example to them.
+        ("/\t/evil.example", "/"),
+        ("/\n/evil.example", "/"),
+        ("/\r\n/evil.example", "/"),
+        ("\t//evil.example", "/"),
+        ("/\x00/evil.example", "/"),
+        ("/ /evil.example", "/"),
+        ("/\u2028/evil.example", "/"),
+        ("/records?q=a%09b", "/records?q=a%09b"),  # encoded, it stays a path of this site
     ],
 )
 def test_after_sign_in_only_a_path_of_this_site(asked: str, goes_to: str) -> None:
