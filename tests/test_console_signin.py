@@ -87,9 +87,16 @@ def test_only_the_tenant_and_the_group_get_in() -> None:
 
 
 def test_csv_cells_never_become_formulas() -> None:
-    response = csv_response("e.csv", ["id", "message"], [["=HYPERLINK(1)", "+1 555"], [3, "ok"]])
+    cells = [["=HYPERLINK(1)", "+1 555"], [3, "ok"], ["\t=1+1", "\r=1"], ["-1", "@x"]]
+    response = csv_response("e.csv", ["id", "message"], cells)
     rows = list(csv.reader(io.StringIO(bytes(response.body).decode())))
-    assert rows == [["id", "message"], ["'=HYPERLINK(1)", "'+1 555"], ["3", "ok"]]
+    assert rows == [
+        ["id", "message"],
+        ["'=HYPERLINK(1)", "'+1 555"],
+        ["3", "ok"],
+        ["'\t=1+1", "'\r=1"],
+        ["'-1", "'@x"],
+    ]
     assert response.headers["content-disposition"] == 'attachment; filename="e.csv"'
 
 
