@@ -260,8 +260,20 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    output: Path | None = args.output
+    if output is not None and (output.is_dir() or not output.parent.is_dir()):
+        print(
+            f"acctsync: --output {str(output)!r} is not a file in an existing directory; "
+            "name the file to write, e.g. --output ./contacts.csv",
+            file=sys.stderr,
+        )
+        return 2
     export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
-    run_export(get_services(), export, args.output)
+    try:
+        run_export(get_services(), export, output)
+    except OSError as error:  # no room, no right to write there: nothing was left behind
+        print(f"acctsync: could not write {output}: {error.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

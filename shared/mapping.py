@@ -42,6 +42,10 @@ _DATE_TIME = re.compile(
     r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})", re.ASCII
 )
 _CHUNK = re.compile(r"__C\d+$")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What XML 1.0 cannot carry (C0 controls but tab, LF and CR; U+FFFE, U+FFFF): Dynamics moves
+# text through XML (FetchXML, SOAP, plug-ins), which fails on these, so an edit may not set them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class ColumnType(StrEnum):
@@ -233,6 +237,9 @@ def _string(value: Any) -> str:
     # Any length: long text spans properties (set_column); check_entity bounds the whole row.
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {type(value).__name__}")
+    if _LONE_SURROGATE.search(value):
+        # JSON can escape half a UTF-16 pair; no storage service can encode it.
+        raise ValueError("the text holds half of a UTF-16 surrogate pair, which is no character")
     return value
 
 
@@ -337,6 +344,11 @@ class ColumnLimits:
         if value is None:
             return (
                 f"{column!r} is required in Dynamics and cannot be empty" if self.required else None
+            )
+        if isinstance(value, str) and (bad := _NOT_XML.search(value)):
+            return (
+                f"{column!r} holds the control character U+{ord(bad.group()):04X}, which "
+                "Dynamics cannot carry; remove it"
             )
         if isinstance(value, str) and self.max_length is not None:
             # Dynamics counts .NET string length: UTF-16 code units.
