@@ -27,6 +27,7 @@ from acctsync.cli import main as cli_main
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
+from shared.settings import get_settings
 from shared.web.app import create_app
 from tests.faults.test_bad_input import assert_error_shape
 from tests.helpers import API_KEY, make_account
@@ -358,3 +359,44 @@ def test_every_command_refuses_the_hostile_corpus(
     assert not failures, "\n".join(failures[:40])
     assert storage_state(services) == before
     assert not list((tmp_path / "a-directory").iterdir())
+
+
+# -- settings -----------------------------------------------------------------------------------
+
+NUMERIC_SETTINGS = [
+    "SYNC_INTERVAL_MINUTES",
+    "ACTIVITY_CONTACT_LIMIT",
+    "ACCTSYNC_PLAN_BUDGET_SECONDS",
+    "ACCTSYNC_LEASE_SECONDS",
+    "ACCTSYNC_PAGE_SIZE",
+    "SYNC_ERROR_RETENTION_DAYS",
+    "FEED_RETENTION_DAYS",
+    "ACCTSYNC_FEED_SETTLE_SECONDS",
+]
+HOSTILE_SETTINGS = [
+    *[
+        (name, value)
+        for name in NUMERIC_SETTINGS
+        for value in ("nan", "inf", "-inf", "1e309", "-1", "five")
+    ],
+    ("SYNC_FILTER_COLUMN", "x' or 1 eq 1"),
+    ("SYNC_FILTER_COLUMN", "../x"),
+    ("DATAVERSE_URL", "javascript:alert(1)"),
+    ("DATAVERSE_URL", "http://contoso.crm.dynamics.com"),
+    ("DATAVERSE_URL", "file:///etc/passwd"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), HOSTILE_SETTINGS)
+def test_every_setting_refuses_hostile_values_by_name(
+    name: str, value: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A bad setting is a configuration error naming it (exit 2), never a traceback: NaN and
+    infinity passed the minimum check, and int() of them raised later."""
+    monkeypatch.setenv(name, value)
+    get_settings.cache_clear()
+    try:
+        code, err = _call(["status"])
+    finally:
+        get_settings.cache_clear()
+    assert code == 2 and "configuration error" in err and name in err, (code, err)
