@@ -320,7 +320,7 @@ def _export(args: argparse.Namespace) -> int:
 
     try:
         since = parse_iso(args.since) if args.since else None
-    except (ValueError, OverflowError):
+    except ValueError:
         print(
             f"acctsync: --since {args.since!r} is not an ISO-8601 time; use e.g. "
             "2026-12-01T00:00:00Z",
@@ -345,6 +345,9 @@ def _export(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 2
+    except OSError as error:  # no room, no right to write there: nothing was left behind
+        print(f"acctsync: could not write {output}: {error.strerror}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -25,6 +25,7 @@ import orjson
 from rich.console import Console
 from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+from shared.csvcells import text_cell
 from shared.dataverse.columns import CONTACT_COLUMNS, DEFAULT_ACCOUNT_COLUMNS
 from shared.mirror.activities import feed_activities_json
 from shared.mirror.activity_feed import activities_since
@@ -136,7 +137,9 @@ def _lines(services: Services, export: Export) -> Iterator[tuple[bytes, int]]:
         return
     columns = export.columns(services)
     buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
+    # CRLF, as RFC 4180: the writer then also quotes a cell holding a lone CR, which would
+    # otherwise end the row in a spreadsheet and start a row of the cell's choosing.
+    writer = csv.writer(buffer, lineterminator="\r\n")
 
     def line(cells: list[str]) -> bytes:
         writer.writerow(cells)
@@ -152,11 +155,12 @@ def _lines(services: Services, export: Export) -> Iterator[tuple[bytes, int]]:
 
 
 def _cell(value: Any) -> str:
-    """A CSV cell: text as it is, nothing as empty, anything else as JSON (true, 12.5, [..])."""
+    """A CSV cell: text as it is (behind a quote where a spreadsheet would run it as a
+    formula), nothing as empty, anything else as JSON (true, 12.5, [..])."""
     if value is None:
         return ""
     if isinstance(value, str):
-        return value
+        return text_cell(value)
     return orjson.dumps(value).decode()
 
 

@@ -170,6 +170,31 @@ var useClientSecret = dataverseConnection == 'clientSecret' || (useRopc && !empt
 // The Flex Consumption plan pulls the app package from this container.
 var deploymentContainerName = 'app-package-${take(names.functionApp, 32)}-${take(resourceToken, 7)}'
 
+// What the storage account holds besides the deployment container (names as in
+// shared/storage.py): storage.bicep creates each one, and rbac.bicep grants the app's identity
+// a role on each one, never on the whole account.
+var storageLayout = {
+  hostContainerNames: [
+    'azure-webjobs-hosts'
+    'azure-webjobs-secrets'
+  ]
+  batchContainerName: 'acctsync-batches'
+  queueNames: [
+    'acctsync-batches'
+    'acctsync-batches-poison'
+  ]
+  tableNames: [
+    'acctsyncstate'
+    'acctsyncaccounts'
+    'acctsynccontacts'
+    'acctsyncmembers'
+    'acctsyncactivities'
+    'acctsyncerrors'
+    'acctsyncfeed'
+    'acctsyncsearch'
+  ]
+}
+
 module identity 'app/identity.bicep' = {
   name: 'identity'
   params: {
@@ -187,6 +212,10 @@ module storage 'app/storage.bicep' = {
     tags: tags
     skuName: storageSkuName
     deploymentContainerName: deploymentContainerName
+    hostContainerNames: storageLayout.hostContainerNames
+    batchContainerName: storageLayout.batchContainerName
+    queueNames: storageLayout.queueNames
+    tableNames: storageLayout.tableNames
   }
 }
 
@@ -225,6 +254,11 @@ module rbac 'app/rbac.bicep' = {
   params: {
     principalId: identity.outputs.principalId
     storageAccountName: storage.outputs.name
+    deploymentContainerName: deploymentContainerName
+    hostContainerNames: storageLayout.hostContainerNames
+    batchContainerName: storageLayout.batchContainerName
+    queueNames: storageLayout.queueNames
+    tableNames: storageLayout.tableNames
     applicationInsightsName: monitoring.outputs.applicationInsightsName
     // Empty with managedIdentity: no vault, so no Key Vault Secrets User role either.
     keyVaultName: useKeyVault ? keyVault.outputs.name : ''

@@ -16,13 +16,14 @@ import math
 import re
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, time
 from enum import StrEnum
 from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
 from shared.ids import InvalidId, parse_guid
+from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, within_dataverse
 
 FIELD_PREFIX = "f_"
 CHUNK_MARK = "__C"
@@ -34,8 +35,17 @@ MAX_ENTITY_BYTES = 1024 * 1024
 MAX_CUSTOM_PROPERTIES = 252
 INT32_RANGE = (-(2**31), 2**31 - 1)
 INT64_RANGE = (-(2**63), 2**63 - 1)
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+# The two forms the Web API writes (ASCII digits, nothing around them): a date-only column's
+# day, and a UTC date-time; the parsers would also take week dates, compact forms, spaces.
+_DATE_ONLY = re.compile(r"\d{4}-\d{2}-\d{2}", re.ASCII)
+_DATE_TIME = re.compile(
+    r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,7})?)?(Z|[+-]\d{2}:\d{2})", re.ASCII
+)
 _CHUNK = re.compile(r"__C\d+$")
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+# What XML 1.0 cannot carry (C0 controls but tab, LF and CR; U+FFFE, U+FFFF): Dynamics moves
+# text through XML (FetchXML, SOAP, plug-ins), which fails on these, so an edit may not set them.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
 
 
 class ColumnType(StrEnum):
@@ -238,6 +248,9 @@ def _string(value: Any) -> str:
     # Any length: long text spans properties (set_column); check_entity bounds the whole row.
     if not isinstance(value, str):
         raise TypeError(f"expected text, got {type(value).__name__}")
+    if _LONE_SURROGATE.search(value):
+        # JSON can escape half a UTF-16 pair; no storage service can encode it.
+        raise ValueError("the text holds half of a UTF-16 surrogate pair, which is no character")
     return value
 
 
@@ -278,12 +291,30 @@ def _boolean(value: Any) -> bool:
 def _datetime(value: Any) -> datetime | str:
     if not isinstance(value, str):
         raise TypeError(f"expected an ISO-8601 date-time, got {type(value).__name__}")
-    if _DATE_ONLY.match(value):
-        return value  # date-only columns have no time zone; keep the text as sent
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    if parsed.tzinfo is None:
-        raise ValueError(f"{value!r} has no time zone; Dataverse sends UTC with Z")
-    return parsed.astimezone(UTC)
+    if _DATE_ONLY.fullmatch(value):
+        # Date-only columns have no time zone: the text is kept as sent, once it is a real day.
+        try:
+            day = date.fromisoformat(value)
+        except ValueError as error:
+            raise ValueError(f"{value!r} is not a date of the calendar: {error}") from None
+        _within_dataverse(datetime.combine(day, time.min, UTC), value)
+        return value
+    if not _DATE_TIME.fullmatch(value):
+        raise ValueError(
+            f"{value[:40]!r} is not a date-time with its time zone, such as 2026-01-31T09:30:00Z "
+            "(or a date such as 2026-01-31)"
+        )
+    return _within_dataverse(parse_iso(value), value)
+
+
+def _within_dataverse(moment: datetime, value: str) -> datetime:
+    # Table Storage refuses times before 1601; Dynamics holds less still.
+    if not within_dataverse(moment):
+        raise ValueError(
+            f"{value!r} is outside what Dynamics holds ({DATAVERSE_EARLIEST:%Y-%m-%d} to "
+            f"{DATAVERSE_LATEST:%Y-%m-%d})"
+        )
+    return moment
 
 
 def _guid(value: Any) -> str:
@@ -324,6 +355,11 @@ class ColumnLimits:
         if value is None:
             return (
                 f"{column!r} is required in Dynamics and cannot be empty" if self.required else None
+            )
+        if isinstance(value, str) and (bad := _NOT_XML.search(value)):
+            return (
+                f"{column!r} holds the control character U+{ord(bad.group()):04X}, which "
+                "Dynamics cannot carry; remove it"
             )
         if isinstance(value, str) and self.max_length is not None:
             # Dynamics counts .NET string length: UTF-16 code units.

@@ -7,6 +7,7 @@ import error in a Functions app silently removes every function; so nothing here
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -162,6 +163,8 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
         value = float(raw)
     except ValueError:
         raise SettingsError(f"{name}={raw!r} is not a number; set it to e.g. {default}") from None
+    if not math.isfinite(value):  # float() takes nan, inf and 1e309; no setting means them
+        raise SettingsError(f"{name}={raw!r} is not a finite number; set it to e.g. {default}")
     if value < minimum:
         raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
     return value

@@ -12,10 +12,12 @@ import contextlib
 import os
 import threading
 import urllib.request
+from collections.abc import Callable
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 import requests
-from azure.core.exceptions import ResourceExistsError
+from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, TableServiceClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
@@ -103,8 +105,10 @@ class Storage:
             self._credential = credential
 
     def ensure(self) -> None:
-        """Create the tables and queues that do not exist yet (once per process)."""
-        if self._ready:
+        """Create the tables and queues that do not exist yet (once per process). Not with an
+        identity (Azure): infra/ creates them, and the identity holds a role on each of them
+        alone, none on the account that creating one would take."""
+        if self._ready or self._credential is not None:
             return
         with self._lock:
             if self._ready:
@@ -119,10 +123,11 @@ class Storage:
 
     def missing(self) -> list[str]:
         """The tables and queues acctsync uses that the account does not have (what
-        `acctsync validate` reports; the host creates them on start)."""
-        tables = {t.name for t in self._table_service.list_tables()}
-        queues = {q.name for q in self._queue_service.list_queues()}
-        return [n for n in TABLES if n not in tables] + [n for n in QUEUES if n not in queues]
+        `acctsync validate` reports), asked one by one: roles scoped to each of them do not
+        let the identity list the account's."""
+        tables = [n for n in TABLES if not _exists(partial(_first_page, self.table(n)))]
+        queues = [n for n in QUEUES if not _exists(self.queue(n).get_queue_properties)]
+        return tables + queues
 
     def queue_length(self, name: str) -> int:
         """Messages waiting on a queue (approximate, as the service counts them)."""
@@ -152,8 +157,9 @@ class Storage:
             client = self._containers.get(name)
             if client is None:
                 client = self._containers[name] = self._blob_client(name)
-                with contextlib.suppress(ResourceExistsError):
-                    client.create_container()
+                if self._credential is None:  # with an identity, infra/ created it (ensure)
+                    with contextlib.suppress(ResourceExistsError):
+                        client.create_container()
             return client
 
     def _blob_client(self, name: str) -> ContainerClient:
@@ -178,6 +184,18 @@ class Storage:
             container.close()
         self._table_service.close()
         self._queue_service.close()
+
+
+def _first_page(table: TableClient) -> None:
+    next(table.query_entities("PartitionKey eq ''", results_per_page=1).by_page(), None)
+
+
+def _exists(ask: Callable[[], object]) -> bool:
+    try:
+        ask()
+    except ResourceNotFoundError:
+        return False
+    return True
 
 
 def _queue_codec() -> dict[str, Any]:

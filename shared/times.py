@@ -4,8 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-# Keys that sort newest first carry the time in milliseconds inverted against this bound.
-_TIME_BOUND_MS = 10**13 - 1
+# Keys carry a time as 13 digits of milliseconds (up to the year 2286), those that sort newest
+# first inverted against this bound; a time outside is clamped to the nearest end, so that a
+# query from the year 1 or up to the year 9999 still means "from the start" or "to the end".
+KEY_MS_BOUND = 10**13 - 1
+# What a Dynamics DateTime column holds (also a time Table Storage can, which starts at 1601).
+DATAVERSE_EARLIEST = datetime(1753, 1, 1, tzinfo=UTC)
+DATAVERSE_LATEST = datetime(9999, 12, 31, 23, 59, 59, 999_999, tzinfo=UTC)
 
 
 def utcnow() -> datetime:
@@ -27,7 +32,20 @@ def parse_iso(text: str) -> datetime:
     parsed = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
     if parsed.tzinfo is None:
         raise ValueError(f"{text!r} has no time zone; add Z for UTC")
-    return parsed.astimezone(UTC)
+    try:
+        return parsed.astimezone(UTC)
+    except OverflowError:  # 0001-01-01T00:00:00+05:00 is before the year 1 in UTC
+        raise ValueError(f"{text!r} is outside the years 1 to 9999 in UTC") from None
+
+
+def within_dataverse(at: datetime) -> bool:
+    """Whether Dynamics can hold (and filter on) this time."""
+    return DATAVERSE_EARLIEST <= at <= DATAVERSE_LATEST
+
+
+def key_ms(at: datetime) -> int:
+    """Milliseconds since 1970, clamped to what a 13-digit key holds."""
+    return min(max(int(at.timestamp() * 1000), 0), KEY_MS_BOUND)
 
 
 def newest_first_query(
@@ -47,4 +65,4 @@ def newest_first_query(
 
 def inverted_ms(at: datetime) -> str:
     """A 13-digit key part that sorts later moments first."""
-    return f"{_TIME_BOUND_MS - int(at.timestamp() * 1000):013d}"
+    return f"{KEY_MS_BOUND - key_ms(at):013d}"

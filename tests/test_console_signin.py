@@ -59,6 +59,15 @@ def test_entra_sign_in_needs_its_secrets() -> None:
         ("//evil.example/", "/"),
         ("/\\evil.example", "/"),
         ("", "/"),
+        # Browsers drop tabs and newlines from URLs: each of these is //evil.example to them.
+        ("/\t/evil.example", "/"),
+        ("/\n/evil.example", "/"),
+        ("/\r\n/evil.example", "/"),
+        ("\t//evil.example", "/"),
+        ("/\x00/evil.example", "/"),
+        ("/ /evil.example", "/"),
+        ("/\u2028/evil.example", "/"),
+        ("/records?q=a%09b", "/records?q=a%09b"),  # encoded, it stays a path of this site
     ],
 )
 def test_after_sign_in_only_a_path_of_this_site(asked: str, goes_to: str) -> None:
@@ -78,9 +87,16 @@ def test_only_the_tenant_and_the_group_get_in() -> None:
 
 
 def test_csv_cells_never_become_formulas() -> None:
-    response = csv_response("e.csv", ["id", "message"], [["=HYPERLINK(1)", "+1 555"], [3, "ok"]])
+    cells = [["=HYPERLINK(1)", "+1 555"], [3, "ok"], ["\t=1+1", "\r=1"], ["-1", "@x"]]
+    response = csv_response("e.csv", ["id", "message"], cells)
     rows = list(csv.reader(io.StringIO(bytes(response.body).decode())))
-    assert rows == [["id", "message"], ["'=HYPERLINK(1)", "'+1 555"], ["3", "ok"]]
+    assert rows == [
+        ["id", "message"],
+        ["'=HYPERLINK(1)", "'+1 555"],
+        ["3", "ok"],
+        ["'\t=1+1", "'\r=1"],
+        ["'-1", "'@x"],
+    ]
     assert response.headers["content-disposition"] == 'attachment; filename="e.csv"'
 
 

@@ -68,6 +68,16 @@ def test_bigint_is_stored_as_int64() -> None:
         (ColumnType.BOOLEAN, 1, "true or false"),
         (ColumnType.LOOKUP, "not-a-guid", "GUID"),
         (ColumnType.DATETIME, "2023-04-07T21:59:01", "time zone"),
+        # Dates are checked as dates, within what Dynamics and Table Storage both hold.
+        (ColumnType.DATETIME, "2026-13-45", "not a date of the calendar"),
+        (ColumnType.DATETIME, "0000-00-00", "not a date of the calendar"),
+        (ColumnType.DATETIME, "2026-01-01\n", "not a date-time"),
+        (ColumnType.DATETIME, "2026-01-01T00:00:00Z\n", "not a date-time"),
+        (ColumnType.DATETIME, "2026-W01-1T00:00:00Z", "not a date-time"),
+        (ColumnType.DATETIME, "\u0662\u0660\u0662\u0666-01-01", "not a date-time"),
+        (ColumnType.DATETIME, "1600-12-31T00:00:00Z", "outside what Dynamics holds"),
+        (ColumnType.DATETIME, "1752-12-31", "outside what Dynamics holds"),
+        (ColumnType.DATETIME, "0001-01-01T00:00:00+05:00", "outside the years 1 to 9999"),
     ],
 )
 def test_unstorable_values_name_the_column(kind: ColumnType, value: object, reason: str) -> None:

@@ -33,21 +33,17 @@ param deploymentContainerName string
 @maxValue(365)
 param deleteRetentionDays int = 7
 
-var queueNames = [
-  'acctsync-batches'
-  'acctsync-batches-poison'
-]
+@description('Blob containers of the Functions host (AzureWebJobsStorage): created here, so the app identity needs a role on each of them only, not one that may create containers.')
+param hostContainerNames array
 
-var tableNames = [
-  'acctsyncstate'
-  'acctsyncaccounts'
-  'acctsynccontacts'
-  'acctsyncmembers'
-  'acctsyncactivities'
-  'acctsyncerrors'
-  'acctsyncfeed'
-  'acctsyncsearch'
-]
+@description('Blob container of the batches too large for a queue message (claim checks).')
+param batchContainerName string
+
+@description('The batch queue and its poison queue.')
+param queueNames array
+
+@description('The tables of the mirror and its state.')
+param tableNames array
 
 resource storage 'Microsoft.Storage/storageAccounts@2023-05-01' = {
   // checkov:skip=CKV_AZURE_35: Flex Consumption without VNet integration reaches storage over the public endpoint from no fixed addresses, so the firewall default stays Allow; shared keys are disabled, so every request needs an Entra ID token and an RBAC role.
@@ -120,9 +116,20 @@ resource deploymentContainer 'Microsoft.Storage/storageAccounts/blobServices/con
   }
 }
 
-// Batches too large for a queue message (claim checks): a cycle deletes its own once it has
-// finished; a poisoned batch's stays for `acctsync replay-poison` until this rule removes it.
-var batchContainerName = 'acctsync-batches'
+// The host's own containers (timer schedule monitor and singleton locks; function keys). The
+// host would create them on start, which takes a role on the whole account; here they exist.
+resource hostContainers 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = [
+  for containerName in hostContainerNames: {
+    parent: blobService
+    name: containerName
+    properties: {
+      publicAccess: 'None'
+    }
+  }
+]
+
+// Claim checks: a cycle deletes its own once it has finished; a poisoned batch's stays for
+// `acctsync replay-poison` until this rule removes it.
 var batchBlobRetentionDays = 14
 
 resource batchContainer 'Microsoft.Storage/storageAccounts/blobServices/containers@2023-05-01' = {

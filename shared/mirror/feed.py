@@ -57,6 +57,7 @@ from azure.data.tables import (
 )
 
 from shared.mirror.writes import delete_all, upsert_all
+from shared.times import KEY_MS_BOUND
 
 WINDOW_MS = 3_600_000  # one partition per stream and hour
 # Clock skew between instances (NTP keeps Azure's far under this) is allowed for on top of
@@ -106,8 +107,9 @@ def partition(stream: Stream, at_ms: int) -> str:
 
 
 def start_position(at_ms: int) -> str:
-    """The position just before everything stamped at or after `at_ms`."""
-    return f"{max(at_ms, 0):013d}"
+    """The position just before everything stamped at or after `at_ms` (clamped to 13 digits:
+    a longer position would compare as an earlier one)."""
+    return f"{min(max(at_ms, 0), KEY_MS_BOUND):013d}"
 
 
 def caught_up(watermark_ms: int) -> str:

@@ -87,7 +87,10 @@ def _storage(services: Services) -> CheckResult:
         return failed("storage", detail, STORAGE_FIX)
     if missing:
         detail = f"missing: {', '.join(missing)}"
-        fix = "start the host once (`acctsync run`, or the Function App): it creates them"
+        fix = (
+            "locally, start the host once (`acctsync run`): it creates them; in Azure, "
+            "`azd provision` creates them (the app's identity may not)"
+        )
         return failed("storage", detail, fix)
     return passed("storage", "reachable; the tables and queues are all there")
 

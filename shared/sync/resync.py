@@ -18,7 +18,7 @@ from typing import Any
 from shared.services import Services
 from shared.state.resync import Resync, ResyncStatus, new_resync
 from shared.sync.fields import HOW_TO_SELECT
-from shared.times import parse_iso, utcnow
+from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, utcnow, within_dataverse
 
 
 class ResyncProblem(StrEnum):
@@ -123,9 +123,17 @@ def _moment(value: str | datetime | None, name: str) -> datetime | None:
     if not value.strip():
         return None
     try:
-        return parse_iso(value)
+        moment = parse_iso(value)
     except ValueError:
         raise ResyncError(
             ResyncProblem.BAD_RANGE,
             f"{name}={value!r} is not an ISO-8601 date-time with a zone, e.g. 2026-01-31T00:00:00Z",
         ) from None
+    if not within_dataverse(moment):
+        # Dynamics refuses a filter on a time it cannot hold; the range is read from Dynamics.
+        raise ResyncError(
+            ResyncProblem.BAD_RANGE,
+            f"{name}={value!r} is outside what Dynamics holds ({DATAVERSE_EARLIEST:%Y-%m-%d} to "
+            f"{DATAVERSE_LATEST:%Y-%m-%d}); leave it out to mean every account",
+        )
+    return moment

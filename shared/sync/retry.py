@@ -89,7 +89,7 @@ def retry_errors(
 ) -> RetryOutcome:
     """Retry the unresolved errors with `code`, or naming one of `ids` (record ids as Sync
     Errors shows them), or all; UnknownErrorCode before anything is read."""
-    if code and code not in {c.value for c in ErrorCode}:
+    if code is not None and code not in {c.value for c in ErrorCode}:  # "" is no code either
         raise UnknownErrorCode(code)
     wanted = {i.strip().lower() for i in ids} if ids is not None else None
     outcome = RetryOutcome()

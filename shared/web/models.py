@@ -99,6 +99,7 @@ class PauseState(BaseModel):
 
 
 class FieldSelectionRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt property is refused, not ignored
     selected: list[str] = Field(description="the account columns to sync, by logical name")
 
 

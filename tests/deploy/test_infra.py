@@ -135,6 +135,7 @@ NOT_IN_AZURE = {
 # Built-in role definition IDs (identical in every tenant).
 ROLE_IDS = {
     "storageBlobDataOwner": "b7e6dc6d-f1e8-4753-8033-0f276bb0955b",
+    "storageBlobDataContributor": "ba92f5b4-2d11-453d-a403-e96b0029c9fe",
     "storageQueueDataContributor": "974c5e8b-45b9-4653-ba55-5f855dd0fb88",
     "storageTableDataContributor": "0a9a7e1f-b9d0-4cc4-a60d-0319b160aaa3",
     "monitoringMetricsPublisher": "3913510d-42f4-4e42-8a64-420c390055eb",
@@ -142,6 +143,7 @@ ROLE_IDS = {
 }
 
 QUEUES = {"acctsync-batches", "acctsync-batches-poison"}
+HOST_CONTAINERS = {"azure-webjobs-hosts", "azure-webjobs-secrets"}
 TABLES = {
     "acctsyncstate",
     "acctsyncaccounts",
@@ -384,6 +386,12 @@ def test_roles_are_the_built_in_ones() -> None:
     assert "principalType: 'ServicePrincipal'" in text
 
 
+def _created(storage: BicepFile, kind: str) -> set[str]:
+    """The names of the storage resources of one kind (containers, queues, tables) a module
+    declares."""
+    return {r.body["name"] for r in storage.resources() if r.target.split("@")[0].endswith(kind)}
+
+
 def test_storage_is_keyless_and_has_the_queues_and_tables() -> None:
     text = read_bicep(APP_DIR / "storage.bicep")
     for fragment in (
@@ -394,21 +402,61 @@ def test_storage_is_keyless_and_has_the_queues_and_tables() -> None:
         "publicAccess: 'None'",
     ):
         assert fragment in text, f"storage.bicep lacks {fragment!r}"
-    names = set(re.findall(r"^\s+'([a-z0-9-]+)'$", text, re.MULTILINE))
-    missing = sorted((QUEUES | TABLES) - names)
-    assert not missing, f"storage.bicep lacks queues/tables {missing}"
+    storage = _module(_main(), "app/storage.bicep")
+    assert _created(storage, "/queues") == QUEUES
+    assert _created(storage, "/tables") == TABLES
+    # The host's containers exist before it starts: it needs no right to create containers.
+    assert HOST_CONTAINERS | {"acctsync-batches"} <= _created(storage, "/containers")
 
 
 def test_storage_names_match_the_code() -> None:
     from shared import storage
 
-    text = read_bicep(APP_DIR / "storage.bicep")
-    names = set(re.findall(r"^\s+'([a-z0-9-]+)'$", text, re.MULTILINE))
     assert set(storage.QUEUES) == QUEUES and set(storage.TABLES) == TABLES, (
         f"shared/storage.py uses queues {storage.QUEUES} and tables {storage.TABLES}; "
-        "infra/app/storage.bicep and this test must create the same"
+        "infra/main.bicep (storageLayout) and this test must name the same"
     )
-    assert set(storage.QUEUES) | set(storage.TABLES) <= names
+    assert storage.BATCH_CONTAINER in _created(_module(_main(), "app/storage.bicep"), "/containers")
+
+
+def test_every_storage_role_is_scoped_to_what_uses_it() -> None:
+    """No role on the storage account: Blob Data Owner on the host's containers only (its
+    leases), Blob Data Contributor on the deployment and claim-check containers, Queue and
+    Table Data Contributor on each queue and table the app uses, and on nothing else."""
+    main = _main()
+    rbac = _module(main, "app/rbac.bicep")
+    resources = {r.symbol: r for r in rbac.resources() if r.deployed}
+    role_of = {role_id: name for name, role_id in ROLE_IDS.items()}
+    scoped: dict[str, set[str]] = {}
+    for resource in resources.values():
+        if not resource.target.startswith("Microsoft.Authorization/roleAssignments@"):
+            continue
+        role = role_of[resource.body["properties"]["roleDefinitionId"].split("'")[-2]]
+        scope = str(resource.body["scope"])[2:-1]  # ${symbol[i]} -> symbol[i]
+        target = resources[scope]
+        assert not target.target.startswith("Microsoft.Storage/storageAccounts@"), (
+            f"{resource.symbol} grants {role} on the whole storage account: scope it"
+        )
+        scoped.setdefault(role, set()).add(f"{target.target.split('@')[0]}/{target.body['name']}")
+    blob, queues, tables = (
+        "Microsoft.Storage/storageAccounts/blobServices/containers/",
+        "Microsoft.Storage/storageAccounts/queueServices/queues/",
+        "Microsoft.Storage/storageAccounts/tableServices/tables/",
+    )
+    deployment = _module(main, "app/storage.bicep").value("deploymentContainerName")
+    assert scoped["storageBlobDataOwner"] == {blob + name for name in HOST_CONTAINERS}
+    assert scoped["storageBlobDataContributor"] == {
+        blob + deployment,
+        blob + "acctsync-batches",
+    }
+    assert scoped["storageQueueDataContributor"] == {queues + name for name in QUEUES}
+    assert scoped["storageTableDataContributor"] == {tables + name for name in TABLES}
+    storage = _module(main, "app/storage.bicep")
+    created = {f"{blob}{n}" for n in _created(storage, "/containers")}
+    created |= {f"{queues}{n}" for n in _created(storage, "/queues")}
+    created |= {f"{tables}{n}" for n in _created(storage, "/tables")}
+    granted = set().union(*(scoped[r] for r in scoped if r.startswith("storage")))
+    assert granted <= created, f"roles on what storage.bicep does not create: {granted - created}"
 
 
 def test_key_vault_and_app_insights_hardening() -> None:

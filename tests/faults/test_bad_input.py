@@ -58,6 +58,11 @@ def state(services: Services) -> tuple[Any, Any]:
     return snapshot(services), selection.to_json() if selection else None
 
 
+# A retry of the sync errors a body names is valid whatever it names, and here there are none
+# to name: a 200 that does nothing (the state check below holds it to that).
+NO_OP_WRITES = {"/api/sync/errors/retry"}
+
+
 def test_schemathesis_never_gets_a_5xx_or_a_partial_write(
     api_base: str, simulator: SimulatorHandle, services: Services, figures: Figures
 ) -> None:
@@ -80,7 +85,7 @@ def test_schemathesis_never_gets_a_5xx_or_a_partial_write(
         assert (response.status_code == 401) == (sent_key != API_KEY), (key, sent_key)
         if response.status_code >= 400:
             assert_error_shape(response)
-        elif case.method in ("PATCH", "PUT", "POST"):
+        elif case.method in ("PATCH", "PUT", "POST") and case.operation.path not in NO_OP_WRITES:
             writes_accepted.append(key)
 
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):

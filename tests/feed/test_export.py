@@ -138,6 +138,35 @@ def test_export_is_the_api_download_in_csv_and_ndjson(
     )
 
 
+FORMULAS = [
+    '=HYPERLINK("https://evil.example","x")',
+    "+1+1",
+    "-2+3",
+    "@SUM(1)",
+    "\t=1+1",
+    "\r=1",
+    "a\r=1",  # a row of its own, unless the cell is quoted
+]
+SAFE = ["Contoso - Europe", "a\r=1"]
+
+
+def test_csv_cells_never_run_as_formulas_and_ndjson_stays_exact(
+    mirror: Services, storage_connection: str, tmp_path: Path
+) -> None:
+    for name in {*FORMULAS, *SAFE}:
+        seed_account(mirror, 0, name=name)
+    run = export(["accounts", "--format", "csv"], storage_connection, tmp_path)
+    assert run.returncode == 0, run.stderr
+    rows = csv.DictReader(io.StringIO(run.stdout.decode(), newline=""))
+    # Behind a single quote, a spreadsheet shows the text and runs nothing.
+    assert sorted(row["name"] for row in rows) == sorted(
+        {"'" + f if f not in SAFE else f for f in FORMULAS} | set(SAFE)
+    )
+    run = export(["accounts", "--format", "ndjson"], storage_connection, tmp_path)
+    exact = sorted(json.loads(line)["fields"]["name"] for line in run.stdout.split(b"\n")[:-1])
+    assert exact == sorted({*FORMULAS, *SAFE})
+
+
 def test_a_failed_export_leaves_no_file(tmp_path: Path) -> None:
     unreachable = (
         "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey=a2V5;"

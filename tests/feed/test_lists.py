@@ -14,7 +14,16 @@ from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, ContactChange
 from shared.times import utcnow
-from tests.feed.support import account, api_get, batch, contact, follow, new_id, settle
+from tests.feed.support import (
+    account,
+    api_get,
+    batch,
+    contact,
+    follow,
+    new_id,
+    seed_account,
+    settle,
+)
 
 ROUNDS = 8
 
@@ -150,3 +159,22 @@ def test_accounts_list_shows_the_selected_fields_and_deleted_ones_on_request(
     assert unknown.json()["error"]["code"] == "account_not_found"
     too_many = feed_api.get("/api/accounts", params={"limit": 5000})
     assert too_many.status_code == 422
+
+
+def test_far_times_mean_the_start_or_the_end_not_a_wrong_page(
+    mirror: Services, feed_api: httpx.Client
+) -> None:
+    """A time past 2286 made a 14-digit key position that compared as an earlier one: since
+    the year 2500 listed everything synced from 2023 on."""
+    seed_account(mirror, 2)
+    settle()
+    for route in ("/api/accounts", "/api/contacts"):
+        everything = follow(api_get(feed_api, route, limit=100))
+        assert everything
+        future = api_get(feed_api, route, limit=100, modified_since="2500-01-01T00:00:00Z")
+        assert follow(future) == []
+        past = api_get(feed_api, route, limit=100, modified_since="0001-01-01T00:00:00Z")
+        assert sorted(map(str, follow(past))) == sorted(map(str, everything))
+    token = feed_api.get("/api/activities/pagingtoken", params={"since": "2500-01-01T00:00:00Z"})
+    page = feed_api.get("/api/activities", params={"pageToken": token.json()["nextPageToken"]})
+    assert page.status_code == 200 and page.json()["items"] == []

@@ -11,6 +11,8 @@ from typing import Any
 
 from fastapi.responses import Response
 
+from shared.csvcells import text_cell
+
 
 def day_start(text: str | None) -> datetime | None:
     """The start of a YYYY-MM-DD day in UTC; None when empty; ValueError when malformed."""
@@ -40,8 +42,7 @@ def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[A
     writer = csv.writer(out)
     writer.writerow(header)
     for row in rows:
-        # A cell starting with = + - @ would be a formula in a spreadsheet: quote it as text.
-        writer.writerow(["'" + c if isinstance(c, str) and c[:1] in "=+-@" else c for c in row])
+        writer.writerow([text_cell(c) if isinstance(c, str) else c for c in row])
     return Response(
         out.getvalue(),
         media_type="text/csv; charset=utf-8",

@@ -143,8 +143,16 @@ def sign_in_location(next_path: str) -> str:
 
 
 def safe_next(value: str | None) -> str:
-    """Only a path of this site: never an open redirect."""
-    if not value or not value.startswith("/") or value.startswith("//") or "\\" in value:
+    """Only a path of this site: never an open redirect. Browsers drop tabs and newlines from
+    a URL and read a backslash as a slash, so "/\t/evil.example" is "//evil.example" to them:
+    a path with a control character, a space or a backslash is refused whole."""
+    if (
+        not value
+        or any(char.isspace() or not char.isprintable() for char in value)
+        or "\\" in value
+        or not value.startswith("/")
+        or value.startswith("//")
+    ):
         return "/"
     return value
 

@@ -69,7 +69,7 @@ def search_text(search: str | None) -> str | None:
 def parse_time(name: str, value: str) -> datetime:
     try:
         return parse_iso(value)
-    except (ValueError, OverflowError):
+    except ValueError:
         raise ApiError(
             422,
             "invalid_time",
