@@ -178,7 +178,8 @@ class RetryResult(BaseModel):
 class VerifyRequestBody(BaseModel):
     """Start a verify of the mirror against Dynamics at the next heartbeat without a cycle."""
 
-    model_config = ConfigDict(extra="forbid")
+    # Strict: `"yes"` or `1` is a 422, not a verify (and a repair) nobody asked for.
+    model_config = ConfigDict(extra="forbid", strict=True)
     repair: bool = Field(False, description="re-read the drifted records and apply them")
     deep: bool = Field(False, description="also compare the selected columns' values")
 

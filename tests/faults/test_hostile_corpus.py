@@ -101,6 +101,11 @@ HOSTILE_JSON: list[Any] = [
 
 # Query parameters whose values are free text (a filter): a 200 is fine, a 5xx is not.
 FREE_TEXT = {("GET", "/api/activities", "fields")}
+# Text searched for: any text is a search (it finds what starts with it, perhaps nothing).
+FREE_TEXT |= {
+    ("GET", path, "search")
+    for path in ("/api/accounts", "/api/contacts", "/api/accounts/{accountid}/contacts")
+}
 
 
 def _kind(parameter: dict[str, Any]) -> str:
@@ -135,6 +140,10 @@ VALID_THERE = {
     ("POST", "/api/sync/resync", "modified_since"): [None, ""],
     ("POST", "/api/sync/errors/retry", "ids"): [None, []],
     ("POST", "/api/sync/errors/retry", "whole"): [{}],
+    # A verify asked for with either switch, or none, is a verify: only other values are hostile.
+    ("POST", "/api/sync/verify", "repair"): [True, False],
+    ("POST", "/api/sync/verify", "deep"): [True, False],
+    ("POST", "/api/sync/verify", "whole"): [None, {}],
 }
 
 
@@ -155,6 +164,7 @@ def _valid_bodies(contact_id: str) -> dict[tuple[str, str], dict[str, Any]]:
         ("PUT", "/api/sync/fields"): {"selected": ["name", "revenue"]},
         ("POST", "/api/sync/resync"): {"field": "name", "modified_since": "2026-01-01T00:00:00Z"},
         ("POST", "/api/sync/errors/retry"): {"ids": [contact_id]},
+        ("POST", "/api/sync/verify"): {"repair": False, "deep": False},
     }
 
 
@@ -294,7 +304,7 @@ def test_every_route_refuses_the_hostile_corpus(
 
 # Commands that take no input from the command line beyond switches, or serve until stopped.
 NO_INPUT = {"cycle", "run", "status", "replay-poison", "reset-cursors", "worker", "sim"}
-NO_INPUT |= {"validate", "pause", "resume"}
+NO_INPUT |= {"validate", "pause", "resume", "verify"}
 
 
 def _call(argv: list[str]) -> tuple[int, str]:
@@ -372,6 +382,7 @@ NUMERIC_SETTINGS = [
     "SYNC_ERROR_RETENTION_DAYS",
     "FEED_RETENTION_DAYS",
     "ACCTSYNC_FEED_SETTLE_SECONDS",
+    "VERIFY_INTERVAL_HOURS",
 ]
 HOSTILE_SETTINGS = [
     *[
@@ -379,6 +390,8 @@ HOSTILE_SETTINGS = [
         for name in NUMERIC_SETTINGS
         for value in ("nan", "inf", "-inf", "1e309", "-1", "five")
     ],
+    ("VERIFY_REPAIR", "maybe"),
+    ("VERIFY_REPAIR", "yes please"),
     ("SYNC_FILTER_COLUMN", "x' or 1 eq 1"),
     ("SYNC_FILTER_COLUMN", "../x"),
     ("DATAVERSE_URL", "javascript:alert(1)"),
