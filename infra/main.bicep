@@ -297,6 +297,7 @@ module alerts 'app/alerts.bicep' = {
     alertEmail: alertEmail
     syncIntervalMinutes: syncIntervalMinutes
     longestCycleMinutes: longestCycleMinutes
+    verifyIntervalHours: verifyIntervalHours
   }
 }
 

@@ -205,7 +205,10 @@ class VerifyStep:
         result = result_of(run, finished_at=utcnow(), error=error)
         self.services.verifies.finished(result)
         self.runs.drop(run.request.id)
-        telemetry.observe("acctsync.verify_drift", result.drift)
+        # What the "drift left" alert watches is what a repair could not mend; what was found
+        # before it says how far the mirror had drifted.
+        telemetry.observe("acctsync.verify_drift", result.drift_left)
+        telemetry.observe("acctsync.verify_drift_found", result.drift)
         logger.info("verify finished", extra=result.to_json())
         try:
             self.lease.release(phase=Phase.IDLE, step=None)
