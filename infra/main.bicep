@@ -331,6 +331,7 @@ module alerts 'app/alerts.bicep' = {
     alertEmail: alertEmail
     syncIntervalMinutes: syncIntervalMinutes
     longestCycleMinutes: longestCycleMinutes
+    verifyIntervalHours: verifyIntervalHours
   }
 }
 

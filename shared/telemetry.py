@@ -32,7 +32,12 @@ HISTOGRAMS = {
     "acctsync.change_lag_s": ("s", "from modifiedon in Dynamics to the row in the mirror"),
     "acctsync.since_last_success_s": ("s", "at each heartbeat: since a cycle last succeeded"),
     "acctsync.poison_backlog": ("1", "at each heartbeat: batches waiting in the poison queue"),
-    "acctsync.verify_drift": ("1", "after each verify: records the mirror had wrong"),
+    "acctsync.verify_drift": ("1", "after each verify: records the mirror still has wrong"),
+    "acctsync.verify_drift_found": ("1", "after each verify: records found wrong, before repair"),
+    "acctsync.since_last_verify_s": (
+        "s",
+        "at each heartbeat, scheduled verifies on: since a verify last finished without error",
+    ),
 }
 
 

@@ -1,6 +1,7 @@
 // Alerts on acctsync's own metrics, the way Marketo notifies about its sync: the sync is
 // down, records could not be mirrored, batches wait in the poison queue, Dataverse refuses
-// the credentials. Each is a log search alert rule over the metrics the app sends to
+// the credentials, a verify left the mirror different from Dynamics, no verify has finished
+// for two verify intervals. Each is a log search alert rule over the metrics the app sends to
 // Application Insights (customMetrics: name = the metric, attributes in customDimensions,
 // histograms with valueMax/valueCount, counters with valueSum).
 //
@@ -40,10 +41,17 @@ param syncIntervalMinutes int
 @minValue(1)
 param longestCycleMinutes int
 
+@description('Hours between two verifies the app runs by itself (VERIFY_INTERVAL_HOURS); 0: none, and no "not verified" rule.')
+@minValue(0)
+param verifyIntervalHours int
+
 // "Sync down" once no cycle has succeeded for three intervals plus the longest cycle: one
 // failed or slow cycle is normal, three in a row are not.
 var syncDownMinutes = 3 * syncIntervalMinutes + longestCycleMinutes
 var syncDownSeconds = syncDownMinutes * 60
+// "Not verified" once two scheduled verifies in a row did not finish: one may fail (Dynamics
+// busy, a restart), two are a pattern.
+var verifyOverdueHours = 2 * verifyIntervalHours
 
 // Built-in Reader (same ID in every tenant).
 var readerRoleId = 'acdd72a7-3385-48ef-bd42-f606fba81ae7'
@@ -108,7 +116,7 @@ var actionGroupIds = empty(alertEmail) ? [] : [actionGroup.id]
 // Every query returns what the rule measures; the rule compares it with 0. The sync-down
 // query returns a row only when the sync is down, because "no heartbeat at all" (no row in
 // customMetrics) must fire too and a measured column cannot see missing data.
-var rules = [
+var rules = concat([
   {
     key: 'sync-down'
     displayName: 'acctsync: sync down'
@@ -179,7 +187,44 @@ customMetrics
     aggregation: 'Total'
     measure: 'auth_failures'
   }
-]
+  {
+    key: 'verify-drift'
+    displayName: 'acctsync: a verify left the mirror different from Dynamics'
+    description: 'A verify finished with records the mirror still has wrong (acctsync.verify_drift: the drift left after repair, or all it found when it did not repair). GET /api/sync/verify (or the console\'s Sync Status) lists them by kind with sample ids; run acctsync verify --repair. Drift that a repair leaves is a bug: report it with those ids.'
+    severity: 2
+    frequency: 'PT15M'
+    window: 'PT15M'
+    // One mail per verify that left drift: the metric comes once per verify, so a stateful
+    // rule would resolve itself 15 minutes later while the drift stays.
+    autoMitigate: false
+    query: '''
+customMetrics
+| where name == "acctsync.verify_drift"
+| project timestamp, verify_drift = valueMax
+'''
+    aggregation: 'Maximum'
+    measure: 'verify_drift'
+  }
+], verifyIntervalHours > 0 ? [
+  {
+    key: 'verify-overdue'
+    displayName: 'acctsync: the mirror has not been verified'
+    description: 'No verify has finished without error for more than ${verifyOverdueHours} hours (2 x VERIFY_INTERVAL_HOURS ${verifyIntervalHours}; acctsync.since_last_verify_s, which each heartbeat reports). GET /api/sync/verify says why the last one failed (error); a paused sync runs no scheduled verify. Run acctsync verify.'
+    severity: 3
+    frequency: 'PT1H'
+    window: 'PT1H'
+    autoMitigate: true
+    query: format('''
+let limit_s = {0};
+customMetrics
+| where name == "acctsync.since_last_verify_s"
+| summarize since_last_verify_s = max(valueMax)
+| where since_last_verify_s > limit_s
+''', verifyOverdueHours * 3600)
+    aggregation: 'Count'
+    measure: ''
+  }
+] : [])
 
 resource alertRules 'Microsoft.Insights/scheduledQueryRules@2023-12-01' = [
   for rule in rules: {

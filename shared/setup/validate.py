@@ -3,7 +3,8 @@ check of the set-up, each with pass, warn or fail and the exact fix. It builds i
 from the settings, so a token is really asked for and nothing cached hides a broken set-up.
 
 Order: settings; then Dynamics (shared/setup/dynamics.py); then the storage account, its
-poison queue, and whether the heartbeat is alive.
+poison queue, whether the heartbeat is alive, and what the last verify of the mirror found
+(read from storage: validate stays fast and does not compare the mirror again).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from shared.state.fields import FieldSelection, Table
 from shared.storage import POISON_QUEUE
 from shared.sync.status import STALLED_MARGIN, sync_health
 from shared.times import iso, utcnow
+from shared.verify.result import drift_in_words
 
 # The checks after `settings`, in the order they run and print.
 AFTER_SETTINGS = (
@@ -33,7 +35,9 @@ AFTER_SETTINGS = (
     "columns",
     "poison",
     "heartbeat",
+    "mirror_verified",
 )
+VERIFY_FIX = "run `acctsync verify --repair` (or POST /api/sync/verify with repair)"
 STORAGE_FIX = (
     "check AzureWebJobsStorage: locally, start Azurite (`make run` does); in Azure, give the "
     "Function App's identity Storage Blob, Queue and Table Data Contributor on the account"
@@ -67,9 +71,11 @@ def validate(load_settings: Callable[[], Settings] = Settings.from_env) -> list[
         columns = dynamics.pop()  # it reads the selection from storage: after that check
         results += [*dynamics, storage, columns]
         if not readable:
-            return results + [not_checked(n, "storage") for n in ("poison", "heartbeat")]
+            after_storage = ("poison", "heartbeat", "mirror_verified")
+            return results + [not_checked(n, "storage") for n in after_storage]
         results.append(_poison(services))
         results.append(_heartbeat(services))
+        results.append(_verified(services))
     finally:
         services.close()
     return results
@@ -136,6 +142,41 @@ def _heartbeat(services: Services) -> CheckResult:
         "heartbeat",
         f"the last cycle succeeded {_minutes(now - state.succeeded_at)} ago, within the "
         f"{_minutes(allowed)} allowed",
+    )
+
+
+def _verified(services: Services) -> CheckResult:
+    """Whether the last verify found the mirror equal to Dynamics, and recently enough."""
+    hours = services.settings.verify_interval_hours
+    off = "scheduled verifies are off (VERIFY_INTERVAL_HOURS=0)"
+    last = services.verifies.last()
+    if last is None:
+        detail = "no verify has run yet" + (f"; {off}" if hours <= 0 else "")
+        return warned("mirror_verified", detail, "run `acctsync verify`")
+    ago = f"{iso(last.finished_at)} ({_minutes(utcnow() - last.finished_at)} ago)"
+    if last.drift_left:
+        found = ", ".join(drift_in_words(last))
+        detail = f"the verify of {ago} left {last.drift_left:,} records unlike Dynamics: {found}"
+        return failed("mirror_verified", detail, VERIFY_FIX)
+    if last.error:
+        detail = f"the verify of {ago} did not finish: {last.error}"
+        return warned("mirror_verified", detail, "fix that, then run `acctsync verify`")
+    if hours <= 0:
+        detail = f"the mirror equaled Dynamics at the verify of {ago}, but {off}"
+        fix = "set VERIFY_INTERVAL_HOURS (24 by default), or run `acctsync verify` now and then"
+        return warned("mirror_verified", detail, fix)
+    allowed = timedelta(hours=2 * hours)
+    if utcnow() - last.finished_at > allowed:
+        detail = f"the last verify was {ago}: more than 2 x VERIFY_INTERVAL_HOURS"
+        fix = (
+            "check that the heartbeat runs and the sync is not paused (scheduled verifies wait "
+            "while it is), then run `acctsync verify`"
+        )
+        return warned("mirror_verified", detail, fix)
+    return passed(
+        "mirror_verified",
+        f"the mirror equaled Dynamics at the verify of {ago}, within the {_minutes(allowed)} "
+        "allowed",
     )
 
 

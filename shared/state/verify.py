@@ -19,7 +19,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
-from shared.times import iso, parse_iso
+from shared.times import iso, iso_precise, parse_iso
 
 MAX_SAMPLES = 100
 
@@ -194,11 +194,13 @@ class VerifyResult:
 
 
 class VerifyStore:
-    """Rows in the state table: the verify asked for (at most one waits), the one under way
-    and the last result."""
+    """Rows in the state table: the verify asked for (at most one waits), the one under way,
+    the last result, when a verify last finished without error, and when the verify schedule
+    began counting (the first cycle it saw succeed)."""
 
     PARTITION = "verify"
     REQUEST, RUNNING, LAST = "request", "running", "last"
+    CLEAN, ANCHOR = "clean", "anchor"
 
     def __init__(self, table: TableClient):
         self.table = table
@@ -240,8 +242,28 @@ class VerifyStore:
     def finished(self, result: VerifyResult) -> None:
         """Keep `result` as the last one; nothing runs any more."""
         self.table.upsert_entity(self._row(self.LAST, result.to_json()), mode=UpdateMode.REPLACE)
+        if result.error is None:
+            # Kept apart: a failed verify must not reset what the "not verified" alert counts.
+            clean = {"id": result.id, "finished_at": iso_precise(result.finished_at)}
+            self.table.upsert_entity(self._row(self.CLEAN, clean), mode=UpdateMode.REPLACE)
         with contextlib.suppress(ResourceNotFoundError):
             self.table.delete_entity(self.PARTITION, self.RUNNING)
+
+    def last_clean_at(self) -> datetime | None:
+        """When a verify last finished without error (its drift aside)."""
+        data = self._get(self.CLEAN)
+        return parse_iso(data["finished_at"]) if data is not None else None
+
+    def anchor(self, succeeded_at: datetime | None) -> datetime | None:
+        """What the schedule counts from before any verify: the first cycle success it was
+        shown, kept (the state's `succeeded_at` moves on with every cycle, so counting from it
+        would put the first scheduled verify off for ever)."""
+        data = self._get(self.ANCHOR)
+        if data is None and succeeded_at is not None:
+            with contextlib.suppress(ResourceExistsError):  # another host kept one first
+                self.table.create_entity(self._row(self.ANCHOR, {"at": iso_precise(succeeded_at)}))
+            data = self._get(self.ANCHOR)
+        return parse_iso(data["at"]) if data is not None else None
 
     def _get(self, row: str) -> dict[str, Any] | None:
         try:

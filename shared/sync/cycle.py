@@ -54,7 +54,7 @@ from shared.sync.resync import cycle_finished
 from shared.sync.resync_step import ResyncPlanner
 from shared.sync.schema import CycleColumns, check_columns, store_unreadable
 from shared.times import iso, utcnow
-from shared.verify.requests import wanted_verify
+from shared.verify.requests import unverified_for, wanted_verify
 from shared.verify.step import VerifyAction, VerifyStep
 
 logger = logging.getLogger(__name__)
@@ -186,6 +186,9 @@ def _observe(services: Services, state: CycleState, now: datetime) -> None:
         telemetry.observe("acctsync.since_last_success_s", max(since, 0.0))
     # What the "poison messages waiting" alert watches.
     telemetry.observe("acctsync.poison_backlog", queue_backlog(services, POISON_QUEUE))
+    unverified = unverified_for(services, state, now)
+    if unverified is not None:  # what the "mirror not verified" alert watches
+        telemetry.observe("acctsync.since_last_verify_s", unverified.total_seconds())
 
 
 def _verify(

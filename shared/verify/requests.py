@@ -14,7 +14,9 @@ from typing import Any
 from shared.services import Services
 from shared.state.schedule import CycleState, Phase
 from shared.state.verify import VerifyRequest, VerifyTrigger
+from shared.storage import BATCH_CONTAINER
 from shared.times import iso, utcnow
+from shared.verify.progress import RunStore
 
 
 def request_verify(
@@ -53,13 +55,22 @@ def scheduled_due(services: Services, state: CycleState) -> datetime | None:
     if hours <= 0:
         return None
     last = services.verifies.last()
-    since = last.finished_at if last is not None else state.succeeded_at
+    since = last.finished_at if last is not None else services.verifies.anchor(state.succeeded_at)
     return since + timedelta(hours=hours) if since is not None else None
 
 
+def unverified_for(services: Services, state: CycleState, now: datetime) -> timedelta | None:
+    """How long the mirror has gone without a verify that finished (without error): what the
+    "not verified" alert watches. None when scheduled verifies are off or nothing synced yet."""
+    if services.settings.verify_interval_hours <= 0:
+        return None
+    since = services.verifies.last_clean_at() or services.verifies.anchor(state.succeeded_at)
+    return max(now - since, timedelta(0)) if since is not None else None
+
+
 def verify_status(services: Services, state: CycleState) -> dict[str, Any]:
-    """What status shows: the last verify's summary, the one under way or asked for, and
-    when the next scheduled one is due."""
+    """What status shows: the last verify's summary, the one under way (with the table and
+    stage it is at) or asked for, and when the next scheduled one is due."""
     last = services.verifies.last()
     running = services.verifies.running() if state.phase is Phase.VERIFYING else None
     requested = services.verifies.requested()
@@ -68,10 +79,25 @@ def verify_status(services: Services, state: CycleState) -> dict[str, Any]:
         full = last.to_json()
         keys = ("id", "trigger", "finished_at", "duration_s", "deep", "repair", "drift")
         summary = {k: full[k] for k in (*keys, "by_kind", "repaired", "drift_left", "error")}
+        summary["dataverse_requests"] = full["dataverse_requests"]
         summary["samples"] = full["samples"][:10]
     return {
         "last": summary,
-        "running": running.to_json() if running is not None else None,
+        "running": _running(services, running) if running is not None else None,
         "requested": requested.to_json() if requested is not None else None,
         "next_due": iso(scheduled_due(services, state)),
     }
+
+
+def _running(services: Services, request: VerifyRequest) -> dict[str, Any]:
+    """The verify under way and where it stands (its first heartbeat may not have saved any)."""
+    run = RunStore(services.storage.container(BATCH_CONTAINER)).load(request.id)
+    table = run.current if run is not None else None
+    where: dict[str, str | None]
+    if run is None:
+        where = {"table": None, "stage": None}
+    elif table is None:
+        where = {"table": None, "stage": "repair"}
+    else:
+        where = {"table": table.entity_set, "stage": table.stage.value}
+    return {**request.to_json(), **where}

@@ -42,6 +42,10 @@ from shared.verify.rows import TableSpec
 
 logger = logging.getLogger(__name__)
 
+VERIFY_RETRY = (
+    "it starts over; the next scheduled verify does by itself. If it keeps failing, check "
+    "DATAVERSE_URL, the network and the org's health with `acctsync validate`"
+)
 # Dynamics rows a row-by-row comparison holds at most (cells are grouped to stay under it).
 MAX_HELD_ROWS = 50_000
 
@@ -99,11 +103,12 @@ class VerifyStep:
             return VerifyOutcome(VerifyAction.BUSY, request.id)
         except Exception as error:
             explained = explain(error)
-            logger.error(
-                "verify %s failed: %s. Fix: %s", request.id, explained.message, explained.fix
-            )
+            # A failed verify is over (its position is dropped): no cycle takes it up again.
+            fix = f"{explained.fix}; then " if explained.needs_action else ""
+            fix += f"run `acctsync verify` again ({VERIFY_RETRY})"
+            logger.error("verify %s failed: %s. Fix: %s", request.id, explained.message, fix)
             failed = run or VerifyRun(request, utcnow(), [])
-            return self._finish(failed, error=f"{explained.message}. Fix: {explained.fix}")
+            return self._finish(failed, error=f"{explained.message}. Fix: {fix}")
         return self._finish(run)
 
     def _new_run(self, request: VerifyRequest, client: DataverseClient) -> VerifyRun:
@@ -205,7 +210,10 @@ class VerifyStep:
         result = result_of(run, finished_at=utcnow(), error=error)
         self.services.verifies.finished(result)
         self.runs.drop(run.request.id)
-        telemetry.observe("acctsync.verify_drift", result.drift)
+        # What the "drift left" alert watches is what a repair could not mend; what was found
+        # before it says how far the mirror had drifted.
+        telemetry.observe("acctsync.verify_drift", result.drift_left)
+        telemetry.observe("acctsync.verify_drift_found", result.drift)
         logger.info("verify finished", extra=result.to_json())
         try:
             self.lease.release(phase=Phase.IDLE, step=None)

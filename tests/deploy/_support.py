@@ -38,13 +38,17 @@ METRIC_NAMES = frozenset(
     }
 )
 # Metrics the alert rules (infra/app/alerts.bicep) watch on top of those: the heartbeat's
-# health gauges and the planning failures. They have no workbook tile of their own.
+# health gauges, the planning failures and the verify's (with the drift a verify found before
+# repair, which the drift alert's doc names). They have no workbook tile of their own.
 ALERT_METRIC_NAMES = frozenset(
     {
         "acctsync.since_last_success_s",
         "acctsync.poison_backlog",
         "acctsync.planning_failures",
         "acctsync.sync_errors",
+        "acctsync.verify_drift",
+        "acctsync.verify_drift_found",
+        "acctsync.since_last_verify_s",
     }
 )
 

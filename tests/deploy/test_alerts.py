@@ -69,6 +69,27 @@ EXPECTED_RULES: dict[str, dict[str, Any]] = {
         "metricMeasureColumn": "auth_failures",
         "autoMitigate": True,
     },
+    # Once per verify: one mail per verify that left drift (a stateful rule would resolve
+    # itself a window later while the drift stays).
+    "verify-drift": {
+        "metric": "acctsync.verify_drift",
+        "severity": 2,
+        "evaluationFrequency": "PT15M",
+        "windowSize": "PT15M",
+        "timeAggregation": "Maximum",
+        "metricMeasureColumn": "verify_drift",
+        "autoMitigate": False,
+    },
+    # Every heartbeat reports how long the mirror has gone unverified; a row means overdue.
+    "verify-overdue": {
+        "metric": "acctsync.since_last_verify_s",
+        "severity": 3,
+        "evaluationFrequency": "PT1H",
+        "windowSize": "PT1H",
+        "timeAggregation": "Count",
+        "metricMeasureColumn": None,
+        "autoMitigate": True,
+    },
 }
 
 
@@ -148,6 +169,36 @@ def test_sync_down_threshold_comes_from_the_parameters() -> None:
     assert limit() == (3 * 5 + 60) * 60
     assert limit(syncIntervalMinutes=10, longestCycleMinutes=30) == (3 * 10 + 30) * 60
     assert BicepFile(MAIN_BICEP, DEPLOYMENT).value("longestCycleMinutes") == 60
+
+
+def test_verify_alerts_watch_the_drift_left_and_two_missed_intervals() -> None:
+    from shared.telemetry import HISTOGRAMS
+
+    rules = _rules(_alerts())
+    drift = _condition(rules["verify-drift"])["query"]
+    assert "verify_drift = valueMax" in drift
+    assert "after repair" in rules["verify-drift"]["properties"]["description"]
+    assert "still has wrong" in HISTOGRAMS["acctsync.verify_drift"][1], "the drift LEFT"
+
+    def overdue(**params: Any) -> tuple[int, str] | None:
+        rule = _rules(_alerts(**params)).get("verify-overdue")
+        if rule is None:
+            return None
+        query = _condition(rule)["query"]
+        match = re.search(r"^let limit_s = (\d+);$", query, re.MULTILINE)
+        assert match, query
+        assert "| where since_last_verify_s > limit_s" in query
+        return int(match.group(1)), rule["properties"]["description"]
+
+    # 2 x VERIFY_INTERVAL_HOURS, in seconds, from main.bicep's verifyIntervalHours.
+    limit, description = overdue() or (0, "")
+    assert limit == 2 * 24 * 3600 and "more than 48 hours" in description
+    assert BicepFile(MAIN_BICEP, DEPLOYMENT).value("verifyIntervalHours") == 24
+    limit, description = overdue(verifyIntervalHours=6) or (0, "")
+    assert limit == 12 * 3600 and "more than 12 hours" in description
+    # Scheduled verifies off: nothing is due, so nothing can be overdue.
+    assert overdue(verifyIntervalHours=0) is None
+    assert "verify-drift" in _rules(_alerts(verifyIntervalHours=0))
 
 
 def test_action_group_mails_alert_email() -> None:

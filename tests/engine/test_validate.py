@@ -12,7 +12,7 @@ from datetime import timedelta
 import httpx
 import pytest
 
-from acctsync.runner import run_cycle_now
+from acctsync.runner import run_cycle_now, run_verify_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.settings import Settings
@@ -21,6 +21,7 @@ from shared.setup.validate import validate
 from shared.storage import POISON_QUEUE
 from shared.sync.fields import select_fields
 from shared.times import utcnow
+from tests.engine.test_verify import settle
 from tests.faults.support import run
 from tests.helpers import make_account
 
@@ -35,6 +36,7 @@ CHECKS = [
     "columns",
     "poison",
     "heartbeat",
+    "mirror_verified",
 ]
 
 
@@ -49,6 +51,7 @@ def test_a_right_set_up_passes_every_check_through_the_cli_and_the_api(
 ) -> None:
     make_account(simulator, "Contoso", 2)
     run_cycle_now(services)
+    run_verify_now(services, repair=False, deep=False)
     done = run(["validate", "--json"], dict(os.environ))
     assert done.returncode == 0, done.stdout + done.stderr
     rows = json.loads(done.stdout)
@@ -128,6 +131,15 @@ def _poison(simulator: SimulatorHandle, services: Services) -> dict[str, str]:
     return {}
 
 
+def _drift_left(simulator: SimulatorHandle, services: Services) -> dict[str, str]:
+    settle()  # past the second the records were made in: a change then would be pending
+    run_cycle_now(services)
+    (contact,) = [c for c in services.contacts.table.list_entities()][:1]
+    services.contacts.table.delete_entity(contact["PartitionKey"], contact["RowKey"])
+    assert run_verify_now(services, repair=False, deep=False).drift_left == 1
+    return {}
+
+
 def _stalled(simulator: SimulatorHandle, services: Services) -> dict[str, str]:
     state = services.schedule.read()
     long_ago = utcnow() - timedelta(hours=3)
@@ -160,6 +172,7 @@ CASES: list[tuple[str, Breaker, str, list[str]]] = [
     ("a selected column deleted", _deleted_column, "columns", ["fields select"]),
     ("poison waiting", _poison, "poison", ["replay-poison"]),
     ("heartbeat stalled", _stalled, "heartbeat", ["acctsync"]),
+    ("drift left by a verify", _drift_left, "mirror_verified", ["acctsync verify --repair"]),
 ]
 
 
@@ -175,6 +188,7 @@ def test_each_check_fails_once_with_its_fix(
     make_account(simulator, "Contoso", 1)
     select_fields(services, ["name", "new_longnotes"])
     run_cycle_now(services)
+    run_verify_now(services, repair=False, deep=False)
     assert all(r.status == "pass" for r in checks().values())
     env = breaker(simulator, services)
     found = checks(env)
@@ -204,3 +218,30 @@ def test_write_privileges_warn_and_a_failing_check_exits_non_zero(
     served = {r["check"]: r for r in api.get("/api/sync/validate").json()}
     assert served["change_tracking"]["status"] == "fail"
     assert served["privileges"]["status"] == "warn"
+
+
+def test_mirror_verified_warns_until_a_recent_verify_found_no_drift_left(
+    simulator: SimulatorHandle, services: Services
+) -> None:
+    make_account(simulator, "Contoso", 1)
+    run_cycle_now(services)
+    simulator.control.requests(clear=True)
+    never = checks()["mirror_verified"]
+    assert (never.status, never.detail) == ("warn", "no verify has run yet")
+    assert never.fix == "run `acctsync verify`"
+    # The check reads what the last verify stored; it never compares the mirror itself.
+    assert not any("contacts" in str(e["path"]) for e in simulator.control.requests())
+
+    verified = run_verify_now(services, repair=False, deep=False)
+    assert checks()["mirror_verified"].status == "pass"
+    off = checks({"VERIFY_INTERVAL_HOURS": "0"})["mirror_verified"]
+    assert off.status == "warn" and "scheduled verifies are off" in off.detail
+    old = replace(verified, finished_at=utcnow() - timedelta(hours=49))
+    services.verifies.finished(old)
+    stale = checks()["mirror_verified"]
+    assert stale.status == "warn" and "more than 2 x VERIFY_INTERVAL_HOURS" in stale.detail
+    assert checks({"VERIFY_INTERVAL_HOURS": "48"})["mirror_verified"].status == "pass"
+    services.verifies.finished(replace(verified, error="Dataverse did not answer. Fix: retry"))
+    failed = checks()["mirror_verified"]
+    assert failed.status == "warn" and "Dataverse did not answer" in failed.detail
+    assert failed.fix and "acctsync verify" in failed.fix

@@ -19,6 +19,7 @@ from shared.web.console import (
     records_page,
     signin,
     status_page,
+    verify_card,
 )
 from shared.web.console.pages import (
     HERE,
@@ -39,7 +40,8 @@ def install_console(app: FastAPI, *, api_key: str | None) -> None:
     except SettingsError as error:  # the API goes on; the console says what to fix
         settings = ConsoleSettings.broken(str(error))
     app.state.console = Console(settings, Signer(settings.session_key))
-    for module in (signin, status_page, errors_page, fields_page, checks_page, records_page):
+    pages = (signin, status_page, verify_card, errors_page, fields_page, checks_page, records_page)
+    for module in pages:
         app.include_router(module.router)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="console-static")
     app.add_api_route("/favicon.ico", _favicon, include_in_schema=False)

@@ -16,6 +16,7 @@ from shared.times import parse_iso, utcnow
 from shared.web.console.chart import Point, Window, chart
 from shared.web.console.filters import csv_response, date_range
 from shared.web.console.pages import SessionDep, render
+from shared.web.console.verify_card import mirror_check
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -59,7 +60,11 @@ class CycleRow:
 
 @router.get("/")
 def status_page(
-    request: Request, services: ServicesDep, session: SessionDep, wanted: FilterDep
+    request: Request,
+    services: ServicesDep,
+    session: SessionDep,
+    wanted: FilterDep,
+    verify: str = "",
 ) -> Response:
     rows, problem = _rows(services, wanted)
     now = utcnow()
@@ -78,6 +83,9 @@ def status_page(
         "chart_days": CHART_DAYS,
         "counts": COUNTS,
         "query": request.url.query,
+        "mirror": mirror_check(services, services.schedule.read()),
+        # After Verify now: queued, or one asked for earlier still waits and runs instead.
+        "verify_asked": verify if verify in ("asked", "waiting") else "",
     }
     return render(request, "status.html", context, session=session)
 
