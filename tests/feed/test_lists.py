@@ -4,6 +4,7 @@ skips one that was there for the whole walk; "synced since" never serves one syn
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from typing import Any
 
@@ -26,6 +27,8 @@ from tests.feed.support import (
 )
 
 ROUNDS = 8
+# Between two rounds: the walks overlap the writes however fast this machine applies them.
+PACE_S = 0.3
 
 
 class Writer:
@@ -40,11 +43,14 @@ class Writer:
         self.moved: set[str] = set()
         self.added: set[str] = set()
         self.done = threading.Event()
+        self.rounds = 0  # applied so far
 
     def run(self) -> None:
         try:
             for round_number in range(ROUNDS):
                 self._round(round_number)
+                self.rounds += 1
+                time.sleep(PACE_S)
         finally:
             self.done.set()
 
@@ -111,6 +117,11 @@ def test_walks_while_cycles_apply_never_repeat_or_skip(
                 api_get(feed_api, f"/api/accounts/{first}/contacts", limit=5, include_deleted=True)
             )
         )
+        # Entries are served once they settle: wait for two rounds' worth, then walk while the
+        # writer goes on (else a fast walk finds nothing settled yet, and tests nothing).
+        while writer.rounds < 2 and not writer.done.is_set():
+            time.sleep(0.05)
+        settle()
         synced = follow(api_get(feed_api, "/api/contacts", limit=4, modified_since=since))
     finally:
         thread.join()
