@@ -104,7 +104,7 @@ def test_a_tenant_user_signs_in_through_entra_and_lands_where_they_were_going(
 ) -> None:
     with entra_console(simulator, azurite) as base:
         callback = f"{base}/signin/callback"
-        simulator.control.sign_in_setup(redirect_uris=[callback])
+        simulator.control.sign_in_setup(redirect_uris=[callback], roles=["Viewer"])
         simulator.control.requests(clear=True)
         open_signed_in(browser, base, "/errors")
         WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.TAG_NAME, "main")))
@@ -129,12 +129,16 @@ def test_only_the_allowed_group_gets_in(
     simulator: SimulatorHandle, azurite: Azurite, browser: Any
 ) -> None:
     with entra_console(simulator, azurite, group=GROUP) as base:
-        simulator.control.sign_in_setup(redirect_uris=[f"{base}/signin/callback"], groups=[])
+        simulator.control.sign_in_setup(
+            redirect_uris=[f"{base}/signin/callback"], groups=[], roles=["Viewer"]
+        )
         open_signed_in(browser, base, "/")
         assert "not in the group allowed to use the acctsync console" in browser.page_source
         assert not browser.find_elements(By.CSS_SELECTOR, "form.signout .muted")
         simulator.control.sign_in_setup(
-            redirect_uris=[f"{base}/signin/callback"], groups=["another-group", GROUP]
+            redirect_uris=[f"{base}/signin/callback"],
+            groups=["another-group", GROUP],
+            roles=["Viewer"],
         )
         open_signed_in(browser, base, "/")
         assert browser.find_element(By.CSS_SELECTOR, "form.signout .muted").text == USER
@@ -156,7 +160,9 @@ def test_a_callback_not_of_this_sign_in_gets_no_session(
     simulator: SimulatorHandle, azurite: Azurite
 ) -> None:
     with entra_console(simulator, azurite) as base:
-        simulator.control.sign_in_setup(redirect_uris=[f"{base}/signin/callback"])
+        simulator.control.sign_in_setup(
+            redirect_uris=[f"{base}/signin/callback"], roles=["Operator"]
+        )
         with httpx.Client(base_url=base, verify=simulator.ssl_context()) as client:
             # A callback with no sign-in started in this browser.
             stray = client.get("/signin/callback", params={"code": "0.Ax", "state": "s"})
