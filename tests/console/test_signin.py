@@ -27,7 +27,8 @@ from acctsync.localhost import serving_api
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
 from acctsync.sim.org import Org
-from shared.services import reset_services
+from shared.services import get_services, reset_services
+from shared.times import utcnow
 from tests.console.conftest import chromium, screenshot
 from tests.helpers import API_KEY
 
@@ -215,6 +216,7 @@ def test_wrong_keys_in_a_row_make_the_address_wait_even_with_the_right_key(
         env.setenv("AzureWebJobsStorage", azurite.connection_string)
         env.delenv("CONSOLE_ENTRA_CLIENT_ID", raising=False)
         reset_services()
+        started = utcnow()
         with (
             serving_api(API_KEY, port=free_port()) as base,
             httpx.Client(base_url=base) as client,
@@ -233,4 +235,11 @@ def test_wrong_keys_in_a_row_make_the_address_wait_even_with_the_right_key(
             assert held.status_code == 429 and "Too many wrong keys" in held.text
             assert 0 < int(held.headers["retry-after"]) <= 60
             assert "acctsync_session" not in held.cookies
+            # Each wrong key is a refused sign-in in the audit trail; the key tried is not.
+            tried = [e for e in get_services().audit.every(since=started)]
+            assert [(e.action.value, e.outcome.value) for e in tried] == [
+                ("sign_in", "refused")
+            ] * 5
+            assert all("wrong key" in (e.detail or "") for e in tried)
+            assert "not-the-key" not in str([e.to_json() for e in tried])
         reset_services()
