@@ -11,14 +11,18 @@ import json
 import logging
 import sys
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from azure.core.exceptions import AzureError
 
 from acctsync.localsettings import LocalSettingsError, load_local_settings
 from shared.dataverse.client import DataverseError
 from shared.settings import SettingsError, get_settings
+
+if TYPE_CHECKING:
+    from shared.state.audit import Actor
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -68,7 +72,10 @@ def build_parser() -> argparse.ArgumentParser:
         "validate", help="check the set-up: one row per check, each with its fix"
     )
     validate.add_argument("--json", action="store_true", help="one JSON array on stdout")
-    commands.add_parser("pause", help="stop new cycles and steps (queued batches still apply)")
+    pause = commands.add_parser(
+        "pause", help="stop new cycles and steps (queued batches still apply)"
+    )
+    pause.add_argument("--reason", default="", help="why, for the audit trail and the status")
     commands.add_parser("resume", help="let cycles start again, from the stored delta links")
     resync = commands.add_parser(
         "resync",
@@ -114,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument(
         "--include-deleted", action="store_true", help="also records deleted in Dynamics"
     )
+    audit = commands.add_parser(
+        "audit", help="the audit trail of admin actions and sign-ins as NDJSON, newest first"
+    )
+    audit.add_argument("--since", metavar="ISO", help="only entries at or after this time")
     return parser
 
 
@@ -138,6 +149,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             f"(pip install {package}), or acctsync with all it needs (pip install -e .)",
             file=sys.stderr,
         )
+        return 2
+    except _BadOption as error:
+        print(f"acctsync: {error}", file=sys.stderr)
         return 2
     except (SettingsError, LocalSettingsError) as error:
         print(f"acctsync: configuration error: {error}", file=sys.stderr)
@@ -177,6 +191,28 @@ def configure_logging(*, verbose: bool) -> None:
     if verbose:
         for name in ("shared", "functions", "acctsync"):
             logging.getLogger(name).setLevel(logging.DEBUG)
+
+
+class _BadOption(ValueError):
+    """An option's value that cannot be used; the message says what to write instead."""
+
+
+def _since(text: str | None) -> datetime | None:
+    from shared.times import parse_iso
+
+    try:
+        return parse_iso(text) if text else None
+    except (ValueError, OverflowError):
+        raise _BadOption(
+            f"--since {text!r} is not an ISO-8601 time; use e.g. 2026-12-01T00:00:00Z"
+        ) from None
+
+
+def _me() -> Actor:
+    """Who acts from this command line, for the audit trail."""
+    from shared.state.audit import Actor
+
+    return Actor.cli()
 
 
 def _first_line(error: Exception) -> str:
@@ -259,7 +295,7 @@ def _replay_poison(args: argparse.Namespace) -> int:
     from shared.services import get_services
     from shared.sync.status import replay_poison
 
-    return _print({"replayed": replay_poison(get_services())})
+    return _print({"replayed": replay_poison(get_services(), actor=_me())})
 
 
 def _reset_cursors(args: argparse.Namespace) -> int:
@@ -267,7 +303,7 @@ def _reset_cursors(args: argparse.Namespace) -> int:
     from shared.sync.cursors import CycleRunning, reset_cursors
 
     try:
-        reset = reset_cursors(get_services())
+        reset = reset_cursors(get_services(), actor=_me())
     except CycleRunning as error:
         print(f"acctsync: nothing changed: {error}", file=sys.stderr)
         return 1
@@ -295,14 +331,14 @@ def _pause(args: argparse.Namespace) -> int:
     from shared.services import get_services
     from shared.sync.pause import pause_sync
 
-    return _print(pause_sync(get_services(), by="acctsync pause"))
+    return _print(pause_sync(get_services(), actor=_me(), reason=args.reason))
 
 
 def _resume(args: argparse.Namespace) -> int:
     from shared.services import get_services
     from shared.sync.pause import resume_sync
 
-    return _print(resume_sync(get_services()))
+    return _print(resume_sync(get_services(), actor=_me()))
 
 
 def _worker(args: argparse.Namespace) -> int:
@@ -316,17 +352,8 @@ def _export(args: argparse.Namespace) -> int:
     from shared.mirror.feed import RangeGone
     from shared.mirror.lists import range_gone
     from shared.services import get_services
-    from shared.times import parse_iso
 
-    try:
-        since = parse_iso(args.since) if args.since else None
-    except ValueError:
-        print(
-            f"acctsync: --since {args.since!r} is not an ISO-8601 time; use e.g. "
-            "2026-12-01T00:00:00Z",
-            file=sys.stderr,
-        )
-        return 2
+    since = _since(args.since)
     export = Export(Kind(args.what), Format(args.format), since, args.include_deleted)
     try:
         # Before anything is read: a wrong path is said at once, and no file is left.
@@ -367,11 +394,11 @@ def _fields(args: argparse.Namespace) -> int:
     names = args.names.split(",")
     try:
         if args.fields_command == "select":
-            change = select_fields(services, names)
+            change = select_fields(services, names, actor=_me())
         elif args.fields_command == "add":
-            change = edit_fields(services, add=names)
+            change = edit_fields(services, actor=_me(), add=names)
         else:
-            change = edit_fields(services, remove=names)
+            change = edit_fields(services, actor=_me(), remove=names)
     except (FieldSelectionError, FieldResyncPending) as error:
         print(f"acctsync: nothing changed: {error}", file=sys.stderr)
         return 1
@@ -389,7 +416,7 @@ def _resync(args: argparse.Namespace) -> int:
             args.field,
             modified_since=args.modified_since,
             modified_until=args.modified_until,
-            by="acctsync resync",
+            actor=_me(),
         )
     except ResyncError as error:
         print(f"acctsync: nothing queued: {error}", file=sys.stderr)
@@ -408,7 +435,7 @@ def _retry_errors(args: argparse.Namespace) -> int:
 
     get_settings().require_dataverse()
     try:
-        outcome = retry_errors(get_services(), code=args.code, ids=args.ids)
+        outcome = retry_errors(get_services(), actor=_me(), code=args.code, ids=args.ids)
     except UnknownErrorCode as error:
         print(f"acctsync: nothing retried: {error}", file=sys.stderr)
         return 2
@@ -420,6 +447,15 @@ def _retry_errors(args: argparse.Namespace) -> int:
     counts = {k: v for k, v in outcome.to_json().items() if isinstance(v, int)}
     _print(counts)
     return 1 if counts["still_failing"] else 0
+
+
+def _audit(args: argparse.Namespace) -> int:
+    from shared.services import get_services
+
+    since = _since(args.since)
+    for entry in get_services().audit.every(since=since):
+        print(json.dumps(entry.to_json()), flush=False)
+    return 0
 
 
 COMMANDS: dict[str, Command] = {
@@ -437,6 +473,7 @@ COMMANDS: dict[str, Command] = {
     "export": _export,
     "retry-errors": _retry_errors,
     "verify": _verify,
+    "audit": _audit,
 }
 
 

@@ -19,6 +19,7 @@ from typing import Any, TextIO
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from shared.services import Services
+from shared.state.audit import Actor
 from shared.state.verify import VerifyResult
 from shared.sync.cycle import Action, Heartbeat, heartbeat, queue_backlog
 from shared.verify.requests import request_verify
@@ -99,7 +100,7 @@ def run_verify_now(
     finished first (its batches applied here too), as the verify never overlaps one."""
     owner = f"cli-{socket.gethostname()}-{os.getpid()}"
     notices = notices or sys.stderr
-    request, queued = request_verify(services, repair=repair, deep=deep, by="acctsync verify")
+    request, queued = request_verify(services, repair=repair, deep=deep, actor=Actor.cli())
     if not queued:
         print(f"acctsync: verify {request.id} was asked for already; waiting for it", file=notices)
     told: tuple[str, str | None] | None = None

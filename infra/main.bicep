@@ -56,6 +56,18 @@ param consoleEntraClientId string = ''
 @description('Admin console: object ID of the one Entra group whose members may sign in (the app registration must emit the groups claim). Empty: every user of the tenant.')
 param consoleEntraGroupId string = ''
 
+@description('Admin console: object ID of the Entra group whose members get the viewer role (see every page), besides users assigned the Viewer app role. Empty: none.')
+param consoleViewerGroupId string = ''
+
+@description('Admin console: object ID of the Entra group whose members get the operator role (also pause, resume, verify, retry). Empty: none.')
+param consoleOperatorGroupId string = ''
+
+@description('Admin console: object ID of the Entra group whose members get the admin role (also the field selection and re-syncs). Empty: none.')
+param consoleAdminGroupId string = ''
+
+@description('Admin console: whom a user signed in without a role is told to ask (CONSOLE_ADMIN_CONTACT). Empty: the app registration\'s owners.')
+param consoleAdminContact string = ''
+
 @description('Admin console: client secret of that app registration; stored in Key Vault as console-client-secret. Empty: the secret already in the vault stays in use.')
 @secure()
 param consoleEntraClientSecret string = ''
@@ -86,6 +98,10 @@ param verifyIntervalHours int = 24
 
 @description('Whether a scheduled verify repairs the drift it found (VERIFY_REPAIR).')
 param verifyRepair bool = true
+
+@description('Days the audit trail of admin actions and console sign-ins is kept (AUDIT_RETENTION_DAYS).')
+@minValue(1)
+param auditRetentionDays int = 365
 
 @description('Most instances the Function App scales out to.')
 @minValue(1)
@@ -295,6 +311,10 @@ module functionApp 'app/function.bicep' = {
     dataverseAuthorityHost: dataverseAuthorityHost
     consoleEntraClientId: consoleEntraClientId
     consoleEntraGroupId: useConsoleSignIn ? consoleEntraGroupId : ''
+    consoleViewerGroupId: useConsoleSignIn ? consoleViewerGroupId : ''
+    consoleOperatorGroupId: useConsoleSignIn ? consoleOperatorGroupId : ''
+    consoleAdminGroupId: useConsoleSignIn ? consoleAdminGroupId : ''
+    consoleAdminContact: useConsoleSignIn ? consoleAdminContact : ''
     consoleEntraClientSecretUri: useConsoleSignIn ? '${keyVault.outputs.uri}secrets/${secretNames.consoleClientSecret}' : ''
     consoleSessionSecretUri: useConsoleSignIn ? '${keyVault.outputs.uri}secrets/${secretNames.consoleSessionSecret}' : ''
     syncIntervalMinutes: syncIntervalMinutes
@@ -303,6 +323,7 @@ module functionApp 'app/function.bicep' = {
     planBudgetSeconds: planBudgetSeconds
     verifyIntervalHours: verifyIntervalHours
     verifyRepair: verifyRepair
+    auditRetentionDays: auditRetentionDays
     maximumInstanceCount: maximumInstanceCount
     instanceMemoryMB: instanceMemoryMB
     zoneRedundant: zoneRedundant

@@ -14,6 +14,7 @@ from shared.mirror.records import AccountMirror, ContactMirror
 from shared.mirror.search import SearchIndex
 from shared.mirror.tokens import PageTokens, TokenKeys
 from shared.settings import Settings, get_settings
+from shared.state.audit import AuditTrail
 from shared.state.cursors import Cursors
 from shared.state.errors import SyncErrors
 from shared.state.fields import FieldSelections
@@ -128,6 +129,10 @@ class Services:
     @cached_property
     def verifies(self) -> VerifyStore:
         return VerifyStore(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def audit(self) -> AuditTrail:
+        return AuditTrail(self.storage.table(STATE_TABLE))
 
     @cached_property
     def errors(self) -> SyncErrors:

@@ -32,6 +32,7 @@ DEFAULT_SYNC_FILTER_COLUMN = "new_synctomkto"
 DEFAULT_FEED_SETTLE_SECONDS = 5.0
 DEFAULT_FEED_RETENTION_DAYS = 30.0
 DEFAULT_VERIFY_INTERVAL_HOURS = 24.0
+DEFAULT_AUDIT_RETENTION_DAYS = 365.0
 
 
 class SettingsError(ValueError):
@@ -102,6 +103,9 @@ class Settings:
     # Hours between two verifies the app runs by itself (0: never), and whether they repair.
     verify_interval_hours: float = DEFAULT_VERIFY_INTERVAL_HOURS
     verify_repair: bool = True
+    # How long the audit trail keeps its entries; only the environment sets it, never the
+    # product (an admin could otherwise shorten the trail of what they did).
+    audit_retention_days: float = DEFAULT_AUDIT_RETENTION_DAYS
 
     def require_dataverse(self) -> DataverseSettings:
         if self.dataverse is None:
@@ -141,6 +145,9 @@ class Settings:
                 env, "VERIFY_INTERVAL_HOURS", DEFAULT_VERIFY_INTERVAL_HOURS, minimum=0.0
             ),
             verify_repair=_flag(env, "VERIFY_REPAIR", default=True),
+            audit_retention_days=_number(
+                env, "AUDIT_RETENTION_DAYS", DEFAULT_AUDIT_RETENTION_DAYS, minimum=1.0
+            ),
         )
 
 

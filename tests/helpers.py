@@ -7,8 +7,11 @@ from azure.storage.queue import QueueServiceClient
 
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import MirroredRecords
+from shared.state.audit import Actor, ActorKind
 
 API_KEY = "test-key-not-a-secret"
+# Who the tests' direct calls of admin actions are, in the audit trail.
+TEST_ACTOR = Actor(ActorKind.CLI, "tests@acctsync")
 
 
 def wipe_storage(connection: str) -> None:

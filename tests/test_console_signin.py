@@ -9,15 +9,18 @@ import time
 
 import pytest
 
+from shared.state.audit import Actor
 from shared.web.console.attempts import WrongKeys
-from shared.web.console.entra import SignInRefused, allowed_user
+from shared.web.console.entra import EntraUser, NoRole, SignInRefused, allowed_user
 from shared.web.console.filters import csv_response, date_range
 from shared.web.console.pages import safe_next
+from shared.web.console.roles import Role, role_of
 from shared.web.console.session import Signer
 from shared.web.console.settings import ConsoleSettings, EntraApp, SignIn
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 GROUP = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"
+OID = "5d0f7a3e-1b2c-4d5e-8f90-a1b2c3d4e5f6"
 
 
 def test_a_signed_value_comes_back_only_untouched_and_unexpired() -> None:
@@ -76,14 +79,61 @@ def test_after_sign_in_only_a_path_of_this_site(asked: str, goes_to: str) -> Non
 
 def test_only_the_tenant_and_the_group_get_in() -> None:
     app = EntraApp(TENANT, "client", "secret", "https://login.microsoftonline.com", GROUP)
-    member = {"tid": TENANT, "name": "Dana Admin", "groups": [GROUP]}
-    assert allowed_user(app, member) == "Dana Admin"
+    member = {
+        "tid": TENANT,
+        "oid": OID,
+        "name": "Dana Admin",
+        "groups": [GROUP],
+        "roles": ["Admin"],
+    }
+    assert allowed_user(app, member) == EntraUser(Actor.entra(OID, "Dana Admin"), Role.ADMIN)
     with pytest.raises(SignInRefused, match="tenant"):
         allowed_user(app, {**member, "tid": "11111111-1111-1111-1111-111111111111"})
     with pytest.raises(SignInRefused, match="group"):
         allowed_user(app, {**member, "groups": []})
     anyone = EntraApp(TENANT, "client", "secret", "https://login.microsoftonline.com", None)
-    assert allowed_user(anyone, {"tid": TENANT, "preferred_username": "x@contoso.com"})
+    viewer = {"tid": TENANT, "preferred_username": "x@contoso.com", "roles": ["Viewer"]}
+    assert allowed_user(anyone, viewer).role is Role.VIEWER
+
+
+def test_deny_by_default_a_user_without_a_role_is_told_which_to_ask_for_and_whom() -> None:
+    """In the tenant, in the allowed group, but no app role and no mapped group: refused,
+    naming the roles and the contact (the app's owners unless CONSOLE_ADMIN_CONTACT says)."""
+    app = EntraApp(TENANT, "client", "secret", "https://login.microsoftonline.com", GROUP)
+    with pytest.raises(NoRole, match="Viewer role") as refused:
+        allowed_user(app, {"tid": TENANT, "oid": OID, "name": "Dana", "groups": [GROUP]})
+    assert "owners of the acctsync console's app registration" in str(refused.value)
+    assert refused.value.user == Actor.entra(OID, "Dana")
+    env = {
+        "CONSOLE_ENTRA_CLIENT_ID": "c",
+        "CONSOLE_ENTRA_TENANT_ID": TENANT,
+        "CONSOLE_ENTRA_CLIENT_SECRET": "s",
+        "CONSOLE_SESSION_SECRET": "x" * 40,
+        "CONSOLE_ADMIN_CONTACT": "crm-platform@contoso.com",
+        "CONSOLE_OPERATOR_GROUP_ID": GROUP,
+    }
+    entra = ConsoleSettings.from_env(None, env=env).entra
+    assert entra is not None and entra.role_groups == {Role.OPERATOR: GROUP}
+    with pytest.raises(NoRole, match=r"ask crm-platform@contoso\.com"):
+        allowed_user(entra, {"tid": TENANT, "oid": OID, "name": "Dana", "groups": ["other"]})
+    assert allowed_user(entra, {"tid": TENANT, "oid": OID, "groups": [GROUP]}).role is Role.OPERATOR
+
+
+@pytest.mark.parametrize(
+    ("roles", "groups", "expected"),
+    [
+        ([], [], None),  # deny by default
+        (["viewer"], [], Role.VIEWER),  # app role values in any case
+        (["Viewer", "Admin"], [], Role.ADMIN),  # the highest counts
+        (["Viewer"], ["operators"], Role.OPERATOR),  # a mapped group counts as much
+        (["Owner"], ["someone-else"], None),  # neither an app role nor a mapped group
+    ],
+)
+def test_the_highest_role_the_claims_give(
+    roles: list[str], groups: list[str], expected: Role | None
+) -> None:
+    mapping = {Role.OPERATOR: "operators", Role.ADMIN: "admins"}
+    assert role_of(roles=roles, groups=groups, role_groups=mapping) is expected
 
 
 def test_csv_cells_never_become_formulas() -> None:

@@ -25,6 +25,8 @@ def test_defaults_follow_the_contract() -> None:
     assert (settings.verify_interval_hours, settings.verify_repair) == (24, True)
     off = Settings.from_env({"VERIFY_INTERVAL_HOURS": "0", "VERIFY_REPAIR": "False"})
     assert (off.verify_interval_hours, off.verify_repair) == (0, False)
+    assert settings.audit_retention_days == 365
+    assert Settings.from_env({"AUDIT_RETENTION_DAYS": "90"}).audit_retention_days == 90
     with pytest.raises(SettingsError, match="DATAVERSE_URL is not set"):
         settings.require_dataverse()
 
@@ -65,6 +67,7 @@ def test_managed_identity_needs_no_secret_nor_tenant() -> None:
         ({"ACTIVITY_CONTACT_LIMIT": "-1"}, "ACTIVITY_CONTACT_LIMIT"),
         ({"VERIFY_INTERVAL_HOURS": "-1"}, "VERIFY_INTERVAL_HOURS"),
         ({"VERIFY_REPAIR": "maybe"}, "VERIFY_REPAIR='maybe' is not true or false"),
+        ({"AUDIT_RETENTION_DAYS": "0"}, "AUDIT_RETENTION_DAYS='0' must be at least 1"),
         (
             {**DATAVERSE, "DATAVERSE_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=x)"},
             "Key Vault reference",

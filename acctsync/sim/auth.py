@@ -26,7 +26,7 @@ import orjson
 from acctsync.sim.http import Handler, Request, Response, json_response
 from acctsync.sim.org import Org, Principal
 from acctsync.sim.schema import stable_id
-from acctsync.sim.signin import CodeFlow
+from acctsync.sim.signin import CodeFlow, SignInSetup
 
 GRAPH_RESOURCE: Final = "https://graph.microsoft.com"
 # Entra names a resource by its application id in AADSTS messages: Dataverse's first-party
@@ -178,7 +178,7 @@ class TokenService:
         """A token of the application user, as a managed identity endpoint issues it."""
         return self._access_token(self.org.app_user, audience, "")
 
-    def _id_token(self, principal: Principal, **claims: object) -> str:
+    def _id_token(self, principal: Principal, username: str | None = None, **claims: object) -> str:
         now = int(time.time())
         oid = self._object_id(principal)
         return self._jwt(
@@ -190,7 +190,7 @@ class TokenService:
                 "exp": now + 3600,
                 "name": principal.name,
                 "oid": oid,
-                "preferred_username": self.credentials.username,
+                "preferred_username": username or self.credentials.username,
                 "sub": _b64url(hashlib.sha256(oid.encode()).digest()),
                 "tid": self.credentials.tenant_id,
                 "ver": "2.0",
@@ -198,23 +198,29 @@ class TokenService:
             }
         )
 
-    def signed_in(self, *, nonce: str | None, groups: list[str], tenant_id: str | None) -> Response:
+    def signed_in(self, nonce: str | None, setup: SignInSetup) -> Response:
         """The token response of an interactive sign-in of the tenant's user: an ID token
-        (with the request's nonce) and a Microsoft Graph token, as Entra answers for the
-        OpenID scopes alone."""
-        principal = self.org.sync_user
+        (with the request's nonce, and the user's app roles and groups when they have any)
+        and a Microsoft Graph token, as Entra answers for the OpenID scopes alone."""
+        principal, username = self.org.sync_user, None
+        if setup.user:
+            principal = Principal(stable_id("systemuser", setup.user), setup.user)
+            local = "".join(c for c in setup.user.lower() if c.isalnum() or c == ".")
+            username = f"{local}@{self.credentials.tenant_domain}"
         claims: dict[str, object] = {"nonce": nonce} if nonce else {}
-        if groups:
-            claims["groups"] = list(groups)
-        if tenant_id:
-            claims["tid"] = tenant_id
+        if setup.roles:
+            claims["roles"] = list(setup.roles)
+        if setup.groups:
+            claims["groups"] = list(setup.groups)
+        if setup.tenant_id:
+            claims["tid"] = setup.tenant_id
         body = {
             "token_type": "Bearer",
             "scope": "openid profile email https://graph.microsoft.com/User.Read",
             "expires_in": int(self.lifetime_s),
             "ext_expires_in": int(self.lifetime_s),
             "access_token": self._access_token(principal, GRAPH_RESOURCE, "User.Read"),
-            "id_token": self._id_token(principal, **claims),
+            "id_token": self._id_token(principal, username, **claims),
             "client_info": self._client_info(principal),
         }
         return json_response(

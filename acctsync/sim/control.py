@@ -25,9 +25,11 @@ Routes (JSON bodies):
                                      "slow_rate", "seed", "count"}
   POST   /tokens/expire              every access token issued so far expires
   POST   /users/mfa                  {"required"}: the ROPC user must use MFA (AADSTS50076)
-  POST   /signin                     {"redirect_uris", "groups", "tenant_id"}: the app's
-                                     registered redirect URIs, the signed-in user's groups and
-                                     (a guest) the tenant its ID token names
+  POST   /signin                     {"redirect_uris", "groups", "tenant_id", "user", "roles"}:
+                                     the app's registered redirect URIs, the signed-in user's
+                                     groups, (a guest) the tenant its ID token names, who signs
+                                     in (a display name; null: the sync user) and their app
+                                     roles (the `roles` claim)
   POST   /delta-tokens/expire        every delta token issued so far expires
   POST   /change-tracking            {"retention_s"}: how long delta tokens stay valid
   POST   /change-tracking/table      {"table", "enabled"}: ChangeTrackingEnabled of a table
@@ -358,21 +360,19 @@ class Control:
 
     async def sign_in(self, request: Request) -> Response:
         body = _body(request)
-        uris, groups, tenant = (
-            body.get("redirect_uris", []),
-            body.get("groups", []),
-            body.get("tenant_id"),
-        )
+        uris, groups, roles = (body.get(k, []) for k in ("redirect_uris", "groups", "roles"))
+        tenant, user = body.get("tenant_id"), body.get("user")
         if not all(
-            isinstance(v, list) and all(isinstance(i, str) for i in v) for v in (uris, groups)
+            isinstance(v, list) and all(isinstance(i, str) for i in v)
+            for v in (uris, groups, roles)
         ):
-            raise ControlError(400, "redirect_uris and groups must be lists of strings")
-        if tenant is not None and not isinstance(tenant, str):
-            raise ControlError(400, "tenant_id must be a string or null")
-        self.sim.tokens.code_flow.setup = SignInSetup(set(uris), list(groups), tenant)
-        return json_response(
-            200, {"redirect_uris": sorted(uris), "groups": groups, "tenant_id": tenant}
-        )
+            raise ControlError(400, "redirect_uris, groups and roles must be lists of strings")
+        if not all(v is None or isinstance(v, str) for v in (tenant, user)):
+            raise ControlError(400, "tenant_id and user must be strings or null")
+        setup = SignInSetup(set(uris), list(groups), tenant, user or None, list(roles))
+        self.sim.tokens.code_flow.setup = setup
+        answer = {**dataclasses.asdict(setup), "redirect_uris": sorted(uris)}
+        return json_response(200, answer)
 
     async def expire_delta_tokens(self, _request: Request) -> Response:
         self.sim.store.expire_delta_tokens()

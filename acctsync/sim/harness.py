@@ -218,10 +218,19 @@ class SimulatorControl:
         redirect_uris: list[str],
         groups: list[str] | None = None,
         tenant_id: str | None = None,
+        user: str | None = None,
+        roles: list[str] | None = None,
     ) -> None:
         """The app registration's redirect URIs for interactive sign-in, the groups in the
-        signed-in user's ID token and (a guest) the tenant it names."""
-        body = {"redirect_uris": redirect_uris, "groups": groups or [], "tenant_id": tenant_id}
+        signed-in user's ID token, (a guest) the tenant it names, who signs in (a display
+        name; None: the sync user) and the app roles assigned to them."""
+        body = {
+            "redirect_uris": redirect_uris,
+            "groups": groups or [],
+            "tenant_id": tenant_id,
+            "user": user,
+            "roles": roles or [],
+        }
         self._call("POST", "/signin", body)
 
     def expire_delta_tokens(self) -> None:

@@ -1,8 +1,10 @@
 """The sign-in half of the Entra ID stand-in: the authorization endpoint of OpenID Connect's
 authorization code flow with PKCE, and the redemption of its codes at the token endpoint.
 
-The person who signs in is the tenant's one user, as if their browser already held an Entra
-session (no password page). Redirect URIs must be registered, as on an app registration's
+The person who signs in is the tenant's user, as if their browser already held an Entra
+session (no password page); tests may name another user of the tenant, with the app roles
+assigned to them (the ID token's `roles` claim, present only when they have one, as Entra
+sends it) and their groups. Redirect URIs must be registered, as on an app registration's
 Authentication page; anything Entra refuses before a redirect (unknown app, unregistered
 redirect URI) is an error page, never a redirect, as Entra does.
 """
@@ -30,11 +32,15 @@ CODE_LIFETIME_S = 600  # Entra's authorization codes last about ten minutes
 @dataclass
 class SignInSetup:
     """What tests change: the app's registered redirect URIs, the user's groups (the ID
-    token's `groups` claim) and, for a guest, the tenant the ID token names."""
+    token's `groups` claim) and, for a guest, the tenant the ID token names; who signs in
+    (a display name: another user of the tenant, with an object id of their own; None: the
+    sync user) and the values of the app roles assigned to them (`roles`)."""
 
     redirect_uris: set[str] = field(default_factory=set)
     groups: list[str] = field(default_factory=list)
     tenant_id: str | None = None
+    user: str | None = None
+    roles: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -122,9 +128,7 @@ class CodeFlow:
                 "authorization request.",
             )
         request.principal = "user"
-        return self.tokens.signed_in(
-            nonce=grant.nonce, groups=self.setup.groups, tenant_id=self.setup.tenant_id
-        )
+        return self.tokens.signed_in(grant.nonce, self.setup)
 
 
 def _back(redirect_uri: str, query: dict[str, str], error: str, code: int) -> Response:

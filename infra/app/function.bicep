@@ -76,6 +76,18 @@ param consoleEntraClientId string = ''
 @description('Admin console: object ID of the one group whose members may sign in. Empty: every user of the tenant.')
 param consoleEntraGroupId string = ''
 
+@description('Admin console: object ID of the group whose members get the viewer role (besides the Viewer app role). Empty: none.')
+param consoleViewerGroupId string = ''
+
+@description('Admin console: object ID of the group whose members get the operator role. Empty: none.')
+param consoleOperatorGroupId string = ''
+
+@description('Admin console: object ID of the group whose members get the admin role. Empty: none.')
+param consoleAdminGroupId string = ''
+
+@description('Admin console: whom someone signed in without a role is told to ask (a name, an email, a team). Empty: the app registration\'s owners.')
+param consoleAdminContact string = ''
+
 @description('Admin console: Key Vault URI (no version) of the app registration\'s client secret.')
 param consoleEntraClientSecretUri string = ''
 
@@ -99,6 +111,9 @@ param verifyIntervalHours int = 24
 
 @description('Whether a scheduled verify repairs the drift it found.')
 param verifyRepair bool = true
+
+@description('Days the audit trail of admin actions and sign-ins is kept.')
+param auditRetentionDays int = 365
 
 @description('Most instances the app scales out to (each runs host.json queue batches in parallel).')
 @minValue(1)
@@ -170,6 +185,26 @@ var consoleSettings = empty(consoleEntraClientId) ? [] : concat([
   {
     name: 'CONSOLE_ENTRA_GROUP_ID'
     value: consoleEntraGroupId
+  }
+], empty(consoleViewerGroupId) ? [] : [
+  {
+    name: 'CONSOLE_VIEWER_GROUP_ID'
+    value: consoleViewerGroupId
+  }
+], empty(consoleOperatorGroupId) ? [] : [
+  {
+    name: 'CONSOLE_OPERATOR_GROUP_ID'
+    value: consoleOperatorGroupId
+  }
+], empty(consoleAdminGroupId) ? [] : [
+  {
+    name: 'CONSOLE_ADMIN_GROUP_ID'
+    value: consoleAdminGroupId
+  }
+], empty(consoleAdminContact) ? [] : [
+  {
+    name: 'CONSOLE_ADMIN_CONTACT'
+    value: consoleAdminContact
   }
 ])
 
@@ -258,6 +293,10 @@ var baseSettings = [
   {
     name: 'VERIFY_REPAIR'
     value: verifyRepair ? 'true' : 'false'
+  }
+  {
+    name: 'AUDIT_RETENTION_DAYS'
+    value: string(auditRetentionDays)
   }
 ]
 

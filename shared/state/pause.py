@@ -14,7 +14,8 @@ from azure.data.tables import TableClient, UpdateMode
 @dataclass(frozen=True)
 class Pause:
     since: datetime
-    by: str  # where it was asked for: the CLI, the API, the console
+    by: str  # who asked for it: the CLI's user@host, "api key", the console's user
+    reason: str = ""  # what they said it was for
 
 
 class PauseSwitch:
@@ -28,18 +29,24 @@ class PauseSwitch:
             row = self.table.get_entity(self.PARTITION, self.ROW)
         except ResourceNotFoundError:
             return None
-        return Pause(since=row["since"], by=str(row.get("by", "")))
+        return Pause(since=row["since"], by=str(row.get("by", "")), reason=row.get("reason", ""))
 
-    def pause(self, *, now: datetime, by: str) -> Pause:
+    def pause(self, *, now: datetime, by: str, reason: str = "") -> Pause:
         """Pause, or keep the pause already on (its time stays the first one's)."""
         current = self.get()
         if current is not None:
             return current
         self.table.upsert_entity(
-            {"PartitionKey": self.PARTITION, "RowKey": self.ROW, "since": now, "by": by},
+            {
+                "PartitionKey": self.PARTITION,
+                "RowKey": self.ROW,
+                "since": now,
+                "by": by,
+                "reason": reason,
+            },
             mode=UpdateMode.REPLACE,
         )
-        return Pause(now, by)
+        return Pause(now, by, reason)
 
     def resume(self) -> Pause | None:
         """End the pause; returns the one that was on, if any."""

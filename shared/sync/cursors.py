@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+from shared.audit import audited
 from shared.services import Services
+from shared.state.audit import Actor, AuditAction
 from shared.state.cursors import Cursor
 from shared.state.schedule import Phase
 from shared.times import utcnow
@@ -20,8 +22,17 @@ class CycleRunning(RuntimeError):
     """A cycle is running: its chains cannot be reset under it."""
 
 
-def reset_cursors(services: Services) -> list[str]:
-    """Reset every table's chain; returns the entity sets reset."""
+def reset_cursors(services: Services, *, actor: Actor) -> list[str]:
+    """Reset every table's chain; returns the entity sets reset. Recorded in the audit trail
+    by table name only (a delta link carries a token)."""
+    before = {"tracked": sorted(c.entity_set for c in services.cursors.all() if c.delta_link)}
+    with audited(services, actor, AuditAction.CURSOR_RESET, before=before) as record:
+        reset = _reset(services)
+        record.after = {"reset": reset}
+    return reset
+
+
+def _reset(services: Services) -> list[str]:
     state = services.schedule.read()
     if state.phase is not Phase.IDLE and not state.failure:
         raise CycleRunning(

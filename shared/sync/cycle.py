@@ -61,6 +61,9 @@ logger = logging.getLogger(__name__)
 
 RETRY_AFTER_FAILURE = timedelta(minutes=1)
 VERIFY_STEP = "verify"  # what a heartbeat of a verify names as its step
+# Audit entries past their retention one cycle removes: the trail of a busy year goes in a
+# few cycles, and no cycle's housekeeping takes long.
+AUDIT_REMOVED_PER_CYCLE = 1000
 
 
 class Action(StrEnum):
@@ -572,9 +575,12 @@ def _remove_expired(services: Services, now: datetime) -> None:
         services.errors.remove_older_than(now - timedelta(days=settings.error_retention_days))
         feed_cutoff = now - timedelta(days=settings.feed_retention_days)
         services.feed.remove_older_than(int(feed_cutoff.timestamp() * 1000))
+        audit_cutoff = now - timedelta(days=settings.audit_retention_days)
+        services.audit.remove_older_than(audit_cutoff, limit=AUDIT_REMOVED_PER_CYCLE)
     except AzureError:  # the next cycle tries again
         logger.warning(
-            "could not remove sync errors or feed entries past their retention", exc_info=True
+            "could not remove sync errors, feed or audit entries past their retention",
+            exc_info=True,
         )
 
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from shared.audit import audited
 from shared.dataverse.columns import (
     DEFAULT_ACCOUNT_COLUMNS,
     SecuredGrants,
@@ -30,6 +31,7 @@ from shared.dataverse.columns import (
 from shared.dataverse.errors import DataverseError
 from shared.services import Services
 from shared.settings import SettingsError
+from shared.state.audit import Actor, AuditAction
 from shared.state.fields import FieldSelection, Table
 from shared.times import utcnow
 
@@ -137,15 +139,15 @@ def list_fields(services: Services) -> list[dict[str, Any]]:
     return rows
 
 
-def select_fields(services: Services, names: Sequence[str]) -> SelectionChange:
+def select_fields(services: Services, names: Sequence[str], *, actor: Actor) -> SelectionChange:
     """Replace the selection with `names`, or raise FieldSelectionError naming each offending
     column (every named column is checked)."""
     wanted = _names(names)
-    return _store(services, checked=wanted, wanted=lambda _: wanted)
+    return _store(services, actor, checked=wanted, wanted=lambda _: wanted)
 
 
 def edit_fields(
-    services: Services, *, add: Sequence[str] = (), remove: Sequence[str] = ()
+    services: Services, *, actor: Actor, add: Sequence[str] = (), remove: Sequence[str] = ()
 ) -> SelectionChange:
     """Add and remove columns, leaving the others as they are (a selected column the sync user
     cannot read now stays selected); the columns added are checked as `select` checks them."""
@@ -155,15 +157,36 @@ def edit_fields(
         kept = [n for n in previous.columns if n not in removing]
         return list(dict.fromkeys(kept + [n for n in adding if n not in removing]))
 
-    return _store(services, checked=adding, wanted=wanted, removing=removing)
+    return _store(services, actor, checked=adding, wanted=wanted, removing=removing)
 
 
 def _store(
     services: Services,
+    actor: Actor,
     *,
     checked: list[str],
     wanted: Callable[[FieldSelection], list[str]],
     removing: Sequence[str] = (),
+) -> SelectionChange:
+    """Every selection change, recorded in the audit trail: the selection before and after."""
+    stored = services.fields.get()
+    before = {"selected": list(stored.columns) if stored else None}
+    with audited(services, actor, AuditAction.FIELD_SELECTION, before=before) as record:
+        change = _stored_change(services, checked=checked, wanted=wanted, removing=removing)
+        record.after = {
+            "selected": list(change.selection.columns),
+            "added": change.added,
+            "removed": change.removed,
+        }
+    return change
+
+
+def _stored_change(
+    services: Services,
+    *,
+    checked: list[str],
+    wanted: Callable[[FieldSelection], list[str]],
+    removing: Sequence[str],
 ) -> SelectionChange:
     client = services.dataverse()
     previous = current_selection(services, client)

@@ -1,23 +1,41 @@
 """Pause and resume (Marketo's Disable and Enable Sync). While paused, batches already queued
 are applied and a cycle whose last step is applied finishes, but no cycle or step starts
-(shared/sync/cycle.py honours it); the pause is kept in storage, so it outlasts restarts."""
+(shared/sync/cycle.py honours it); the pause is kept in storage, so it outlasts restarts. The
+CLI, the API and the console all go through these two functions, which record each in the
+audit trail."""
 
 from __future__ import annotations
 
 from typing import Any
 
+from shared.audit import audited
 from shared.services import Services
+from shared.state.audit import Actor, AuditAction
 from shared.times import iso, utcnow
 
+MAX_REASON_CHARS = 500
 
-def pause_sync(services: Services, *, by: str) -> dict[str, Any]:
+
+def pause_sync(services: Services, *, actor: Actor, reason: str = "") -> dict[str, Any]:
     """Stop new cycles and steps from starting; queued batches still apply."""
-    pause = services.pauses.pause(now=utcnow(), by=by)
-    return {"paused": True, "paused_since": iso(pause.since)}
+    with audited(services, actor, AuditAction.PAUSE, before=pause_state(services)) as record:
+        services.pauses.pause(now=utcnow(), by=actor.label, reason=reason[:MAX_REASON_CHARS])
+        record.after = pause_state(services)
+    return {"paused": True, "paused_since": record.after["since"]}
 
 
-def resume_sync(services: Services) -> dict[str, Any]:
+def resume_sync(services: Services, *, actor: Actor) -> dict[str, Any]:
     """Let cycles start again: the next heartbeat goes on from the stored delta links (and a
     cycle that was due meanwhile starts at once)."""
-    was = services.pauses.resume()
+    with audited(services, actor, AuditAction.RESUME, before=pause_state(services)) as record:
+        was = services.pauses.resume()
+        record.after = pause_state(services)
     return {"paused": False, "was_paused_since": iso(was.since) if was else None}
+
+
+def pause_state(services: Services) -> dict[str, Any]:
+    """The pause as the audit trail keeps it: on or off, since when, by whom, why."""
+    pause = services.pauses.get()
+    if pause is None:
+        return {"paused": False}
+    return {"paused": True, "since": iso(pause.since), "by": pause.by, "reason": pause.reason}

@@ -15,7 +15,9 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
+from shared.audit import audited
 from shared.services import Services
+from shared.state.audit import Actor, AuditAction
 from shared.state.resync import Resync, ResyncStatus, new_resync
 from shared.sync.fields import HOW_TO_SELECT
 from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, utcnow, within_dataverse
@@ -52,9 +54,29 @@ def request_resync(
     *,
     modified_since: str | datetime | None = None,
     modified_until: str | datetime | None = None,
-    by: str = "acctsync resync",
+    actor: Actor,
 ) -> ResyncRequested:
-    """Queue a re-sync of one selected account column, or ResyncError saying what to fix."""
+    """Queue a re-sync of one selected account column, or ResyncError saying what to fix;
+    recorded in the audit trail either way."""
+    asked = {
+        "field": field,
+        "modified_since": modified_since,
+        "modified_until": modified_until,
+    }
+    with audited(services, actor, AuditAction.RESYNC, before=asked) as record:
+        requested = _request(services, field, modified_since, modified_until, by=actor.label)
+        record.after = requested.to_json()
+    return requested
+
+
+def _request(
+    services: Services,
+    field: str,
+    modified_since: str | datetime | None,
+    modified_until: str | datetime | None,
+    *,
+    by: str,
+) -> ResyncRequested:
     column = field.strip().lower()
     since, until = (
         _moment(modified_since, "modified_since"),

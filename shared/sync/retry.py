@@ -14,8 +14,10 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
+from shared.audit import audited
 from shared.ids import InvalidId, parse_guid
 from shared.services import Services
+from shared.state.audit import Actor, AuditAction
 from shared.state.errors import ErrorCode, ErrorFilter, RetryMark
 from shared.sync.reread import RereadOutcome, reread_and_apply
 from shared.times import utcnow
@@ -85,10 +87,23 @@ class RetryOutcome:
 
 
 def retry_errors(
-    services: Services, *, code: str | None = None, ids: Collection[str] | None = None
+    services: Services,
+    *,
+    actor: Actor,
+    code: str | None = None,
+    ids: Collection[str] | None = None,
 ) -> RetryOutcome:
     """Retry the unresolved errors with `code`, or naming one of `ids` (record ids as Sync
-    Errors shows them), or all; UnknownErrorCode before anything is read."""
+    Errors shows them), or all; UnknownErrorCode before anything is read. Recorded in the
+    audit trail: what was asked, and the counts it came to."""
+    asked = {"code": code, "ids": sorted(ids) if ids is not None else None}
+    with audited(services, actor, AuditAction.RETRY, before=asked) as record:
+        outcome = _retry(services, code=code, ids=ids)
+        record.after = {k: v for k, v in outcome.to_json().items() if isinstance(v, int)}
+    return outcome
+
+
+def _retry(services: Services, *, code: str | None, ids: Collection[str] | None) -> RetryOutcome:
     if code is not None and code not in {c.value for c in ErrorCode}:  # "" is no code either
         raise UnknownErrorCode(code)
     wanted = {i.strip().lower() for i in ids} if ids is not None else None

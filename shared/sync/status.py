@@ -6,7 +6,9 @@ from dataclasses import asdict
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.audit import audited
 from shared.services import Services
+from shared.state.audit import Actor, AuditAction
 from shared.state.fields import Table
 from shared.state.results import CycleStatus
 from shared.state.schedule import CycleState, Phase
@@ -139,8 +141,16 @@ def _in_process(state: CycleState) -> dict[str, Any]:
     }
 
 
-def replay_poison(services: Services, *, limit: int = 10_000) -> int:
-    """Move poison messages back onto the batch queue (once their cause is fixed)."""
+def replay_poison(services: Services, *, actor: Actor, limit: int = 10_000) -> int:
+    """Move poison messages back onto the batch queue (once their cause is fixed); recorded in
+    the audit trail with how many moved."""
+    with audited(services, actor, AuditAction.REPLAY) as record:
+        moved = _replay(services, limit)
+        record.after = {"replayed": moved}
+    return moved
+
+
+def _replay(services: Services, limit: int) -> int:
     poison = services.storage.queue(POISON_QUEUE)
     batches = services.storage.queue(BATCH_QUEUE)
     moved = 0

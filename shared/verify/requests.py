@@ -11,7 +11,9 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
+from shared.audit import audited
 from shared.services import Services
+from shared.state.audit import Actor, AuditAction
 from shared.state.schedule import CycleState, Phase
 from shared.state.verify import VerifyRequest, VerifyTrigger
 from shared.storage import BATCH_CONTAINER
@@ -20,14 +22,19 @@ from shared.verify.progress import RunStore
 
 
 def request_verify(
-    services: Services, *, repair: bool, deep: bool, by: str
+    services: Services, *, repair: bool, deep: bool, actor: Actor
 ) -> tuple[VerifyRequest, bool]:
     """Ask for a verify: (the one that will run, whether this ask queued it; False when one
-    was asked for already and still waits)."""
-    wanted = VerifyRequest.new(
-        trigger=VerifyTrigger.REQUESTED, now=utcnow(), by=by, repair=repair, deep=deep
-    )
-    return services.verifies.request(wanted)
+    was asked for already and still waits). Recorded in the audit trail, as a repair when
+    it is to repair what it finds."""
+    action = AuditAction.REPAIR if repair else AuditAction.VERIFY
+    with audited(services, actor, action, before={"repair": repair, "deep": deep}) as record:
+        wanted = VerifyRequest.new(
+            trigger=VerifyTrigger.REQUESTED, now=utcnow(), by=actor.label, repair=repair, deep=deep
+        )
+        request, queued = services.verifies.request(wanted)
+        record.after = {**request.to_json(), "queued": queued}
+    return request, queued
 
 
 def wanted_verify(

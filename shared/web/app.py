@@ -15,7 +15,7 @@ from shared.web.console import install_console
 from shared.web.docs import OPENAPI_URL, install_docs, install_docs_assets
 from shared.web.errors import install_error_handlers
 from shared.web.guards import ASGIApp, limit_body
-from shared.web.routes import accounts, contacts, feed, lists, sync
+from shared.web.routes import accounts, audit, contacts, feed, lists, sync
 
 DESCRIPTION = """The marketing side of the Dynamics 365 account mirror.
 
@@ -38,8 +38,9 @@ def create_app(*, api_key: str | None = None, api: bool = True) -> FastAPI:
         redirect_slashes=False,
     )
     if api:
-        for router in (accounts.router, contacts.router, sync.router, lists.router, feed.router):
-            app.include_router(router)
+        routers = (accounts, contacts, sync, lists, feed, audit)
+        for module in routers:
+            app.include_router(module.router)
         install_docs(app)
     install_docs_assets(app)
     install_error_handlers(app)

@@ -92,6 +92,12 @@ class CheckRow(BaseModel):
     fix: str | None = Field(None, description="what to do, when the check warns or fails")
 
 
+class PauseRequest(BaseModel):
+    reason: str = Field(
+        default="", max_length=500, description="why, for the audit trail and the status"
+    )
+
+
 class PauseState(BaseModel):
     paused: bool
     paused_since: str | None = None

@@ -84,3 +84,28 @@ class DeletedPage(BaseModel):
 
 class PagingToken(BaseModel):
     nextPageToken: str = Field(description="the first pageToken of the feed from the time given")
+
+
+class AuditItem(BaseModel):
+    at: str = Field(description="when, ISO-8601 UTC")
+    actor: str = Field(
+        description='who: the Entra user "name (object id)", "api key", or the CLI\'s user@host'
+    )
+    actor_kind: Literal["entra", "api_key", "cli"]
+    actor_id: str | None = Field(description="the Entra object id; null for the others")
+    actor_name: str
+    action: str = Field(
+        description="field_selection, pause, resume, resync, retry, replay, cursor_reset, "
+        "verify, repair or sign_in"
+    )
+    before: Any = Field(description="the value before (a selection, a pause, what was asked)")
+    after: Any = Field(description="the value after, or what the action came to")
+    outcome: Literal["succeeded", "failed", "refused"]
+    detail: str | None = Field(description="why it failed or was refused")
+
+
+class AuditPage(BaseModel):
+    """One page of the audit trail, newest first."""
+
+    items: list[AuditItem]
+    nextPageToken: str | None = Field(description=NEXT_PAGE_HELP)

@@ -11,7 +11,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.state.errors import ErrorCode, ErrorFilter
 from shared.sync.fields import select_fields
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 TOO_LARGE = "x" * 600_000  # 1.2 MB as UTF-16: more than a Table Storage entity holds
 
@@ -19,7 +19,7 @@ TOO_LARGE = "x" * 600_000  # 1.2 MB as UTF-16: more than a Table Storage entity 
 def unstorable_accounts(simulator: SimulatorHandle, services: Services) -> tuple[str, str]:
     """Two mirrored accounts whose latest change in Dynamics the mirror could not hold, and
     a poisoned batch's error next to them."""
-    select_fields(services, ["name", "new_longnotes"])
+    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
     fixed_id, _ = make_account(simulator, "Fixed", 2)
     broken_id, _ = make_account(simulator, "Broken", 1)
     run_cycle_now(services)

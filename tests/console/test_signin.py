@@ -27,7 +27,8 @@ from acctsync.localhost import serving_api
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
 from acctsync.sim.org import Org
-from shared.services import reset_services
+from shared.services import get_services, reset_services
+from shared.times import utcnow
 from tests.console.conftest import chromium, screenshot
 from tests.helpers import API_KEY
 
@@ -104,7 +105,7 @@ def test_a_tenant_user_signs_in_through_entra_and_lands_where_they_were_going(
 ) -> None:
     with entra_console(simulator, azurite) as base:
         callback = f"{base}/signin/callback"
-        simulator.control.sign_in_setup(redirect_uris=[callback])
+        simulator.control.sign_in_setup(redirect_uris=[callback], roles=["Viewer"])
         simulator.control.requests(clear=True)
         open_signed_in(browser, base, "/errors")
         WebDriverWait(browser, 10).until(ready.presence_of_element_located((By.TAG_NAME, "main")))
@@ -129,12 +130,16 @@ def test_only_the_allowed_group_gets_in(
     simulator: SimulatorHandle, azurite: Azurite, browser: Any
 ) -> None:
     with entra_console(simulator, azurite, group=GROUP) as base:
-        simulator.control.sign_in_setup(redirect_uris=[f"{base}/signin/callback"], groups=[])
+        simulator.control.sign_in_setup(
+            redirect_uris=[f"{base}/signin/callback"], groups=[], roles=["Viewer"]
+        )
         open_signed_in(browser, base, "/")
         assert "not in the group allowed to use the acctsync console" in browser.page_source
         assert not browser.find_elements(By.CSS_SELECTOR, "form.signout .muted")
         simulator.control.sign_in_setup(
-            redirect_uris=[f"{base}/signin/callback"], groups=["another-group", GROUP]
+            redirect_uris=[f"{base}/signin/callback"],
+            groups=["another-group", GROUP],
+            roles=["Viewer"],
         )
         open_signed_in(browser, base, "/")
         assert browser.find_element(By.CSS_SELECTOR, "form.signout .muted").text == USER
@@ -156,7 +161,9 @@ def test_a_callback_not_of_this_sign_in_gets_no_session(
     simulator: SimulatorHandle, azurite: Azurite
 ) -> None:
     with entra_console(simulator, azurite) as base:
-        simulator.control.sign_in_setup(redirect_uris=[f"{base}/signin/callback"])
+        simulator.control.sign_in_setup(
+            redirect_uris=[f"{base}/signin/callback"], roles=["Operator"]
+        )
         with httpx.Client(base_url=base, verify=simulator.ssl_context()) as client:
             # A callback with no sign-in started in this browser.
             stray = client.get("/signin/callback", params={"code": "0.Ax", "state": "s"})
@@ -209,6 +216,7 @@ def test_wrong_keys_in_a_row_make_the_address_wait_even_with_the_right_key(
         env.setenv("AzureWebJobsStorage", azurite.connection_string)
         env.delenv("CONSOLE_ENTRA_CLIENT_ID", raising=False)
         reset_services()
+        started = utcnow()
         with (
             serving_api(API_KEY, port=free_port()) as base,
             httpx.Client(base_url=base) as client,
@@ -227,4 +235,11 @@ def test_wrong_keys_in_a_row_make_the_address_wait_even_with_the_right_key(
             assert held.status_code == 429 and "Too many wrong keys" in held.text
             assert 0 < int(held.headers["retry-after"]) <= 60
             assert "acctsync_session" not in held.cookies
+            # Each wrong key is a refused sign-in in the audit trail; the key tried is not.
+            tried = [e for e in get_services().audit.every(since=started)]
+            assert [(e.action.value, e.outcome.value) for e in tried] == [
+                ("sign_in", "refused")
+            ] * 5
+            assert all("wrong key" in (e.detail or "") for e in tried)
+            assert "not-the-key" not in str([e.to_json() for e in tried])
         reset_services()

@@ -83,6 +83,7 @@ REQUIRED_SETTINGS: dict[str, str | None] = {
     "ACCTSYNC_PLAN_BUDGET_SECONDS": "180",
     "VERIFY_INTERVAL_HOURS": "24",
     "VERIFY_REPAIR": "true",
+    "AUDIT_RETENTION_DAYS": "365",
     "APPLICATIONINSIGHTS_CONNECTION_STRING": "${monitoring.outputs.connectionString}",
     "APPLICATIONINSIGHTS_AUTHENTICATION_STRING": f"ClientId={IDENTITY_CLIENT_ID};Authorization=AAD",
     "PYTHON_APPLICATIONINSIGHTS_ENABLE_TELEMETRY": "true",
@@ -599,3 +600,15 @@ def test_console_sign_in_settings_come_with_its_app_registration_only() -> None:
     assert main.module("app/keyvault.bicep").deployed
     without_group = _settings(**{**given, "consoleEntraGroupId": ""})
     assert "CONSOLE_ENTRA_GROUP_ID" not in without_group
+    # Deny by default: no role group and no contact unless given; each given one is set.
+    assert not {s for s in settings if s.endswith("_GROUP_ID") and "ENTRA" not in s}
+    roles = {
+        "consoleViewerGroupId": "CONSOLE_VIEWER_GROUP_ID",
+        "consoleOperatorGroupId": "CONSOLE_OPERATOR_GROUP_ID",
+        "consoleAdminGroupId": "CONSOLE_ADMIN_GROUP_ID",
+        "consoleAdminContact": "CONSOLE_ADMIN_CONTACT",
+    }
+    mapped = _settings(**given, **{p: f"value of {p}" for p in roles})
+    assert {s: mapped[s] for s in roles.values()} == {s: f"value of {p}" for p, s in roles.items()}
+    # Without the console's app registration, role groups set nothing.
+    assert not {s for s in _settings(consoleAdminGroupId="x") if s.startswith("CONSOLE_")}

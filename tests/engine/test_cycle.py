@@ -20,7 +20,7 @@ from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.fields import select_fields
 from shared.sync.status import sync_status
 from tests.faults.support import services_for
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 
 def test_initial_load_then_incremental_change(
@@ -55,7 +55,7 @@ def test_idle_cycle_reads_the_columns_and_the_two_delta_links(
     table's delta link; nothing else, not even the grants of the secured columns selected."""
     make_account(simulator, "Contoso", 2)
     simulator.control.set_column_read("app", "creditlimit", True)  # secured, now granted
-    select_fields(services, ["name", "creditlimit"])
+    select_fields(services, ["name", "creditlimit"], actor=TEST_ACTOR)
     run_cycle_now(services)
     simulator.control.requests(clear=True)
     idle = run_cycle_now(services)

@@ -14,7 +14,7 @@ from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
 from tests.faults.support import drain
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 LONG = "".join(f"line {n:06d} of a very long account note\n" for n in range(5_000))  # ~200 kB
 CJK = "長い日本語のメモ" * 750  # 6,000 characters: 18 kB of UTF-8, 12 kB of UTF-16
@@ -24,7 +24,7 @@ def test_oversize_values_sync_whole_and_activities_say_when_they_are_cut(
     simulator: SimulatorHandle, services: Services
 ) -> None:
     assert len(LONG.encode()) >= 200_000 and len(CJK) == 6_000
-    select_fields(services, ["name", "new_longnotes"])
+    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
     long_id, long_contacts = make_account(simulator, "Long notes", 2, new_longnotes=LONG)
     cjk_id, cjk_contacts = make_account(simulator, "CJK notes", 2, new_longnotes=CJK)
 

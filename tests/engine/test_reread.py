@@ -14,7 +14,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
 from shared.sync.fields import select_fields
 from shared.sync.reread import GROUP_SIZE, reread_and_apply
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 
 def _entity_set_requests(simulator: SimulatorHandle, entity_set: str) -> list[dict[str, object]]:
@@ -113,7 +113,7 @@ def test_a_mix_over_several_groups_takes_one_request_a_group(
 def test_an_unstorable_row_is_a_sync_error_and_a_failed_id(
     simulator: SimulatorHandle, services: Services
 ) -> None:
-    select_fields(services, ["name", "new_longnotes"])
+    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
     good_id, _ = make_account(simulator, "Good", 1)
     bad_id, _ = make_account(simulator, "Bad", 1)
     run_cycle_now(services)

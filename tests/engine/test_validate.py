@@ -23,7 +23,7 @@ from shared.sync.fields import select_fields
 from shared.times import utcnow
 from tests.engine.test_verify import settle
 from tests.faults.support import run
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 CHECKS = [
     "settings",
@@ -186,7 +186,7 @@ def test_each_check_fails_once_with_its_fix(
     words: list[str],
 ) -> None:
     make_account(simulator, "Contoso", 1)
-    select_fields(services, ["name", "new_longnotes"])
+    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
     run_cycle_now(services)
     run_verify_now(services, repair=False, deep=False)
     assert all(r.status == "pass" for r in checks().values())

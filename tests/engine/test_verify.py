@@ -22,7 +22,7 @@ from shared.sync.cycle import Action, heartbeat
 from shared.sync.edits import edit_account_through_contact
 from shared.sync.fields import select_fields
 from shared.verify.requests import request_verify
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 
 def settle() -> None:
@@ -160,7 +160,7 @@ def test_changes_after_the_last_read_are_pending_and_the_filter_is_no_drift(
 def test_deep_finds_values_changed_in_the_mirror_only_and_not_local_edits(
     simulator: SimulatorHandle, services: Services
 ) -> None:
-    select_fields(services, ["name", "revenue"])
+    select_fields(services, ["name", "revenue"], actor=TEST_ACTOR)
     changed, _ = make_account(simulator, "Changed", 1)
     edited, edited_contacts = make_account(simulator, "Edited", 1)
     settle()
@@ -194,7 +194,7 @@ def test_a_verify_checkpoints_over_heartbeats_and_a_due_cycle_waits_for_it(
     reset_services()
     paged = get_services()
     cycle_before = paged.schedule.read().cycle_id
-    request, queued = request_verify(paged, repair=False, deep=False, by="test")
+    request, queued = request_verify(paged, repair=False, deep=False, actor=TEST_ACTOR)
     assert queued
     beats = []
     while True:

@@ -10,6 +10,7 @@ from acctsync.worker import QueueRules, QueueWorker
 from shared.services import Services, get_services, reset_services
 from shared.storage import BATCH_QUEUE
 from shared.sync.status import sync_status
+from tests.helpers import TEST_ACTOR
 
 
 @pytest.fixture
@@ -43,6 +44,6 @@ def test_replay_poison_puts_messages_back(services: Services) -> None:
     worker = QueueWorker(services, QueueRules(max_dequeue_count=1, visibility_timeout_s=0))
     worker.run_once()
     assert sync_status(services)["poison_count"] == 1
-    assert replay_poison(services) == 1
+    assert replay_poison(services, actor=TEST_ACTOR) == 1
     status = sync_status(services)
     assert (status["poison_count"], status["queue_backlog"]) == (0, 1)

@@ -10,7 +10,7 @@ from shared.sync.cursors import reset_cursors
 from shared.sync.cycle import heartbeat
 from shared.sync.status import sync_status
 from tests.faults.support import services_for
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 
 def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(
@@ -68,7 +68,7 @@ def test_a_mirror_of_another_org_is_said_plainly_and_reset_cursors_goes_on(
     assert "acctsync reset-cursors" in failure["fix"] and failure["needs_action"] is True
     assert sync_status(services)["health"]["verdict"] == "stalled"
 
-    assert reset_cursors(services) == ["accounts", "contacts"]
+    assert reset_cursors(services, actor=TEST_ACTOR) == ["accounts", "contacts"]
     simulator.control.update_account(account_id, {"name": "Contoso, re-read"})
     summary = run_cycle_now(services)
     assert summary["modes"] == {"contacts": "reload", "accounts": "reload"}

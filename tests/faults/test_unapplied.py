@@ -19,7 +19,7 @@ from shared.sync.fields import select_fields
 from shared.sync.status import replay_poison
 from tests.engine.test_oversize import LONG
 from tests.faults.support import cycle_by_stages, drain, plan_only, services_for, wait_until
-from tests.helpers import live_ids, make_account
+from tests.helpers import TEST_ACTOR, live_ids, make_account
 
 
 def poison_all(services: Services) -> int:
@@ -66,7 +66,7 @@ def test_a_reload_with_a_batch_in_poison_flags_no_live_record_deleted(
     assert gone is not None and gone["is_deleted"] is True
 
     # Replayed, the batch applies; the next re-load sweeps what Dynamics deleted, only that.
-    assert replay_poison(services) == 1
+    assert replay_poison(services, actor=TEST_ACTOR) == 1
     drain(services)
     simulator.control.expire_delta_tokens()
     summary, _ = cycle_by_stages(services, lambda: drain(services))
@@ -78,7 +78,7 @@ def test_a_reload_with_a_batch_in_poison_flags_no_live_record_deleted(
 def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
     simulator: SimulatorHandle, services: Services
 ) -> None:
-    select_fields(services, ["name", "new_longnotes"])
+    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
     account_id, contacts = make_account(simulator, "Long notes", 2, new_longnotes=LONG)
     run_cycle_now(services)
     renamed = LONG.replace("line", "LINE")
@@ -107,7 +107,7 @@ def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
         what="the feed's watermark to pass the stamp of the unapplied batch",
     )
 
-    assert replay_poison(services) == 1
+    assert replay_poison(services, actor=TEST_ACTOR) == 1
     drain(services)
     row = services.accounts.get(account_id)
     assert row is not None

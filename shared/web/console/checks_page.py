@@ -9,7 +9,7 @@ from fastapi.responses import RedirectResponse, Response
 from shared.setup.validate import validate
 from shared.sync.pause import pause_sync, resume_sync
 from shared.times import iso
-from shared.web.console.pages import FormDep, SessionDep, first, render
+from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -32,20 +32,22 @@ def pause_page(
         "paused": pause is not None,
         "since": iso(pause.since) if pause else None,
         "by": pause.by if pause else None,
+        "reason": pause.reason if pause else None,
         "done": done if done in ("paused", "resumed") else "",
     }
     return render(request, "pause.html", context, session=session)
 
 
 @router.post("/pause")
-def pause_or_resume(request: Request, services: ServicesDep, form: FormDep) -> Response:
+def pause_or_resume(request: Request, services: ServicesDep, form: OperatorFormDep) -> Response:
     action = first(form, "action")
+    actor = signed_in(request).actor
     if first(form, "confirm") != "on":  # not confirmed: nothing changes
         return RedirectResponse("/pause", 303)
     if action == "pause":
-        pause_sync(services, by="the console")
+        pause_sync(services, actor=actor, reason=first(form, "reason").strip())
         return RedirectResponse("/pause?done=paused", 303)
     if action == "resume":
-        resume_sync(services)
+        resume_sync(services, actor=actor)
         return RedirectResponse("/pause?done=resumed", 303)
     return RedirectResponse("/pause", 303)

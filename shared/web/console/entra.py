@@ -1,16 +1,20 @@
 """Entra ID sign-in for the console in Azure: OpenID Connect's authorization code flow with
 PKCE, through msal. Only the tenant's users (and, when one is set, the members of one group)
-get a session; the tokens themselves are dropped once the ID token's claims are read."""
+with a role (shared/web/console/roles.py) get a session; the tokens themselves are dropped
+once the ID token's claims are read."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
 
 from shared.dataverse.auth import is_public_cloud
 from shared.dataverse.client import tls_context
+from shared.state.audit import Actor
+from shared.web.console.roles import Role, role_of
 from shared.web.console.settings import EntraApp
 
 # What of msal's flow the callback needs (the sign-in URL itself is not kept).
@@ -19,6 +23,20 @@ FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims
 
 class SignInRefused(Exception):
     """Entra ID signed someone in whom the console does not let in, or the flow broke."""
+
+    def __init__(self, message: str, *, user: Actor | None = None):
+        super().__init__(message)
+        self.user = user  # who Entra ID said it was, when it said
+
+
+class NoRole(SignInRefused):
+    """A user of the tenant with no role: they are told which role to ask for, and whom."""
+
+
+@dataclass(frozen=True)
+class EntraUser:
+    actor: Actor
+    role: Role
 
 
 def _client(app: EntraApp, http: httpx.Client) -> Any:
@@ -48,8 +66,9 @@ def begin(app: EntraApp, redirect_uri: str) -> tuple[str, dict[str, Any]]:
     return str(flow["auth_uri"]), {k: flow[k] for k in FLOW_KEYS if k in flow}
 
 
-def finish(app: EntraApp, flow: dict[str, Any], params: Mapping[str, str]) -> str:
-    """The signed-in user's name, once the code is redeemed and the claims allow them in."""
+def finish(app: EntraApp, flow: dict[str, Any], params: Mapping[str, str]) -> EntraUser:
+    """The signed-in user and their role, once the code is redeemed and the claims allow
+    them in."""
     with _http(app) as http:
         try:
             result = _client(app, http).acquire_token_by_auth_code_flow(dict(flow), dict(params))
@@ -64,12 +83,25 @@ def finish(app: EntraApp, flow: dict[str, Any], params: Mapping[str, str]) -> st
     return allowed_user(app, result.get("id_token_claims") or {})
 
 
-def allowed_user(app: EntraApp, claims: Mapping[str, Any]) -> str:
+def allowed_user(app: EntraApp, claims: Mapping[str, Any]) -> EntraUser:
+    name = str(claims.get("name") or claims.get("preferred_username") or claims.get("oid"))
+    user = Actor.entra(str(claims.get("oid") or ""), name)
     if str(claims.get("tid", "")).lower() != app.tenant_id.lower():
-        raise SignInRefused("only users of the tenant acctsync runs in can sign in")
-    if app.allowed_group and app.allowed_group not in (claims.get("groups") or []):
+        raise SignInRefused("only users of the tenant acctsync runs in can sign in", user=user)
+    groups = claims.get("groups") or []
+    if app.allowed_group and app.allowed_group not in groups:
         raise SignInRefused(
             "your account is not in the group allowed to use the acctsync console; "
-            "ask an administrator to add you"
+            "ask an administrator to add you",
+            user=user,
         )
-    return str(claims.get("name") or claims.get("preferred_username") or claims.get("oid"))
+    role = role_of(roles=claims.get("roles") or [], groups=groups, role_groups=app.role_groups)
+    if role is None:
+        raise NoRole(
+            f"you are signed in as {name}, but you have no role in the acctsync console: ask "
+            f"{app.admin_contact} to assign you the {Role.VIEWER.app_role} role (to see the "
+            f"sync), {Role.OPERATOR.app_role} (also to pause, resume, verify and retry) or "
+            f"{Role.ADMIN.app_role} (also to change the field selection and re-sync)",
+            user=user,
+        )
+    return EntraUser(user, role)

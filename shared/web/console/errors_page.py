@@ -15,7 +15,7 @@ from shared.dataverse.errors import DataverseError
 from shared.state.errors import ErrorCode, ErrorFilter
 from shared.sync.retry import record_of, retry_errors
 from shared.web.console.filters import csv_response, date_range
-from shared.web.console.pages import FormDep, SessionDep, first, render
+from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -94,12 +94,15 @@ def errors_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> R
 
 
 @router.post("/errors/retry")
-def retry(services: ServicesDep, form: FormDep) -> Response:
+def retry(request: Request, services: ServicesDep, form: OperatorFormDep) -> Response:
     """Retry one record (`id`), or all unresolved errors (with the page's `code` filter)."""
     record_id, code = first(form, "id"), first(form, "code")
     try:
         outcome = retry_errors(
-            services, code=code if code in CODES else None, ids=[record_id] if record_id else None
+            services,
+            actor=signed_in(request).actor,
+            code=code if code in CODES else None,
+            ids=[record_id] if record_id else None,
         )
     except DataverseError:
         return RedirectResponse("/errors?unavailable=1", 303)

@@ -21,7 +21,7 @@ from shared.sync.fields import (
 from shared.sync.resync import ResyncError, request_resync, resync_status
 from shared.sync.status import sync_status
 from shared.web.console.filters import day_end, day_start
-from shared.web.console.pages import FormDep, SessionDep, render, signed_in
+from shared.web.console.pages import AdminFormDep, SessionDep, render, signed_in
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -55,7 +55,7 @@ def fields_page(
 
 
 @router.post("/fields")
-def save_fields(request: Request, services: ServicesDep, form: FormDep) -> Response:
+def save_fields(request: Request, services: ServicesDep, form: AdminFormDep) -> Response:
     session = signed_in(request)
     ticked = form.get("selected", [])
     # Only what was ticked or unticked changes: a selected column the sync user cannot read
@@ -65,6 +65,7 @@ def save_fields(request: Request, services: ServicesDep, form: FormDep) -> Respo
     try:
         change = edit_fields(
             services,
+            actor=session.actor,
             add=[n for n in ticked if n not in selected],
             remove=[n for n in selected if n not in ticked],
         )
@@ -76,7 +77,7 @@ def save_fields(request: Request, services: ServicesDep, form: FormDep) -> Respo
 
 
 @router.post("/fields/resync")
-def resync_field(request: Request, services: ServicesDep, form: FormDep) -> Response:
+def resync_field(request: Request, services: ServicesDep, form: AdminFormDep) -> Response:
     """Quick Sync (no dates) or Advanced Sync (a created-or-modified range) of one column."""
     session = signed_in(request)
     field = (form.get("field") or [""])[0]
@@ -88,7 +89,7 @@ def resync_field(request: Request, services: ServicesDep, form: FormDep) -> Resp
         return _page(request, services, session, problem="dates are YYYY-MM-DD", status=422)
     try:
         request_resync(
-            services, field, modified_since=since, modified_until=until, by="the console"
+            services, field, modified_since=since, modified_until=until, actor=session.actor
         )
     except ResyncError as error:
         return _page(request, services, session, problem=str(error), status=422)

@@ -1,9 +1,10 @@
 """What every console page shares: the templates, who is signed in, and the checks a form
-that changes something must pass (its CSRF token, and a request from the console's own
-origin)."""
+that changes something must pass (the role it needs, its CSRF token, and a request from the
+console's own origin)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -15,6 +16,7 @@ from fastapi.templating import Jinja2Templates
 
 from shared import __version__
 from shared.web.console.attempts import WrongKeys
+from shared.web.console.roles import Role
 from shared.web.console.session import Session, Signer, presession, read_session
 from shared.web.console.settings import ConsoleSettings
 
@@ -37,7 +39,9 @@ NAV = (
     ("/validate", "Validate"),
     ("/pause", "Pause / Resume"),
     ("/records", "Records"),
+    ("/audit", "Audit log"),
 )
+Form = dict[str, list[str]]
 
 
 class SignInRequired(Exception):
@@ -48,6 +52,16 @@ class SignInRequired(Exception):
 
 class FormRefused(Exception):
     """A state-changing request that is not the console's own form: no change is made."""
+
+
+class RoleRefused(Exception):
+    """A signed-in person asked for what their role does not allow: no change is made."""
+
+    def __init__(self, needed: Role, session: Session, contact: str):
+        super().__init__(
+            f"this needs the {needed.value} role; {session.user} has the {session.role.value} "
+            f"role: ask {contact} for the {needed.app_role} role"
+        )
 
 
 @dataclass(frozen=True)
@@ -107,7 +121,24 @@ async def checked_form(request: Request) -> dict[str, list[str]]:
     return form
 
 
-FormDep = Annotated[dict[str, list[str]], Depends(checked_form)]
+FormDep = Annotated[Form, Depends(checked_form)]
+
+
+def form_of(role: Role) -> Callable[[Request], Awaitable[Form]]:
+    """The checked form of someone whose role allows `role`'s actions. The server decides:
+    a form the page did not show (a forged request) is refused just the same."""
+
+    async def checked(request: Request) -> Form:
+        session = signed_in(request)
+        if not session.role.allows(role):
+            raise RoleRefused(role, session, console_of(request).settings.admin_contact)
+        return await checked_form(request)
+
+    return checked
+
+
+OperatorFormDep = Annotated[Form, Depends(form_of(Role.OPERATOR))]
+AdminFormDep = Annotated[Form, Depends(form_of(Role.ADMIN))]
 
 
 def signin_token(request: Request) -> str | None:
@@ -128,6 +159,9 @@ def render(
         "request": request,
         "session": session,
         "csrf": csrf_token(request, session) if session else "",
+        # Buttons a role may not use are not shown (and the server refuses them anyway).
+        "can_operate": session is not None and session.role.allows(Role.OPERATOR),
+        "can_administer": session is not None and session.role.allows(Role.ADMIN),
         "nav": NAV,
         "path": request.url.path,
         "version": __version__,

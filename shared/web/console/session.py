@@ -1,6 +1,7 @@
-"""The console's session: a signed, expiring cookie naming who signed in, and the CSRF token
-every state-changing form carries. The cookie holds no key and no token, only who and until
-when; the CSRF token is derived from the session, so it needs no storage."""
+"""The console's session: a signed, expiring cookie naming who signed in with which role, and
+the CSRF token every state-changing form carries. The cookie holds no key and no token, only
+who, their role and until when; the CSRF token is derived from the session, so it needs no
+storage."""
 
 from __future__ import annotations
 
@@ -14,6 +15,9 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
+from shared.state.audit import Actor, ActorKind
+from shared.web.console.roles import Role
+
 SESSION_COOKIE = "acctsync_session"
 # Before sign-in: binds the sign-in form's CSRF token (and the Entra flow) to this browser.
 PRESESSION_COOKIE = "acctsync_presession"
@@ -26,6 +30,13 @@ class Session:
     user: str  # what the pages show: "API key" or the Entra user's name
     sid: str  # random per sign-in: the CSRF token derives from it
     expires: int
+    role: Role  # what the sign-in's claims gave (the API key: admin)
+    oid: str | None = None  # the Entra object id
+
+    @property
+    def actor(self) -> Actor:
+        """Who acts, for the audit trail."""
+        return Actor.entra(self.oid, self.user) if self.oid else Actor.api_key()
 
 
 class Signer:
@@ -61,14 +72,25 @@ class Signer:
 
 def read_session(signer: Signer, request: Request) -> Session | None:
     value = signer.load(request.cookies.get(SESSION_COOKIE))
-    if value is None or value.get("kind") != "session":
-        return None
-    return Session(str(value["user"]), str(value["sid"]), int(str(value["exp"])))
+    if value is None or value.get("kind") != "session" or value.get("role") not in set(Role):
+        return None  # a session from before roles signs in again
+    oid = str(value.get("oid") or "") or None
+    user, sid, expires = str(value["user"]), str(value["sid"]), int(str(value["exp"]))
+    return Session(user, sid, expires, Role(str(value["role"])), oid)
 
 
-def start_session(signer: Signer, request: Request, response: Response, user: str) -> None:
+def start_session(
+    signer: Signer, request: Request, response: Response, actor: Actor, role: Role
+) -> None:
     expires = int(time.time()) + SESSION_SECONDS
-    value = {"kind": "session", "user": user, "sid": secrets.token_urlsafe(16), "exp": expires}
+    value: dict[str, object] = {
+        "kind": "session",
+        "user": "API key" if actor.kind is ActorKind.API_KEY else actor.name,
+        "oid": actor.id or "",
+        "role": role.value,
+        "sid": secrets.token_urlsafe(16),
+        "exp": expires,
+    }
     _set(request, response, SESSION_COOKIE, signer.dump(value), SESSION_SECONDS)
     response.delete_cookie(PRESESSION_COOKIE, path="/")
 

@@ -3,7 +3,10 @@
 Locally (and wherever no Entra app is configured) a person signs in once with the key the
 host guards the API with (ACCTSYNC_API_KEY). In Azure the console signs the tenant's users in
 with Entra ID (OpenID Connect through msal): CONSOLE_ENTRA_CLIENT_ID and its tenant, the app
-registration's secret, and optionally one group whose members alone may sign in.
+registration's secret, and optionally one group whose members alone may sign in. What each
+user may do is their role (shared/web/console/roles.py): the app roles assigned to them, or
+the groups CONSOLE_{VIEWER,OPERATOR,ADMIN}_GROUP_ID map to roles; CONSOLE_ADMIN_CONTACT is who
+the console tells someone without a role to ask.
 """
 
 from __future__ import annotations
@@ -12,10 +15,17 @@ import hashlib
 import hmac
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 
 from shared.settings import DEFAULT_AUTHORITY_HOST, SettingsError
+from shared.web.console.roles import Role
+
+# Who someone without a role is told to ask, when CONSOLE_ADMIN_CONTACT does not say.
+DEFAULT_ADMIN_CONTACT = (
+    "the owners of the acctsync console's app registration in Entra ID "
+    "(Enterprise applications, Users and groups)"
+)
 
 
 class SignIn(StrEnum):
@@ -32,6 +42,8 @@ class EntraApp:
     authority_host: str
     allowed_group: str | None  # object id of the one group whose members may sign in
     ca_bundle: str | None = None  # DATAVERSE_CA_BUNDLE: the same trust as the sync's sign-in
+    role_groups: Mapping[Role, str] = field(default_factory=dict)  # group object id per role
+    admin_contact: str = DEFAULT_ADMIN_CONTACT  # whom to ask for a role
 
     @property
     def authority(self) -> str:
@@ -45,6 +57,10 @@ class ConsoleSettings:
     entra: EntraApp | None
     session_key: bytes  # signs the session cookie; never sent anywhere
     problem: str | None = None  # why no sign-in is configured, for the sign-in page
+
+    @property
+    def admin_contact(self) -> str:
+        return self.entra.admin_contact if self.entra else DEFAULT_ADMIN_CONTACT
 
     @classmethod
     def broken(cls, problem: str) -> ConsoleSettings:
@@ -88,7 +104,13 @@ def _entra(env: Mapping[str, str], client_id: str) -> EntraApp:
     ca_bundle = env.get("DATAVERSE_CA_BUNDLE", "").strip() or None
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
-    return EntraApp(tenant, client_id, client_secret, host, group, ca_bundle)
+    role_groups = {
+        role: value
+        for role in Role
+        if (value := env.get(f"CONSOLE_{role.name}_GROUP_ID", "").strip())
+    }
+    contact = env.get("CONSOLE_ADMIN_CONTACT", "").strip() or DEFAULT_ADMIN_CONTACT
+    return EntraApp(tenant, client_id, client_secret, host, group, ca_bundle, role_groups, contact)
 
 
 def _derived(secret: str) -> bytes:

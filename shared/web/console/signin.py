@@ -1,4 +1,5 @@
-"""Signing in and out of the console: the API key entered once (locally), or Entra ID."""
+"""Signing in and out of the console: the API key entered once (locally, as admin), or Entra
+ID (with the role its claims give). Every sign-in, and every refused one, is audited."""
 
 from __future__ import annotations
 
@@ -9,6 +10,8 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
+from shared.audit import record_sign_in
+from shared.state.audit import Actor
 from shared.web.console import entra
 from shared.web.console.pages import (
     FormDep,
@@ -19,6 +22,7 @@ from shared.web.console.pages import (
     safe_next,
     signin_token,
 )
+from shared.web.console.roles import Role
 from shared.web.console.session import (
     end_session,
     new_presession_id,
@@ -28,6 +32,7 @@ from shared.web.console.session import (
     start_session,
 )
 from shared.web.console.settings import SignIn
+from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
 FormData = Annotated[dict[str, list[str]], Depends(read_form)]
@@ -54,7 +59,7 @@ def signin_page(request: Request, next: str = "/") -> Response:
 
 
 @router.post("/signin")
-def signin(request: Request, form: FormData) -> Response:
+def signin(request: Request, form: FormData, services: ServicesDep) -> Response:
     console = console_of(request)
     target = safe_next(first(form, "next"))
     expected = signin_token(request)
@@ -72,15 +77,18 @@ def signin(request: Request, form: FormData) -> Response:
         return refused
     if not hmac.compare_digest(first(form, "key").encode(), key.encode()):
         console.wrong_keys.failed(address)
+        record_sign_in(services, Actor.api_key(), refused=f"a wrong key, from {address}")
         return _form(request, target, problem="That is not the key. Try again.", status=401)
     console.wrong_keys.succeeded(address)
     response = RedirectResponse(target, 303)
-    start_session(console.signer, request, response, "API key")
+    # The key is the API's: whoever holds it can do anything, so the console gives admin.
+    start_session(console.signer, request, response, Actor.api_key(), Role.ADMIN)
+    record_sign_in(services, Actor.api_key(), role=Role.ADMIN.value)
     return response
 
 
 @router.get("/signin/callback", name="signin_callback")
-def signin_callback(request: Request) -> Response:
+def signin_callback(request: Request, services: ServicesDep) -> Response:
     console = console_of(request)
     started = presession(console.signer, request)
     app = console.settings.entra
@@ -90,12 +98,15 @@ def signin_callback(request: Request) -> Response:
     try:
         user = entra.finish(app, flow, dict(request.query_params))
     except entra.SignInRefused as refused:
+        who = refused.user or Actor.entra("", "someone Entra ID did not name")
+        record_sign_in(services, who, refused=str(refused))
         return _problem(request, str(refused))
     target = safe_next(str(started.get("next") or "/"))
     # A page of our own moves on: the redirect from Entra ID was a cross-site navigation, and
     # the Strict session cookie goes along only with one that starts here.
     response = render(request, "moving.html", {"target": target}, session=None)
-    start_session(console.signer, request, response, user)
+    start_session(console.signer, request, response, user.actor, user.role)
+    record_sign_in(services, user.actor, role=user.role.value)
     return response
 
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.services import Services
@@ -15,7 +15,7 @@ from shared.state.schedule import CycleState
 from shared.state.verify import Drift, VerifyResult
 from shared.verify.requests import request_verify, verify_status
 from shared.verify.result import KIND_WORDS, drift_in_words
-from shared.web.console.pages import FormDep, first
+from shared.web.console.pages import OperatorFormDep, first, signed_in
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
@@ -73,9 +73,10 @@ def _linked(services: Services, drift: list[Drift]) -> list[Sample]:
 
 
 @router.post("/verify")
-def ask_for_verify(services: ServicesDep, form: FormDep) -> Response:
+def ask_for_verify(request: Request, services: ServicesDep, form: OperatorFormDep) -> Response:
     """Verify now / Verify and repair: the next heartbeat that finds no cycle running starts
     it (one asked for already and still waiting is the one that runs)."""
     repair = first(form, "action") == "repair"
-    _, queued = request_verify(services, repair=repair, deep=False, by="the console")
+    actor = signed_in(request).actor
+    _, queued = request_verify(services, repair=repair, deep=False, actor=actor)
     return RedirectResponse(f"/?verify={'asked' if queued else 'waiting'}#mirror-check", 303)

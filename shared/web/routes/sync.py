@@ -8,6 +8,7 @@ from fastapi import APIRouter
 
 from shared.dataverse.errors import DataverseError
 from shared.setup.validate import validate
+from shared.state.audit import Actor
 from shared.sync.fields import (
     FieldResyncPending,
     FieldSelectionError,
@@ -25,6 +26,7 @@ from shared.web.models import (
     Column,
     FieldSelectionRequest,
     FieldSelectionResult,
+    PauseRequest,
     PauseState,
     ResyncRequest,
     ResyncState,
@@ -36,6 +38,9 @@ from shared.web.models import (
 from shared.web.routes.depends import ERRORS, ServicesDep
 
 router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERRORS)
+# Whoever holds the API's key (a function key in Azure) acts as "api key": the key names no
+# person, so scripts that change things should each have their own function key.
+API_ACTOR = Actor.api_key()
 
 
 @router.get("/status", summary="What `acctsync status` prints")
@@ -51,7 +56,7 @@ def get_fields(services: ServicesDep) -> list[Column]:
 @router.put("/fields", summary="Store the selection of account columns to sync")
 def put_fields(body: FieldSelectionRequest, services: ServicesDep) -> FieldSelectionResult:
     try:
-        change = select_fields(services, body.selected)
+        change = select_fields(services, body.selected, actor=API_ACTOR)
     except FieldSelectionError as error:
         raise ApiError(422, "invalid_fields", str(error)) from None
     except FieldResyncPending as error:
@@ -65,13 +70,14 @@ def get_validate(services: ServicesDep) -> list[CheckRow]:
 
 
 @router.post("/pause", summary="Stop new cycles and steps; queued batches still apply")
-def post_pause(services: ServicesDep) -> PauseState:
-    return PauseState(**pause_sync(services, by="POST /api/sync/pause"))
+def post_pause(services: ServicesDep, body: PauseRequest | None = None) -> PauseState:
+    reason = body.reason if body is not None else ""
+    return PauseState(**pause_sync(services, actor=API_ACTOR, reason=reason))
 
 
 @router.post("/resume", summary="Let cycles start again, from the stored delta links")
 def post_resume(services: ServicesDep) -> PauseState:
-    state = resume_sync(services)
+    state = resume_sync(services, actor=API_ACTOR)
     return PauseState(paused=False, was_paused_since=state["was_paused_since"])
 
 
@@ -90,7 +96,7 @@ def post_resync(body: ResyncRequest, services: ServicesDep) -> ResyncState:
             body.field,
             modified_since=body.modified_since,
             modified_until=body.modified_until,
-            by="POST /api/sync/resync",
+            actor=API_ACTOR,
         )
     except ResyncError as error:
         raise ApiError(422, error.problem.value, str(error)) from None
@@ -106,7 +112,7 @@ def post_resync(body: ResyncRequest, services: ServicesDep) -> ResyncState:
 )
 def post_retry_errors(body: RetryRequest, services: ServicesDep) -> RetryResult:
     try:
-        outcome = retry_errors(services, code=body.code, ids=body.ids)
+        outcome = retry_errors(services, actor=API_ACTOR, code=body.code, ids=body.ids)
     except UnknownErrorCode as error:
         raise ApiError(422, "unknown_error_code", str(error)) from None
     except DataverseError as error:
@@ -144,6 +150,6 @@ def post_verify(services: ServicesDep, body: VerifyRequestBody | None = None) ->
         services,
         repair=body is not None and body.repair,
         deep=body is not None and body.deep,
-        by="POST /api/sync/verify",
+        actor=API_ACTOR,
     )
     return VerifyRequested(**request.to_json(), queued=queued)
