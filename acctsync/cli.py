@@ -329,9 +329,13 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _pause(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.pause import pause_sync
+    from shared.sync.pause import BadPauseReason, pause_sync
 
-    return _print(pause_sync(get_services(), actor=_me(), reason=args.reason))
+    try:
+        return _print(pause_sync(get_services(), actor=_me(), reason=args.reason))
+    except BadPauseReason as error:
+        print(f"acctsync pause: --reason: {error}; nothing changed", file=sys.stderr)
+        return 2
 
 
 def _resume(args: argparse.Namespace) -> int:

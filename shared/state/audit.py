@@ -147,7 +147,7 @@ class AuditTrail:
                 "before": _stored(entry.before),
                 "after": _stored(entry.after),
                 "outcome": entry.outcome.value,
-                "detail": (entry.detail or "")[:MAX_DETAIL_CHARS],
+                "detail": _text(entry.detail or "")[:MAX_DETAIL_CHARS],
             }
         )
 
@@ -192,6 +192,12 @@ class AuditTrail:
         yield from self.table.query_entities(
             query, parameters=parameters, select=select, results_per_page=1000
         )
+
+
+def _text(text: str) -> str:
+    """Text as storage can hold it: a refused request's error may quote what was sent, half a
+    surrogate pair included, and an entry that cannot be written is an action unrecorded."""
+    return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
 
 
 def _stored(value: Any) -> str:

@@ -16,10 +16,26 @@ from shared.times import iso, utcnow
 MAX_REASON_CHARS = 500
 
 
+class BadPauseReason(ValueError):
+    """A pause reason that is not one line of printable text of at most 500 characters."""
+
+
+def checked_reason(reason: str) -> str:
+    """The reason as given, or BadPauseReason saying what is wrong with it: it is shown on
+    pages and kept in the audit trail."""
+    if len(reason) > MAX_REASON_CHARS:
+        raise BadPauseReason(f"the reason is longer than {MAX_REASON_CHARS} characters")
+    if not reason.isprintable():
+        raise BadPauseReason("the reason must be one line of printable text")
+    return reason
+
+
 def pause_sync(services: Services, *, actor: Actor, reason: str = "") -> dict[str, Any]:
-    """Stop new cycles and steps from starting; queued batches still apply."""
+    """Stop new cycles and steps from starting; queued batches still apply. BadPauseReason
+    (nothing changes) for a reason that cannot be shown."""
+    reason = checked_reason(reason)
     with audited(services, actor, AuditAction.PAUSE, before=pause_state(services)) as record:
-        services.pauses.pause(now=utcnow(), by=actor.label, reason=reason[:MAX_REASON_CHARS])
+        services.pauses.pause(now=utcnow(), by=actor.label, reason=reason)
         record.after = pause_state(services)
     return {"paused": True, "paused_since": record.after["since"]}
 

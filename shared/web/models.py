@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from shared.sync.pause import checked_reason
 
 
 class ErrorDetail(BaseModel):
@@ -93,9 +95,15 @@ class CheckRow(BaseModel):
 
 
 class PauseRequest(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
     reason: str = Field(
         default="", max_length=500, description="why, for the audit trail and the status"
     )
+
+    @field_validator("reason")
+    @classmethod
+    def _one_printable_line(cls, reason: str) -> str:
+        return checked_reason(reason)
 
 
 class PauseState(BaseModel):

@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.setup.validate import validate
-from shared.sync.pause import pause_sync, resume_sync
+from shared.sync.pause import BadPauseReason, pause_sync, resume_sync
 from shared.times import iso
 from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in
 from shared.web.routes.depends import ServicesDep
@@ -45,7 +45,10 @@ def pause_or_resume(request: Request, services: ServicesDep, form: OperatorFormD
     if first(form, "confirm") != "on":  # not confirmed: nothing changes
         return RedirectResponse("/pause", 303)
     if action == "pause":
-        pause_sync(services, actor=actor, reason=first(form, "reason").strip())
+        try:
+            pause_sync(services, actor=actor, reason=first(form, "reason").strip())
+        except BadPauseReason:
+            return RedirectResponse("/pause?done=bad-reason", 303)
         return RedirectResponse("/pause?done=paused", 303)
     if action == "resume":
         resume_sync(services, actor=actor)
