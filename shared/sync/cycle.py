@@ -137,6 +137,8 @@ def heartbeat(
     now = now or utcnow()
     if beat_every_s is not None:
         services.liveness.beat(at=now, every_s=beat_every_s)
+        # What the "host down" alert watches: a dead host sends none.
+        telemetry.count("acctsync.heartbeats", 1)
     state = services.schedule.read()
     _observe(services, state, now)
     lease = timedelta(seconds=services.settings.lease_seconds)

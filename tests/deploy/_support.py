@@ -41,6 +41,7 @@ METRIC_NAMES = frozenset(
 # health gauges and the planning failures. They have no workbook tile of their own.
 ALERT_METRIC_NAMES = frozenset(
     {
+        "acctsync.heartbeats",
         "acctsync.since_last_success_s",
         "acctsync.poison_backlog",
         "acctsync.planning_failures",
