@@ -68,14 +68,18 @@ class MessageHolder:
     def delete(self, message_id: str) -> None:
         """Applied: off the queue for good."""
         with self._lock:
-            held = self._held.pop(message_id)
+            held = self._held.pop(message_id, None)
+            if held is None:  # given back meanwhile (a stopping host): applied again later
+                return
             self.queue.delete_message(message_id, held.receipt)
             self._publish()
 
     def retry_after(self, message_id: str, seconds: int) -> None:
         """Failed: visible again `seconds` from now, for the next attempt."""
         with self._lock:
-            held = self._held.pop(message_id)
+            held = self._held.pop(message_id, None)
+            if held is None:  # given back meanwhile: visible already
+                return
             self.queue.update_message(
                 message_id, pop_receipt=held.receipt, visibility_timeout=seconds
             )
