@@ -19,13 +19,12 @@ from contextlib import contextmanager
 from typing import Any
 
 import uvicorn
-from azure.functions.timer import TimerRequest
 
 from acctsync.console_telemetry import configure_from_env
 from acctsync.ports import API_HOST, API_PORT, ApiPortError, api_port, wait_for_port
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
-from functions.heartbeat import heartbeat_timer
+from functions.heartbeat import run_heartbeat
 from shared.services import Services, get_services
 from shared.state.schedule import Phase
 from shared.sync.cycle import queue_backlog, report_progress_to, stop_planning_on
@@ -117,7 +116,7 @@ class LocalHost:
     def _heartbeats(self) -> None:
         while not self.stop.is_set():
             try:
-                heartbeat_timer(TimerRequest(past_due=False))
+                run_heartbeat(past_due=False, every_s=self.heartbeat_s)
                 self._print_finished()
                 state = self.services.schedule.read()
                 if (

@@ -21,6 +21,7 @@ from typing import Protocol
 from azure.core.exceptions import AzureError
 from azure.functions.queue import QueueMessage
 
+from acctsync.holding import MessageHolder
 from functions.apply_batch import apply_batch_message
 from shared.services import Services
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
@@ -51,10 +52,11 @@ class QueueRules:
 
 
 class QueueWorker:
-    # A message stays invisible this long while it is applied; longer than any batch takes.
-    # A worker that dies leaves its messages invisible until then, so fault tests shorten it
-    # with ACCTSYNC_WORKER_LEASE_SECONDS (dev only; the Functions host has its own rules).
-    LEASE_S = 300
+    # A message stays invisible this long after it is received, and the worker renews that
+    # while it holds the message (acctsync/holding.py): a worker that dies gives its batches
+    # back about this long after its last renewal. ACCTSYNC_WORKER_LEASE_SECONDS shortens it
+    # for fault tests (dev only; in Azure the Functions host owns the visibility).
+    VISIBILITY_S = 60
 
     def __init__(self, services: Services, rules: QueueRules | None = None):
         self.services = services
@@ -64,13 +66,12 @@ class QueueWorker:
         self.applied = 0
         self.failed = 0
         self.progress: BatchProgress | None = None
-        self.lease_s = int(os.environ.get("ACCTSYNC_WORKER_LEASE_SECONDS") or self.LEASE_S)
+        self.lease_s = int(os.environ.get("ACCTSYNC_WORKER_LEASE_SECONDS") or self.VISIBILITY_S)
         # Called with ("applying" | "applied" | "failed", message id): `acctsync worker`
         # prints these so a supervisor can tell where a kill landed.
         self.on_event: Callable[[str, str], None] | None = None
-        # Received and not yet deleted: given back (made visible) when the worker stops.
-        self._held: dict[str, str] = {}
-        self._lock = threading.Lock()
+        # Received and not yet finished: renewed while held, given back when the worker stops.
+        self.holder = MessageHolder(self.queue, services.liveness, visibility_s=self.lease_s)
         self.stopping = threading.Event()
 
     def run_once(self) -> int:
@@ -82,8 +83,7 @@ class QueueWorker:
                 visibility_timeout=self.lease_s,
             )
         )
-        with self._lock:
-            self._held.update((m.id, m.pop_receipt or "") for m in messages)
+        self.holder.take(messages)
         for message in messages:
             if self.stopping.is_set():
                 break  # the rest is given back by release()
@@ -97,57 +97,36 @@ class QueueWorker:
                     )
                 )
             except Exception as error:
-                self._event("failed", message.id)
-                self.failed += 1
-                if isinstance(error, AzureError):
-                    # Storage unreachable or refusing (an outage, a restart): expected, retried,
-                    # and a traceback per batch would bury the one line that matters.
-                    logger.warning(
-                        "batch %s failed (attempt %d): storage: %s",
-                        message.id,
-                        message.dequeue_count,
-                        _first_line(error),
-                    )
-                else:
-                    logger.exception(
-                        "batch %s failed (attempt %d)", message.id, message.dequeue_count
-                    )
-                if (message.dequeue_count or 0) >= self.rules.max_dequeue_count:
-                    self.poison.send_message(body.decode("utf-8", "replace"))
-                    self._done(message.id)
-                    self.queue.delete_message(message)
-                else:
-                    # By id and receipt: passing the message would re-send its decoded bytes.
-                    self._done(message.id)
-                    self.queue.update_message(
-                        message.id,
-                        pop_receipt=message.pop_receipt,
-                        visibility_timeout=self.rules.visibility_timeout_s,
-                    )
+                self._failed(message.id, body, message.dequeue_count or 0, error)
                 continue
-            self._done(message.id)
-            self.queue.delete_message(message)
+            self.holder.delete(message.id)
             self._event("applied", message.id)
             self.applied += 1
             if self.progress is not None:
                 self.progress.batch_applied()
         return len(messages)
 
-    def _done(self, message_id: str) -> None:
-        with self._lock:
-            self._held.pop(message_id, None)
+    def _failed(self, message_id: str, body: bytes, attempt: int, error: Exception) -> None:
+        self._event("failed", message_id)
+        self.failed += 1
+        if isinstance(error, AzureError):
+            # Storage unreachable or refusing (an outage, a restart): expected, retried,
+            # and a traceback per batch would bury the one line that matters.
+            logger.warning(
+                "batch %s failed (attempt %d): storage: %s", message_id, attempt, _first_line(error)
+            )
+        else:
+            logger.exception("batch %s failed (attempt %d)", message_id, attempt)
+        if attempt >= self.rules.max_dequeue_count:
+            self.poison.send_message(body.decode("utf-8", "replace"))
+            self.holder.delete(message_id)
+        else:
+            self.holder.retry_after(message_id, self.rules.visibility_timeout_s)
 
     def release(self) -> int:
         """Give back every message received and not finished, so they are visible again at
-        once (not a worker lease later): what a stopped worker owes the next one."""
-        with self._lock:
-            held, self._held = self._held, {}
-        for message_id, receipt in held.items():
-            try:
-                self.queue.update_message(message_id, pop_receipt=receipt, visibility_timeout=0)
-            except AzureError as error:
-                logger.warning("could not give back batch %s: %s", message_id, _first_line(error))
-        return len(held)
+        once (not a visibility later): what a stopped worker owes the next one."""
+        return self.holder.release()
 
     def _event(self, event: str, message_id: str) -> None:
         if self.on_event is not None:

@@ -19,6 +19,7 @@ from shared.state.cursors import Cursors
 from shared.state.errors import SyncErrors
 from shared.state.fields import FieldSelections
 from shared.state.filtered import FilteredAccounts
+from shared.state.liveness import Liveness
 from shared.state.pause import PauseSwitch
 from shared.state.results import CycleHistory, CycleResults
 from shared.state.resync import Resyncs
@@ -117,6 +118,10 @@ class Services:
     @cached_property
     def pauses(self) -> PauseSwitch:
         return PauseSwitch(self.storage.table(STATE_TABLE))
+
+    @cached_property
+    def liveness(self) -> Liveness:
+        return Liveness(self.storage.table(STATE_TABLE))
 
     @cached_property
     def filtered(self) -> FilteredAccounts:

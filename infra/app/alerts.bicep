@@ -1,7 +1,8 @@
-// Alerts on acctsync's own metrics, the way Marketo notifies about its sync: the sync is
-// down, records could not be mirrored, batches wait in the poison queue, Dataverse refuses
-// the credentials, a verify left the mirror different from Dynamics, no verify has finished
-// for two verify intervals. Each is a log search alert rule over the metrics the app sends to
+// Alerts on acctsync's own metrics, the way Marketo notifies about its sync: the host is
+// down (no heartbeat), the sync is down, records could not be mirrored, batches wait in the
+// poison queue, Dataverse refuses the credentials, a verify left the mirror different from
+// Dynamics, no verify has finished for two verify intervals. Each is a log search alert rule
+// over the metrics the app sends to
 // Application Insights (customMetrics: name = the metric, attributes in customDimensions,
 // histograms with valueMax/valueCount, counters with valueSum).
 //
@@ -133,6 +134,28 @@ customMetrics
 | where heartbeats == 0 or since_last_success_s > limit_s
 | extend reason = iff(heartbeats == 0, "no heartbeat", "no successful cycle")
 ''', syncDownSeconds)
+    aggregation: 'Count'
+    measure: ''
+  }
+  {
+    // The host itself: every heartbeat counts acctsync.heartbeats (every 30 s), so a dead or
+    // stopped Function App sends nothing at all. A log search rule sees that absence as a
+    // count of 0 (summarize without `by` returns one row even over no rows); a metric alert
+    // could not, as a metric that is not sent has no value to compare. The 10-minute window
+    // is wide enough for Application Insights' ingestion delay not to fire it falsely.
+    key: 'host-down'
+    displayName: 'acctsync: no heartbeat (host down)'
+    description: 'No heartbeat counted acctsync.heartbeats in the last 10 minutes: the Function App is stopped, cannot start, or cannot send telemetry, and no cycle runs. GET /api/sync/status says host_down with the age of the last heartbeat and the batches a crashed worker holds.'
+    severity: 1
+    frequency: 'PT5M'
+    window: 'PT10M'
+    autoMitigate: true
+    query: '''
+customMetrics
+| where name == "acctsync.heartbeats"
+| summarize heartbeats = count()
+| where heartbeats == 0
+'''
     aggregation: 'Count'
     measure: ''
   }

@@ -20,7 +20,8 @@ from shared.setup.dynamics import DynamicsChecks
 from shared.setup.report import CheckResult, CheckStatus, failed, not_checked, passed, warned
 from shared.state.fields import FieldSelection, Table
 from shared.storage import POISON_QUEUE
-from shared.sync.status import STALLED_MARGIN, sync_health
+from shared.sync.health import STALLED_MARGIN, Verdict
+from shared.sync.status import sync_health
 from shared.times import iso, utcnow
 from shared.verify.result import drift_in_words
 
@@ -129,12 +130,12 @@ def _heartbeat(services: Services) -> CheckResult:
         )
         return warned("heartbeat", detail, fix)
     health = sync_health(services, state, now, last_applied=None)
-    if health["verdict"] != "healthy":
-        fix = health["fix"] or (
+    if health.verdict is not Verdict.HEALTHY:
+        fix = health.fix or (
             "check that the host runs (`acctsync run` locally; in Azure, the Function App is "
             "started and its timer trigger listed), then `acctsync status`"
         )
-        return failed("heartbeat", health["why"] or "stalled", fix)
+        return failed("heartbeat", health.why or health.verdict.value, fix)
     allowed = timedelta(minutes=services.settings.sync_interval_minutes) + STALLED_MARGIN
     if state.succeeded_at is None:
         return passed("heartbeat", "the first cycle is running")

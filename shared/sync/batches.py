@@ -211,6 +211,16 @@ def decode_message(text: str | bytes) -> Message:
         raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
 
 
+def message_key(text: str | bytes) -> tuple[str, str]:
+    """(cycle id, batch id) of a queue message, without decoding its changes; ("", "") for a
+    message that does not say (status names held batches by it)."""
+    try:
+        data = orjson.loads(text)
+        return _key_text(data["cycle"]), _key_text(data["batch"])
+    except (ValueError, KeyError, TypeError, BadBatch):
+        return "", ""
+
+
 def encode_batch(
     header: Batch, *, accounts: list[str], contacts: list[str], members: list[str]
 ) -> str:

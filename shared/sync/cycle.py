@@ -132,10 +132,16 @@ def heartbeat(
     force: bool = False,
     progress: Progress | None = None,
     now: datetime | None = None,
+    beat_every_s: float | None = None,
 ) -> Heartbeat:
     """One tick: finish the running cycle's step when its batches are applied, go on with a
-    step left at a checkpoint, or start a cycle that is due."""
+    step left at a checkpoint, or start a cycle that is due. A host's timer passes how often it
+    beats (`beat_every_s`): the beat is recorded, so status can tell when the host is down."""
     now = now or utcnow()
+    if beat_every_s is not None:
+        services.liveness.beat(at=now, every_s=beat_every_s)
+        # What the "host down" alert watches: a dead host sends none.
+        telemetry.count("acctsync.heartbeats", 1)
     state = services.schedule.read()
     _observe(services, state, now)
     lease = timedelta(seconds=services.settings.lease_seconds)

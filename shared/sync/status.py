@@ -14,6 +14,7 @@ from shared.state.results import CycleStatus
 from shared.state.schedule import CycleState, Phase
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
 from shared.sync.filter import filter_status
+from shared.sync.health import Health, HealthFacts, decide
 from shared.sync.resync import resync_status
 from shared.times import iso, utcnow
 from shared.verify.requests import verify_status
@@ -32,7 +33,7 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
     last_applied = services.results.totals(state.cycle_id).last_applied_at if running else None
     pause = services.pauses.get()
     return {
-        "health": sync_health(services, state, now, last_applied=last_applied),
+        "health": sync_health(services, state, now, last_applied=last_applied).to_json(),
         # Marketo's Disable Sync: queued batches still apply, nothing new starts.
         "paused": pause is not None,
         "paused_since": iso(pause.since) if pause else None,
@@ -75,53 +76,44 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> di
     }
 
 
-# How long past the interval a sync may go without a cycle finishing before it is called
-# stalled: room for a few heartbeats, retries and a long-ish cycle.
-STALLED_MARGIN = timedelta(minutes=15)
-
-
 def sync_health(
     services: Services, state: CycleState, now: datetime, *, last_applied: datetime | None
-) -> dict[str, Any]:
-    """`healthy` while cycles succeed within the interval plus a margin, or the running one
-    moves on (a long load); `stalled` otherwise, with why."""
-    interval = timedelta(minutes=services.settings.sync_interval_minutes)
-    threshold = interval + STALLED_MARGIN
-    moved = max((t for t in (state.progress_at, last_applied) if t is not None), default=None)
+) -> Health:
+    """The health verdict (shared/sync/health.py) from what storage says now."""
+    running = state.phase in CYCLE_PHASES
+    backlog = services.storage.queue_length(BATCH_QUEUE)
+    lease_s = services.settings.lease_seconds
     failing = state.failure or (state.last_failure if state.failures_in_a_row else None)
-    reasons = []
-    if failing is not None and failing.needs_action:
-        # Nothing will change until someone acts: say so at once, not an interval later.
-        verdict = "stalled"
-        reasons.append(f"planning {failing.step} fails: {failing.message}")
-    elif state.succeeded_at is not None and now - state.succeeded_at <= threshold:
-        verdict = "healthy"
-    elif (
-        state.phase in CYCLE_PHASES
-        and not state.failure
-        and moved
-        and now - moved <= STALLED_MARGIN
-    ):
-        verdict = "healthy"  # a long cycle (a first load), still moving
-    elif state.cycle_id == "" and state.failures_in_a_row == 0:
-        verdict = "healthy"  # nothing has run yet
-    else:
-        verdict = "stalled"
-        if state.succeeded_at is None:
-            reasons.append("no cycle has succeeded yet")
-        else:
-            minutes = (now - state.succeeded_at).total_seconds() / 60
-            reasons.append(f"no cycle has succeeded for {minutes:.0f} minutes")
-    blamed = failing or state.last_failure
-    if verdict == "stalled" and state.failures_in_a_row:
-        reasons.append(f"{state.failures_in_a_row} failed cycles in a row")
-    return {
-        "verdict": verdict,
-        "why": "; ".join(reasons) or None,
-        "fix": blamed.fix if verdict == "stalled" and blamed else None,
-        "last_success_at": iso(state.succeeded_at),
-        "stalled_after_s": threshold.total_seconds(),
-    }
+    facts = HealthFacts(
+        now=now,
+        interval=timedelta(minutes=services.settings.sync_interval_minutes),
+        running=running,
+        stage=f"{state.phase.value} {state.step.value}" if running and state.step else None,
+        cycle_started=state.cycle_id != "",
+        succeeded_at=state.succeeded_at,
+        failures_in_a_row=state.failures_in_a_row,
+        failing=failing,
+        blamed=failing or state.last_failure,
+        running_failed=state.failure is not None,
+        moved_at=max((t for t in (state.progress_at, last_applied) if t is not None), default=None),
+        backlog=backlog,
+        beat=services.liveness.last_beat(),
+        # The lease is renewed a lease-length ahead: when it was last renewed.
+        lease_renewed_at=state.lease_until - timedelta(seconds=lease_s)
+        if state.lease_held(now) and state.lease_until
+        else None,
+        lease_renew_every_s=lease_s / 3,
+        holds=tuple(services.liveness.holds()),
+        invisible=_invisible(services, backlog) if running and backlog else 0,
+    )
+    return decide(facts)
+
+
+def _invisible(services: Services, backlog: int) -> int:
+    """Queued batches no worker can take now: the count includes invisible messages, a peek
+    sees only visible ones (at most 32)."""
+    visible = len(services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32))
+    return max(backlog - visible, 0) if visible < 32 else 0
 
 
 def _in_process(state: CycleState) -> dict[str, Any]:

@@ -42,6 +42,7 @@ METRIC_NAMES = frozenset(
 # repair, which the drift alert's doc names). They have no workbook tile of their own.
 ALERT_METRIC_NAMES = frozenset(
     {
+        "acctsync.heartbeats",
         "acctsync.since_last_success_s",
         "acctsync.poison_backlog",
         "acctsync.planning_failures",

@@ -41,6 +41,16 @@ EXPECTED_RULES: dict[str, dict[str, Any]] = {
         "metricMeasureColumn": None,
         "autoMitigate": True,
     },
+    # Every heartbeat counts itself: no row in 10 minutes means the host is down.
+    "host-down": {
+        "metric": "acctsync.heartbeats",
+        "severity": 1,
+        "evaluationFrequency": "PT5M",
+        "windowSize": "PT10M",
+        "timeAggregation": "Count",
+        "metricMeasureColumn": None,
+        "autoMitigate": True,
+    },
     # A daily digest: stateless, so it mails every day that has errors.
     "sync-errors": {
         "metric": "acctsync.sync_errors",
@@ -199,6 +209,13 @@ def test_verify_alerts_watch_the_drift_left_and_two_missed_intervals() -> None:
     # Scheduled verifies off: nothing is due, so nothing can be overdue.
     assert overdue(verifyIntervalHours=0) is None
     assert "verify-drift" in _rules(_alerts(verifyIntervalHours=0))
+
+
+def test_host_down_fires_when_no_heartbeat_is_counted() -> None:
+    query = _condition(_rules(_alerts())["host-down"])["query"]
+    # No `by`: an empty window still gives one row, with 0, so silence itself fires.
+    assert "| summarize heartbeats = count()\n" in query
+    assert query.rstrip().endswith("| where heartbeats == 0")
 
 
 def test_action_group_mails_alert_email() -> None:
