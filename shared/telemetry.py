@@ -26,6 +26,7 @@ COUNTERS = {
     "acctsync.poison_messages": "batches that failed for good and went to the poison queue",
     "acctsync.sync_errors": "records that could not be mirrored",
     "acctsync.planning_failures": "heartbeats whose planning failed (the cycle closes as failed)",
+    "acctsync.heartbeats": "heartbeats of a host's timer (none for a while: the host is down)",
 }
 HISTOGRAMS = {
     "acctsync.cycle_duration_s": ("s", "from the start of a cycle to its last batch applied"),
