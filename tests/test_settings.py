@@ -38,6 +38,9 @@ def test_client_credentials_and_ropc() -> None:
         {**DATAVERSE, "DATAVERSE_USERNAME": "sync@contoso.com", "DATAVERSE_PASSWORD": "pw"}
     ).require_dataverse()
     assert ropc.connection is DataverseConnection.ROPC
+    assert dataverse.formatted_values and ropc.formatted_values  # labels are asked by default
+    plain = Settings.from_env({**DATAVERSE, "ACCTSYNC_FORMATTED_VALUES": "false"})
+    assert not plain.require_dataverse().formatted_values
 
 
 def test_managed_identity_needs_no_secret_nor_tenant() -> None:
@@ -65,6 +68,7 @@ def test_managed_identity_needs_no_secret_nor_tenant() -> None:
         ({"ACTIVITY_CONTACT_LIMIT": "-1"}, "ACTIVITY_CONTACT_LIMIT"),
         ({"VERIFY_INTERVAL_HOURS": "-1"}, "VERIFY_INTERVAL_HOURS"),
         ({"VERIFY_REPAIR": "maybe"}, "VERIFY_REPAIR='maybe' is not true or false"),
+        ({**DATAVERSE, "ACCTSYNC_FORMATTED_VALUES": "labels"}, "ACCTSYNC_FORMATTED_VALUES="),
         (
             {**DATAVERSE, "DATAVERSE_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=x)"},
             "Key Vault reference",

@@ -7,7 +7,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shared.mirror.records import fields_of
+from shared.mirror.records import fields_of, labels_shown
 from shared.services import Services
 from shared.times import iso
 from shared.web.errors import ApiError
@@ -21,9 +21,11 @@ def account_view(services: Services, account_id: str) -> Account | None:
     row = services.accounts.get(account_id)
     if row is None:
         return None
+    fields = selected_fields(services, fields_of(row))
     return Account(
         accountid=account_id,
-        fields=selected_fields(services, fields_of(row)),
+        fields=fields,
+        formatted=labels_shown(row, fields),
         contact_count=services.members.count(account_id),
         is_deleted=bool(row.get("is_deleted")),
         locally_modified=json.loads(row.get("locally_modified") or "[]"),
