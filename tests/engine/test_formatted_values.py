@@ -14,7 +14,7 @@ from shared.mapping import labels_of
 from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
 from shared.sync.edits import edit_account_through_contact
-from shared.sync.fields import select_fields
+from shared.sync.fields import edit_fields, select_fields
 from tests.helpers import make_account
 
 COLUMNS = ["name", "industrycode", "revenue", "parentaccountid", "ownerid", "statecode"]
@@ -78,6 +78,26 @@ def test_without_formatted_values_no_label_is_asked_nor_stored(
     row = plain.accounts.get(account_id)
     assert row is not None and fields_of(row)["industrycode"] == 30
     assert labels_of(row) == {}
+
+
+def test_accounts_mirrored_without_labels_get_them_silently_when_read_again(
+    simulator: SimulatorHandle, services: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ACCTSYNC_FORMATTED_VALUES", "false")
+    reset_services()
+    plain = get_services()
+    account_id, _ = make_account(simulator, "Contoso", 2, industrycode=30)
+    select_fields(plain, ["name", "industrycode"])
+    run_cycle_now(plain)
+    monkeypatch.setenv("ACCTSYNC_FORMATTED_VALUES", "true")
+    reset_services()
+    labelled = get_services()
+    edit_fields(labelled, add=["donotemail"])  # the next cycle reads every account again
+    cycle = run_cycle_now(labelled)
+    assert cycle["activities_logged"] == 0
+    row = labelled.accounts.get(account_id)
+    assert row is not None
+    assert labels_of(row) == {"industrycode": "Transportation", "donotemail": "Allow"}
 
 
 def test_a_missing_delta_link_while_labels_are_asked_names_the_setting(
