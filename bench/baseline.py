@@ -24,7 +24,7 @@ from azure.data.tables import TableServiceClient, TransactionOperation, UpdateMo
 from azure.storage.queue import QueueClient
 
 from bench.stack import Stack
-from shared.dataverse.client import LOOKUP_ANNOTATIONS
+from shared.dataverse.client import include_annotations
 from shared.storage import BATCH_QUEUE
 
 PARTITIONS = 64
@@ -140,10 +140,11 @@ def page_loop(
                 "scope": f"{env['DATAVERSE_URL']}/.default",
             },
         ).json()["access_token"]
+        annotations = include_annotations(formatted=True)  # what acctsync asks by default
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
-            "Prefer": f"odata.track-changes,odata.maxpagesize=5000,{LOOKUP_ANNOTATIONS}",
+            "Prefer": f"odata.track-changes,odata.maxpagesize=5000,{annotations}",
         }
         url: str | None = f"{env['DATAVERSE_URL']}/api/data/v9.2/{entity_set}?$select={select}"
         rows = requests = 0
@@ -159,7 +160,7 @@ def page_loop(
                 for message in share:
                     queue.send_message(message)
                 del pending[: len(share)]
-            headers["Prefer"] = f"odata.maxpagesize=5000,{LOOKUP_ANNOTATIONS}"
+            headers["Prefer"] = f"odata.maxpagesize=5000,{annotations}"
         elapsed = time.perf_counter() - started
     if queue is not None:
         queue.close()

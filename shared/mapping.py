@@ -5,8 +5,11 @@ property is at most 64 KiB as UTF-16, an entity at most 1 MiB, 252 custom proper
 counts text as UTF-16 whatever the characters. A column lives in the property `f_<name>`;
 text longer than one property holds continues in `f_<name>__C1`, `f_<name>__C2`, ... (an
 upper-case letter cannot occur in a Dataverse logical name, so these never collide with a
-column). Every value is checked on the way in, so a value the mirror cannot hold becomes a sync
-error on that record instead of a failed batch.
+column). A column's label as Dynamics formats it (an option's label, a lookup's name, money with
+its symbol) lives beside it in `f_<name>__FMT`, only when it says more than the raw value; labels
+are display only: never compared, and the first thing dropped when a row would not fit. Every
+value is checked on the way in, so a value the mirror cannot hold becomes a sync error on that
+record instead of a failed batch.
 """
 
 from __future__ import annotations
@@ -27,6 +30,9 @@ from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, within
 
 FIELD_PREFIX = "f_"
 CHUNK_MARK = "__C"
+LABEL_MARK = "__FMT"
+# UTF-16 code units a label keeps: it is read by people, beside the value it names.
+LABEL_UNITS = 1_000
 # UTF-16 code units per property of long text: under the 32,768 a property holds.
 CHUNK_UNITS = 32_000
 # An activity's old or new value, as JSON text, is cut to fit one property with room to spare.
@@ -46,6 +52,8 @@ _LONE_SURROGATE = re.compile("[\ud800-\udfff]")
 # What XML 1.0 cannot carry (C0 controls but tab, LF and CR; U+FFFE, U+FFFF): Dynamics moves
 # text through XML (FetchXML, SOAP, plug-ins), which fails on these, so an edit may not set them.
 _NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff]")
+# The properties that belong to a column without holding its value: text parts and its label.
+_BESIDE = re.compile(r"(__C\d+|__FMT)$")
 
 
 class ColumnType(StrEnum):
@@ -103,10 +111,11 @@ def property_name(column: str) -> str:
 
 
 def column_of(property_name: str) -> str | None:
-    """The column a Table Storage property belongs to, or None for other properties."""
+    """The column a Table Storage property belongs to (its value, a part of it or its label),
+    or None for other properties."""
     if not property_name.startswith(FIELD_PREFIX):
         return None
-    return _CHUNK.sub("", property_name[len(FIELD_PREFIX) :])
+    return _BESIDE.sub("", property_name[len(FIELD_PREFIX) :])
 
 
 def read_column(entity: Mapping[str, Any], column: str) -> Any:
@@ -128,13 +137,13 @@ def columns_of(entity: Mapping[str, Any]) -> dict[str, Any]:
     return {
         name[len(FIELD_PREFIX) :]: read_column(entity, name[len(FIELD_PREFIX) :])
         for name in entity
-        if name.startswith(FIELD_PREFIX) and not _CHUNK.search(name)
+        if name.startswith(FIELD_PREFIX) and not _BESIDE.search(name)
     }
 
 
 def set_column(entity: dict[str, Any], column: str, stored: Any) -> None:
     """Put a stored value into an entity (over as many properties as it needs); None empties
-    the column."""
+    the column. Its label goes with the old value (`set_label` gives the new one its own)."""
     drop_column(entity, column)
     if stored is None:
         return
@@ -149,9 +158,44 @@ def set_column(entity: dict[str, Any], column: str, stored: Any) -> None:
 def drop_column(entity: dict[str, Any], column: str) -> None:
     name = property_name(column)
     entity.pop(name, None)
+    entity.pop(name + LABEL_MARK, None)
     index = 1  # the parts of long text are numbered from 1 without gaps
     while entity.pop(f"{name}{CHUNK_MARK}{index}", None) is not None:
         index += 1
+
+
+def label_of(raw: Any, formatted: Any) -> str | None:
+    """The label worth keeping of a raw Web API value: its formatted value when that is text
+    saying something else than the raw value does (`Transportation` for 30, not `Contoso` for
+    `Contoso`), cut to LABEL_UNITS."""
+    if not isinstance(formatted, str) or not formatted or raw is None:
+        return None
+    if formatted == (raw if isinstance(raw, str) else json.dumps(raw)):
+        return None
+    return _utf16_chunks(formatted, LABEL_UNITS)[0]
+
+
+def read_label(entity: Mapping[str, Any], column: str) -> str | None:
+    label = entity.get(property_name(column) + LABEL_MARK)
+    return label if isinstance(label, str) else None
+
+
+def labels_of(entity: Mapping[str, Any]) -> dict[str, str]:
+    """Every stored label of an entity, by column."""
+    return {
+        name[len(FIELD_PREFIX) : -len(LABEL_MARK)]: value
+        for name, value in entity.items()
+        if name.startswith(FIELD_PREFIX) and name.endswith(LABEL_MARK) and isinstance(value, str)
+    }
+
+
+def set_label(entity: dict[str, Any], column: str, label: str | None) -> None:
+    """Put a column's label beside its value (set that first); None: the column has none."""
+    name = property_name(column) + LABEL_MARK
+    if label is None:
+        entity.pop(name, None)
+    else:
+        entity[name] = label
 
 
 def utf16_units(text: str) -> int:
@@ -218,20 +262,33 @@ def to_json(stored: Any) -> Any:
     return stored
 
 
-def check_entity(entity: Mapping[str, Any]) -> None:
-    """Raise UnstorableValue when an entity breaks Table Storage's size or property limits."""
+def check_entity(entity: dict[str, Any]) -> None:
+    """Raise UnstorableValue when an entity breaks Table Storage's size or property limits.
+    Labels are dropped first, longest first, until it fits: display only, they are never worth
+    a sync error."""
+    labels = sorted(
+        (n for n in entity if n.endswith(LABEL_MARK)), key=lambda n: _value_size(entity[n])
+    )
+    while (problem := _limit_problem(entity)) and labels:
+        entity.pop(labels.pop())
+    if problem:
+        raise UnstorableValue(problem)
+
+
+def _limit_problem(entity: Mapping[str, Any]) -> str | None:
     custom = [name for name in entity if name not in ("PartitionKey", "RowKey")]
     if len(custom) > MAX_CUSTOM_PROPERTIES:
-        raise UnstorableValue(
+        return (
             f"{len(custom)} properties; Table Storage holds at most {MAX_CUSTOM_PROPERTIES}: "
             "select fewer columns"
         )
     size = 4 + sum(8 + 2 * len(name) + _value_size(value) for name, value in entity.items())
     if size > MAX_ENTITY_BYTES:
-        raise UnstorableValue(
+        return (
             f"the record is about {size} bytes; Table Storage holds at most 1 MiB per entity: "
             "deselect a large text column"
         )
+    return None
 
 
 def _value_size(value: Any) -> int:

@@ -62,6 +62,9 @@ class DataverseSettings:
     ca_bundle: str | None
     # The Function App's managed identity is the application user: no secret anywhere.
     managed_identity: bool = False
+    # Ask Dataverse for formatted values (option labels, lookup names) beside the raw ones;
+    # ACCTSYNC_FORMATTED_VALUES=false for an org that drops the delta link when they are asked.
+    formatted_values: bool = True
 
     @property
     def connection(self) -> DataverseConnection:
@@ -259,6 +262,7 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
     ca_bundle = _optional(env, "DATAVERSE_CA_BUNDLE")
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
         raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
+    formatted_values = _flag(env, "ACCTSYNC_FORMATTED_VALUES", default=True)
     credential = (_optional(env, "DATAVERSE_CREDENTIAL") or "").lower()
     if credential == "managedidentity":
         return DataverseSettings(
@@ -272,6 +276,7 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
             authority_host=DEFAULT_AUTHORITY_HOST,
             ca_bundle=ca_bundle,
             managed_identity=True,
+            formatted_values=formatted_values,
         )
     if credential:
         raise SettingsError(
@@ -306,4 +311,5 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
         password=password,
         authority_host=authority,
         ca_bundle=ca_bundle,
+        formatted_values=formatted_values,
     )

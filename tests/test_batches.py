@@ -6,6 +6,7 @@ import uuid
 
 import pytest
 
+from shared.mapping import ColumnType
 from shared.mirror.records import bucket
 from shared.state.schedule import LoadMode
 from shared.sync.batches import (
@@ -102,8 +103,32 @@ def test_a_version_1_message_still_decodes_and_an_unknown_version_does_not() -> 
     batch = Batch.decode(old)
     assert [c.id for c in batch.contacts] == [contact_id]
     assert batch.members == [] and not batch.members_apart
-    with pytest.raises(BadBatch, match="format 5"):
-        Batch.decode(old.replace('"v":1', '"v":5'))
+    with pytest.raises(BadBatch, match="format 6"):
+        Batch.decode(old.replace('"v":1', '"v":6'))
+
+
+def test_labels_travel_with_their_values_and_a_version_4_batch_has_none() -> None:
+    account_id, contact_id = str(uuid.uuid4()), str(uuid.uuid4())
+    batch = Batch(
+        "c1",
+        "000001",
+        LoadMode.DELTA,
+        {"industrycode": ColumnType.CHOICE},
+        accounts=[
+            AccountChange(
+                account_id, 7, values={"industrycode": 30}, labels={"industrycode": "Transport"}
+            )
+        ],
+        contacts=[ContactChange(contact_id, 3, values={"statecode": 0})],
+    )
+    decoded = Batch.decode(batch.encode())
+    assert decoded.accounts[0].labels == {"industrycode": "Transport"}
+    assert decoded.contacts[0].labels == {}
+    assert '"fmt"' not in contact_fragment(batch.contacts[0])  # no label, no key
+    v4 = batch.encode().replace('"v":5', '"v":4').replace(',"fmt":{"industrycode":"Transport"}', "")
+    assert Batch.decode(v4).accounts[0].labels == {}
+    with pytest.raises(BadBatch, match="labels"):
+        Batch.decode(batch.encode().replace('"Transport"', "30"))
 
 
 def test_text_is_counted_in_utf8_bytes_as_the_queue_counts_it() -> None:

@@ -18,8 +18,11 @@ from shared.mapping import (
     column_of,
     column_type,
     columns_of,
+    label_of,
+    labels_of,
     read_column,
     set_column,
+    set_label,
     to_json,
     to_stored,
     utf16_units,
@@ -91,6 +94,28 @@ def test_entity_limits() -> None:
         check_entity({f"f_{i}": i for i in range(253)})
     with pytest.raises(UnstorableValue, match="1 MiB"):
         check_entity({f"f_{i}": "x" * 30_000 for i in range(20)})
+
+
+def test_labels_sit_beside_their_values_and_are_dropped_before_a_row_is_refused() -> None:
+    assert label_of(30, "Transportation") == "Transportation"
+    assert label_of(250, "250") is None  # says nothing more than the value
+    assert label_of("Contoso", "Contoso") is None
+    assert label_of(True, "Yes") == "Yes"
+    assert label_of(None, "x") is None and label_of(1, None) is None
+    assert label_of(1, "é" * 5_000) == "é" * 1_000
+    entity: dict[str, object] = {"PartitionKey": "p", "RowKey": "r"}
+    set_column(entity, "industrycode", 30)
+    set_label(entity, "industrycode", "Transportation")
+    assert columns_of(entity) == {"industrycode": 30}  # a label is no column
+    assert labels_of(entity) == {"industrycode": "Transportation"}
+    assert column_of("f_industrycode__FMT") == "industrycode"
+    set_column(entity, "industrycode", 5)  # a new value: the old label no longer fits
+    assert labels_of(entity) == {}
+    # 250 columns fit; their labels would not: the labels go, the values stay.
+    full = {"PartitionKey": "p", "RowKey": "r", **{f"f_{i}": i for i in range(250)}}
+    full |= {f"f_{i}__FMT": f"label {i}" for i in range(10)}
+    check_entity(full)
+    assert len(full) == 2 + 252 and len(labels_of(full)) == 2
 
 
 def test_lookups_travel_as_value_properties() -> None:

@@ -40,6 +40,9 @@ def test_client_credentials_and_ropc() -> None:
         {**DATAVERSE, "DATAVERSE_USERNAME": "sync@contoso.com", "DATAVERSE_PASSWORD": "pw"}
     ).require_dataverse()
     assert ropc.connection is DataverseConnection.ROPC
+    assert dataverse.formatted_values and ropc.formatted_values  # labels are asked by default
+    plain = Settings.from_env({**DATAVERSE, "ACCTSYNC_FORMATTED_VALUES": "false"})
+    assert not plain.require_dataverse().formatted_values
 
 
 def test_managed_identity_needs_no_secret_nor_tenant() -> None:
@@ -68,6 +71,7 @@ def test_managed_identity_needs_no_secret_nor_tenant() -> None:
         ({"VERIFY_INTERVAL_HOURS": "-1"}, "VERIFY_INTERVAL_HOURS"),
         ({"VERIFY_REPAIR": "maybe"}, "VERIFY_REPAIR='maybe' is not true or false"),
         ({"AUDIT_RETENTION_DAYS": "0"}, "AUDIT_RETENTION_DAYS='0' must be at least 1"),
+        ({**DATAVERSE, "ACCTSYNC_FORMATTED_VALUES": "labels"}, "ACCTSYNC_FORMATTED_VALUES="),
         (
             {**DATAVERSE, "DATAVERSE_CLIENT_SECRET": "@Microsoft.KeyVault(SecretUri=x)"},
             "Key Vault reference",

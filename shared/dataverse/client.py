@@ -30,6 +30,7 @@ from shared.dataverse.errors import (
     ChangeTrackingDisabled,
     DataverseAuthError,
     DataverseError,
+    DeltaLinkWithheld,
     DeltaTokenExpired,
     LinkRefused,
     OrgChanged,
@@ -55,9 +56,21 @@ EXPIRED_VERSION_STAMP = "0x80044352"
 # Service protection codes: request count, execution time, concurrency (reference/dataverse.md §3).
 THROTTLE_CODES = frozenset({"0x80072322", "0x80072321", "0x80072326"})
 LOOKUP_ANNOTATIONS = (
-    'odata.include-annotations="Microsoft.Dynamics.CRM.lookuplogicalname,'
-    'Microsoft.Dynamics.CRM.associatednavigationproperty"'
+    "Microsoft.Dynamics.CRM.lookuplogicalname",
+    "Microsoft.Dynamics.CRM.associatednavigationproperty",
 )
+# `<property>@...FormattedValue`: option labels, lookup names, money and dates as the sync
+# user's Dynamics shows them (reference/dataverse.md §5.4); for display only.
+FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
+
+
+def include_annotations(*, formatted: bool) -> str:
+    """The Prefer preference of every row read: the lookups' target tables, and the
+    formatted values when `formatted` (ACCTSYNC_FORMATTED_VALUES)."""
+    annotations = LOOKUP_ANNOTATIONS + ((FORMATTED_VALUE,) if formatted else ())
+    return f'odata.include-annotations="{",".join(annotations)}"'
+
+
 DELETED_ENTITY_SUFFIX = "/$deletedEntity"
 # What a column's readability and type take; DisplayName (every language's label) only when
 # the columns are listed for a person.
@@ -173,6 +186,7 @@ class DataverseClient:
         self.stats = RequestStats()
         self._user_id: str | None = None
         self._combined_definitions = True
+        self._annotations = include_annotations(formatted=settings.formatted_values)
 
     def close(self) -> None:
         self._http.close()
@@ -352,7 +366,7 @@ class DataverseClient:
             self._check_same_origin(link)
             url, params = link, None
         # Follow-up pages: the link as given, with the same page size (PAGE doc).
-        follow_up = f"odata.maxpagesize={size},{LOOKUP_ANNOTATIONS}"
+        follow_up = f"odata.maxpagesize={size},{self._annotations}"
         prefer = follow_up if resume else f"odata.track-changes,{follow_up}"
         while True:
             body = self._get_link(url, params=params, prefer=prefer, given=link is not None)
@@ -371,6 +385,9 @@ class DataverseClient:
                 url, params, prefer, link = next_link, None, follow_up, next_link
                 continue
             if not new_delta:
+                if self._settings.formatted_values:
+                    # Reported for orgs answering annotations with change tracking (§1.5).
+                    raise DeltaLinkWithheld(_table_of(entity_set))
                 # What Dataverse does for a table without change tracking: every row, no link.
                 raise ChangeTrackingDisabled(_table_of(entity_set))
             self._check_same_origin(new_delta)
@@ -391,7 +408,7 @@ class DataverseClient:
         """Pages of a plain query (no change tracking, so no delta link is touched): the rows
         `where` ($filter) keeps, or with `link` the rest of such a query from one of its next
         links. LinkRefused when Dataverse no longer accepts that link."""
-        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)},{LOOKUP_ANNOTATIONS}"
+        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)},{self._annotations}"
         params: dict[str, str] | None = None
         if link is None:
             url = self._base + entity_set

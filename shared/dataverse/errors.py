@@ -61,3 +61,27 @@ class OrgChanged(NeedsAction):
             "org, use a storage account of its own (locally: a fresh .acctsync/), or "
             "`acctsync reset-cursors` to turn this mirror into the new org's"
         )
+
+
+class DeltaLinkWithheld(NeedsAction):
+    """The last page of a change-tracking chain came without a delta link while formatted
+    values were asked for too. The table's metadata says change tracking is on (the cycle
+    checks it first), and a report says some orgs drop the delta link when annotations are
+    asked with change tracking: treating it as "change tracking is off" would send the admin
+    to a setting that is already right."""
+
+    def __init__(self, table: str):
+        super().__init__(
+            f"Dynamics sent the last page of the {table} table's changes without a delta link. "
+            "acctsync asked for change tracking together with formatted values (option labels "
+            "and lookup names, the OData.Community.Display.V1.FormattedValue annotation), and "
+            "some Dynamics orgs are reported to drop the delta link when both are asked; "
+            "without it acctsync cannot read only the next changes"
+        )
+        self.table = table
+        self.fix = (
+            "set ACCTSYNC_FORMATTED_VALUES=false (the app setting; locally in the environment) "
+            "and restart: acctsync then asks for raw values only and shows no labels. If the "
+            "error stays, check that 'Track changes' is on in the table's Properties, Advanced "
+            f"options in Power Apps (make.powerapps.com) for the {table} table"
+        )

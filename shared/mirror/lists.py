@@ -26,7 +26,7 @@ from azure.data.tables import TableEntity
 
 from shared.mirror.feed import MAX_REQUESTS, Feed, RangeGone, Stream, stamp_ms, start_position
 from shared.mirror.members import Memberships
-from shared.mirror.records import MirroredRecords, fields_of
+from shared.mirror.records import MirroredRecords, fields_of, labels_shown
 from shared.state.fields import FieldSelection
 from shared.times import iso
 
@@ -186,9 +186,11 @@ def account_contacts_page(
 def account_item(row: TableEntity, fields: FieldsOf) -> dict[str, Any]:
     """An account as lists and exports show it (its contact count is GET /api/accounts/{id}'s:
     counting every account of a page would cost a query each)."""
+    shown = fields(fields_of(row))
     return {
         "accountid": str(row["RowKey"]),
-        "fields": fields(fields_of(row)),
+        "fields": shown,
+        "formatted": labels_shown(row, shown),
         "is_deleted": bool(row.get("is_deleted")),
         "locally_modified": _marks(row),
         "synced_at": iso(row.get("synced_at")),
@@ -196,10 +198,12 @@ def account_item(row: TableEntity, fields: FieldsOf) -> dict[str, Any]:
 
 
 def contact_item(row: TableEntity) -> dict[str, Any]:
+    shown = fields_of(row)
     return {
         "contactid": str(row["RowKey"]),
         "accountid": str(row.get("accountid") or "") or None,
-        "fields": fields_of(row),
+        "fields": shown,
+        "formatted": labels_shown(row, shown),
         "is_deleted": bool(row.get("is_deleted")),
         "synced_at": iso(row.get("synced_at")),
     }

@@ -15,7 +15,7 @@ from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import EntityProperty, TableClient, TableEntity, UpdateMode
 
-from shared.mapping import columns_of, to_json
+from shared.mapping import columns_of, labels_of, to_json
 from shared.mirror.writes import run_parallel, upsert_all
 
 BUCKETS = 64
@@ -34,6 +34,11 @@ def all_buckets() -> list[str]:
 def fields_of(entity: TableEntity | dict[str, Any]) -> dict[str, Any]:
     """The mirrored columns of an entity as Web API JSON values."""
     return {name: to_json(value) for name, value in columns_of(entity).items()}
+
+
+def labels_shown(entity: TableEntity | dict[str, Any], fields: dict[str, Any]) -> dict[str, str]:
+    """The labels of the fields shown (`fields_of`, or the selected ones of it)."""
+    return {column: label for column, label in labels_of(entity).items() if column in fields}
 
 
 def version_of(entity: TableEntity | dict[str, Any]) -> int:

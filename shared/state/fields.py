@@ -36,6 +36,9 @@ class FieldSelection:
     limits: dict[str, ColumnLimits] = field(default_factory=dict)
     # When the limits were read.
     checked_at: datetime | None = None
+    # Column -> its display name in Dynamics, where it has one of its own (read when the
+    # selection is stored; one stored by an earlier version has none until it is saved again).
+    display_names: dict[str, str] = field(default_factory=dict)
 
     def to_json(self) -> str:
         return json.dumps(
@@ -45,6 +48,7 @@ class FieldSelection:
                 "backfill": self.backfill,
                 "limits": {k: v.to_json() for k, v in self.limits.items()},
                 "checked_at": iso(self.checked_at),
+                "display_names": self.display_names,
             }
         )
 
@@ -61,6 +65,7 @@ class FieldSelection:
             backfill=list(data.get("backfill", [])),
             limits={k: ColumnLimits.from_json(v) for k, v in data.get("limits", {}).items()},
             checked_at=parse_iso(checked) if checked else None,
+            display_names={str(k): str(v) for k, v in data.get("display_names", {}).items()},
         )
 
 

@@ -29,9 +29,10 @@ MAX_MESSAGE_BYTES = 46_000
 # refuses a newer message (it goes to poison, to be replayed once the worker is upgraded)
 # rather than apply part of it: a version-2 worker would not stamp a re-load's rows, and the
 # sweep would then flag them as deleted. 4 added accounts the sync filter keeps out (a version-3
-# worker would blank them) and re-sync batches. Older messages mean the same to this version.
-FORMAT_VERSION = 4
-READABLE_VERSIONS = (1, 2, 3, 4)
+# worker would blank them) and re-sync batches. 5 added the values' labels (`fmt`), which a
+# version-4 worker would drop. Older messages mean the same to this version (without labels).
+FORMAT_VERSION = 5
+READABLE_VERSIONS = (1, 2, 3, 4, 5)
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _BLOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}/[A-Za-z0-9_.:-]{1,100}\.json")
 
@@ -49,6 +50,8 @@ class AccountChange:
     deleted: bool = False
     # The sync filter's explicit No: not mirrored, or no longer synced (no values carried).
     filtered: bool = False
+    # Column -> its value as Dynamics formats it, where that says more (mapping.label_of).
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,7 @@ class ContactChange:
     modified_on: str | None = None
     values: dict[str, Any] = field(default_factory=dict)
     deleted: bool = False
+    labels: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -277,13 +281,16 @@ def _account_json(change: AccountChange) -> dict[str, Any]:
         return {"id": change.id, "deleted": True}
     if change.filtered:
         return {"id": change.id, "ver": change.version, "mod": change.modified_on, "out": True}
-    return {"id": change.id, "ver": change.version, "mod": change.modified_on, "f": change.values}
+    return _with_labels(
+        {"id": change.id, "ver": change.version, "mod": change.modified_on, "f": change.values},
+        change.labels,
+    )
 
 
 def _contact_json(change: ContactChange) -> dict[str, Any]:
     if change.deleted:
         return {"id": change.id, "deleted": True}
-    return {
+    data = {
         "id": change.id,
         "ver": change.version,
         "parent": change.parent_id,
@@ -291,6 +298,12 @@ def _contact_json(change: ContactChange) -> dict[str, Any]:
         "mod": change.modified_on,
         "f": change.values,
     }
+    return _with_labels(data, change.labels)
+
+
+def _with_labels(data: dict[str, Any], labels: dict[str, str]) -> dict[str, Any]:
+    # Most values have no label worth carrying: no key then, not an empty one per change.
+    return {**data, "fmt": labels} if labels else data
 
 
 def _account_of(data: dict[str, Any]) -> AccountChange:
@@ -303,6 +316,7 @@ def _account_of(data: dict[str, Any]) -> AccountChange:
         modified_on=_optional_text(data.get("mod")),
         values={} if filtered else _values(data["f"]),
         filtered=filtered,
+        labels=_labels(data.get("fmt", {})),
     )
 
 
@@ -322,6 +336,7 @@ def _contact_of(data: dict[str, Any]) -> ContactChange:
         parent_type=_optional_text(data.get("ptype")),
         modified_on=_optional_text(data.get("mod")),
         values=_values(data["f"]),
+        labels=_labels(data.get("fmt", {})),
     )
 
 
@@ -360,6 +375,12 @@ def _values(value: Any) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("the field values are not an object")
     return {str(k): v for k, v in value.items()}
+
+
+def _labels(value: Any) -> dict[str, str]:
+    if not isinstance(value, dict) or not all(isinstance(v, str) for v in value.values()):
+        raise ValueError("the labels are not an object of texts")
+    return {_column(k): v for k, v in value.items()}
 
 
 Kind = Literal["accounts", "contacts", "members"]

@@ -106,7 +106,7 @@ def current_selection(services: Services, client: DataverseClient) -> FieldSelec
     stored = services.fields.get()
     if stored is not None:
         return stored
-    table = _account_columns(client)
+    table = _account_columns(client, labels=True)
     grants = SecuredGrants(client)
     chosen = [
         name
@@ -190,7 +190,7 @@ def _stored_change(
 ) -> SelectionChange:
     client = services.dataverse()
     previous = current_selection(services, client)
-    table = _account_columns(client)
+    table = _account_columns(client, labels=True)  # the display names, in the same request
     grants = SecuredGrants(client)
     chosen = wanted(previous)
     known = set(table.columns) | set(previous.columns)  # a deleted column can be removed
@@ -323,6 +323,11 @@ def _selection_of(
         backfill=backfill,
         limits={n: limits[n] for n in names if n in limits},
         checked_at=now,
+        display_names={
+            n: label
+            for n in names
+            if n in table.columns and (label := table.columns[n].display_name) != n
+        },
     )
 
 

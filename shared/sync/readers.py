@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, Protocol
 
 from shared import telemetry
-from shared.dataverse.client import ChangePage
+from shared.dataverse.client import FORMATTED_VALUE, ChangePage
 from shared.dataverse.columns import (
     ACCOUNT_ID,
     CONTACT_ID,
@@ -21,7 +21,7 @@ from shared.dataverse.columns import (
     contact_select,
 )
 from shared.ids import InvalidId, parse_guid, parse_version
-from shared.mapping import ColumnType, web_api_property
+from shared.mapping import ColumnType, label_of, web_api_property
 from shared.mirror.records import bucket
 from shared.state.errors import ErrorCode, SyncErrors
 from shared.state.fields import Table
@@ -101,12 +101,24 @@ class TableReader(Protocol):
 
 def account_change(row: dict[str, Any], columns: dict[str, ColumnType]) -> AccountChange:
     """An account row as the change a batch carries; ValueError for a row it cannot carry."""
+    properties = {c: web_api_property(c, t) for c, t in columns.items()}
     return AccountChange(
         id=parse_guid(row.get(ACCOUNT_ID)),
         version=parse_version(row.get("versionnumber")),
         modified_on=row.get("modifiedon"),
-        values={c: row.get(web_api_property(c, t)) for c, t in columns.items()},
+        values={c: row.get(p) for c, p in properties.items()},
+        labels=row_labels(row, properties),
     )
+
+
+def row_labels(row: dict[str, Any], properties: dict[str, str]) -> dict[str, str]:
+    """The labels of a row's values (column -> its Web API property), from the formatted-value
+    annotations Dataverse sends beside them when asked."""
+    return {
+        column: label
+        for column, prop in properties.items()
+        if (label := label_of(row.get(prop), row.get(f"{prop}@{FORMATTED_VALUE}")))
+    }
 
 
 @dataclass
@@ -162,7 +174,7 @@ class AccountReader:
             try:
                 change = account_change(row, columns)
                 if self.sync_filter is not None and self.sync_filter.excludes(row):
-                    change = replace(change, values={}, filtered=True)
+                    change = replace(change, values={}, labels={}, filtered=True)
             except ValueError as error:  # InvalidId and InvalidVersion included
                 self.errors.bad_row("account", row.get(ACCOUNT_ID), str(error))
                 continue
@@ -226,6 +238,7 @@ class ContactReader:
                     parent_type=row.get(PARENT_TYPE),
                     modified_on=row.get("modifiedon"),
                     values={c: row.get(c) for c in columns},
+                    labels=row_labels(row, {c: c for c in columns}),
                 )
             except ValueError as error:
                 self.errors.bad_row("contact", row.get(CONTACT_ID), str(error))

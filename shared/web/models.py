@@ -18,9 +18,20 @@ class ErrorBody(BaseModel):
     error: ErrorDetail
 
 
+FORMATTED_HELP = (
+    "labels of `fields` as Dynamics formats them for the sync user (an option's label, a "
+    "lookup's name, money with its symbol, a date in the user's time zone), where they say "
+    "more than the raw value; display only: `fields` holds the values"
+)
+
+
 class Account(BaseModel):
     accountid: str
     fields: dict[str, Any] = Field(description="the selected columns, by logical name")
+    formatted: dict[str, str] = Field(default_factory=dict, description=FORMATTED_HELP)
+    display_names: dict[str, str] = Field(
+        default_factory=dict, description="the selected columns' display names in Dynamics"
+    )
     contact_count: int = Field(description="live contacts of the account in the mirror")
     is_deleted: bool
     locally_modified: list[str] = Field(
@@ -37,7 +48,11 @@ class Contact(BaseModel):
     contactid: str
     accountid: str | None
     fields: dict[str, Any]
+    formatted: dict[str, str] = Field(default_factory=dict, description=FORMATTED_HELP)
     account: dict[str, Any] | None = Field(description="the fields of the contact's account")
+    account_formatted: dict[str, str] = Field(
+        default_factory=dict, description="the labels of `account` (see `formatted`)"
+    )
     is_deleted: bool
     account_sync_filtered: bool = Field(
         False, description="the contact's account no longer syncs (see Account.sync_filtered)"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.web.models import Activity
+from shared.web.models import FORMATTED_HELP, Activity
 
 NEXT_PAGE_HELP = (
     "opaque: send it back unchanged as `pageToken` for the next page. null at the end of the "
@@ -25,6 +25,7 @@ MORE_RESULT = (
 class AccountItem(BaseModel):
     accountid: str
     fields: dict[str, Any] = Field(description="the selected columns, by logical name")
+    formatted: dict[str, str] = Field(default_factory=dict, description=FORMATTED_HELP)
     is_deleted: bool
     locally_modified: list[str]
     synced_at: str | None = Field(description="when the mirror last wrote it from Dynamics")
@@ -34,6 +35,7 @@ class ContactItem(BaseModel):
     contactid: str
     accountid: str | None
     fields: dict[str, Any]
+    formatted: dict[str, str] = Field(default_factory=dict, description=FORMATTED_HELP)
     is_deleted: bool
     synced_at: str | None
 

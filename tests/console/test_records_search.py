@@ -1,6 +1,7 @@
 """The console for people who think in account names (issue 24 item 7), in a real browser:
 an account found by its name (and through its contacts) and opened, a column waiting for its
-backfill marked as not loaded yet, and the API docs rendered with the network cut."""
+backfill marked as not loaded yet, option labels and lookup names shown beside the raw values,
+and the API docs rendered with the network cut."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from selenium.webdriver.common.by import By
 from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
+from acctsync.runner import run_cycle_now
 from shared.sync.fields import edit_fields
 from tests.console.conftest import Stack, chromium
 from tests.console.test_console import open_page, submit, text
@@ -68,3 +70,24 @@ def test_a_column_waiting_for_its_backfill_is_marked_not_loaded_yet(
     row = text(browser, "#account-fields tr[data-field=donotemail]")
     assert "not loaded yet" in row
     assert "not loaded yet" not in text(browser, "#account-fields tr[data-field=name]")
+
+
+def test_an_account_shows_option_labels_and_lookup_names_beside_the_raw_values(
+    stack: Stack, browser: Any
+) -> None:
+    stack.simulator.control.update_account(stack.account_id, {"industrycode": 30})
+    run_cycle_now(stack.services)
+    open_page(browser, stack, f"/records?id={stack.account_id}")
+    industry = "#account-fields tr[data-field=industrycode]"
+    assert text(browser, industry + " .display-name") == "Industry"
+    assert text(browser, industry + " .formatted") == "Transportation"
+    assert text(browser, industry + " .raw") == "(30)"
+    owner = "#account-fields tr[data-field=ownerid]"
+    assert text(browser, owner + " .display-name") == "Owner"
+    assert text(browser, owner + " .formatted") == "Alex Wilber"
+    owner_id = stack.simulator.control.get_account(stack.account_id)["ownerid"]
+    assert text(browser, owner + " .raw") == f"({owner_id})"
+    state = "#account-fields tr[data-field=statecode]"
+    assert text(browser, state + " .formatted") == "Active"
+    # A value with nothing more to say shows as it is.
+    assert text(browser, "#account-fields tr[data-field=name] .raw") == "Contoso Ltd"

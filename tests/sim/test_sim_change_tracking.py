@@ -11,6 +11,7 @@ import httpx
 import pytest
 
 from acctsync.sim.harness import SimulatorError, SimulatorHandle
+from shared.dataverse.client import FORMATTED_VALUE, include_annotations
 
 TRACK = "odata.track-changes"
 
@@ -277,3 +278,41 @@ def test_change_tracking_switch_checks_its_input(sim: SimulatorHandle) -> None:
         sim.control.set_change_tracking("lead", False)
     with pytest.raises(SimulatorError, match="enabled must be true or false"):
         sim.control._call("POST", "/change-tracking/table", {"table": "account", "enabled": 0})
+
+
+def test_formatted_values_come_with_changes_and_the_delta_link_stays(
+    sim: SimulatorHandle, api: httpx.Client, follow: Callable[..., Any]
+) -> None:
+    """What acctsync asks by default (shared/dataverse/client.py): change tracking, pages and
+    every annotation it reads. Choices, yes/no, owners, parent customers, money and dates come
+    labelled on every page and in the deltas, and the chain still ends with its delta link."""
+    prefer = f"{TRACK},odata.maxpagesize=2,{include_annotations(formatted=True)}"
+    (account,) = sim.control.create_accounts(
+        [{"name": "Contoso", "industrycode": 30, "donotemail": True, "revenue": 25000.0}]
+    )
+    sim.control.create_accounts([{"name": f"Other {i}"} for i in range(3)])
+    columns = "name,industrycode,donotemail,revenue,_ownerid_value,modifiedon"
+    pages, last = follow(api, f"accounts?$select={columns}", prefer)
+    assert len(pages) == 2 and "@odata.deltaLink" in last
+    row = next(r for r in rows_of(pages) if r["accountid"] == account)
+    labels = {k.split("@")[0]: v for k, v in row.items() if k.endswith(f"@{FORMATTED_VALUE}")}
+    assert labels["industrycode"] == "Transportation" and row["industrycode"] == 30
+    assert labels["donotemail"] == "Do Not Allow" and row["donotemail"] is True
+    assert labels["revenue"] == "$25,000.00"
+    assert labels["_ownerid_value"] == "Alex Wilber"
+    assert labels["modifiedon"].endswith(("AM", "PM"))
+    # On every page, not only the first.
+    assert all(f"_ownerid_value@{FORMATTED_VALUE}" in r for r in rows_of(pages))
+
+    (contact,) = sim.control.create_contacts(
+        [{"lastname": "Ann", "parentcustomerid": account, "parentcustomertype": "account"}]
+    )
+    sim.control.update_account(account, {"industrycode": 7})
+    delta = api.get(last["@odata.deltaLink"], headers={"Prefer": prefer}).json()
+    (changed,) = delta["value"]
+    assert changed[f"industrycode@{FORMATTED_VALUE}"] == "Consulting"
+    assert "@odata.deltaLink" in delta
+    contacts, end = follow(api, "contacts?$select=lastname,_parentcustomerid_value", prefer)
+    (ann,) = [r for r in rows_of(contacts) if r["contactid"] == contact]
+    assert ann[f"_parentcustomerid_value@{FORMATTED_VALUE}"] == "Contoso"
+    assert "@odata.deltaLink" in end

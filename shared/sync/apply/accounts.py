@@ -26,6 +26,7 @@ from shared.mapping import (
     column_of,
     read_column,
     set_column,
+    set_label,
     to_json,
     to_stored,
 )
@@ -37,7 +38,7 @@ from shared.mirror.writes import MAX_TRANSACTION_ENTITIES, run_parallel
 from shared.sync.apply.activities import FanOut, FieldChange, FieldsChanged, fan_out
 from shared.sync.apply.context import ApplyContext, change_time
 from shared.sync.apply.filtered import keep_out
-from shared.sync.apply.rows import BOOKKEEPING, version_property
+from shared.sync.apply.rows import BOOKKEEPING, relabel, version_property
 from shared.sync.apply.search import index_rows, index_unchanged
 from shared.sync.batches import AccountChange
 
@@ -133,6 +134,7 @@ class AccountApplier:
         try:
             for column, kind in batch.columns.items():
                 set_column(entity, column, to_stored(column, kind, change.values.get(column)))
+                set_label(entity, column, change.labels.get(column))
             entity.update(
                 version=version_property(change.version),
                 synced_at=self.context.now,
@@ -191,6 +193,10 @@ class AccountApplier:
             if (kept := [m for m in marks if m not in batch.backfill]) != marks:
                 changed = True
                 entity["locally_modified"] = json.dumps(kept)
+            # The labels of the same version (an account mirrored before labels were, read
+            # again): an older version's would not fit the values.
+            if version_of(old) == change.version and relabel(entity, batch.columns, change):
+                changed = True
             check_entity(entity)
         except UnstorableValue as error:
             self.context.error("account", change.id, "backfill", str(error))

@@ -30,6 +30,7 @@ from shared.mirror.records import PARALLEL_READS, replace, version_of
 from shared.mirror.writes import run_parallel
 from shared.sync.apply.accounts import MAX_CONFLICT_RETRIES
 from shared.sync.apply.context import ApplyContext
+from shared.sync.apply.rows import relabel
 from shared.sync.batches import AccountChange
 
 
@@ -87,6 +88,8 @@ class ResyncApplier:
             if to_json(read_column(old, column)) != to_json(stored):
                 set_column(entity, column, stored)
                 changed = True
+        # The labels too (a label alone changed, or the value came with its new one).
+        changed = relabel(entity, columns, change) or changed
         marks = json.loads(old.get("locally_modified") or "[]")
         kept = [m for m in marks if m not in columns]
         if kept != marks:

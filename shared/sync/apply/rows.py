@@ -10,15 +10,19 @@ from azure.data.tables import EdmType, EntityProperty
 
 from shared.dataverse.columns import CONTACT_COLUMNS
 from shared.mapping import (
+    ColumnType,
     UnstorableValue,
     check_entity,
     read_column,
+    read_label,
     set_column,
+    set_label,
+    to_json,
     to_stored,
     utf16_units,
 )
 from shared.mirror.records import bucket
-from shared.sync.batches import ContactChange
+from shared.sync.batches import AccountChange, ContactChange
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
 # Properties the apply step owns; everything else on an account row is a mirrored column.
@@ -65,10 +69,30 @@ def contact_row(
     if old is not None:
         for column in CONTACT_COLUMNS.keys() - carried.keys():
             set_column(entity, column, read_column(old, column))
+            set_label(entity, column, read_label(old, column))
     for column, stored in carried.items():
         set_column(entity, column, stored)
+        set_label(entity, column, change.labels.get(column))
     check_entity(entity)
     return entity
+
+
+def relabel(
+    entity: dict[str, Any], columns: Mapping[str, ColumnType], change: AccountChange
+) -> bool:
+    """Give each column whose stored value is the one Dynamics sent the label Dynamics sent
+    with it (a value edited locally since keeps none); whether any label changed.
+    UnstorableValue for a value the mirror cannot hold."""
+    changed = False
+    for column, kind in columns.items():
+        label = change.labels.get(column)
+        if read_label(entity, column) == label:
+            continue
+        sent = to_stored(column, kind, change.values.get(column))
+        if to_json(read_column(entity, column)) == to_json(sent):
+            set_label(entity, column, label)
+            changed = True
+    return changed
 
 
 def contact_columns(change: ContactChange) -> dict[str, Any]:

@@ -7,7 +7,8 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shared.mirror.records import fields_of
+from shared.mirror.lists import account_fields
+from shared.mirror.records import fields_of, labels_shown
 from shared.services import Services
 from shared.times import iso
 from shared.web.errors import ApiError
@@ -21,9 +22,14 @@ def account_view(services: Services, account_id: str) -> Account | None:
     row = services.accounts.get(account_id)
     if row is None:
         return None
+    selection = services.fields.get()
+    fields = account_fields(selection)(fields_of(row))
+    names = selection.display_names if selection is not None else {}
     return Account(
         accountid=account_id,
-        fields=selected_fields(services, fields_of(row)),
+        fields=fields,
+        formatted=labels_shown(row, fields),
+        display_names={n: names[n] for n in fields if n in names},
         contact_count=services.members.count(account_id),
         is_deleted=bool(row.get("is_deleted")),
         locally_modified=json.loads(row.get("locally_modified") or "[]"),
@@ -34,10 +40,7 @@ def account_view(services: Services, account_id: str) -> Account | None:
 
 def selected_fields(services: Services, fields: dict[str, Any]) -> dict[str, Any]:
     """The selected columns only (a deselected one keeps its last value, unshown)."""
-    selection = services.fields.get()
-    if selection is None:
-        return fields
-    return {name: fields.get(name) for name in selection.columns}
+    return account_fields(services.fields.get())(fields)
 
 
 def _from_dynamics() -> ApiError:

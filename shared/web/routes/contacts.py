@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
-from shared.mirror.records import fields_of
+from shared.mirror.records import fields_of, labels_shown
 from shared.sync.edits import EditError, edit_account_through_contact
 from shared.web.errors import ApiError
 from shared.web.models import AccountEdit, Activity, Contact, EditResult
@@ -22,11 +22,14 @@ def get_contact(contactid: GuidPath, services: ServicesDep) -> Contact:
         raise ApiError(404, "contact_not_found", f"no mirrored contact {contact_id}")
     account_id = str(row.get("accountid") or "") or None
     account = services.accounts.get(account_id) if account_id else None
+    fields = selected_fields(services, fields_of(account)) if account is not None else None
     return Contact(
         contactid=contact_id,
         accountid=account_id,
         fields=fields_of(row),
-        account=selected_fields(services, fields_of(account)) if account is not None else None,
+        formatted=labels_shown(row, fields_of(row)),
+        account=fields,
+        account_formatted=labels_shown(account, fields) if account is not None and fields else {},
         is_deleted=bool(row.get("is_deleted")),
         account_sync_filtered=account is not None and bool(account.get("sync_filtered")),
     )
