@@ -10,14 +10,14 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.sync.fields import select_fields
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 
 def test_accounts_and_contacts_answer_labels_beside_raw_values(
     api: httpx.Client, simulator: SimulatorHandle, services: Services
 ) -> None:
     account_id, contacts = make_account(simulator, "Contoso", 1, industrycode=30)
-    select_fields(services, ["name", "industrycode", "revenue", "ownerid"])
+    select_fields(services, ["name", "industrycode", "revenue", "ownerid"], actor=TEST_ACTOR)
     run_cycle_now(services)
 
     account = api.get(f"/api/accounts/{account_id}").json()

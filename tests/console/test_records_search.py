@@ -16,6 +16,7 @@ from acctsync.runner import run_cycle_now
 from shared.sync.fields import edit_fields
 from tests.console.conftest import Stack, chromium
 from tests.console.test_console import open_page, submit, text
+from tests.helpers import TEST_ACTOR
 
 # Every host name but loopback resolves to nothing: a CDN is out of reach, as offline.
 NETWORK_CUT = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"
@@ -65,7 +66,9 @@ def test_an_account_is_found_by_its_name_and_opened(stack: Stack, browser: Any) 
 def test_a_column_waiting_for_its_backfill_is_marked_not_loaded_yet(
     stack: Stack, browser: Any
 ) -> None:
-    edit_fields(stack.services, add=["donotemail"])  # selected; its values come next cycle
+    edit_fields(
+        stack.services, add=["donotemail"], actor=TEST_ACTOR
+    )  # selected; its values come next cycle
     open_page(browser, stack, f"/records?id={stack.account_id}")
     row = text(browser, "#account-fields tr[data-field=donotemail]")
     assert "not loaded yet" in row

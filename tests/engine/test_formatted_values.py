@@ -15,7 +15,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
 from shared.sync.edits import edit_account_through_contact
 from shared.sync.fields import edit_fields, select_fields
-from tests.helpers import make_account
+from tests.helpers import TEST_ACTOR, make_account
 
 COLUMNS = ["name", "industrycode", "revenue", "parentaccountid", "ownerid", "statecode"]
 
@@ -27,7 +27,7 @@ def test_a_cycle_stores_labels_beside_the_values_and_labels_alone_log_nothing(
     account_id, contacts = make_account(
         simulator, "Contoso", 2, industrycode=30, parentaccountid=parent
     )
-    select_fields(services, COLUMNS)
+    select_fields(services, COLUMNS, actor=TEST_ACTOR)
     run_cycle_now(services)
     row = services.accounts.get(account_id)
     assert row is not None
@@ -87,12 +87,14 @@ def test_accounts_mirrored_without_labels_get_them_silently_when_read_again(
     reset_services()
     plain = get_services()
     account_id, _ = make_account(simulator, "Contoso", 2, industrycode=30)
-    select_fields(plain, ["name", "industrycode"])
+    select_fields(plain, ["name", "industrycode"], actor=TEST_ACTOR)
     run_cycle_now(plain)
     monkeypatch.setenv("ACCTSYNC_FORMATTED_VALUES", "true")
     reset_services()
     labelled = get_services()
-    edit_fields(labelled, add=["donotemail"])  # the next cycle reads every account again
+    edit_fields(
+        labelled, add=["donotemail"], actor=TEST_ACTOR
+    )  # the next cycle reads every account again
     cycle = run_cycle_now(labelled)
     assert cycle["activities_logged"] == 0
     row = labelled.accounts.get(account_id)

@@ -31,6 +31,7 @@ from shared.sync.apply.rows import version_property
 from shared.sync.cycle import Action, heartbeat
 from shared.verify.requests import request_verify
 from tests.faults.support import ROOT, Figures, scale
+from tests.helpers import TEST_ACTOR
 
 LEASE_S = "1"
 PAGE_SIZE = "5"
@@ -112,7 +113,7 @@ def test_a_verify_killed_mid_way_goes_on_from_its_checkpoint(
     planted = plant_drift(paged)
     simulator.control.requests(clear=True)
 
-    request, _ = request_verify(paged, repair=False, deep=False, by="test")
+    request, _ = request_verify(paged, repair=False, deep=False, actor=TEST_ACTOR)
     # Each a new host, dead after its 4th / 12th checkpoint: in two different stages.
     killed_at = [crash(4), crash(12)]
     assert len(set(killed_at)) == 2, killed_at
@@ -149,7 +150,7 @@ def test_a_verify_whose_dataverse_requests_fail_ends_with_what_to_do_and_cycles_
     monkeypatch.setattr(paged, "_dataverse", client)
 
     # Mid-way: one heartbeat reads a page and checkpoints, then Dataverse fails for good.
-    request, _ = request_verify(paged, repair=True, deep=False, by="test")
+    request, _ = request_verify(paged, repair=True, deep=False, actor=TEST_ACTOR)
     monkeypatch.setattr(paged, "settings", replace(paged.settings, plan_budget_seconds=0.0))
     assert heartbeat(paged, owner="test").action is Action.VERIFYING
     monkeypatch.undo()
