@@ -39,9 +39,16 @@ class _Counter:
     done: int = 0
     started: float = field(default_factory=time.monotonic)
     counted_from: int = 0  # done when counting began here (a load resumed from a checkpoint)
+    # When the last one was counted: the rate is over the time counting went on, so a table
+    # read whole keeps the rate it was read at while its batches are applied.
+    last: float | None = None
+
+    def advance(self, count: int) -> None:
+        self.done += count
+        self.last = time.monotonic()
 
     def rate(self) -> float:
-        elapsed = time.monotonic() - self.started
+        elapsed = (self.last or self.started) - self.started
         return (self.done - self.counted_from) / elapsed if elapsed > 0.5 else 0.0
 
     @property
@@ -90,7 +97,7 @@ class TerminalProgress:
     def read(self, entity_set: str, rows: int) -> None:
         with self._lock:
             counter = self._tables.setdefault(entity_set, _Counter(entity_set, None))
-            counter.done += rows
+            counter.advance(rows)
             self._show(entity_set)
 
     def queued_before(self, batches: int) -> None:
@@ -105,7 +112,7 @@ class TerminalProgress:
 
     def batch_applied(self) -> None:
         with self._lock:
-            self._batches.done += 1
+            self._batches.advance(1)
             self._show("batches")
 
     def done(self) -> None:
