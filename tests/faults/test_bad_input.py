@@ -47,6 +47,11 @@ json_values = st.recursive(
 )
 
 
+# Admin actions any well-formed body starts, by design: a verify asked for (202), a retry of
+# the Sync Errors (none here). Accepted, they must still change nothing of the mirror.
+ACTIONS = ("POST /api/sync/verify ->", "POST /api/sync/errors/retry ->")
+
+
 def assert_error_shape(response: httpx.Response | Any) -> None:
     body = response.json()
     assert set(body) == {"error"}, body
@@ -80,7 +85,7 @@ def test_schemathesis_never_gets_a_5xx_or_a_partial_write(
         assert (response.status_code == 401) == (sent_key != API_KEY), (key, sent_key)
         if response.status_code >= 400:
             assert_error_shape(response)
-        elif case.method in ("PATCH", "PUT", "POST"):
+        elif case.method in ("PATCH", "PUT", "POST") and not key.startswith(ACTIONS):
             writes_accepted.append(key)
 
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
