@@ -18,9 +18,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from bench import feeds, scenarios
+from bench import feeds, scenarios, verify
 from bench.imports import import_times
-from bench.report import render, render_feeds
+from bench.report import render, render_alone
 from bench.stack import ROOT, Stack, running_stack
 
 
@@ -42,16 +42,19 @@ class Sizes:
     feed_fanout: int  # contacts of the account whose field changes, with and without the feed
     export_contacts: int  # exported, and a tenth of them first
     api_load_s: float  # 50 clients for this long
+    verify_contacts: tuple[int, ...]  # verified, each after a load of a tenth as many accounts
+    repair_ids: int  # contacts made to drift, then repaired
 
 
 FULL = Sizes(2_000, 20_000, 20_000, 200_000, 1_000, (5_000, 5_001, 20_000, 100_000), 100_000,
              1_000, 10_000, (1, 2, 4), 100_000, 2.0, (100, 5_000, 3),
-             5_000, 200_000, 60.0)  # fmt: skip
+             5_000, 200_000, 60.0, (20_000, 200_000), 1_000)  # fmt: skip
 QUICK = Sizes(600, 12_000, 2_000, 20_000, 200, (5_000, 5_001, 8_000, 12_000), 20_000,
               300, 3_000, (1, 2, 4), 20_000, 0.5, (10, 5_000, 3),
-              5_000, 40_000, 15.0)  # fmt: skip
-# What --only can name: the scenarios of the lists, feeds and exports (issue 14), alone.
-ALONE = ("feed", "export", "api_load")
+              5_000, 40_000, 15.0, (2_000, 20_000), 1_000)  # fmt: skip
+# What --only can name: the scenarios of the lists, feeds and exports (issue 14), and of
+# verify (issue 23), alone.
+ALONE = ("feed", "export", "api_load", "verify")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
         only = named("--only", args.only)
         with running_stack() as stack:
             feed_scenarios(stack, sizes, results, step, only=only)
-        return finish(results, started, args.output, render_feeds)
+        return finish(results, started, args.output, render_alone)
 
     step("cold import of the Function App, now and before the API moved to FastAPI")
     results["imports"] = import_times()
@@ -165,6 +168,12 @@ def feed_scenarios(
     if "api_load" in only:
         step(f"API under 50 concurrent clients for {sizes.api_load_s:g} s")
         results["api_load"] = feeds.api_load(stack, sizes.api_load_s)
+    if "verify" in only:
+        step(
+            f"verify of {', '.join(f'{n:,}' for n in sizes.verify_contacts)} contacts against a "
+            f"raw scan plus bare paging; repair of {sizes.repair_ids:,} drifted ids"
+        )
+        results["verify"] = verify.verify(stack, sizes.verify_contacts, sizes.repair_ids)
 
 
 def finish(

@@ -117,7 +117,12 @@ def point_reads(stack: Stack, table: str, count: int, *, width: int = 16) -> tup
 
 
 def page_loop(
-    stack: Stack, entity_set: str, select: str, *, messages: list[str] | None = None
+    stack: Stack,
+    entity_set: str,
+    select: str,
+    *,
+    messages: list[str] | None = None,
+    track_changes: bool = True,
 ) -> tuple[float, int, int]:
     """A bare httpx loop over the change-tracking pages: (seconds, rows, requests).
 
@@ -125,6 +130,7 @@ def page_loop(
     nothing else: no retries, no token cache, no row handling beyond counting. With
     `messages`, it also sends those queue messages as it goes, spread evenly over the pages
     (the same bodies acctsync's planning sent), and nothing else: no packing, no checkpoint.
+    `track_changes=False`: a plain query's pages, as a verify reads them.
     """
     env = stack.sim.env
     token_url = f"{env['DATAVERSE_AUTHORITY_HOST']}/{env['DATAVERSE_TENANT_ID']}/oauth2/v2.0/token"
@@ -144,7 +150,8 @@ def page_loop(
         headers = {
             "Authorization": f"Bearer {token}",
             "Accept": "application/json",
-            "Prefer": f"odata.track-changes,odata.maxpagesize=5000,{annotations}",
+            "Prefer": ("odata.track-changes," if track_changes else "")
+            + f"odata.maxpagesize=5000,{annotations}",
         }
         url: str | None = f"{env['DATAVERSE_URL']}/api/data/v9.2/{entity_set}?$select={select}"
         rows = requests = 0

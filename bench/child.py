@@ -23,7 +23,7 @@ def main(argv: list[str]) -> int:
     from shared.services import get_services
 
     services = get_services()  # tables and queues exist before the clock starts
-    if task in ("cycle", "plan"):
+    if task in ("cycle", "plan", "verify"):
         # A running host holds its token; fetch it before the clock starts (it goes to the
         # authority, which the Dataverse request counts leave out anyway).
         services.dataverse()._tokens.token()
@@ -201,6 +201,24 @@ def _scan_table(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     return {"rows": sum(1 for _ in table.list_entities(results_per_page=1000))}
 
 
+def _verify(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    from acctsync.runner import run_verify_now
+
+    result = run_verify_now(services, repair=bool(args.get("repair")), deep=False)
+    found: dict[str, Any] = result.to_json()
+    return found
+
+
+def _scan_mirror(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """Both mirror tables by a raw key-ordered query, pages of 1,000, with the properties a
+    verify reads of them (the verify's baseline)."""
+    select = ["RowKey", "version", "is_deleted", "sync_filtered", "accountid"]
+    rows = 0
+    for table in (services.contacts.table, services.accounts.table):
+        rows += sum(1 for _ in table.list_entities(select=select, results_per_page=1000))
+    return {"rows": rows}
+
+
 def _serve_api(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     """The local host's API alone, until the bench stops it (SIGTERM)."""
     import signal
@@ -265,6 +283,8 @@ TASKS = {
     "read_raw_feed": _read_raw_feed,
     "export": _export,
     "scan_table": _scan_table,
+    "verify": _verify,
+    "scan_mirror": _scan_mirror,
     "serve_api": _serve_api,
     "raw_load": _raw_load,
 }

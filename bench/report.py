@@ -230,12 +230,13 @@ def render(results: dict[str, Any]) -> str:
         )
     )
     rows.extend(feed_rows(results))
+    rows.extend(verify_rows(results))
     return _table(rows)
 
 
-def render_feeds(results: dict[str, Any]) -> str:
-    """The table of the lists, feeds and exports scenarios alone (`--only`)."""
-    return _table(feed_rows(results))
+def render_alone(results: dict[str, Any]) -> str:
+    """The table of the scenarios that run alone (`--only`): lists, feeds, exports, verify."""
+    return _table(feed_rows(results) + verify_rows(results))
 
 
 def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
@@ -328,6 +329,47 @@ def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 _met(load["errors"] == 0),
             )
         )
+    return rows
+
+
+def verify_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
+    """Rows 15 and 16: verify against a raw scan of the mirror plus bare paging of Dynamics,
+    its peak RSS at each size (flat), and a repair of drifted ids (when they ran)."""
+    found = results.get("verify")
+    if not found:
+        return []
+    sizes = list(found["sizes"].values())
+    peaks = [size["peak_rss_mb"] for size in sizes]
+    flat = max(peaks) <= 1.25 * min(peaks)
+    rows: list[tuple[str, ...]] = []
+    for size in sizes:
+        rows.append(
+            (
+                "15",
+                f"verify {size['accounts']:,} acc + {size['contacts']:,} con",
+                f"{size['records_per_s']:,.0f} rec/s, {size['verify_s']:.1f} s, "
+                f"{size['dataverse_requests']} Dataverse req, "
+                f"peak RSS {size['peak_rss_mb']:.0f} MB",
+                f"{size['baseline_records_per_s']:,.0f} rec/s raw scan + bare paging "
+                f"({size['scan_s']:.1f} + {size['pages_s']:.1f} s)",
+                f"{size['ratio']:.2f}",
+                ">= 0.8, RSS flat",
+                _met(size["ratio"] >= 0.8 and flat),
+            )
+        )
+    repair, of = found["repair"], sizes[-1]["contacts"]
+    rows.append(
+        (
+            "16",
+            f"verify --repair, {repair['drifted']:,} drifted contacts of {of:,}",
+            f"{repair['seconds']:.1f} s, {repair['dataverse_requests']} Dataverse req, "
+            f"{repair['repaired']:,} repaired, {repair['drift_after']} drift after",
+            "",
+            "",
+            "all repaired",
+            _met(repair["repaired"] == repair["drifted"] and repair["drift_after"] == 0),
+        )
+    )
     return rows
 
 

@@ -1,4 +1,5 @@
-"""Fixtures of the fault suite: the clean twin (a second Azurite), figures, environments."""
+"""Fixtures of the fault suite: the clean twin (a second Azurite), figures, environments, and
+the oracle every test that builds a mirror ends with: a verify that finds no drift."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import pytest
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.faults.support import SOAK, Figures, services_for
+from tests.faults.support import SOAK, Figures, Oracle, services_for
 from tests.helpers import wipe_storage
 
 
@@ -20,6 +21,42 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
         for item in items:
             if "tests/faults" in str(item.path).replace("\\", "/"):
                 item.add_marker(pytest.mark.timeout(3600))
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "no_oracle(reason): the test ends, on purpose, with a mirror no recovery can make "
+        "equal to Dynamics, so it is not verified; the reason says why",
+    )
+
+
+CALL_FAILED = pytest.StashKey[bool]()  # whether the test's own body failed
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+    report: pytest.TestReport = yield
+    if report.when == "call":
+        item.stash[CALL_FAILED] = report.failed
+    return report
+
+
+@pytest.fixture(autouse=True)
+def oracle(request: pytest.FixtureRequest) -> Iterator[Oracle]:
+    """Set up after `services` (so torn down before it, with its settings still in place);
+    runs the verify only when the test itself passed, so a failure is not reported twice."""
+    if "services" not in request.fixturenames:
+        yield Oracle()
+        return
+    services: Services = request.getfixturevalue("services")
+    checked = Oracle(request.getfixturevalue("simulator"))
+    yield checked
+    marker = request.node.get_closest_marker("no_oracle")
+    assert marker is None or marker.args, "@pytest.mark.no_oracle needs its reason"
+    if checked.done or marker is not None or request.node.stash.get(CALL_FAILED, True):
+        return
+    checked.verify(services)
 
 
 @pytest.fixture(scope="session")

@@ -23,6 +23,7 @@ from tests.faults.support import (
     ACCTSYNC,
     ROOT,
     Figures,
+    Oracle,
     assert_same_mirror,
     clean_cycle,
     counts,
@@ -94,6 +95,7 @@ def test_storage_outage_during_planning_and_applying(
     env: dict[str, str],
     figures: Figures,
     tmp_path: Path,
+    oracle: Oracle,
 ) -> None:
     storage = Storage(tmp_path)
     try:
@@ -149,6 +151,7 @@ def test_storage_outage_during_planning_and_applying(
             next_cycle_completed=True,
             equal_to_clean_run=True,
         )
+        oracle.verify(faulty)  # the mirror under test is in this storage, not `services`'
         faulty.close()
     finally:
         storage.stop()

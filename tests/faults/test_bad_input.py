@@ -47,6 +47,11 @@ json_values = st.recursive(
 )
 
 
+# Admin actions any well-formed body starts, by design: a verify asked for (202), a retry of
+# the Sync Errors (none here). Accepted, they must still change nothing of the mirror.
+ACTIONS = ("POST /api/sync/verify ->", "POST /api/sync/errors/retry ->")
+
+
 def assert_error_shape(response: httpx.Response | Any) -> None:
     body = response.json()
     assert set(body) == {"error"}, body
@@ -56,11 +61,6 @@ def assert_error_shape(response: httpx.Response | Any) -> None:
 def state(services: Services) -> tuple[Any, Any]:
     selection = services.fields.get()
     return snapshot(services), selection.to_json() if selection else None
-
-
-# A retry of the sync errors a body names is valid whatever it names, and here there are none
-# to name: a 200 that does nothing (the state check below holds it to that).
-NO_OP_WRITES = {"/api/sync/errors/retry"}
 
 
 def test_schemathesis_never_gets_a_5xx_or_a_partial_write(
@@ -85,7 +85,7 @@ def test_schemathesis_never_gets_a_5xx_or_a_partial_write(
         assert (response.status_code == 401) == (sent_key != API_KEY), (key, sent_key)
         if response.status_code >= 400:
             assert_error_shape(response)
-        elif case.method in ("PATCH", "PUT", "POST") and case.operation.path not in NO_OP_WRITES:
+        elif case.method in ("PATCH", "PUT", "POST") and not key.startswith(ACTIONS):
             writes_accepted.append(key)
 
     for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
