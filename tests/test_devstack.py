@@ -14,6 +14,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 from acctsync.devstack import DevIdentity
 from acctsync.ports import API_PORT, bindable
 
@@ -27,6 +29,8 @@ def listening(port: int) -> Iterator[None]:
         yield
         return
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # As bindable() asks: a port in TIME-WAIT (an earlier test's listener) is free.
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", port))
         sock.listen()
         yield
@@ -61,7 +65,9 @@ def test_an_azurite_port_held_by_another_program_names_it_and_a_fix_that_keeps_t
     with listening(table):
         done = make_run(tmp_path, DATAVERSE_URL="https://example.invalid")
     assert done.returncode == 2, done.stderr
-    assert f"port {table} (Azurite's tables) is taken by another program (python" in done.stderr
+    # The holder is this test's own process: named by its program name and pid.
+    holder = f"{psutil.Process().name()}, pid {os.getpid()})"
+    assert f"port {table} (Azurite's tables) is taken by another program ({holder}" in done.stderr
     assert "ACCTSYNC_NEW_PORTS=1 make run" in done.stderr
     assert "delete" not in done.stderr
     assert identity_file.read_text() == before
