@@ -10,7 +10,7 @@ import pytest
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle
-from shared.services import Services
+from shared.services import Services, get_services
 from tests.faults.support import SOAK, Figures, Oracle, services_for
 from tests.helpers import wipe_storage
 
@@ -49,14 +49,16 @@ def oracle(request: pytest.FixtureRequest) -> Iterator[Oracle]:
     if "services" not in request.fixturenames:
         yield Oracle()
         return
-    services: Services = request.getfixturevalue("services")
+    request.getfixturevalue("services")
     checked = Oracle(request.getfixturevalue("simulator"))
     yield checked
     marker = request.node.get_closest_marker("no_oracle")
     assert marker is None or marker.args, "@pytest.mark.no_oracle needs its reason"
     if checked.done or marker is not None or request.node.stash.get(CALL_FAILED, True):
         return
-    checked.verify(services)
+    # The process's services as the test left them: a test that changed a setting rebuilt
+    # them (reset_services), which closed the ones the fixture handed out.
+    checked.verify(get_services())
 
 
 @pytest.fixture(scope="session")

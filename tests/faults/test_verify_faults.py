@@ -104,6 +104,7 @@ def comparable(result: VerifyResult) -> dict[str, Any]:
     return {k: body[k] for k in (*keep, "error", "dataverse_requests")}
 
 
+@pytest.mark.no_oracle("it plants drift on purpose, for the verifies it kills to find")
 def test_a_verify_killed_mid_way_goes_on_from_its_checkpoint(
     simulator: SimulatorHandle, paged: Services, figures: Figures
 ) -> None:
