@@ -5,4 +5,4 @@ around it, and the local host calls the same entry points.
 """
 
 # The one place the version is kept: the package metadata and the API description read it.
-__version__ = "0.3.0"
+__version__ = "0.4.0"

@@ -404,11 +404,15 @@ class DataverseClient:
         where: str | None = None,
         link: str | None = None,
         page_size: int = MAX_PAGE_SIZE,
+        labels: bool = True,
     ) -> Iterator[RowPage]:
         """Pages of a plain query (no change tracking, so no delta link is touched): the rows
         `where` ($filter) keeps, or with `link` the rest of such a query from one of its next
-        links. LinkRefused when Dataverse no longer accepts that link."""
-        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)},{self._annotations}"
+        links. LinkRefused when Dataverse no longer accepts that link. `labels`: also the
+        formatted values (when ACCTSYNC_FORMATTED_VALUES lets them), which a read of keys and
+        versions does without."""
+        annotations = self._annotations if labels else include_annotations(formatted=False)
+        prefer = f"odata.maxpagesize={min(page_size, MAX_PAGE_SIZE)},{annotations}"
         params: dict[str, str] | None = None
         if link is None:
             url = self._base + entity_set

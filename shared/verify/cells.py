@@ -77,6 +77,12 @@ class Digests:
         for fingerprint in fingerprints:
             self.add(fingerprint)
 
+    def remove(self, fingerprint: Fingerprint) -> None:
+        """Take back one `add` of the same fingerprint (the sums are a multiset's)."""
+        cell = cell_of(fingerprint.id)
+        self.counts[cell] -= 1
+        self.sums[cell] = (self.sums[cell] - fingerprint.hash()) % _MODULUS
+
     def merge(self, other: Digests, cells: Iterable[int]) -> None:
         """Take `other`'s digests of `cells` (those are its own: a partition's cells)."""
         for cell in cells:

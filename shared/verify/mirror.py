@@ -6,15 +6,19 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any, cast
 
+from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient
 
-from shared.mirror.records import PARALLEL_READS, all_buckets
+from shared.mirror.records import PARALLEL_READS, all_buckets, bucket
 from shared.mirror.writes import run_parallel
 from shared.verify.cells import cell_of, partition_of_cell
 from shared.verify.progress import TableRun
 from shared.verify.rows import MirrorRow, TableSpec
 
 ROWS_PER_PAGE = 1000
+# Partitions read side by side in one round: a round costs about one round trip whatever
+# its width, and a small table's partitions are each one page, so wider rounds are fewer.
+PARTITIONS_PER_ROUND = 16
 Token = dict[str, str] | None
 
 
@@ -35,20 +39,20 @@ def read_page(
     return rows, pager.continuation_token
 
 
-def mirror_round(table: TableClient, run: TableRun, *, pending: Collection[str]) -> None:
-    """Read one page of up to PARALLEL_READS partitions into the mirror's digests; the run
+def mirror_round(table: TableClient, run: TableRun) -> None:
+    """Read one page of up to PARTITIONS_PER_ROUND partitions into the mirror's digests; the run
     then says where each partition goes on."""
     started = [p for p in run.partitions]
     fresh = [p for p in all_buckets() if p not in run.partitions and p not in run.done_partitions]
-    chosen = (started + fresh)[:PARALLEL_READS]
+    chosen = (started + fresh)[:PARTITIONS_PER_ROUND]
 
     def read(partition: str) -> tuple[str, list[MirrorRow], Token]:
         rows, token = read_page(table, run.spec, partition, run.partitions.get(partition))
         return partition, rows, token
 
-    for partition, rows, token in run_parallel(read, chosen, width=PARALLEL_READS):
+    for partition, rows, token in run_parallel(read, chosen, width=PARTITIONS_PER_ROUND):
         # A partition's cells are its own: no other partition's rows touch them.
-        run.mirror.add_all(r.fingerprint() for r in rows if r.compared and r.id not in pending)
+        run.mirror.add_all(r.fingerprint() for r in rows if r.compared)
         if token is None:
             run.partitions.pop(partition, None)
             run.done_partitions.append(partition)
@@ -58,6 +62,20 @@ def mirror_round(table: TableClient, run: TableRun, *, pending: Collection[str])
 
 def mirror_done(run: TableRun) -> bool:
     return len(run.done_partitions) == len(all_buckets())
+
+
+def leave_out_pending(table: TableClient, run: TableRun) -> None:
+    """Take the rows Dynamics changed after the last cycle read the table back out of the
+    mirror's digests: the mirror was read beside Dynamics, before those were all known (a
+    point read each; they are few, and the next cycle takes them)."""
+    for record_id in run.pending:
+        try:
+            entity = table.get_entity(bucket(record_id), record_id, select=run.spec.mirror_select())
+        except ResourceNotFoundError:
+            continue
+        row = run.spec.mirror_row(entity)
+        if row.compared:
+            run.mirror.remove(row.fingerprint())
 
 
 def rows_in_cells(table: TableClient, spec: TableSpec, cells: Collection[int]) -> list[MirrorRow]:

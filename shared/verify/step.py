@@ -15,6 +15,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -34,7 +35,7 @@ from shared.times import utcnow
 from shared.verify.cells import cell_groups, cell_of
 from shared.verify.classify import drift_of
 from shared.verify.dynamics import changed_since, dynamics_page
-from shared.verify.mirror import mirror_done, mirror_round, rows_in_cells
+from shared.verify.mirror import leave_out_pending, mirror_done, mirror_round, rows_in_cells
 from shared.verify.progress import RunStore, Stage, TableRun, VerifyRun
 from shared.verify.repair import repair_chunk
 from shared.verify.result import result_of
@@ -48,6 +49,8 @@ VERIFY_RETRY = (
 )
 # Dynamics rows a row-by-row comparison holds at most (cells are grouped to stay under it).
 MAX_HELD_ROWS = 50_000
+# How often the loop renews the lease itself, between units (each unit is saved as it ends).
+RENEW_EVERY_S = 5.0
 
 
 class VerifyAction(StrEnum):
@@ -85,6 +88,7 @@ class VerifyStep:
                 sent = client.stats.requests
                 run = self.runs.load(request.id) or self._new_run(request, client)
                 run.heartbeats += 1
+                renewed = time.monotonic()
                 while True:
                     finished = self._unit(run, client)
                     run.requests += client.stats.requests - sent
@@ -92,7 +96,11 @@ class VerifyStep:
                     if finished:
                         break
                     self.runs.save(run)
-                    self.lease.renew()
+                    if time.monotonic() - renewed >= RENEW_EVERY_S:
+                        # Says at once when another heartbeat took the verify over (the
+                        # keeper renews too, but only logs a loss).
+                        self.lease.renew()
+                        renewed = time.monotonic()
                     if time.monotonic() >= self.deadline or self.stop.is_set():
                         self.lease.release()
                         return VerifyOutcome(VerifyAction.CHECKPOINTED, request.id)
@@ -151,8 +159,15 @@ class VerifyStep:
         return not (run.request.repair and repair_chunk(self.services, client, run))
 
     def _dynamics_page(self, table: TableRun, client: DataverseClient) -> None:
+        """A page of Dynamics, with a round of the mirror's partitions read meanwhile: the
+        two sides wait on different servers, and each has digests of its own."""
         page_size = self.services.settings.page_size
-        rows, link = dynamics_page(client, table.spec, link=table.link, page_size=page_size)
+        with ThreadPoolExecutor(1, thread_name_prefix="acctsync-verify") as beside:
+            mirror = self._records(table).table
+            round_ = None if mirror_done(table) else beside.submit(mirror_round, mirror, table)
+            rows, link = dynamics_page(client, table.spec, link=table.link, page_size=page_size)
+            if round_ is not None:
+                round_.result()
         for row in rows:
             if row.filtered:
                 continue  # out of scope: the sync filter keeps it out
@@ -166,8 +181,11 @@ class VerifyStep:
             table.stage, table.pages = Stage.MIRROR, 0
 
     def _mirror_round(self, table: TableRun) -> None:
-        mirror_round(self._records(table).table, table, pending=set(table.pending))
+        mirror = self._records(table).table
+        if not mirror_done(table):
+            mirror_round(mirror, table)
         if mirror_done(table):
+            leave_out_pending(mirror, table)
             cells = table.dynamics.differing(table.mirror)
             table.groups = cell_groups(cells, table.dynamics.counts, max_rows=MAX_HELD_ROWS)
             table.stage = Stage.CELLS if table.groups else Stage.DONE
