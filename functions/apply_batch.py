@@ -10,9 +10,7 @@ import logging
 
 import azure.functions as func
 
-from shared.services import get_services
-from shared.storage import BATCH_QUEUE
-from shared.sync.apply import apply_message
+from shared.queues import BATCH_QUEUE
 
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
@@ -21,6 +19,12 @@ logger = logging.getLogger(__name__)
 @bp.function_name("apply_batch")
 @bp.queue_trigger(arg_name="message", queue_name=BATCH_QUEUE, connection="AzureWebJobsStorage")
 def apply_batch_message(message: func.QueueMessage) -> None:
+    # Imported at the first message, not when the host indexes the functions: every new
+    # instance pays the import before any trigger runs, and a heartbeat or HTTP instance
+    # needs none of the apply step (the storage and blob SDKs, telemetry, the mirror).
+    from shared.services import get_services
+    from shared.sync.apply import apply_message
+
     result = apply_message(get_services(), message.get_body(), dequeue_count=message.dequeue_count)
     logger.info(
         "batch %s: %d accounts, %d contacts, %d activities",

@@ -8,8 +8,6 @@ import socket
 
 import azure.functions as func
 
-from shared.services import get_services
-
 bp = func.Blueprint()
 logger = logging.getLogger(__name__)
 
@@ -29,8 +27,10 @@ def heartbeat_timer(timer: func.TimerRequest) -> None:
 
 def run_heartbeat(*, past_due: bool, every_s: float = HEARTBEAT_PERIOD_S) -> None:
     """One heartbeat of a host whose timer fires every `every_s` (the local host's may differ)."""
-    # Imported at the first tick: an instance scaled out for the queue never plans, and need
-    # not load the Dataverse client (httpx, msal) to start.
+    # Imported at the first tick, not when the host indexes the functions: an instance scaled
+    # out for the queue never plans, and need not load the Dataverse client (httpx, msal) or
+    # the storage SDKs to start.
+    from shared.services import get_services
     from shared.sync.cycle import Action, heartbeat
 
     owner = os.environ.get("WEBSITE_INSTANCE_ID") or socket.gethostname()

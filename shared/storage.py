@@ -29,14 +29,16 @@ from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
 from shared.mirror.writes import IO_THREADS
+
+# Re-exported: the queue names live apart so the queue trigger can name its queue without
+# loading the storage SDKs; everything else finds them here with the tables.
+from shared.queues import BATCH_QUEUE as BATCH_QUEUE
+from shared.queues import POISON_QUEUE as POISON_QUEUE
 from shared.settings import StorageSettings
 
 if TYPE_CHECKING:
     from azure.core.credentials import TokenCredential
     from azure.storage.blob import ContainerClient
-
-BATCH_QUEUE = "acctsync-batches"
-POISON_QUEUE = BATCH_QUEUE + "-poison"
 
 STATE_TABLE = "acctsyncstate"
 ACCOUNTS_TABLE = "acctsyncaccounts"

@@ -69,6 +69,11 @@ def test_functions_index_with_no_settings() -> None:
         check=True,
     ).stdout
     assert "'fastapi'" not in loaded and "'httpx'" not in loaded and "'msal'" not in loaded
+    # Nor the storage SDKs, telemetry or the apply step: every new instance pays its import
+    # before any trigger runs; each trigger imports what it needs at its first call.
+    for module in ("azure.data.tables", "azure.storage.queue", "azure.storage.blob"):
+        assert f"'{module}'" not in loaded, module
+    assert "'opentelemetry'" not in loaded and "'shared.sync.apply'" not in loaded
 
 
 def test_host_json_sends_failing_batches_to_poison_after_five_tries() -> None:
