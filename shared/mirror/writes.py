@@ -18,6 +18,7 @@ from azure.data.tables import (
 )
 
 from shared.mapping import utf16_units
+from shared.mirror.transactions import submit_transaction
 
 # An entity-group transaction holds at most 100 entities of one partition and under 4 MiB.
 MAX_TRANSACTION_ENTITIES = 100
@@ -78,7 +79,7 @@ def upsert_chunks(table: TableClient, chunks: Sequence[Sequence[Mapping[str, Any
         operations = [
             (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE}) for entity in chunk
         ]
-        table.submit_transaction(operations)
+        submit_transaction(table, operations)
 
     if chunks:
         run_parallel(submit, list(chunks))
@@ -94,7 +95,7 @@ def merge_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> None
         operations = [
             (TransactionOperation.UPDATE, entity, {"mode": UpdateMode.MERGE}) for entity in chunk
         ]
-        table.submit_transaction(operations)
+        submit_transaction(table, operations)
 
     chunks = _partition_chunks(entities)
     if chunks:
@@ -112,7 +113,7 @@ def create_all(
             if len(chunk) == 1:
                 table.create_entity(chunk[0])
             else:
-                table.submit_transaction([(TransactionOperation.CREATE, e) for e in chunk])
+                submit_transaction(table, [(TransactionOperation.CREATE, e) for e in chunk])
         except ResourceExistsError:
             return chunk
         except TableTransactionError as error:
