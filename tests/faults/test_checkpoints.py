@@ -23,6 +23,7 @@ from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     ROOT,
     Figures,
+    Oracle,
     assert_same_mirror,
     clean_cycle,
     counts,
@@ -41,6 +42,7 @@ def small_pages(env: dict[str, str], *, budget: str = "0") -> dict[str, str]:
 
 
 def test_a_load_planned_a_page_per_heartbeat_equals_a_load_in_one(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     twin: Services,
@@ -75,9 +77,11 @@ def test_a_load_planned_a_page_per_heartbeat_equals_a_load_in_one(
         )
     finally:
         paged.close()
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def test_a_planner_killed_mid_table_goes_on_from_its_checkpoint(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     twin: Services,
@@ -126,10 +130,15 @@ def test_a_planner_killed_mid_table_goes_on_from_its_checkpoint(
         recovery_summary={k: summary[k] for k in ("status", "contacts_changed", "batches")},
         equal_to_clean_run=True,
     )
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def test_a_reload_after_an_expired_token_flags_exactly_what_was_deleted(
-    simulator: SimulatorHandle, services: Services, env: dict[str, str], figures: Figures
+    oracle: Oracle,
+    simulator: SimulatorHandle,
+    services: Services,
+    env: dict[str, str],
+    figures: Figures,
 ) -> None:
     control = simulator.control
     control.reset(accounts=40, contacts=400, seed=53)
@@ -170,6 +179,7 @@ def test_a_reload_after_an_expired_token_flags_exactly_what_was_deleted(
         )
     finally:
         paged.close()
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def _exists(simulator: SimulatorHandle, table: str, row_id: str) -> bool:
@@ -190,7 +200,7 @@ def _flagged(records: MirroredRecords) -> set[str]:
 
 
 def test_a_failed_planning_step_drains_before_any_new_cycle(
-    simulator: SimulatorHandle, services: Services
+    oracle: Oracle, simulator: SimulatorHandle, services: Services
 ) -> None:
     control = simulator.control
     control.reset(accounts=10, contacts=80, seed=54)
@@ -216,3 +226,4 @@ def test_a_failed_planning_step_drains_before_any_new_cycle(
     assert status["failures_in_a_row"] == 1 and status["last_failure"]["step"] == "accounts"
     summary = run_cycle_now(services)
     assert summary["status"] == "succeeded" and summary["accounts_changed"] > 0
+    oracle.verify(services)  # faults over: the mirror equals Dynamics

@@ -21,6 +21,7 @@ from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     ROOT,
     Figures,
+    Oracle,
     assert_same_mirror,
     clean_cycle,
     counts,
@@ -47,6 +48,7 @@ def crash(env: dict[str, str], step: str) -> None:
 
 
 def test_cycle_killed_at_every_step_then_recovered(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     twin: Services,
@@ -97,3 +99,4 @@ def test_cycle_killed_at_every_step_then_recovered(
         equal_to_clean_run=True,
         lease_seconds=float(LEASE_S),
     )
+    oracle.verify(services)  # faults over: the mirror equals Dynamics

@@ -23,6 +23,7 @@ from shared.sync.status import sync_status
 from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     Figures,
+    Oracle,
     assert_same_mirror,
     clean_cycle,
     counts,
@@ -75,7 +76,7 @@ def retry_waits(log: list[dict[str, Any]]) -> list[float]:
 
 
 def test_initial_load_and_deltas_through_a_faulty_dataverse(
-    simulator: SimulatorHandle, services: Services, twin: Services, figures: Figures
+    oracle: Oracle, simulator: SimulatorHandle, services: Services, twin: Services, figures: Figures
 ) -> None:
     control = simulator.control
     accounts, contacts = scale(80, 1500), scale(800, 15000)
@@ -138,6 +139,7 @@ def test_initial_load_and_deltas_through_a_faulty_dataverse(
         mirror=counts(snapshot(twin)),
         equal_to_clean_run=True,
     )
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def _seed_throttling_eight_requests(rate: float) -> int:
@@ -151,7 +153,7 @@ def _seed_throttling_eight_requests(rate: float) -> int:
 
 
 def test_cursor_stays_when_dataverse_fails_mid_cycle(
-    simulator: SimulatorHandle, services: Services, twin: Services, figures: Figures
+    oracle: Oracle, simulator: SimulatorHandle, services: Services, twin: Services, figures: Figures
 ) -> None:
     control = simulator.control
     control.reset(accounts=40, contacts=300, seed=32)
@@ -196,3 +198,4 @@ def test_cursor_stays_when_dataverse_fails_mid_cycle(
         delta_links_moved={"contacts": True, "accounts": False},
         equal_to_clean_run_after_next_cycle=True,
     )
+    oracle.verify(services)  # faults over: the mirror equals Dynamics

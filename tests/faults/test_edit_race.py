@@ -19,7 +19,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import to_json
 from shared.mirror.records import fields_of
 from shared.services import Services
-from tests.faults.support import Figures, cycle_by_stages, drain, scale
+from tests.faults.support import Figures, Oracle, cycle_by_stages, drain, scale
 from tests.helpers import API_KEY as KEY
 from tests.helpers import make_account
 
@@ -41,7 +41,7 @@ def chain(activities: list[dict[str, Any]], start: Any) -> list[Any]:
 
 
 def test_local_edits_racing_the_sync(
-    api_base: str, simulator: SimulatorHandle, services: Services, figures: Figures
+    oracle: Oracle, api_base: str, simulator: SimulatorHandle, services: Services, figures: Figures
 ) -> None:
     account_id, contacts = make_account(simulator, "Race Ltd", 3)
     run_cycle_now(services)
@@ -110,3 +110,4 @@ def test_local_edits_racing_the_sync(
         codes_409=sorted({code for _, status, code in answers if status == 409}),
         lost_updates=0,
     )
+    oracle.verify(services)  # faults over: the mirror equals Dynamics

@@ -9,12 +9,12 @@ from shared.services import Services
 from shared.sync.cursors import reset_cursors
 from shared.sync.cycle import heartbeat
 from shared.sync.status import sync_status
-from tests.faults.support import services_for
+from tests.faults.support import Oracle, services_for
 from tests.helpers import TEST_ACTOR, make_account
 
 
 def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(
-    simulator: SimulatorHandle, services: Services, env: dict[str, str]
+    oracle: Oracle, simulator: SimulatorHandle, services: Services, env: dict[str, str]
 ) -> None:
     make_account(simulator, "Contoso", 2)
     run_cycle_now(services)
@@ -42,10 +42,11 @@ def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(
     assert summary["status"] == "succeeded"
     status = sync_status(services)
     assert status["health"]["verdict"] == "healthy" and status["failures_in_a_row"] == 0
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def test_a_mirror_of_another_org_is_said_plainly_and_reset_cursors_goes_on(
-    simulator: SimulatorHandle, services: Services, env: dict[str, str]
+    oracle: Oracle, simulator: SimulatorHandle, services: Services, env: dict[str, str]
 ) -> None:
     account_id, _ = make_account(simulator, "Contoso", 2)
     run_cycle_now(services)
@@ -73,3 +74,4 @@ def test_a_mirror_of_another_org_is_said_plainly_and_reset_cursors_goes_on(
     summary = run_cycle_now(services)
     assert summary["modes"] == {"contacts": "reload", "accounts": "reload"}
     assert summary["status"] == "succeeded" and summary["activities_logged"] == 2
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
