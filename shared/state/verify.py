@@ -193,6 +193,17 @@ class VerifyResult:
         )
 
 
+@dataclass(frozen=True)
+class VerifyRows:
+    """The verify rows as one read found them (a heartbeat asks several questions of them)."""
+
+    requested: VerifyRequest | None = None
+    running: VerifyRequest | None = None
+    last: VerifyResult | None = None
+    clean_at: datetime | None = None  # a verify last finished without error then
+    anchor_at: datetime | None = None  # the schedule counts from it before any verify
+
+
 class VerifyStore:
     """Rows in the state table: the verify asked for (at most one waits), the one under way,
     the last result, when a verify last finished without error, and when the verify schedule
@@ -264,6 +275,24 @@ class VerifyStore:
                 self.table.create_entity(self._row(self.ANCHOR, {"at": iso_precise(succeeded_at)}))
             data = self._get(self.ANCHOR)
         return parse_iso(data["at"]) if data is not None else None
+
+    def rows(self) -> VerifyRows:
+        """Every verify row, in one query of the partition."""
+        found = {
+            str(e["RowKey"]): json.loads(e["body"])
+            for e in self.table.query_entities(
+                "PartitionKey eq @p", parameters={"p": self.PARTITION}
+            )
+        }
+        request, running, last = (found.get(r) for r in (self.REQUEST, self.RUNNING, self.LAST))
+        clean, anchor = found.get(self.CLEAN), found.get(self.ANCHOR)
+        return VerifyRows(
+            requested=VerifyRequest.from_json(request) if request is not None else None,
+            running=VerifyRequest.from_json(running) if running is not None else None,
+            last=VerifyResult.from_json(last) if last is not None else None,
+            clean_at=parse_iso(clean["finished_at"]) if clean is not None else None,
+            anchor_at=parse_iso(anchor["at"]) if anchor is not None else None,
+        )
 
     def _get(self, row: str) -> dict[str, Any] | None:
         try:

@@ -42,7 +42,7 @@ from shared.state.schedule import (
     Step,
     batch_id,
 )
-from shared.state.verify import VerifyRequest, VerifyTrigger
+from shared.state.verify import VerifyRequest, VerifyRows, VerifyTrigger
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.apply.context import feed_identity
 from shared.sync.claims import ClaimStore
@@ -143,7 +143,8 @@ def heartbeat(
         # What the "host down" alert watches: a dead host sends none.
         telemetry.count("acctsync.heartbeats", 1)
     state = services.schedule.read()
-    _observe(services, state, now)
+    verify_rows = services.verifies.rows()  # one query for every verify question below
+    _observe(services, state, now, verify_rows)
     lease = timedelta(seconds=services.settings.lease_seconds)
     # Paused: what is queued is applied and a cycle whose last step is applied finishes, but
     # no cycle and no step starts (a step left at a checkpoint waits there).
@@ -172,7 +173,9 @@ def heartbeat(
     elif state.phase is Phase.VERIFYING:
         return _verify(services, state, owner=owner, now=now, paused=paused)
     else:
-        wanted = None if force else wanted_verify(services, state, now, paused=paused)
+        wanted = (
+            None if force else wanted_verify(services, state, now, paused=paused, rows=verify_rows)
+        )
         if wanted is not None:  # between cycles, so that the two never overlap
             return _verify(services, state, owner=owner, now=now, paused=paused, start=wanted)
         if paused:
@@ -188,14 +191,14 @@ def heartbeat(
     return outcome
 
 
-def _observe(services: Services, state: CycleState, now: datetime) -> None:
+def _observe(services: Services, state: CycleState, now: datetime, rows: VerifyRows) -> None:
     if state.succeeded_at is not None:
         # What the "sync is down" alert watches: it grows until a cycle succeeds again.
         since = (now - state.succeeded_at).total_seconds()
         telemetry.observe("acctsync.since_last_success_s", max(since, 0.0))
     # What the "poison messages waiting" alert watches.
     telemetry.observe("acctsync.poison_backlog", queue_backlog(services, POISON_QUEUE))
-    unverified = unverified_for(services, state, now)
+    unverified = unverified_for(services, state, now, rows)
     if unverified is not None:  # what the "mirror not verified" alert watches
         telemetry.observe("acctsync.since_last_verify_s", unverified.total_seconds())
 

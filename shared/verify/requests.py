@@ -15,7 +15,7 @@ from shared.audit import audited
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.schedule import CycleState, Phase
-from shared.state.verify import VerifyRequest, VerifyTrigger
+from shared.state.verify import VerifyRequest, VerifyRows, VerifyTrigger
 from shared.storage import BATCH_CONTAINER
 from shared.times import iso, utcnow
 from shared.verify.progress import RunStore
@@ -38,13 +38,12 @@ def request_verify(
 
 
 def wanted_verify(
-    services: Services, state: CycleState, now: datetime, *, paused: bool
+    services: Services, state: CycleState, now: datetime, *, paused: bool, rows: VerifyRows
 ) -> VerifyRequest | None:
     """The verify to start now, when no cycle runs; None when none is due."""
-    requested = services.verifies.requested()
-    if requested is not None:
-        return requested
-    due = scheduled_due(services, state)
+    if rows.requested is not None:
+        return rows.requested
+    due = scheduled_due(services, state, rows)
     if paused or due is None or due > now:
         return None
     return VerifyRequest.new(
@@ -56,31 +55,41 @@ def wanted_verify(
     )
 
 
-def scheduled_due(services: Services, state: CycleState) -> datetime | None:
-    """When the next scheduled verify is due; None when they are off or nothing synced yet."""
+def scheduled_due(
+    services: Services, state: CycleState, rows: VerifyRows | None = None
+) -> datetime | None:
+    """When the next scheduled verify is due; None when they are off or nothing synced yet.
+    `rows`: the verify rows as the caller read them (else read here)."""
     hours = services.settings.verify_interval_hours
     if hours <= 0:
         return None
-    last = services.verifies.last()
-    since = last.finished_at if last is not None else services.verifies.anchor(state.succeeded_at)
+    rows = rows or services.verifies.rows()
+    since = rows.last.finished_at if rows.last is not None else _anchor(services, state, rows)
     return since + timedelta(hours=hours) if since is not None else None
 
 
-def unverified_for(services: Services, state: CycleState, now: datetime) -> timedelta | None:
+def unverified_for(
+    services: Services, state: CycleState, now: datetime, rows: VerifyRows
+) -> timedelta | None:
     """How long the mirror has gone without a verify that finished (without error): what the
     "not verified" alert watches. None when scheduled verifies are off or nothing synced yet."""
     if services.settings.verify_interval_hours <= 0:
         return None
-    since = services.verifies.last_clean_at() or services.verifies.anchor(state.succeeded_at)
+    since = rows.clean_at or _anchor(services, state, rows)
     return max(now - since, timedelta(0)) if since is not None else None
+
+
+def _anchor(services: Services, state: CycleState, rows: VerifyRows) -> datetime | None:
+    """The schedule's start before any verify: read with the rows, kept once when missing."""
+    return rows.anchor_at or services.verifies.anchor(state.succeeded_at)
 
 
 def verify_status(services: Services, state: CycleState) -> dict[str, Any]:
     """What status shows: the last verify's summary, the one under way (with the table and
     stage it is at) or asked for, and when the next scheduled one is due."""
-    last = services.verifies.last()
-    running = services.verifies.running() if state.phase is Phase.VERIFYING else None
-    requested = services.verifies.requested()
+    rows = services.verifies.rows()
+    last, requested = rows.last, rows.requested
+    running = rows.running if state.phase is Phase.VERIFYING else None
     summary = None
     if last is not None:
         full = last.to_json()
@@ -92,7 +101,7 @@ def verify_status(services: Services, state: CycleState) -> dict[str, Any]:
         "last": summary,
         "running": _running(services, running) if running is not None else None,
         "requested": requested.to_json() if requested is not None else None,
-        "next_due": iso(scheduled_due(services, state)),
+        "next_due": iso(scheduled_due(services, state, rows)),
     }
 
 
