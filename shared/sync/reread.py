@@ -57,6 +57,7 @@ def reread_and_apply(
     ids: Collection[str],
     *,
     origin: str,
+    whole: Collection[str] = (),
 ) -> RereadOutcome:
     """Re-read `ids` of one table from Dynamics and apply them; `origin` names the run in the
     sync errors it records (cycle id `<origin>-<uuid>`). ValueError for an id that is not a
@@ -80,7 +81,8 @@ def reread_and_apply(
         header = replace(reader.header(cycle_id, LoadMode.DELTA, generation=0), read_at=utcnow())
         for number, start in enumerate(range(0, len(wanted), GROUP_SIZE), start=1):
             group = wanted[start : start + GROUP_SIZE]
-            failed += _apply_group(services, client, reader, _batch(header, number), group, total)
+            batch = _batch(header, number)
+            failed += _apply_group(services, client, reader, batch, group, total, whole=whole)
     outcome = RereadOutcome(
         entity_set=entity_set,
         requested=len(wanted),
@@ -127,6 +129,8 @@ def _apply_group(
     header: Batch,
     ids: list[str],
     total: BatchResult,
+    *,
+    whole: Collection[str],
 ) -> list[str]:
     """Read and apply one group of ids, adding to `total`; returns the ids that failed."""
     page = _read(client, reader.entity_set, reader.select, ids)
@@ -136,7 +140,7 @@ def _apply_group(
         accounts=[c for c in changes if isinstance(c, AccountChange)],
         contacts=[c for c in changes if isinstance(c, ContactChange)],
     )
-    context = apply_changes(services, batch, queued=False)
+    context = apply_changes(services, batch, queued=False, whole=whole)
     total.add(context.result)
     # A row Dataverse sent that the reader could not take is a sync error already.
     unread = sorted(set(ids) - {c.id for c in changes})

@@ -6,11 +6,8 @@ those ids are compared again, one by one."""
 from __future__ import annotations
 
 from shared.dataverse.client import DataverseClient
-from shared.mirror.records import bucket
-from shared.mirror.writes import merge_all
 from shared.services import Services
 from shared.state.verify import Drift, DriftKind
-from shared.sync.apply.rows import version_property
 from shared.sync.reread import reread_and_apply
 from shared.verify.classify import classify
 from shared.verify.dynamics import read_ids
@@ -18,7 +15,7 @@ from shared.verify.progress import TableRun, VerifyRun
 
 # Ids one heartbeat's unit of repair re-reads and checks again (its position is kept after).
 REPAIR_CHUNK = 500
-REWOUND = frozenset({DriftKind.STALE, DriftKind.WRONG_ACCOUNT, DriftKind.VALUES})
+APPLIED_WHOLE = frozenset({DriftKind.STALE, DriftKind.WRONG_ACCOUNT, DriftKind.VALUES})
 
 
 def repair_chunk(services: Services, client: DataverseClient, run: VerifyRun) -> bool:
@@ -30,29 +27,17 @@ def repair_chunk(services: Services, client: DataverseClient, run: VerifyRun) ->
         if not chunk:
             continue
         ids = [d.id for d in chunk]
-        _rewind(services, table, chunk)
-        reread_and_apply(services, client, table.entity_set, ids, origin=f"verify {run.request.id}")
+        # A row wrong at Dynamics' own version (another account, other values, a version past
+        # Dynamics') is applied whole: the appliers would skip a version the mirror holds.
+        whole = [d.id for d in chunk if d.kind in APPLIED_WHOLE]
+        origin = f"verify {run.request.id}"
+        reread_and_apply(services, client, table.entity_set, ids, origin=origin, whole=whole)
         left = recheck(services, client, table, ids)
         run.drift_left += left
         run.repaired += len(ids) - len(left)
         run.repair_position[table.entity_set] = position + len(chunk)
         return True
     return False
-
-
-def _rewind(services: Services, table: TableRun, chunk: list[Drift]) -> None:
-    """The appliers skip a change whose version the mirror holds already: a row wrong at
-    Dynamics' own version (another account, other values, a version past Dynamics') gets
-    version 0, so the re-read applies it whole, logging what its values change."""
-    records = services.accounts if table.entity_set == "accounts" else services.contacts
-    merge_all(
-        records.table,
-        [
-            {"PartitionKey": bucket(d.id), "RowKey": d.id, "version": version_property(0)}
-            for d in chunk
-            if d.kind in REWOUND
-        ],
-    )
 
 
 def recheck(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+from collections.abc import Collection
 from typing import TypeVar
 
 from shared import telemetry
@@ -85,10 +86,13 @@ def apply_message(
         raise
 
 
-def apply_changes(services: Services, batch: Batch, *, queued: bool = True) -> ApplyContext:
+def apply_changes(
+    services: Services, batch: Batch, *, queued: bool = True, whole: Collection[str] = ()
+) -> ApplyContext:
     """Apply a batch of changes in this process, whether it came off the queue or from a
-    re-read of records (`queued=False`, shared/sync/reread.py), and close its feed stamp."""
-    context = ApplyContext(services, _deduplicated(batch))
+    re-read of records (`queued=False`, shared/sync/reread.py), and close its feed stamp.
+    `whole`: records applied even at a version the mirror holds (ApplyContext.whole)."""
+    context = ApplyContext(services, _deduplicated(batch), whole=frozenset(whole))
     try:
         _apply_changes(context)
     except Exception:

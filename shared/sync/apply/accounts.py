@@ -118,7 +118,11 @@ class AccountApplier:
         assert change.version is not None
         # A marked account is applied whole whatever its version: the filter let it in again
         # (its column gone or unreadable reads the table again, at the same versions).
-        if old is not None and version_of(old) >= change.version and not old.get("sync_filtered"):
+        if (
+            old is not None
+            and self.context.skips(old, change.id, change.version)
+            and not old.get("sync_filtered")
+        ):
             return self._plan_unchanged(change, old)
         batch = self.context.batch
         entity: dict[str, Any] = {}

@@ -13,7 +13,7 @@ from azure.data.tables import TableEntity
 
 from shared.mapping import UnstorableValue
 from shared.mirror.feed import Stream
-from shared.mirror.records import generation_of, version_of
+from shared.mirror.records import generation_of
 from shared.mirror.search import SearchKind
 from shared.mirror.writes import create_all, merge_all
 from shared.sync.apply.context import ApplyContext
@@ -80,7 +80,7 @@ class ContactApplier:
                 continue
             assert change.version is not None
             # A contact flagged deleted that Dynamics has (a wrong flag) is written again.
-            unchanged = old is not None and version_of(old) >= change.version
+            unchanged = self.context.skips(old, change.id, change.version)
             if old is not None and unchanged and not self.context.revives(old):
                 result.skipped += 1
                 stamps.extend(self._stamp(old))

@@ -8,9 +8,12 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any
 
+from azure.data.tables import TableEntity
+
 from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.mirror.feed import FeedWriter, Stream
+from shared.mirror.records import version_of
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
@@ -28,6 +31,13 @@ class ApplyContext:
     change_lag: ChangeLag = field(default_factory=ChangeLag)
     # The records refused with a sync error, so that a re-read can say which did not apply.
     refused: list[str] = field(default_factory=list)
+    # Records applied whole even at a version the mirror holds already: a repair of a row
+    # that is wrong at Dynamics' own version (another account, other values).
+    whole: frozenset[str] = frozenset()
+
+    def skips(self, old: TableEntity | None, record_id: str, version: int) -> bool:
+        """Whether a change at `version` is one the mirror row `old` holds already."""
+        return old is not None and version_of(old) >= version and record_id not in self.whole
 
     @cached_property
     def feed(self) -> FeedWriter:
