@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
+
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
+from acctsync.cli import main as cli_main
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import MirroredRecords
 from shared.state.audit import Actor, ActorKind
@@ -54,3 +58,14 @@ def live_ids(records: MirroredRecords) -> list[str]:
         for row in records.table.list_entities(select=["RowKey", "is_deleted"])
         if not row.get("is_deleted")
     ]
+
+
+def call_cli(argv: list[str]) -> tuple[int, str]:
+    """`acctsync ARGV` in this process: its exit code and what it wrote on stderr."""
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = cli_main(argv)
+        except SystemExit as done:
+            code = done.code if isinstance(done.code, int) else 1
+    return code, err.getvalue()

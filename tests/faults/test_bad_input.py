@@ -9,8 +9,6 @@ arguments; Batch.decode and the mapping with hypothesis.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 import math
 import os
@@ -23,14 +21,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from schemathesis import GenerationMode
 
-from acctsync.cli import main as cli_main
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import ColumnType, UnstorableValue, check_entity, to_json, to_stored
 from shared.services import Services
 from shared.sync.batches import AccountChange, BadBatch, Batch, ContactChange
 from tests.faults.support import Figures, run, snapshot
-from tests.helpers import API_KEY, make_account
+from tests.helpers import API_KEY, call_cli, make_account
 
 FAST = settings(
     deadline=None,
@@ -318,16 +315,6 @@ garbage = st.text(
 ).filter(lambda s: not s.startswith("-"))
 
 
-def _call_cli(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli_main(argv)
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 1
-    return code, err.getvalue()
-
-
 def test_cli_refuses_generated_arguments(
     simulator: SimulatorHandle, services: Services, figures: Figures
 ) -> None:
@@ -340,14 +327,14 @@ def test_cli_refuses_generated_arguments(
     @given(command=st.sampled_from(COMMANDS), extra=st.lists(garbage, min_size=1, max_size=3))
     def anything_else(command: str, extra: list[str]) -> None:
         # Extra words after a command that takes none, or an unknown (sub)command: usage, 2.
-        code, err = _call_cli([command, *extra])
+        code, err = call_cli([command, *extra])
         codes[code] = codes.get(code, 0) + 1
         assert code == 2 and "usage:" in err, (command, extra, code, err)
 
     @settings(FAST, max_examples=60)
     @given(names=st.lists(garbage.filter(lambda s: "," not in s), min_size=1, max_size=3))
     def select(names: list[str]) -> None:
-        code, err = _call_cli(["fields", "select", ",".join(names)])
+        code, err = call_cli(["fields", "select", ",".join(names)])
         codes[code] = codes.get(code, 0) + 1
         if code == 0:  # a generated list that happens to name real, readable columns
             return

@@ -11,8 +11,6 @@ change nothing.
 
 from __future__ import annotations
 
-import contextlib
-import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -23,14 +21,13 @@ import httpx
 import pytest
 
 from acctsync.cli import build_parser
-from acctsync.cli import main as cli_main
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.settings import get_settings
 from shared.web.app import create_app
 from tests.faults.test_bad_input import assert_error_shape
-from tests.helpers import API_KEY, make_account
+from tests.helpers import API_KEY, call_cli, make_account
 
 # Text no parameter of acctsync means: structure, size, control and format characters,
 # unicode look-alikes, traversal, injection and template syntax.
@@ -316,16 +313,6 @@ NO_INPUT = {"cycle", "run", "status", "replay-poison", "reset-cursors", "worker"
 NO_INPUT |= {"validate", "resume", "verify"}
 
 
-def _call(argv: list[str]) -> tuple[int, str]:
-    out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
-        try:
-            code = cli_main(argv)
-        except SystemExit as done:
-            code = done.code if isinstance(done.code, int) else 1
-    return code, err.getvalue()
-
-
 def _cli_cases(tmp_path: Path) -> Iterator[tuple[list[str], bool]]:
     """(argv, free): each command's input replaced by each hostile value."""
     for text in HOSTILE_TEXT:
@@ -370,7 +357,7 @@ def test_every_command_refuses_the_hostile_corpus(
     failures: list[str] = []
     for argv, free in cases:
         try:
-            code, err = _call(argv)
+            code, err = call_cli(argv)
         except Exception as error:  # a traceback, had it run as a process
             failures.append(f"{argv!r:.120} raised {type(error).__name__}: {error}")
             continue
@@ -421,7 +408,7 @@ def test_every_setting_refuses_hostile_values_by_name(
     monkeypatch.setenv(name, value)
     get_settings.cache_clear()
     try:
-        code, err = _call(["status"])
+        code, err = call_cli(["status"])
     finally:
         get_settings.cache_clear()
     assert code == 2 and "configuration error" in err and name in err, (code, err)
