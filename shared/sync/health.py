@@ -192,12 +192,18 @@ def _held_by_stopped(facts: HealthFacts, *, host_down: bool) -> tuple[HeldBatche
             groups.append(
                 HeldBatches(
                     hold.worker,
-                    hold.until,
+                    _whole_second_after(hold.until),
                     batches[0].cycle_id,
                     tuple(b.batch_id for b in batches),
                 )
             )
     return tuple(groups)
+
+
+def _whole_second_after(at: datetime) -> datetime:
+    """Rounded up: "back by" is shown in whole seconds and must not name a moment too early."""
+    whole = at.replace(microsecond=0)
+    return whole if whole == at else whole + timedelta(seconds=1)
 
 
 def _held_reason(group: HeldBatches, now: datetime) -> str:

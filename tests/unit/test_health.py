@@ -134,6 +134,16 @@ def test_host_down_says_what_to_do_and_keeps_the_json_keys() -> None:
     assert health["stalled_after_s"] == 20 * 60
 
 
+def test_back_by_is_never_a_moment_before_the_batches_are_back() -> None:
+    # A message comes back at 12:00:40.3; "back by 12:00:40" would name a moment it is still away.
+    facts = replace(
+        APPLYING, beat=Beat(ago(70), 30.0, HOST), holds=(hold(process=HOST, back_in=40.3),)
+    )
+    health = decide(facts)
+    assert health.to_json()["held_batches"][0]["back_at"] == "2026-12-01T12:00:41Z"
+    assert health.why is not None and "back by 12:00:41 UTC" in health.why
+
+
 def test_a_failure_fix_comes_with_stalled() -> None:
     facts = replace(WELL, failing=NEEDS_ACTION, blamed=NEEDS_ACTION, failures_in_a_row=1)
     assert decide(facts).fix == "set it"
