@@ -499,7 +499,8 @@ class DataverseClient:
             status = response.status_code
             if status == 200:
                 self.stats.count()
-                body: dict[str, Any] = response.json()
+                # orjson: a page of 5,000 rows decodes several times faster than with json.
+                body: dict[str, Any] = orjson.loads(response.content)
                 return body
             code, message = _error_of(response)
             if status == 429 or code in THROTTLE_CODES:
