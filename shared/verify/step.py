@@ -6,8 +6,9 @@ whose digests differ are compared row by row in pass 2 (Dynamics paged again kee
 cells' rows, in groups that hold a bounded number of rows, against the mirror rows of those
 cells). A candidate is checked against the table's stored delta link before it counts as
 drift: what changed since the last cycle read the table is pending. Then, when asked, the
-drift is repaired. The position is saved after every unit (a page, a round of partitions, a
-group, a chunk of repair), and the heartbeat stops after its budget; the next goes on.
+drift is repaired. The position (after a page, a round of partitions, a group, a chunk of
+repair) is saved every few seconds and when the heartbeat stops after its budget; the next goes
+on.
 """
 
 from __future__ import annotations
@@ -49,8 +50,12 @@ VERIFY_RETRY = (
 )
 # Dynamics rows a row-by-row comparison holds at most (cells are grouped to stay under it).
 MAX_HELD_ROWS = 50_000
-# How often the loop renews the lease itself, between units (each unit is saved as it ends).
+# How often the loop renews the lease itself, between units.
 RENEW_EVERY_S = 5.0
+# How often the position is saved, between units, and when a heartbeat stops: a verify that
+# dies does this much again (units are read-only or idempotent), and a small table's verify
+# is not a save per page.
+SAVE_EVERY_S = 2.0
 
 
 class VerifyAction(StrEnum):
@@ -88,20 +93,23 @@ class VerifyStep:
                 sent = client.stats.requests
                 run = self.runs.load(request.id) or self._new_run(request, client)
                 run.heartbeats += 1
-                renewed = time.monotonic()
+                renewed = saved = time.monotonic()
                 while True:
                     finished = self._unit(run, client)
                     run.requests += client.stats.requests - sent
                     sent = client.stats.requests
                     if finished:
                         break
-                    self.runs.save(run)
+                    stopping = time.monotonic() >= self.deadline or self.stop.is_set()
+                    if stopping or time.monotonic() - saved >= SAVE_EVERY_S:
+                        self.runs.save(run)
+                        saved = time.monotonic()
                     if time.monotonic() - renewed >= RENEW_EVERY_S:
                         # Says at once when another heartbeat took the verify over (the
                         # keeper renews too, but only logs a loss).
                         self.lease.renew()
                         renewed = time.monotonic()
-                    if time.monotonic() >= self.deadline or self.stop.is_set():
+                    if stopping:
                         self.lease.release()
                         return VerifyOutcome(VerifyAction.CHECKPOINTED, request.id)
         except LeaseLost as lost:
