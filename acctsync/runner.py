@@ -12,8 +12,6 @@ import socket
 import sys
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any, TextIO
 
 from acctsync.progress import TerminalProgress
@@ -61,7 +59,8 @@ def run_cycle_now(
     started = False
     told: tuple[str, str | None] | None = None
     deadline = time.monotonic() + timeout_s
-    with _applying(services, progress):
+    with _Appliers(services, progress) as appliers:
+        appliers.start()
         while time.monotonic() < deadline:
             outcome = heartbeat(services, owner=owner, force=not started, progress=progress)
             if outcome.started or outcome.action in (
@@ -106,7 +105,9 @@ def run_verify_now(
     told: tuple[str, str | None] | None = None
     said_cycle = ""
     deadline = time.monotonic() + timeout_s
-    with _applying(services, None):
+    # Workers only while a cycle is under way: a verify alone has no batches, and idle
+    # workers would poll the queue all along it.
+    with _Appliers(services) as appliers:
         while time.monotonic() < deadline:
             outcome = heartbeat(services, owner=owner)
             last = services.verifies.last()
@@ -118,6 +119,8 @@ def run_verify_now(
                     "finished; `acctsync resume` lets it go on"
                 )
             cycle_on = outcome.action not in (Action.IDLE, Action.FINISHED)
+            if cycle_on and outcome.step != "verify":
+                appliers.start()
             if cycle_on and outcome.step != "verify" and said_cycle != outcome.cycle_id:
                 said_cycle = outcome.cycle_id
                 print(
@@ -148,24 +151,36 @@ def _wait(outcome: Heartbeat, notices: TextIO, told: tuple[str, str | None] | No
         time.sleep(0.2)  # batches being applied, here or elsewhere
 
 
-@contextmanager
-def _applying(services: Services, progress: TerminalProgress | None) -> Iterator[None]:
-    """Queue workers on threads for as long as the block runs."""
-    stop = threading.Event()
-    if progress is not None:  # before any worker takes one: what waits counts as to apply
-        progress.queued_before(queue_backlog(services))
-    workers = [QueueWorker(services) for _ in range(WORKERS)]
-    threads = []
-    for number, worker in enumerate(workers):
-        worker.progress = progress
-        thread = threading.Thread(
-            target=worker.serve, args=(stop,), kwargs={"idle_wait_s": 0.1}, name=f"apply-{number}"
-        )
-        thread.start()
-        threads.append(thread)
-    try:
-        yield
-    finally:
-        stop.set()
-        for thread in threads:
+class _Appliers:
+    """Queue workers on threads, started when batches may come, stopped at the block's end."""
+
+    def __init__(self, services: Services, progress: TerminalProgress | None = None):
+        self.services = services
+        self.progress = progress
+        self.stop = threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def start(self) -> None:
+        if self.threads:
+            return
+        if self.progress is not None:  # before any worker takes one: what waits is to apply
+            self.progress.queued_before(queue_backlog(self.services))
+        for number in range(WORKERS):
+            worker = QueueWorker(self.services)
+            worker.progress = self.progress
+            thread = threading.Thread(
+                target=worker.serve,
+                args=(self.stop,),
+                kwargs={"idle_wait_s": 0.1},
+                name=f"apply-{number}",
+            )
+            thread.start()
+            self.threads.append(thread)
+
+    def __enter__(self) -> _Appliers:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop.set()
+        for thread in self.threads:
             thread.join()
