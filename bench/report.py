@@ -351,7 +351,9 @@ def verify_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 f"{size['dataverse_requests']} Dataverse req, "
                 f"peak RSS {size['peak_rss_mb']:.0f} MB",
                 f"{size['baseline_records_per_s']:,.0f} rec/s raw scan + bare paging "
-                f"({size['scan_s']:.1f} + {size['pages_s']:.1f} s)",
+                f"({size['scan_s']:.1f} + {size['pages_s']:.1f} s; scans: SDK "
+                f"{size.get('sdk_scan_s', size['scan_s']):.1f} s, lean "
+                f"{size.get('lean_scan_s', size['scan_s']):.1f} s)",
                 f"{size['ratio']:.2f}",
                 ">= 0.8, RSS flat",
                 _met(size["ratio"] >= 0.8 and flat),

@@ -46,6 +46,7 @@ def _verify_and_baseline(stack: Stack, tables: dict[str, int], rounds: int) -> d
     records = sum(tables.values())
     verifies: list[dict[str, Any]] = []
     scans: list[float] = []
+    lean_scans: list[float] = []
     pages: list[float] = []
     for _ in range(rounds):
         stack.dataverse_requests()  # clears the simulator's request log
@@ -53,8 +54,10 @@ def _verify_and_baseline(stack: Stack, tables: dict[str, int], rounds: int) -> d
         run["dataverse_requests_seen"] = stack.dataverse_requests()
         assert run["result"]["drift"] == 0 and not run["result"]["error"], run["result"]
         verifies.append(run)
-        scan = stack.run_child("scan_mirror")
-        scans.append(scan["wall_s"])
+        # The faster of two raw scans: the SDK's, and the lean query the verify uses itself
+        # (a baseline cannot be made low by a slow way of reading).
+        scans.append(stack.run_child("scan_mirror")["wall_s"])
+        lean_scans.append(stack.run_child("scan_mirror", lean=True)["wall_s"])
         paged_s = 0.0
         for entity_set, key in KEYS.items():
             seconds, rows, _ = baseline.page_loop(
@@ -64,7 +67,7 @@ def _verify_and_baseline(stack: Stack, tables: dict[str, int], rounds: int) -> d
             paged_s += seconds
         pages.append(paged_s)
     best = min(verifies, key=lambda r: r["wall_s"])
-    baseline_s = min(scans) + min(pages)
+    baseline_s = min(scans + lean_scans) + min(pages)
     return {
         "verify_s": best["wall_s"],
         "verify_cpu_s": best["cpu_s"],
@@ -72,7 +75,9 @@ def _verify_and_baseline(stack: Stack, tables: dict[str, int], rounds: int) -> d
         "dataverse_requests": best["dataverse_requests_seen"],
         "storage_ops": best["storage"]["total"],
         "peak_rss_mb": max(r["peak_rss_mb"] for r in verifies),
-        "scan_s": min(scans),
+        "scan_s": min(scans + lean_scans),
+        "sdk_scan_s": min(scans),
+        "lean_scan_s": min(lean_scans),
         "pages_s": min(pages),
         "baseline_s": baseline_s,
         "records_per_s": records / best["wall_s"],
