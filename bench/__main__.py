@@ -14,11 +14,11 @@ import signal
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from bench import feeds, scenarios, verify
+from bench import feeds, loads, scale, scenarios, verify
 from bench.imports import import_times
 from bench.report import render, render_alone
 from bench.stack import ROOT, Stack, running_stack
@@ -44,17 +44,19 @@ class Sizes:
     api_load_s: float  # 50 clients for this long
     verify_contacts: tuple[int, ...]  # verified, each after a load of a tenth as many accounts
     repair_ids: int  # contacts made to drift, then repaired
+    scale_contacts: int  # the real-org run (--only scale), a tenth as many accounts
 
 
 FULL = Sizes(2_000, 20_000, 20_000, 200_000, 1_000, (5_000, 5_001, 20_000, 100_000), 100_000,
              1_000, 10_000, (1, 2, 4), 100_000, 2.0, (100, 5_000, 3),
-             5_000, 200_000, 60.0, (20_000, 200_000), 1_000)  # fmt: skip
+             5_000, 200_000, 60.0, (20_000, 200_000), 1_000, 1_000_000)  # fmt: skip
 QUICK = Sizes(600, 12_000, 2_000, 20_000, 200, (5_000, 5_001, 8_000, 12_000), 20_000,
               300, 3_000, (1, 2, 4), 20_000, 0.5, (10, 5_000, 3),
-              5_000, 40_000, 15.0, (2_000, 20_000), 1_000)  # fmt: skip
-# What --only can name: the scenarios of the lists, feeds and exports (issue 14), and of
-# verify (issue 23), alone.
-ALONE = ("feed", "export", "api_load", "verify")
+              5_000, 40_000, 15.0, (2_000, 20_000), 1_000, 20_000)  # fmt: skip
+# What --only can name: the scenarios of the lists, feeds and exports (issue 14), of verify
+# (issue 23), and the real-org run (issue 26), alone; the last runs only when named.
+ALONE = ("feed", "export", "api_load", "verify", "scale")
+SEPARATE = ("scale",)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -69,6 +71,12 @@ def main(argv: list[str] | None = None) -> int:
         "(api_load reads what export left); default: everything",
     )
     parser.add_argument(
+        "--scale-contacts",
+        type=int,
+        help="contacts of the real-org run (--only scale; a tenth as many accounts); "
+        "default 1,000,000 (20,000 with --quick)",
+    )
+    parser.add_argument(
         "--skip",
         help=f"run everything but these scenarios, comma-separated, of: {', '.join(ALONE)}",
     )
@@ -77,6 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     # simulator are stopped on the way out.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     sizes = QUICK if args.quick else FULL
+    if args.scale_contacts:
+        sizes = replace(sizes, scale_contacts=args.scale_contacts)
     started = time.monotonic()
     results: dict[str, Any] = {
         "quick": args.quick,
@@ -118,36 +128,49 @@ def main(argv: list[str] | None = None) -> int:
             stack, sizes.planning_contacts, sizes.planning_budget_s
         )
         step(f"small mirror: load {sizes.small_accounts} accounts, {sizes.small_contacts} contacts")
-        small = scenarios.load_and_idle(
+        results["small"] = loads.load_and_idle(
             stack,
             sizes.small_accounts,
             sizes.small_contacts,
             changed_accounts=sizes.changed_accounts,
         )
-        results["small"] = small
         step(f"fan-out to {', '.join(map(str, sizes.fanout))} contacts")
         results["fanout"] = scenarios.fanout(stack, sizes.fanout)
-        step("raw ceiling of the small load's writes")
-        small["ceiling"] = scenarios.load_ceiling(stack, small["load"])
+        step("small mirror of a real org's shape")
+        results["small_lognormal"] = loads.load_and_idle(
+            stack,
+            sizes.small_accounts,
+            sizes.small_contacts,
+            shape="lognormal",
+            changed_accounts=sizes.changed_accounts,
+            again=False,
+        )
         step(f"scale-out: the apply step on {', '.join(map(str, sizes.workers))} worker processes")
         results["scaleout"] = scenarios.scaleout(
             stack, sizes.scaleout_accounts, sizes.scaleout_contacts, sizes.workers
         )
         step(f"big mirror: load {sizes.big_accounts} accounts, {sizes.big_contacts} contacts")
-        big = scenarios.load_and_idle(
+        results["big"] = loads.load_and_idle(
             stack,
             sizes.big_accounts,
             sizes.big_contacts,
             changed_accounts=sizes.changed_accounts,
         )
-        results["big"] = big
-        step("raw ceilings of the big load's writes")
-        results["big"]["ceiling"] = scenarios.load_ceiling(stack, big["load"])
+        step("big mirror of a real org's shape")
+        results["big_lognormal"] = loads.load_and_idle(
+            stack,
+            sizes.big_accounts,
+            sizes.big_contacts,
+            shape="lognormal",
+            changed_accounts=sizes.changed_accounts,
+            again=False,
+        )
         accounts, each, fields = sizes.fanout_batch
         step(f"one batch of {accounts} accounts x {each} contacts x {fields} fields")
         results["fanout_batch"] = scenarios.fanout_batch(stack, accounts, each, fields)
         results["single_upserts"] = scenarios.single_upsert_rate(stack)
-        feed_scenarios(stack, sizes, results, step, only=[n for n in ALONE if n not in skipped])
+        everything = [n for n in ALONE if n not in skipped and n not in SEPARATE]
+        feed_scenarios(stack, sizes, results, step, only=everything)
     return finish(results, started, args.output, render)
 
 
@@ -174,6 +197,14 @@ def feed_scenarios(
             f"raw scan plus bare paging; repair of {sizes.repair_ids:,} drifted ids"
         )
         results["verify"] = verify.verify(stack, sizes.verify_contacts, sizes.repair_ids)
+    if "scale" in only:
+        step(
+            f"real-org run: {sizes.scale_contacts // 10:,} accounts, {sizes.scale_contacts:,} "
+            f"contacts through `acctsync cycle` and {scale.WORKERS} workers"
+        )
+        results["scale"] = scale.scale(
+            stack, sizes.scale_contacts, changed_accounts=sizes.changed_accounts
+        )
 
 
 def finish(

@@ -59,9 +59,10 @@ def entity(index: int, partition_of: str) -> dict[str, Any]:
 RESENDS = 3
 
 
-def batched_upserts(stack: Stack, count: int, *, table: str = "benchraw") -> float:
-    """Seconds to upsert `count` entities in 100-entity transactions (raw ceiling); a
-    transaction whose connection broke is sent again, and that time counts."""
+def batched_upserts(storage: str, count: int, *, table: str = "benchraw") -> float:
+    """Seconds to upsert `count` entities in 100-entity transactions (raw ceiling) into the
+    storage of this connection string; a transaction whose connection broke is sent again,
+    and that time counts."""
     groups: dict[str, list[dict[str, Any]]] = defaultdict(list)
     for index in range(count):
         item = entity(index, str(index))
@@ -69,7 +70,7 @@ def batched_upserts(stack: Stack, count: int, *, table: str = "benchraw") -> flo
     chunks = [g[i : i + 100] for g in groups.values() for i in range(0, len(g), 100)]
     # Interleave partitions, as a growing table would see them.
     chunks.sort(key=lambda c: (c[0]["version"] // 6400, c[0]["PartitionKey"]))
-    with TableServiceClient.from_connection_string(stack.storage) as service:
+    with TableServiceClient.from_connection_string(storage) as service:
         client = service.create_table_if_not_exists(table)
 
         def submit(chunk: list[dict[str, Any]]) -> None:

@@ -2,7 +2,8 @@
 
 It configures itself from the environment (as the Functions host would), counts every
 storage request it sends, and prints one JSON line: wall time of the task, its own peak RSS
-and CPU time, storage operations, and the task's result.
+and CPU time, storage operations (and entities written per table and partition), and the
+task's result.
 """
 
 from __future__ import annotations
@@ -48,6 +49,7 @@ def main(argv: list[str]) -> int:
                 "cpu_s": _cpu() - cpu_before,
                 "peak_rss_mb": _peak_rss_mb(),
                 "storage": ops.as_dict(),
+                "partitions": counting.partitions(),
                 "result": result,
             }
         ),
@@ -140,6 +142,13 @@ def _drain(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     worker = QueueWorker(services)
     worker.drain()
     return {"applied": worker.applied, "failed": worker.failed}
+
+
+def _worker(services: Any, args: dict[str, Any]) -> dict[str, Any]:
+    """`acctsync worker`: apply queued batches until SIGTERM (the scale run's extra workers)."""
+    from acctsync.worker import serve_until_stopped
+
+    return {"code": serve_until_stopped()}
 
 
 def _drain_without_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
@@ -302,6 +311,7 @@ TASKS = {
     "plan": _plan,
     "plan_step": _plan_step,
     "drain": _drain,
+    "worker": _worker,
     "drain_without_feed": _drain_without_feed,
     "read_feed": _read_feed,
     "read_raw_feed": _read_raw_feed,

@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from azure.data.tables import TableClient
 from azure.storage.queue import QueueClient
 
-from bench import baseline
+from acctsync.sim.harness import SimulatorControl
+from bench import baseline, ceiling
 from bench.stack import Stack, finish_child
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.columns import (
@@ -24,7 +24,7 @@ from shared.mapping import ColumnType
 from shared.services import Services
 from shared.settings import Settings
 from shared.state.schedule import LoadMode
-from shared.storage import ACCOUNTS_TABLE, BATCH_QUEUE, CONTACTS_TABLE
+from shared.storage import BATCH_QUEUE, CONTACTS_TABLE
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, Batch
 
@@ -49,41 +49,19 @@ SUMMARY_KEYS = (
 )
 
 
-def _cycle(stack: Stack, *, with_azurite_cpu: bool = True) -> dict[str, Any]:
+def run_cycle(
+    stack: Stack, *, with_azurite_cpu: bool = True, keep_partitions: bool = False
+) -> dict[str, Any]:
     """One `acctsync cycle` in a child process, with what Dataverse and Azurite saw of it."""
     stack.dataverse_requests()  # clears the simulator's request log
     azurite_before = stack.azurite_cpu()
-    run = stack.run_child("cycle")
+    run = stack.run_child("cycle", keep_partitions=keep_partitions)
     summary = run.pop("result")
     run["summary"] = {k: summary.get(k) for k in SUMMARY_KEYS}
     run["dataverse_requests_seen"] = stack.dataverse_requests()
     if with_azurite_cpu:
         run["azurite_cpu_s"] = stack.azurite_cpu() - azurite_before
     return run
-
-
-def load_and_idle(
-    stack: Stack, accounts: int, contacts: int, *, changed_accounts: int = 0
-) -> dict[str, Any]:
-    """A first load on an empty mirror, an idle cycle, optionally an incremental one, and a
-    full re-load after the delta tokens expired."""
-    stack.sim.control.reset(accounts, contacts, seed=1)
-    stack.fresh_azurite()
-    load = _cycle(stack)
-    summary = load["summary"]
-    records = summary["accounts_changed"] + summary["contacts_changed"]
-    load["records"] = records
-    load["records_per_s"] = records / load["wall_s"]
-    result: dict[str, Any] = {
-        "accounts": accounts,
-        "contacts": contacts,
-        "load": load,
-        "idle": _cycle(stack),
-    }
-    if changed_accounts:
-        result["incremental"] = incremental(stack, changed_accounts)
-    result["reload"] = reload(stack)
-    return result
 
 
 # Rows the re-load's point-read ceiling reads: a sample, since a re-load reads each row once
@@ -95,7 +73,7 @@ def reload(stack: Stack) -> dict[str, Any]:
     """Every table read again in full (an expired delta token), then swept for deletions;
     against raw point reads of the same mirror, one per row, as the re-load does."""
     stack.sim.control.expire_delta_tokens()
-    run = _cycle(stack)
+    run = run_cycle(stack)
     summary = run["summary"]
     run["records"] = summary["accounts_changed"] + summary["contacts_changed"]
     run["records_per_s"] = run["records"] / run["wall_s"]
@@ -109,37 +87,35 @@ def reload(stack: Stack) -> dict[str, Any]:
     return run
 
 
-def _mirrored_account_ids(stack: Stack) -> list[str]:
-    with TableClient.from_connection_string(stack.storage, ACCOUNTS_TABLE) as table:
-        return sorted(str(e["RowKey"]) for e in table.list_entities(select=["RowKey"]))
+_WORDS = (
+    "Adams", "Bowen", "Cooper", "Dubois", "Eriksson", "Fernandez", "Garcia", "Holloway",
+    "Ibrahim", "Jensen", "Kowalski", "Lopez", "Muller", "Nakamura", "Patel", "Rossi",
+    "Silva", "Tanaka", "Vargas", "Wong",
+)  # fmt: skip
 
 
-def incremental(stack: Stack, changed: int) -> dict[str, Any]:
-    """`changed` accounts (not the two at the activity limit) change one field each."""
-    largest = {a["accountid"] for a in stack.sim.control.stats()["largest_accounts"][:2]}
-    ids = [i for i in _mirrored_account_ids(stack) if i not in largest][:changed]
-    for number, account_id in enumerate(ids):
-        stack.sim.control.update_account(account_id, {"telephone1": f"+1 425 555 {number:04d}"})
-    run = _cycle(stack)
-    run["changed_accounts"] = len(ids)
-    run["ceiling"] = _ceiling(stack, run["storage"]["entities_written"], run["wall_s"])
-    return run
-
-
-def _ceiling(stack: Stack, entities: int, acctsync_wall_s: float) -> dict[str, Any]:
-    seconds = baseline.batched_upserts(stack, entities)
-    return {
-        "entities": entities,
-        "seconds": seconds,
-        "entities_per_s": entities / seconds,
-        "ratio": seconds / acctsync_wall_s,
-    }
-
-
-def load_ceiling(stack: Stack, load: dict[str, Any]) -> dict[str, Any]:
-    """The same number of entities as the load wrote, raw, on a fresh Azurite as it had."""
-    stack.fresh_azurite()
-    return _ceiling(stack, load["storage"]["entities_written"], load["wall_s"])
+def plant(control: SimulatorControl, sizes: Sequence[int], *, label: str) -> list[str]:
+    """Accounts created in the simulator, one per size, with that many contacts each."""
+    ids = control.create_accounts(
+        [
+            {"name": f"{_WORDS[n % len(_WORDS)]} {label} {n}", "revenue": 1.0}
+            for n in range(len(sizes))
+        ]
+    )
+    rows = [
+        {
+            # Names start with varied letters, as real ones do (search is keyed by them).
+            "firstname": _WORDS[k % len(_WORDS)],
+            "lastname": f"{_WORDS[(n + k) % len(_WORDS)]} {label} {n}-{k}",
+            "parentcustomerid": account_id,
+            "parentcustomertype": "account",
+        }
+        for n, (account_id, size) in enumerate(zip(ids, sizes, strict=True))
+        for k in range(size)
+    ]
+    for start in range(0, len(rows), 10_000):
+        control.create_contacts(rows[start : start + 10_000])
+    return ids
 
 
 def fanout(stack: Stack, sizes: tuple[int, ...]) -> dict[str, Any]:
@@ -154,30 +130,20 @@ def fanout(stack: Stack, sizes: tuple[int, ...]) -> dict[str, Any]:
     for size in sizes:
         if size in accounts:
             continue
-        (account_id,) = control.create_accounts([{"name": f"Fan-out {size}", "revenue": 1.0}])
-        for start in range(0, size, 10_000):
-            control.create_contacts(
-                [
-                    {
-                        "firstname": "Fan",
-                        "lastname": f"out {size}-{n}",
-                        "parentcustomerid": account_id,
-                        "parentcustomertype": "account",
-                    }
-                    for n in range(start, min(size, start + 10_000))
-                ]
-            )
-        accounts[size] = account_id
+        (accounts[size],) = plant(control, [size], label=f"Fan-out {size}")
         created += size
     result: dict[str, Any] = {"setup": _setup_load(stack) if created else None, "changes": {}}
     for number, size in enumerate(sizes):
         control.update_account(accounts[size], {"telephone1": f"+1 206 555 {number:04d}"})
-        run = _cycle(stack)
+        run = run_cycle(stack)
         run["contacts"] = size
         logged = run["summary"]["activities_logged"]
         run["activities_per_s"] = logged / run["wall_s"]
         if logged:
-            run["ceiling"] = _ceiling(stack, run["storage"]["entities_written"], run["wall_s"])
+            # Right after the change, on an Azurite of its own, before the next one.
+            written = run["storage"]["entities_written"]
+            raw = ceiling.measure(written)
+            run["ceiling"] = raw.against(entities=written, wall_s=run["wall_s"])
         result["changes"][str(size)] = run
     return result
 
@@ -311,7 +277,7 @@ def _setup_load(stack: Stack, workers: int = 2) -> dict[str, Any]:
         "plan_s": plan_s,
         "apply_s": apply_s,
         "peak_rss_mb": max(plan_rss, *apply_rss),
-        "finish": _cycle(stack),
+        "finish": run_cycle(stack),
     }
 
 

@@ -14,12 +14,13 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import psutil
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle, start_simulator
+from bench import counting
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -72,29 +73,51 @@ class Stack:
         return sum(1 for e in entries if e.get("listener") == "webapi")
 
     def start_child(
-        self, task: str, *, env: dict[str, str] | None = None, **args: Any
+        self,
+        task: str,
+        *,
+        env: dict[str, str] | None = None,
+        stdout: IO[str] | None = None,
+        **args: Any,
     ) -> subprocess.Popen[str]:
+        """A child running `task`; its output goes to `stdout` (a file, for a child that runs
+        long and prints as it goes) or to a pipe that finish_child reads."""
         return subprocess.Popen(
             [sys.executable, "-m", "bench.child", task, json.dumps(args)],
             cwd=ROOT,
             env=self.child_env(env),
-            stdout=subprocess.PIPE,
+            stdout=stdout or subprocess.PIPE,
             text=True,
         )
 
     def run_child(
-        self, task: str, *, env: dict[str, str] | None = None, **args: Any
+        self,
+        task: str,
+        *,
+        env: dict[str, str] | None = None,
+        keep_partitions: bool = False,
+        **args: Any,
     ) -> dict[str, Any]:
         """Run one acctsync task in a child process; its last stdout line is its JSON result."""
         process = self.start_child(task, env=env, **args)
-        return finish_child(process)
+        return finish_child(process, keep_partitions=keep_partitions)
 
 
-def finish_child(process: subprocess.Popen[str]) -> dict[str, Any]:
+def finish_child(
+    process: subprocess.Popen[str], *, keep_partitions: bool = False
+) -> dict[str, Any]:
     out, _ = process.communicate()
     if process.returncode != 0:
         raise RuntimeError(f"bench child failed ({process.returncode}):\n{out[-3000:]}")
+    return child_result(out, keep_partitions=keep_partitions)
+
+
+def child_result(out: str, *, keep_partitions: bool = False) -> dict[str, Any]:
+    """A child's result (the last line of its output); its writes per partition are summed up
+    as their spread, unless kept (to sum several processes' up together)."""
     result: dict[str, Any] = json.loads(out.strip().splitlines()[-1])
+    if not keep_partitions:
+        result["spread"] = counting.spread(result.pop("partitions", {})).as_dict()
     return result
 
 

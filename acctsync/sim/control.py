@@ -4,8 +4,10 @@ Every request needs the `x-sim-control-key` header. Rows are read and written by
 name; writes go through the same store as the Web API reads, so they show up in deltas.
 
 Routes (JSON bodies):
-  POST   /reset                      {"accounts", "contacts", "seed"} -> stats; every setting
-                                     below goes back to its default
+  POST   /reset                      {"accounts", "contacts", "seed", "shape"} -> stats; every
+                                     setting below goes back to its default; shape: how
+                                     contacts spread over accounts, "pareto" (default) or
+                                     "lognormal" (a real org's)
   GET    /stats                      row counts, versions, largest accounts
   POST   /accounts | /contacts       {"rows": [...]} -> {"ids": [...]}
   GET    /accounts/{id}              the stored row
@@ -88,6 +90,14 @@ def _body(request: Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise ControlError(400, "the body must be a JSON object")
     return body
+
+
+def _shape(value: object) -> demo.ContactShape:
+    try:
+        return demo.ContactShape(str(value))
+    except ValueError:
+        choices = ", ".join(s.value for s in demo.ContactShape)
+        raise ControlError(400, f"unknown shape {value!r}: choose one of {choices}") from None
 
 
 def _row(row: Row, deleted: frozenset[str] = frozenset()) -> dict[str, object]:
@@ -175,12 +185,17 @@ class Control:
         sim.change_tracking = default_change_tracking()
         sim.log.entries(clear=True)
         accounts, contacts = int(body.get("accounts", 0)), int(body.get("contacts", 0))
+        shape = _shape(body.get("shape", demo.ContactShape.PARETO.value))
         if accounts or contacts:
             # Collecting garbage while building 200,000 dicts costs more than building them.
             gc.disable()
             try:
                 data = demo.generate(
-                    sim.org, accounts=accounts, contacts=contacts, seed=int(body.get("seed", 1))
+                    sim.org,
+                    accounts=accounts,
+                    contacts=contacts,
+                    seed=int(body.get("seed", 1)),
+                    shape=shape,
                 )
                 demo.load(sim.store, data)
             finally:

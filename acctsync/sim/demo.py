@@ -1,10 +1,11 @@
 """Deterministic demo data and the optional churn that keeps every sync cycle busy.
 
-The same seed and sizes always give the same rows (ids included). Contacts per account follow
-a heavy-tailed (Pareto) distribution capped below the activity limit, and when the contact
-budget allows two accounts sit exactly on either side of it: the first account has 5,000
-contacts and the second 5,001. About 2% of contacts have another contact as parent customer
-and about 1% have none.
+The same seed, sizes and shape always give the same rows (ids included). By default contacts
+per account follow a heavy-tailed (Pareto) distribution capped below the activity limit, and
+when the contact budget allows two accounts sit exactly on either side of it: the first account
+has 5,000 contacts and the second 5,001. The lognormal shape is a real org's (sigma 1.4, capped
+at 4,000, no account at the limit): most accounts have a few contacts, a few have hundreds.
+About 2% of contacts have another contact as parent customer and about 1% have none.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import random
 import uuid
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from enum import StrEnum
 from typing import Final
 
 from acctsync.sim.org import Org
@@ -27,6 +29,8 @@ log = logging.getLogger(__name__)
 LIMIT_ACCOUNTS: Final = (5000, 5001)
 # Other accounts stay well below the activity limit so only the two above sit at it.
 _OTHER_ACCOUNT_CAP: Final = 4000
+# Contacts per account in real orgs (issue 26): lognormal with this sigma around the mean.
+_LOGNORMAL_SIGMA: Final = 1.4
 _EPOCH: Final = datetime(2019, 1, 1, tzinfo=UTC)
 _SPAN_S: Final = int((datetime(2025, 6, 30, tzinfo=UTC) - _EPOCH).total_seconds())
 
@@ -73,6 +77,13 @@ _TITLES = (
 )  # fmt: skip
 
 Rows = list[tuple[str, dict[str, Value]]]
+
+
+class ContactShape(StrEnum):
+    """How contacts spread over accounts."""
+
+    PARETO = "pareto"  # the demo's own, with the pair at the activity limit
+    LOGNORMAL = "lognormal"  # a real org's
 
 
 @dataclass(frozen=True)
@@ -133,11 +144,21 @@ def _slug(name: str) -> str:
 _SLUGS: Final = {name: _slug(name) for name in _FIRST + _LAST}
 
 
-def _contact_counts(rng: random.Random, accounts: int, contacts: int) -> list[int]:
-    """Contacts per account: the limit pair first, a capped Pareto tail for the rest."""
+def _weight(rng: random.Random, shape: ContactShape) -> float:
+    if shape is ContactShape.LOGNORMAL:
+        # mu = -sigma^2/2 gives a mean of 1: the budget then scales it to the mean wanted.
+        return rng.lognormvariate(-(_LOGNORMAL_SIGMA**2) / 2, _LOGNORMAL_SIGMA)
+    return rng.paretovariate(1.16)
+
+
+def _contact_counts(
+    rng: random.Random, accounts: int, contacts: int, shape: ContactShape
+) -> list[int]:
+    """Contacts per account: for the Pareto shape the limit pair first; a capped tail of the
+    shape for the rest."""
     counts = [0] * accounts
     fixed = 0
-    if contacts >= sum(LIMIT_ACCOUNTS) and accounts >= 2:
+    if shape is ContactShape.PARETO and contacts >= sum(LIMIT_ACCOUNTS) and accounts >= 2:
         counts[0], counts[1] = LIMIT_ACCOUNTS
         fixed = 2
     others = list(range(fixed, accounts))
@@ -150,7 +171,7 @@ def _contact_counts(rng: random.Random, accounts: int, contacts: int) -> list[in
             f"{contacts} contacts need more than {accounts} accounts "
             f"(at most {_OTHER_ACCOUNT_CAP} contacts each besides the limit pair)"
         )
-    weights = [rng.paretovariate(1.16) for _ in others]
+    weights = [_weight(rng, shape) for _ in others]
     total = sum(weights)
     for index, weight in zip(others, weights, strict=True):
         counts[index] = min(_OTHER_ACCOUNT_CAP, int(budget * weight / total))
@@ -163,7 +184,14 @@ def _contact_counts(rng: random.Random, accounts: int, contacts: int) -> list[in
     return counts
 
 
-def generate(org: Org, *, accounts: int, contacts: int, seed: int) -> DemoData:
+def generate(
+    org: Org,
+    *,
+    accounts: int,
+    contacts: int,
+    seed: int,
+    shape: ContactShape = ContactShape.PARETO,
+) -> DemoData:
     """Build the rows; nothing random outside `seed` goes in, so the result is reproducible."""
     rng = random.Random(seed)
     owners = org.owners
@@ -218,7 +246,7 @@ def generate(org: Org, *, accounts: int, contacts: int, seed: int) -> DemoData:
         }
         account_rows.append((_id(rng), values))
 
-    counts = _contact_counts(rng, accounts, contacts)
+    counts = _contact_counts(rng, accounts, contacts, shape)
     contact_rows: Rows = []
     for account_index, count in enumerate(counts):
         account_id, account = account_rows[account_index]

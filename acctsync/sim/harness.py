@@ -55,11 +55,14 @@ class SimulatorControl:
 
     # ---- data ---------------------------------------------------------------------------------
 
-    def reset(self, accounts: int = 0, contacts: int = 0, seed: int = 1) -> dict[str, Any]:
-        """Replace all data with demo data of this size; limits, faults, field security,
-        deleted columns, change tracking per table, privileges, the MFA requirement,
-        retention and the request log go back to their defaults, old delta tokens expire."""
-        body = {"accounts": accounts, "contacts": contacts, "seed": seed}
+    def reset(
+        self, accounts: int = 0, contacts: int = 0, seed: int = 1, *, shape: str = "pareto"
+    ) -> dict[str, Any]:
+        """Replace all data with demo data of this size and shape (how contacts spread over
+        accounts: "pareto" or "lognormal"); limits, faults, field security, deleted columns,
+        change tracking per table, privileges, the MFA requirement, retention and the request
+        log go back to their defaults, old delta tokens expire."""
+        body = {"accounts": accounts, "contacts": contacts, "seed": seed, "shape": shape}
         result: dict[str, Any] = self._call("POST", "/reset", body)
         return result
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from collections import Counter
 
-from acctsync.sim.demo import generate
-from acctsync.sim.harness import SimulatorHandle
+import pytest
+
+from acctsync.sim.demo import ContactShape, generate
+from acctsync.sim.harness import SimulatorError, SimulatorHandle
 from acctsync.sim.org import ORG
 
 
@@ -59,3 +61,30 @@ def test_simulator_serves_the_demo_data(sim: SimulatorHandle) -> None:
     assert largest == [5001, 5000]
     expected = generate(ORG, accounts=40, contacts=10_001, seed=5)
     assert stats["largest_accounts"][0]["accountid"] == expected.limit_accounts[5001]
+
+
+def test_lognormal_shape_is_a_real_orgs() -> None:
+    """Issue 26: contacts per account heavy-tailed as in real orgs (lognormal, sigma 1.4, mean
+    10, capped at 4,000), with no account at the activity limit; the default is unchanged."""
+    data = generate(ORG, accounts=2_000, contacts=20_000, seed=1, shape=ContactShape.LOGNORMAL)
+    assert len(data.contacts) == 20_000
+    assert data.limit_accounts == {}
+    per_account = Counter(
+        c["parentcustomerid"] for _, c in data.contacts if c["parentcustomeridtype"] == "account"
+    )
+    counts = sorted(per_account.values())
+    assert counts[-1] <= 4_000
+    # Most accounts have a few contacts, a few have hundreds.
+    assert counts[len(counts) // 2] <= 6
+    assert counts[-1] >= 200
+    assert generate(ORG, accounts=200, contacts=2000, seed=7) == generate(
+        ORG, accounts=200, contacts=2000, seed=7, shape=ContactShape.PARETO
+    )
+
+
+def test_simulator_resets_to_a_shape(sim: SimulatorHandle) -> None:
+    stats = sim.control.reset(accounts=300, contacts=3_000, seed=2, shape="lognormal")
+    assert stats["contacts"] == 3_000
+    assert stats["largest_accounts"][0]["contacts"] > 100
+    with pytest.raises(SimulatorError, match="unknown shape 'flat'"):
+        sim.control.reset(accounts=3, contacts=3, shape="flat")
