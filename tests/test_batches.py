@@ -8,6 +8,7 @@ import pytest
 
 from shared.mapping import ColumnType
 from shared.mirror.records import bucket
+from shared.mirror.search import SearchKey, SearchKind
 from shared.state.schedule import LoadMode
 from shared.sync.batches import (
     MAX_MESSAGE_BYTES,
@@ -25,8 +26,16 @@ from shared.sync.batches import (
     header_budget,
     member_fragment,
 )
+from shared.sync.readers import search_fragments
 
-HEADER = Batch("20261126T000000-abcdef12", "000000", LoadMode.INITIAL, {}, members_apart=True)
+HEADER = Batch(
+    "20261126T000000-abcdef12",
+    "000000",
+    LoadMode.INITIAL,
+    {},
+    members_apart=True,
+    search_apart=True,
+)
 
 
 def _contact(number: int) -> ContactChange:
@@ -46,6 +55,10 @@ def _pack(changes: list[ContactChange]) -> tuple[list[Packed], list[Packed]]:
                 bucket(str(change.parent_id)),
                 member_fragment(str(change.parent_id), change.id),
             ),
+            *(
+                (f.kind, f.partition, f.text)
+                for f in search_fragments(SearchKind.CONTACT, change.id, change.values)
+            ),
         ):
             assert packer.fits(fragment)
             if (full := packer.add(kind, partition, fragment)) is not None:  # type: ignore[arg-type]
@@ -59,13 +72,16 @@ def test_streamed_batches_hold_one_partition_and_every_message_fits() -> None:
     assert streamed, "20,000 contacts fill partitions while they stream"
     for packed in streamed:
         decoded = Batch.decode(_message(packed))
-        partitions = {bucket(c.id) for c in decoded.contacts} | {
-            "m" + bucket(a) for a, _ in decoded.members
-        }
+        partitions = (
+            {bucket(c.id) for c in decoded.contacts}
+            | {"m" + bucket(a) for a, _ in decoded.members}
+            | {SearchKey.of(*entry).partition for entry in decoded.search}
+        )
         assert len(partitions) == 1
     # Nothing lost, nothing doubled, and no message over the queue's limit.
     seen: list[str] = []
     pairs: list[tuple[str, str]] = []
+    indexed: list[str] = []
     for packed in streamed + rest:
         message = _message(packed)
         assert len(message.encode()) <= MAX_MESSAGE_BYTES
@@ -73,7 +89,9 @@ def test_streamed_batches_hold_one_partition_and_every_message_fits() -> None:
         assert decoded.members_apart
         seen += [c.id for c in decoded.contacts]
         pairs += decoded.members
+        indexed += [i for _, _, i in decoded.search]
     assert sorted(seen) == sorted(c.id for c in changes)
+    assert sorted(indexed) == sorted(c.id for c in changes)  # a name each, no email
     assert sorted(pairs) == sorted((str(c.parent_id), c.id) for c in changes)
     # The remainders are packed together, full, rather than one small batch per partition.
     budget = header_budget(HEADER)
@@ -89,7 +107,11 @@ def test_a_change_larger_than_a_message_does_not_fit() -> None:
 
 def _message(packed: Packed) -> str:
     return encode_batch(
-        HEADER, accounts=packed.accounts, contacts=packed.contacts, members=packed.members
+        HEADER,
+        accounts=packed.accounts,
+        contacts=packed.contacts,
+        members=packed.members,
+        search=packed.search,
     )
 
 
@@ -103,8 +125,9 @@ def test_a_version_1_message_still_decodes_and_an_unknown_version_does_not() -> 
     batch = Batch.decode(old)
     assert [c.id for c in batch.contacts] == [contact_id]
     assert batch.members == [] and not batch.members_apart
-    with pytest.raises(BadBatch, match="format 6"):
-        Batch.decode(old.replace('"v":1', '"v":6'))
+    assert batch.search == [] and not batch.search_apart
+    with pytest.raises(BadBatch, match="format 7"):
+        Batch.decode(old.replace('"v":1', '"v":7'))
 
 
 def test_labels_travel_with_their_values_and_a_version_4_batch_has_none() -> None:

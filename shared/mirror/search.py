@@ -9,6 +9,11 @@ range of one partition, read in pages from where the last one stopped. An entry 
 the search reads the rows and serves one only while its current value still makes that entry
 (an entry left by a rename the apply step did not see, a local edit, is dropped when met), and
 a contact found by both its name and its email comes once, through its smaller key.
+
+A first load sends the entries in batches of their own, grouped by their partition (as it does
+the memberships), so they are written whole transactions of 100 at a time rather than a few
+per partition beside each batch of rows; an entry may then be there before its row is, and a
+search passes over it until the row comes.
 """
 
 from __future__ import annotations
@@ -69,7 +74,16 @@ class SearchKey:
 
 def terms(kind: SearchKind, row: Mapping[str, Any]) -> list[str]:
     """The searchable values of a mirrored row, normalized (empty ones left out)."""
-    values = (read_column(row, column) for column in kind.columns)
+    return _terms(read_column(row, column) for column in kind.columns)
+
+
+def value_terms(kind: SearchKind, values: Mapping[str, Any]) -> list[str]:
+    """The searchable values of a change as the Web API sends it (text is stored as sent),
+    cut to what a key holds: what a first load sends apart from the rows."""
+    return [term[:TERM_CHARS] for term in _terms(values.get(c) for c in kind.columns)]
+
+
+def _terms(values: Iterable[Any]) -> list[str]:
     return list(dict.fromkeys(t for v in values if isinstance(v, str) and (t := normalized(v))))
 
 
@@ -103,6 +117,11 @@ class SearchIndex:
                 gone += keys_of(kind, before) - now
         upsert_all(self.table, written)
         self.forget(gone)
+
+    def add(self, entries: Iterable[tuple[SearchKind, str, str]]) -> None:
+        """Entries (kind, term, record id) sent apart from their rows (a first load's), written
+        whole transactions to a partition: the rows may come before or after them."""
+        upsert_all(self.table, (SearchKey.of(k, t, i).entity(i) for k, t, i in entries))
 
     def forget(self, keys: Iterable[SearchKey]) -> None:
         """Drop entries whose record no longer has that value."""
@@ -157,7 +176,11 @@ def search_page(
     kept: list[TableEntity] = []
     for entry in found:
         row = rows.get(entry.id)
-        if row is None or entry.key not in keys_of(kind, row):
+        if row is None:
+            # Not written yet (a first load sends the index apart from the rows), or never (a
+            # row the mirror cannot hold): passed over, kept for when the row comes.
+            continue
+        if entry.key not in keys_of(kind, row):
             stale.append(entry.key)  # its value changed since (a local edit, a lost delete)
             continue
         matching = _matching_keys(kind, row, prefix)

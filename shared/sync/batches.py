@@ -20,6 +20,7 @@ import orjson
 
 from shared.ids import parse_guid, parse_version
 from shared.mapping import ColumnType
+from shared.mirror.search import TERM_CHARS, SearchKind
 from shared.state.schedule import LoadMode
 from shared.times import iso_precise, parse_iso
 
@@ -30,9 +31,11 @@ MAX_MESSAGE_BYTES = 46_000
 # rather than apply part of it: a version-2 worker would not stamp a re-load's rows, and the
 # sweep would then flag them as deleted. 4 added accounts the sync filter keeps out (a version-3
 # worker would blank them) and re-sync batches. 5 added the values' labels (`fmt`), which a
-# version-4 worker would drop. Older messages mean the same to this version (without labels).
-FORMAT_VERSION = 5
-READABLE_VERSIONS = (1, 2, 3, 4, 5)
+# version-4 worker would drop. 6 added a first load's search-index entries sent apart
+# (`search`), which a version-5 worker would not write. Older messages mean the same to this
+# version (without labels, with the index written beside the rows).
+FORMAT_VERSION = 6
+READABLE_VERSIONS = (1, 2, 3, 4, 5, 6)
 _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _BLOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}/[A-Za-z0-9_.:-]{1,100}\.json")
 
@@ -83,6 +86,10 @@ class Batch:
     # account in batches of their own, grouped by membership partition (a first load), so
     # applying this batch writes none of those.
     members_apart: bool = False
+    # (kind, normalized term, record id) search-index entries to write (shared.mirror.search).
+    search: list[tuple[SearchKind, str, str]] = field(default_factory=list)
+    # The same for the search index (a first load): this batch's rows are indexed by others.
+    search_apart: bool = False
     # A re-load stamps every row it carries with its generation (shared/sync/sweep.py).
     generation: int = 0
     # The re-sync (shared/sync/resync.py) whose rows these are: only `columns` are written.
@@ -98,6 +105,7 @@ class Batch:
             accounts=[account_fragment(a) for a in self.accounts],
             contacts=[contact_fragment(c) for c in self.contacts],
             members=[member_fragment(a, c) for a, c in self.members],
+            search=[search_fragment(*entry) for entry in self.search],
         )
 
     @classmethod
@@ -196,6 +204,8 @@ def decode_message(text: str | bytes) -> Message:
             backfill=[str(c) for c in data.get("backfill", [])],
             members=[_member_of(m) for m in data.get("members", [])],
             members_apart=data.get("members_apart") is True,
+            search=[_search_of(s) for s in data.get("search", [])],
+            search_apart=data.get("search_apart") is True,
             generation=parse_version(data.get("gen", 0)),
             resync=_key_text(data["resync"]) if data.get("resync") else "",
             read_at=parse_iso(data["read"]) if data.get("read") else None,
@@ -226,7 +236,12 @@ def message_key(text: str | bytes) -> tuple[str, str]:
 
 
 def encode_batch(
-    header: Batch, *, accounts: list[str], contacts: list[str], members: list[str]
+    header: Batch,
+    *,
+    accounts: list[str],
+    contacts: list[str],
+    members: list[str],
+    search: list[str] | None = None,
 ) -> str:
     """The message of a batch: `header`'s own fields, and the changes as encoded fragments."""
     head = {
@@ -240,17 +255,21 @@ def encode_batch(
     }
     if header.members_apart:
         head["members_apart"] = True
+    if header.search_apart:
+        head["search_apart"] = True
     if header.generation:
         head["gen"] = header.generation
     if header.resync:
         head["resync"] = header.resync
     if header.read_at is not None:
         head["read"] = iso_precise(header.read_at)
+    # Only a first load's batches carry search entries: no key for them in any other.
+    indexed = f',"search":[{",".join(search)}]' if search else ""
     return (
         f"{_compact(head)[:-1]},"
         f'"accounts":[{",".join(accounts)}],'
         f'"contacts":[{",".join(contacts)}],'
-        f'"members":[{",".join(members)}]}}'
+        f'"members":[{",".join(members)}]{indexed}}}'
     )
 
 
@@ -264,6 +283,10 @@ def contact_fragment(change: ContactChange) -> str:
 
 def member_fragment(account_id: str, contact_id: str) -> str:
     return _compact([account_id, contact_id])
+
+
+def search_fragment(kind: SearchKind, term: str, record_id: str) -> str:
+    return _compact([kind.value, term, record_id])
 
 
 def _compact(value: Any) -> str:
@@ -325,6 +348,13 @@ def _member_of(data: Any) -> tuple[str, str]:
     return parse_guid(account_id), parse_guid(contact_id)
 
 
+def _search_of(data: Any) -> tuple[SearchKind, str, str]:
+    kind, term, record_id = data
+    if not isinstance(term, str) or not 0 < len(term) <= TERM_CHARS:
+        raise ValueError("a search entry's term is not a text of a key's length")
+    return SearchKind(kind), term, parse_guid(record_id)
+
+
 def _contact_of(data: dict[str, Any]) -> ContactChange:
     if data.get("deleted"):
         return ContactChange(id=parse_guid(data["id"]), deleted=True)
@@ -383,7 +413,7 @@ def _labels(value: Any) -> dict[str, str]:
     return {_column(k): v for k, v in value.items()}
 
 
-Kind = Literal["accounts", "contacts", "members"]
+Kind = Literal["accounts", "contacts", "members", "search"]
 
 
 @dataclass
@@ -393,6 +423,7 @@ class Packed:
     accounts: list[str] = field(default_factory=list)
     contacts: list[str] = field(default_factory=list)
     members: list[str] = field(default_factory=list)
+    search: list[str] = field(default_factory=list)
     size: int = 0
 
     @property
@@ -447,5 +478,6 @@ class BatchPacker:
 
 def header_budget(header: Batch, max_bytes: int = MAX_MESSAGE_BYTES) -> int:
     """How many bytes of changes a batch with this header can carry in one queue message."""
-    empty = encode_batch(header, accounts=[], contacts=[], members=[])
+    # With the key of search entries, which only a batch carrying some has.
+    empty = encode_batch(header, accounts=[], contacts=[], members=[], search=[""])
     return max_bytes - byte_size(empty) - 16  # a margin for a longer batch number

@@ -23,6 +23,7 @@ from shared.dataverse.columns import (
 from shared.ids import InvalidId, parse_guid, parse_version
 from shared.mapping import ColumnType, label_of, web_api_property
 from shared.mirror.records import bucket
+from shared.mirror.search import SearchKey, SearchKind, value_terms
 from shared.state.errors import ErrorCode, SyncErrors
 from shared.state.fields import Table
 from shared.state.filtered import SyncFilter
@@ -36,6 +37,7 @@ from shared.sync.batches import (
     account_fragment,
     contact_fragment,
     member_fragment,
+    search_fragment,
 )
 
 if TYPE_CHECKING:
@@ -131,6 +133,8 @@ class AccountReader:
     access: ColumnAccess
     errors: RowErrors
     sync_filter: SyncFilter | None = None
+    # A first load sends the accounts' search-index entries apart (grouped by partition).
+    search_apart: bool = False
     entity_set: str = "accounts"
     table: Table = Table.ACCOUNT
     changed: int = 0
@@ -153,6 +157,7 @@ class AccountReader:
         return self._columns
 
     def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
+        self.search_apart = mode is LoadMode.INITIAL
         return Batch(
             cycle_id,
             "",
@@ -160,12 +165,15 @@ class AccountReader:
             self.columns,
             traceparent=telemetry.current_traceparent(),
             backfill=[c for c in self.backfill if c in self.columns],
+            search_apart=self.search_apart,
             generation=generation,
         )
 
     def fragments(self, page: ChangePage) -> Iterator[Fragment]:
         for change in self.changes(page):
             yield Fragment("accounts", bucket(change.id), change.id, account_fragment(change))
+            if self.search_apart and not (change.deleted or change.filtered):
+                yield from search_fragments(SearchKind.ACCOUNT, change.id, change.values)
 
     def changes(self, page: ChangePage) -> Iterator[AccountChange]:
         """The page's changes (deletions included), as the apply step takes them."""
@@ -189,7 +197,8 @@ class AccountReader:
 @dataclass
 class ContactReader:
     """Contacts with their parent customer. A first load also sends each contact's account
-    membership, grouped by the membership's own partition (`members_apart`). A contact
+    membership and search-index entries, grouped by their own partitions (`members_apart`,
+    `search_apart`). A contact
     column the sync user cannot read is left out of each change, so its values are kept."""
 
     access: ColumnAccess
@@ -216,14 +225,19 @@ class ContactReader:
             {},
             traceparent=telemetry.current_traceparent(),
             members_apart=self.members_apart,
+            search_apart=self.members_apart,
             generation=generation,
         )
 
     def fragments(self, page: ChangePage) -> Iterator[Fragment]:
         for change in self.changes(page):
             yield Fragment("contacts", bucket(change.id), change.id, contact_fragment(change))
-            if self.members_apart and (pair := _membership(change)):
-                yield Fragment("members", bucket(pair[0]), change.id, member_fragment(*pair))
+            # Only for a row the apply step will be able to write: its batch records the
+            # sync error of one it cannot, and writes nothing of it.
+            if self.members_apart and not change.deleted and contact_storable(change):
+                if pair := _membership(change):
+                    yield Fragment("members", bucket(pair[0]), change.id, member_fragment(*pair))
+                yield from search_fragments(SearchKind.CONTACT, change.id, change.values)
 
     def changes(self, page: ChangePage) -> Iterator[ContactChange]:
         """The page's changes (deletions included), as the apply step takes them."""
@@ -253,9 +267,16 @@ class ContactReader:
 
 def _membership(contact: ContactChange) -> tuple[str, str] | None:
     """The (account, contact) membership a first load sends apart: a contact whose parent is
-    known to be an account, and whose row the apply step will be able to write."""
+    known to be an account."""
     if contact.parent_type != "account" or not contact.parent_id:
         return None
-    if not contact_storable(contact):
-        return None  # its batch records the sync error and writes no membership
     return contact.parent_id, contact.id
+
+
+def search_fragments(
+    kind: SearchKind, record_id: str, values: dict[str, Any]
+) -> Iterator[Fragment]:
+    """A first load's search-index entries of one record, each under its index partition."""
+    for term in value_terms(kind, values):
+        key = SearchKey.of(kind, term, record_id)
+        yield Fragment("search", key.partition, record_id, search_fragment(kind, term, record_id))

@@ -83,7 +83,11 @@ class BatchSender:
         number = self._next_number()
         header = replace(self.header, batch_id=number)
         body = encode_batch(
-            header, accounts=packed.accounts, contacts=packed.contacts, members=packed.members
+            header,
+            accounts=packed.accounts,
+            contacts=packed.contacts,
+            members=packed.members,
+            search=packed.search,
         )
         if byte_size(body) > MAX_MESSAGE_BYTES:
             blob = self.claims.put(header.cycle_id, number, body)

@@ -8,6 +8,7 @@ import uuid
 
 import httpx
 
+from shared.mirror.search import SearchKind
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.storage import SEARCH_TABLE
@@ -115,3 +116,25 @@ def test_a_mirror_made_before_the_index_gets_it_on_a_reload(
     apply_batch(mirror, reload.encode())  # the same versions: the rows are unchanged
     assert found(feed_api, "/api/accounts", "tail") == [account_id]
     assert found(feed_api, "/api/contacts", "carla@") == [contact_id]
+
+
+def test_a_first_loads_index_comes_apart_and_a_search_waits_for_the_row(
+    mirror: Services, feed_api: httpx.Client
+) -> None:
+    account_id, contact_id = new_id(), new_id()
+    people = [person(contact_id, account_id, "Dana Ito", "dana@wingtip.example")]
+    entries = [(SearchKind.CONTACT, "dana ito", contact_id)]
+    entries.append((SearchKind.CONTACT, "dana@wingtip.example", contact_id))
+    index = Batch("cycle-1", uuid.uuid4().hex, LoadMode.INITIAL, {}, search=entries)
+    rows = Batch(
+        "cycle-1", uuid.uuid4().hex, LoadMode.INITIAL, {}, contacts=people, search_apart=True
+    )
+    # The index's batch applied first: its entries point at a row not written yet.
+    apply_batch(mirror, index.encode())
+    assert found(feed_api, "/api/contacts", "dana") == []
+    table = mirror.storage.table(SEARCH_TABLE)
+    assert len(list(table.list_entities())) == 2  # passed over, not removed
+    apply_batch(mirror, rows.encode())
+    assert len(list(table.list_entities())) == 2  # the rows' batch wrote none of its own
+    assert found(feed_api, "/api/contacts", "DANA") == [contact_id]
+    assert found(feed_api, "/api/contacts", "dana@") == [contact_id]

@@ -121,6 +121,8 @@ def _apply_changes(context: ApplyContext) -> BatchResult:
         ContactApplier(context).apply(batch.contacts)
     if batch.members:
         context.services.members.add_all(batch.members)
+    if batch.search:
+        context.services.search.add(batch.search)
     return context.result
 
 

@@ -21,7 +21,10 @@ def index_rows(
     rows: Iterable[Mapping[str, Any]],
     before: Mapping[str, Mapping[str, Any]],
 ) -> None:
-    """Index `rows` about to be written; `before`: the rows they replace, by id (those read)."""
+    """Index `rows` about to be written; `before`: the rows they replace, by id (those read).
+    A first load's rows are indexed by batches of their own (Batch.search_apart)."""
+    if context.batch.search_apart:
+        return
     context.services.search.update(kind, ((before.get(str(r["RowKey"])), r) for r in rows))
 
 
