@@ -25,6 +25,9 @@ SUBCELLS = 16
 CELLS = BUCKETS * SUBCELLS
 _MODULUS = 2**128
 
+# Per cell, how many fingerprints and the sum of their hashes: a page reduced where it was read.
+CellSums = dict[int, tuple[int, int]]
+
 
 def cell_of(record_id: str) -> int:
     # bucket() is the crc32's low six bits; the next four split a bucket into its cells.
@@ -75,6 +78,11 @@ class Digests:
         for fingerprint in fingerprints:
             self.add(fingerprint)
 
+    def add_sums(self, sums: CellSums) -> None:
+        for cell, (count, total) in sums.items():
+            self.counts[cell] += count
+            self.sums[cell] = (self.sums[cell] + total) % _MODULUS
+
     def remove(self, fingerprint: Fingerprint) -> None:
         """Take back one `add` of the same fingerprint (the sums are a multiset's)."""
         cell = cell_of(fingerprint.id)
@@ -106,6 +114,15 @@ class Digests:
             digests.counts[int(cell)] = int(count)
             digests.sums[int(cell)] = int(total, 16)
         return digests
+
+
+def cell_sums(fingerprints: Iterable[Fingerprint]) -> CellSums:
+    sums: CellSums = {}
+    for fingerprint in fingerprints:
+        cell = cell_of(fingerprint.id)
+        count, total = sums.get(cell, (0, 0))
+        sums[cell] = (count + 1, (total + fingerprint.hash()) % _MODULUS)
+    return sums
 
 
 def cell_groups(cells: list[int], counts: list[int], *, max_rows: int) -> list[list[int]]:

@@ -12,7 +12,7 @@ from azure.data.tables import TableClient
 from shared.mirror.queries import Token, partition_page
 from shared.mirror.records import PARALLEL_READS, all_buckets, bucket
 from shared.mirror.writes import run_parallel
-from shared.verify.cells import cell_of, partition_of_cell
+from shared.verify.cells import CellSums, cell_of, cell_sums, partition_of_cell
 from shared.verify.progress import TableRun
 from shared.verify.rows import MirrorRow, TableSpec
 
@@ -50,13 +50,15 @@ def mirror_round(table: TableClient, run: TableRun) -> None:
     fresh = [p for p in all_buckets() if p not in run.partitions and p not in run.done_partitions]
     chosen = (started + fresh)[:PARTITIONS_PER_ROUND]
 
-    def read(partition: str) -> tuple[str, list[MirrorRow], Token]:
+    def read(partition: str) -> tuple[str, CellSums, Token]:
         rows, token = read_page(table, run.spec, partition, run.partitions.get(partition))
-        return partition, rows, token
+        # Reduced here, so that a round holds a few sums per partition, not 16 pages of rows:
+        # held until the round ended, those made the peak RSS grow with the table's size.
+        return partition, cell_sums(r.fingerprint() for r in rows if r.compared), token
 
-    for partition, rows, token in run_parallel(read, chosen, width=PARTITIONS_PER_ROUND):
+    for partition, sums, token in run_parallel(read, chosen, width=PARTITIONS_PER_ROUND):
         # A partition's cells are its own: no other partition's rows touch them.
-        run.mirror.add_all(r.fingerprint() for r in rows if r.compared)
+        run.mirror.add_sums(sums)
         if token is None:
             run.partitions.pop(partition, None)
             run.done_partitions.append(partition)

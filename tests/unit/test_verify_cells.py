@@ -14,6 +14,7 @@ from shared.verify.cells import (
     Fingerprint,
     cell_groups,
     cell_of,
+    cell_sums,
     partition_of_cell,
 )
 from shared.verify.classify import classify, drift_of
@@ -47,6 +48,17 @@ def test_digests_do_not_depend_on_order_and_see_any_one_change() -> None:
     missing = Digests()
     missing.add_all(rows[1:])
     assert missing.differing(forward) == [cell_of(IDS[0])]
+
+
+def test_pages_reduced_to_cell_sums_add_up_to_the_same_digests_as_their_rows() -> None:
+    rows = [Fingerprint(i, n, "") for n, i in enumerate(IDS)]
+    by_row, by_page = Digests(), Digests()
+    by_row.add_all(rows)
+    for start in range(0, len(rows), 300):
+        by_page.add_sums(cell_sums(rows[start : start + 300]))
+    assert by_page.differing(by_row) == []
+    by_page.add_sums(cell_sums(rows[:1]))  # a page counted twice shows
+    assert by_page.differing(by_row) == [cell_of(IDS[0])]
 
 
 def test_cells_are_grouped_within_the_rows_a_group_may_hold() -> None:
