@@ -108,6 +108,7 @@ def _page(
     since = parse_time("modified_since", query.modified_since) if query.modified_since else None
     return records_page(
         services.feed,
+        services.initial_loads,
         Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
         records,
         position,
