@@ -11,7 +11,8 @@ where the last one stopped; what a walk may return is fixed by keys that never c
   serves an entry only while it is the row's latest: a row synced again later shows up again,
   later, with its newer values, and never twice for one sync. A walk from before the oldest
   time the index still holds whole (the feeds' retention removed entries) is refused
-  (RangeGone): it would miss records silently.
+  (RangeGone): it would miss records silently. A first load's rows have no entries: the walk
+  reads them from the mirror table (SinceWalk).
 """
 
 from __future__ import annotations
