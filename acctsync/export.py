@@ -67,6 +67,7 @@ class Export:
         accounts = self.kind is Kind.ACCOUNTS
         rows = walk_records(
             services.feed,
+            services.initial_loads,
             Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
             services.accounts if accounts else services.contacts,
             since_ms=since_ms,

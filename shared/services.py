@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from shared.mirror.activities import ActivityLog
 from shared.mirror.feed import Feed
+from shared.mirror.initial import InitialLoads
 from shared.mirror.members import Memberships
 from shared.mirror.records import AccountMirror, ContactMirror
 from shared.mirror.search import SearchIndex
@@ -82,6 +83,10 @@ class Services:
     @cached_property
     def feed(self) -> Feed:
         return Feed(self.storage.table(FEED_TABLE), settle_s=self.settings.feed_settle_seconds)
+
+    @cached_property
+    def initial_loads(self) -> InitialLoads:
+        return InitialLoads(self.storage.table(STATE_TABLE))
 
     @cached_property
     def search(self) -> SearchIndex:

@@ -11,7 +11,8 @@ where the last one stopped; what a walk may return is fixed by keys that never c
   serves an entry only while it is the row's latest: a row synced again later shows up again,
   later, with its newer values, and never twice for one sync. A walk from before the oldest
   time the index still holds whole (the feeds' retention removed entries) is refused
-  (RangeGone): it would miss records silently.
+  (RangeGone): it would miss records silently. A first load's rows have no entries: the walk
+  reads them from the mirror table (SinceWalk).
 """
 
 from __future__ import annotations
@@ -24,7 +25,16 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.feed import MAX_REQUESTS, Feed, RangeGone, Stream, stamp_ms, start_position
+from shared.mirror.feed import (
+    MAX_REQUESTS,
+    Feed,
+    RangeGone,
+    Stream,
+    caught_up,
+    stamp_ms,
+    start_position,
+)
+from shared.mirror.initial import InitialLoads, first_load_rows
 from shared.mirror.members import Memberships
 from shared.mirror.records import MirroredRecords, fields_of, labels_shown
 from shared.state.fields import FieldSelection
@@ -68,9 +78,11 @@ def synced_page(
     limit: int,
     *,
     include_deleted: bool,
+    watermark: int | None = None,
 ) -> RecordPage:
-    """A page of the rows synced after `position`, in the order they were synced."""
-    scan = feed.scan(stream, position, limit)
+    """A page of the rows synced after `position`, in the order they were synced (up to the
+    `watermark`, when given)."""
+    scan = feed.scan(stream, position, limit, watermark=watermark)
     rows = records.get_many(str(e["id"]) for e in scan.entries)
     current: list[TableEntity] = []
     for entry in scan.entries:
@@ -84,6 +96,7 @@ def synced_page(
 
 def records_page(
     feed: Feed,
+    loads: InitialLoads,
     stream: Stream,
     records: MirroredRecords,
     position: Position | None,
@@ -93,13 +106,90 @@ def records_page(
     include_deleted: bool,
 ) -> RecordPage:
     """One page of a list: the whole table in key order, or (`since_ms`) the rows synced
-    since then in the order they were synced."""
+    since then: those first loads wrote, then the others in the order they were synced."""
     if since_ms is None:
         return table_page(records, position, limit, include_deleted=include_deleted)
     after = str((position or {}).get("after") or start_position(since_ms))
     # Every page, not only the first: the retention may pass a long walk (RangeGone).
     feed.require_kept(stamp_ms(after))
-    return synced_page(feed, stream, records, after, limit, include_deleted=include_deleted)
+    walk = SinceWalk(feed, loads, stream, records, include_deleted=include_deleted)
+    if position is None:
+        return walk.start(since_ms, limit)
+    return walk.page(position, limit)
+
+
+@dataclass(frozen=True)
+class SinceWalk:
+    """A `modified_since` walk in two parts. A first load writes no synced-stream entry
+    (shared/mirror/initial.py): the rows first loads marked synced in a time range the walk
+    covers are read from the mirror table (part 1: a filtered query, in key order), and the
+    rows synced otherwise from the stream (part 2, in the order they were synced).
+
+    Part 1 runs first, up to the watermark the walk starts with; then the stream from
+    `since`. When the stream is caught up with a later watermark and a first load may have
+    marked rows in between (it was under way), a last part 1 reads those and the walk ends
+    there. A row comes once per sync: a first load's row synced again is marked
+    `load_sync = false`, so part 1 no longer finds it and part 2 serves its new sync.
+
+    A position holds the stream's (`after`), the time up to which first-load rows are served
+    (`to`), and while part 1 goes on its end (`hi`), the service's continuation in it (`c`)
+    and whether the walk ends with it (`last`)."""
+
+    feed: Feed
+    loads: InitialLoads
+    stream: Stream
+    records: MirroredRecords
+    include_deleted: bool
+
+    def start(self, since_ms: int, limit: int) -> RecordPage:
+        position: Position = {"after": start_position(since_ms), "to": since_ms}
+        watermark = self.feed.stamps.watermark()  # before the loads: one begun later is above
+        if self.loads.overlap(self.stream, since_ms, watermark):
+            return self.page({**position, "hi": watermark}, limit)
+        return self._stream(position, since_ms, limit, watermark)
+
+    def page(self, position: Position, limit: int) -> RecordPage:
+        # A token from before first loads were apart has no `to`: its stream holds them.
+        loaded_to = int(position.get("to", stamp_ms(str(position["after"]))))
+        if "hi" in position:
+            return self._first_loads(position, loaded_to, limit)
+        return self._stream(position, loaded_to, limit, self.feed.stamps.watermark())
+
+    def _stream(self, position: Position, loaded_to: int, limit: int, watermark: int) -> RecordPage:
+        """Part 2 up to `watermark`; at its end, the first-load rows it passed (a last part 1)."""
+        page = synced_page(
+            self.feed,
+            self.stream,
+            self.records,
+            str(position["after"]),
+            limit,
+            include_deleted=self.include_deleted,
+            watermark=watermark,
+        )
+        if page.position is not None:
+            return RecordPage(page.rows, {**page.position, "to": loaded_to})
+        if self.loads.overlap(self.stream, loaded_to, watermark):
+            last = {"after": caught_up(watermark), "to": loaded_to, "hi": watermark, "last": 1}
+            return RecordPage(page.rows, last)
+        return RecordPage(page.rows, None)
+
+    def _first_loads(self, position: Position, loaded_to: int, limit: int) -> RecordPage:
+        """Part 1: the rows first loads marked synced in [to, hi), in key order."""
+        high = int(position["hi"])
+        rows, continuation = first_load_rows(
+            self.records.table,
+            loaded_to,
+            high,
+            position.get("c"),
+            limit,
+            include_deleted=self.include_deleted,
+            max_requests=MAX_REQUESTS,
+        )
+        if continuation:
+            return RecordPage(rows, {**position, "c": continuation})
+        if position.get("last"):
+            return RecordPage(rows, None)
+        return RecordPage(rows, {"after": position["after"], "to": high})
 
 
 def range_gone(gone: RangeGone, retention_days: float) -> str:
@@ -113,6 +203,7 @@ def range_gone(gone: RangeGone, retention_days: float) -> str:
 
 def walk_records(
     feed: Feed,
+    loads: InitialLoads,
     stream: Stream,
     records: MirroredRecords,
     *,
@@ -126,6 +217,7 @@ def walk_records(
     def read(position: Position | None) -> RecordPage:
         return records_page(
             feed,
+            loads,
             stream,
             records,
             position,

@@ -29,6 +29,7 @@ from azure.core.exceptions import AzureError
 
 from shared import telemetry
 from shared.dataverse.client import DataverseClient
+from shared.mirror.initial import synced_stream
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, CycleStatus, CycleTotals
@@ -456,6 +457,7 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
         else now
     )
     summary = _summary(state, totals, status, missing, ended=ended)
+    _end_first_loads(services, state)
     # Keyed by the cycle's start, so a heartbeat that races this one writes the same row.
     services.history.add(summary, started_at=state.started_at or now)
     interval = services.settings.sync_interval_minutes
@@ -566,6 +568,20 @@ def _unapplied_chains(state: CycleState, missing: list[str]) -> dict[str, Checkp
             why = sweep_blocked(name, state.cycle_id, lost)
             checkpoints[name] = replace(checkpoint, unapplied=why)
     return checkpoints
+
+
+def _end_first_loads(services: Services, state: CycleState) -> None:
+    """The first loads this cycle applied to their end (read whole, every batch applied or in
+    the poison queue): no later batch marks rows as theirs. A first load whose chain goes on
+    in the next cycle (planning failed) stays open. Before the cycle is closed: a heartbeat
+    that crashed in between finishes the cycle again and ends them then."""
+    tables = state.plan.tables
+    if not any(t.mode is LoadMode.INITIAL or t.restarted for t in tables.values()):
+        return  # neither a first load nor one that turned into a re-load (link refused)
+    for entity_set in tables:
+        checkpoint = state.checkpoints.get(entity_set)
+        if checkpoint is None or checkpoint.mode is not LoadMode.INITIAL:
+            services.initial_loads.end(synced_stream(entity_set))
 
 
 def _close_stamps(services: Services, cycle_id: str, missing: list[str]) -> None:

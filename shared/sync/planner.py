@@ -20,6 +20,7 @@ from dataclasses import dataclass, replace
 from typing import Protocol
 
 from shared.dataverse.client import ChangePage, DataverseClient, DataverseError, LinkRefused
+from shared.mirror.initial import synced_stream
 from shared.mirror.records import all_buckets
 from shared.services import Services
 from shared.state.cursors import Cursor
@@ -95,6 +96,9 @@ class TablePlanner:
     def run(self) -> StepOutcome:
         cursor = self.services.cursors.get(self.entity_set)
         chain = self._start(cursor)
+        if chain.mode is LoadMode.INITIAL:
+            # Before any batch of it is sent: its rows go unindexed (shared/mirror/initial.py).
+            self.services.initial_loads.begin(synced_stream(self.entity_set))
         plan = self.lease.state.plan
         table = plan.tables.setdefault(
             self.entity_set,

@@ -35,8 +35,9 @@ ROOT = Path(__file__).resolve().parents[2]
 ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]
 SOAK = os.environ.get("ACCTSYNC_SOAK") == "1"
 FIGURES_FILE = ROOT / ".acctsync" / "faults.json"
-# Written by the apply step at apply time, so they differ between two runs of the same data.
-VOLATILE = frozenset({"synced_at", "deleted_at"})
+# Written by the apply step at apply time, so they differ between two runs of the same data
+# (`load_sync`: whether a first load's batch wrote the row, or its replay after the load).
+VOLATILE = frozenset({"synced_at", "deleted_at", "load_sync"})
 MIRROR_TABLES = ("accounts", "contacts", "members", "activities")
 
 Snapshot = dict[str, dict[tuple[str, str], dict[str, Any]]]

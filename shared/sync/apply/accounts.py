@@ -139,9 +139,9 @@ class AccountApplier:
             for column, kind in batch.columns.items():
                 set_column(entity, column, to_stored(column, kind, change.values.get(column)))
                 set_label(entity, column, change.labels.get(column))
+            self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
             entity.update(
                 version=version_property(change.version),
-                synced_at=self.context.now,
                 is_deleted=False,
                 locally_modified="[]",
                 generation=batch.generation if self.context.reload else _generation(old),
@@ -182,7 +182,7 @@ class AccountApplier:
         changed = self.context.revives(old)
         if changed:
             entity.pop("deleted_at", None)
-            entity.update(is_deleted=False, synced_at=self.context.now)
+            entity["is_deleted"] = False
         try:
             for column in batch.backfill:
                 kind = batch.columns.get(column)
@@ -209,7 +209,7 @@ class AccountApplier:
             entity["generation"] = batch.generation if self.context.reload else _generation(old)
             # Filled in now, as a re-sync would: `modified_since` readers get it again, once
             # (an entry under the old `synced_at` would be a second one for the same sync).
-            entity["synced_at"] = self.context.now
+            self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
             return _Plan(change, entity, old.metadata["etag"])
         self.context.result.skipped += 1
         return self._stamp(change, old)

@@ -144,7 +144,7 @@ class ContactApplier:
             return contact_row(
                 change,
                 account_id=account,
-                synced_at=self.context.now,
+                synced=self.context.sync_mark(Stream.SYNCED_CONTACTS),
                 generation=generation,
                 old=old,
             )

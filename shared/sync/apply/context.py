@@ -13,11 +13,13 @@ from azure.data.tables import TableEntity
 from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.mirror.feed import FeedWriter, Stream
+from shared.mirror.initial import time_of
 from shared.mirror.records import version_of
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
 from shared.state.schedule import LoadMode
+from shared.sync.apply.rows import SyncMark
 from shared.sync.batches import Batch
 from shared.times import utcnow
 
@@ -34,6 +36,7 @@ class ApplyContext:
     # Records applied whole even at a version the mirror holds already: a repair of a row
     # that is wrong at Dynamics' own version (another account, other values).
     whole: frozenset[str] = frozenset()
+    _marks: dict[Stream, SyncMark] = field(default_factory=dict, repr=False)
 
     def skips(self, old: TableEntity | None, record_id: str, version: int) -> bool:
         """Whether a change at `version` is one the mirror row `old` holds already."""
@@ -45,8 +48,30 @@ class ApplyContext:
         identity = feed_identity(self.batch.cycle_id, self.batch.batch_id)
         return FeedWriter(self.services.feed, identity)
 
+    def sync_mark(self, stream: Stream) -> SyncMark:
+        """How the rows of `stream` this batch writes are marked synced: now, or, by a batch of
+        a first load still under way, at the batch's feed stamp and as a first load's (no
+        synced-stream entry: walks read such rows from the mirror, shared/mirror/initial.py)."""
+        if stream not in self._marks:
+            self._marks[stream] = self._first_load_mark(stream) or SyncMark(self.now)
+        return self._marks[stream]
+
+    def _first_load_mark(self, stream: Stream) -> SyncMark | None:
+        if not self.first_load:
+            return None
+        # The stamp first: a load found open after it was taken ends after it (the load is
+        # closed before its end is noted), so the load's interval holds every row it marks,
+        # and the feed's watermark stays below them until the batch is applied.
+        at_ms = self.feed.stamp.at_ms
+        if not self.services.initial_loads.is_open(stream):
+            return None  # applied apart from a planned first load (a replay): indexed
+        return SyncMark(time_of(at_ms), load_sync=True)
+
     def synced(self, stream: Stream, rows: Iterable[Mapping[str, Any]]) -> None:
-        """Index rows about to be written as synced now (before they are written)."""
+        """Index rows about to be written as synced (before they are written); a first load's
+        rows are not indexed (see sync_mark)."""
+        if self.sync_mark(stream).load_sync:
+            return
         self.feed.write(
             stream,
             ((str(r["RowKey"]), {"id": r["RowKey"], "synced_at": r["synced_at"]}) for r in rows),

@@ -68,7 +68,7 @@ class ResyncApplier:
             if entity is None:
                 return _Outcome.SKIPPED
             # A refreshed account is synced now: `modified_since` readers get it again.
-            entity["synced_at"] = self.context.now
+            self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
             self.context.synced(Stream.SYNCED_ACCOUNTS, [entity])
             try:
                 replace(self.accounts.table, entity, etag=str(old.metadata["etag"]))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -30,6 +31,7 @@ BOOKKEEPING = (
     "version",
     "modified_on",
     "synced_at",
+    "load_sync",
     "is_deleted",
     "deleted_at",
     "locally_modified",
@@ -37,6 +39,20 @@ BOOKKEEPING = (
     "sync_filtered",
     "filtered_at",
 )
+
+
+@dataclass(frozen=True)
+class SyncMark:
+    """How a row written by a sync is marked: when (`synced_at`), and whether by a first load,
+    whose rows have no synced-stream entry (shared/mirror/initial.py): a later ordinary sync
+    marks the row `load_sync = false` again and indexes it."""
+
+    at: datetime
+    load_sync: bool = False
+
+    def put(self, entity: dict[str, Any]) -> None:
+        entity["synced_at"] = self.at
+        entity["load_sync"] = self.load_sync
 
 
 def version_property(version: int) -> EntityProperty:
@@ -47,7 +63,7 @@ def contact_row(
     change: ContactChange,
     *,
     account_id: str,
-    synced_at: datetime,
+    synced: SyncMark,
     generation: int = 0,
     old: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
@@ -58,13 +74,13 @@ def contact_row(
         "PartitionKey": bucket(change.id),
         "RowKey": change.id,
         "version": version_property(change.version),
-        "synced_at": synced_at,
         "is_deleted": False,
         "accountid": account_id,
         "parent_id": (change.parent_id or "").lower(),
         "parent_type": change.parent_type or "",
         "generation": generation,
     }
+    synced.put(entity)
     carried = contact_columns(change)
     if old is not None:
         for column in CONTACT_COLUMNS.keys() - carried.keys():
@@ -116,7 +132,7 @@ def contact_storable(change: ContactChange) -> bool:
         values = contact_columns(change)
         text = sum(utf16_units(v) for v in values.values() if isinstance(v, str))
         if text >= _SAFE_TEXT_UNITS:
-            contact_row(change, account_id=change.parent_id or "", synced_at=_EPOCH)
+            contact_row(change, account_id=change.parent_id or "", synced=SyncMark(_EPOCH))
     except UnstorableValue:
         return False
     return True

@@ -42,7 +42,8 @@ PAGING = (
     "Pages of `limit` items with an opaque `nextPageToken`; send it back as `pageToken` for "
     "the next page, until it is null. Each page is one bounded query from where the last one "
     "stopped. Without `modified_since` the walk goes in key order and meets every record that "
-    "is there for the whole walk exactly once; with it, in the order records were synced. "
+    "is there for the whole walk exactly once; with it, the records a table's first load wrote "
+    "(in key order), then the others in the order they were synced. "
     "With `search`, in the order of the names (or emails) that start with it; a page may come "
     "short of `limit` while the walk goes on."
 )
@@ -108,6 +109,7 @@ def _page(
     since = parse_time("modified_since", query.modified_since) if query.modified_since else None
     return records_page(
         services.feed,
+        services.initial_loads,
         Stream.SYNCED_ACCOUNTS if accounts else Stream.SYNCED_CONTACTS,
         records,
         position,

@@ -31,7 +31,8 @@ ModifiedSince = Annotated[
     str | None,
     Query(
         description="only records the mirror synced from Dynamics at or after this ISO-8601 "
-        "time (with Z or an offset), in the order they were synced; a record synced again "
+        "time (with Z or an offset): those a table's first load wrote (in key order), then "
+        "the others in the order they were synced; a record synced again "
         "while the walk goes on comes again later with its newer values. Before the oldest "
         "time the feeds' retention (FEED_RETENTION_DAYS) still holds whole: 400 "
         "`modified_since_too_old`"

@@ -1,0 +1,147 @@
+"""First loads: when each table's first load began and ended, and the rows it marked.
+
+A first load writes no synced-stream entry (a third of its writes, for rows every walk from
+before it must serve anyway). Its rows carry `load_sync = true` beside a `synced_at` that is
+their batch's feed stamp, so the feed's watermark covers them as it covers entries, and a
+`modified_since` walk reads them from the mirror table itself (shared/mirror/lists.py) for the
+first loads whose interval overlaps the time it walks. A later ordinary sync of such a row
+sets `load_sync = false` and writes its entry as any sync does.
+
+An interval is one row of the state table: begun when the planner starts (or goes on with) a
+first load, before any batch of it is sent, so every row it marks is synced after the start;
+ended when the cycle that applied its last batch finishes, in two writes: `closed` first (a
+batch that finds the load closed writes entries, as a replay from the poison queue does), then
+`ended_ms`, so every row marked by a batch that found it open is synced before the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from azure.data.tables import EdmType, EntityProperty, TableClient, TableEntity, UpdateMode
+
+from shared.mirror.feed import Stream, now_ms
+
+PARTITION = "initialloads"
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+# The entity set whose first load marks each synced stream's rows.
+ENTITY_SETS = {"accounts": Stream.SYNCED_ACCOUNTS, "contacts": Stream.SYNCED_CONTACTS}
+
+
+def synced_stream(entity_set: str) -> Stream:
+    return ENTITY_SETS[entity_set]
+
+
+def time_of(at_ms: int) -> datetime:
+    """The UTC time `at_ms` milliseconds after the epoch, exact (a float would round)."""
+    return _EPOCH + timedelta(milliseconds=at_ms)
+
+
+@dataclass(frozen=True)
+class LoadInterval:
+    stream: Stream
+    began_ms: int
+    closed: bool
+    ended_ms: int | None  # None: under way, or closed a moment ago
+
+    def overlaps(self, low_ms: int, high_ms: int) -> bool:
+        """Whether rows it marked may be synced in [low_ms, high_ms)."""
+        return self.began_ms < high_ms and (self.ended_ms is None or self.ended_ms > low_ms)
+
+
+class InitialLoads:
+    def __init__(self, table: TableClient):
+        self.table = table
+
+    def intervals(self, stream: Stream) -> list[LoadInterval]:
+        rows = self.table.query_entities(
+            "PartitionKey eq @p and RowKey gt @low and RowKey lt @high",
+            parameters={"p": PARTITION, "low": f"{stream.value}|", "high": f"{stream.value}|~"},
+        )
+        return [_interval(stream, row) for row in rows]
+
+    def is_open(self, stream: Stream) -> bool:
+        """Whether a first load of the stream's table is under way (its rows are marked)."""
+        return any(not interval.closed for interval in self.intervals(stream))
+
+    def overlap(self, stream: Stream, low_ms: int, high_ms: int) -> bool:
+        """Whether a first load may have marked rows synced in [low_ms, high_ms)."""
+        return low_ms < high_ms and any(i.overlaps(low_ms, high_ms) for i in self.intervals(stream))
+
+    def begin(self, stream: Stream) -> None:
+        """A first load of the stream's table starts (or goes on: nothing new then)."""
+        if self.is_open(stream):
+            return
+        began = now_ms()
+        self.table.upsert_entity(
+            {
+                "PartitionKey": PARTITION,
+                "RowKey": f"{stream.value}|{began:013d}",
+                "began_ms": _int64(began),
+                "closed": False,
+            }
+        )
+
+    def end(self, stream: Stream) -> None:
+        """Every batch of the stream's first load is applied (or poisoned: a replay writes
+        entries). Closed first, then the end noted: a batch that found the load open took its
+        stamp before the close, so before the end (one that was interrupted between the two is
+        ended by the next call)."""
+        unended = [i for i in self.intervals(stream) if i.ended_ms is None]
+        for interval in unended:
+            self._merge(interval, closed=True)
+        ended = now_ms()
+        for interval in unended:
+            self._merge(interval, ended_ms=_int64(ended))
+
+    def _merge(self, interval: LoadInterval, **values: Any) -> None:
+        row_key = f"{interval.stream.value}|{interval.began_ms:013d}"
+        self.table.update_entity(
+            {"PartitionKey": PARTITION, "RowKey": row_key, **values}, mode=UpdateMode.MERGE
+        )
+
+
+def first_load_rows(
+    table: TableClient,
+    low_ms: int,
+    high_ms: int,
+    continuation: Any,
+    limit: int,
+    *,
+    include_deleted: bool,
+    max_requests: int,
+) -> tuple[list[TableEntity], Any]:
+    """Up to `limit` rows a first load marked synced in [low_ms, high_ms), in key order, from
+    the service's continuation; the next continuation (None: no more). A filtered query of the
+    whole table: the service may answer short pages, so a few are read at most."""
+    query = "load_sync eq true and synced_at ge @low and synced_at lt @high"
+    if not include_deleted:
+        query += " and is_deleted eq false"
+    rows: list[TableEntity] = []
+    for _ in range(max_requests):
+        pages = table.query_entities(
+            query,
+            parameters={"low": time_of(low_ms), "high": time_of(high_ms)},
+            results_per_page=limit - len(rows),
+        ).by_page(continuation_token=continuation)
+        rows.extend(next(pages, iter(())))
+        continuation = getattr(pages, "continuation_token", None)
+        if not continuation or len(rows) >= limit:
+            break
+    return rows, continuation
+
+
+def _interval(stream: Stream, row: TableEntity) -> LoadInterval:
+    ended = row.get("ended_ms")
+    ended_ms = None if ended is None else _value(ended)
+    return LoadInterval(stream, _value(row["began_ms"]), bool(row.get("closed")), ended_ms)
+
+
+def _value(value: Any) -> int:
+    return int(value.value if isinstance(value, EntityProperty) else value)
+
+
+def _int64(value: int) -> EntityProperty:
+    return EntityProperty(value, EdmType.INT64)
