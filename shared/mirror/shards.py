@@ -101,6 +101,17 @@ class _Source(Generic[T]):
     request: PageRequest[T]
     buffer: deque[T]
     more: bool = True  # whether the range may hold more than `buffer`
+    last_page: int = 0  # entries its last page held
+
+    def take(self, answer: tuple[Sequence[T], bool]) -> None:
+        items, self.more = answer
+        self.buffer.extend(items)
+        self.last_page = len(items)
+
+    @property
+    def running_low(self) -> bool:
+        """Whether it has used over half of its last page and the range goes on."""
+        return self.more and 2 * len(self.buffer) < self.last_page
 
 
 class Merge(Generic[T]):
@@ -108,35 +119,34 @@ class Merge(Generic[T]):
     page only when the merge needs its next item. Items with the key of the item just served
     are dropped (an entry found in both layouts at the upgrade's hour comes once).
 
-    `first_pages` answers the first page of every range at once (they are independent
-    requests: a caller may send them side by side)."""
+    `together` asks several ranges for their next page at once (they are independent
+    requests: a caller may send them side by side): the first pages of all, and when one range
+    runs out, the next pages of every range that has used over half of its last one (ranges
+    of hashed keys run out at about the same time: one round of requests instead of one
+    after the other)."""
 
     def __init__(
         self,
         requests: Sequence[PageRequest[T]],
         key: Callable[[T], str],
-        first_pages: FirstPages[T] | None = None,
+        together: FirstPages[T] | None = None,
     ):
         self.key = key
+        self._together = together or _one_by_one
         self._sources = [_Source(request, deque()) for request in requests]
         self._heap: list[tuple[str, int]] = []
         self._waiting: list[int] = []  # ranges whose buffer ran out: asked on the next item
         self._last: str | None = None
-        answers = (first_pages or _one_by_one)(list(requests))
-        for index, (items, more) in enumerate(answers):
-            source = self._sources[index]
-            source.buffer.extend(items)
-            source.more = more
-            self._settle(index)
+        self._refill(list(range(len(self._sources))))
 
     def __iter__(self) -> Iterator[T]:
         return self
 
     def __next__(self) -> T:
         while self._heap or self._waiting:
-            waiting, self._waiting = self._waiting, []
-            for index in waiting:
-                self._settle(index)
+            if self._waiting:
+                waiting, self._waiting = self._waiting, []
+                self._refill(waiting)
             if not self._heap:
                 break
             _, index = heapq.heappop(self._heap)
@@ -157,13 +167,24 @@ class Merge(Generic[T]):
         """Whether more items may come (known without asking any range)."""
         return bool(self._heap or self._waiting)
 
+    def _refill(self, empty: list[int]) -> None:
+        """Ask the ranges `empty` (not on the heap) and those running low for their next
+        pages together, and put the empty ones' next items on the heap."""
+        low = [i for i, source in enumerate(self._sources) if i not in empty and source.running_low]
+        due = [*empty, *low]
+        for index, answer in zip(
+            due, self._together([self._sources[i].request for i in due]), strict=True
+        ):
+            self._sources[index].take(answer)
+        for index in empty:
+            self._settle(index)
+
     def _settle(self, index: int) -> None:
         """Put the range's next item on the heap, asking for its next page if need be (an
         empty page that says more is asked past: Azure may answer one)."""
         source = self._sources[index]
         while not source.buffer and source.more:
-            items, source.more = source.request()
-            source.buffer.extend(items)
+            source.take(source.request())
         if source.buffer:
             heapq.heappush(self._heap, (self.key(source.buffer[0]), index))
 
