@@ -3,9 +3,9 @@
 A stream's entries of one hour were one partition, `<stream>|<hour>`: a first load's synced
 entries and a fan-out's activity entries all went to it, and Table Storage serves one
 partition at about 2,000 entities a second (the account at 20,000). So each hour is split
-into SHARDS partitions, `<stream>|<hour>|<shard>`, the shard a hash of what the entry indexes
-(the RowKey after its stamp): one entry always lands in the same shard, and the writes of a
-load spread evenly. A RowKey still starts with its stamp, so every shard of an hour is a range
+into SHARDS partitions, `<stream>|<hour>|<shard>`, the shard a hash of the record the entry
+indexes (`shard_of`): one entry always lands in the same shard, and the writes of a load
+spread evenly. A RowKey still starts with its stamp, so every shard of an hour is a range
 in stamp order and the hour reads back as their merge (`Merge`), each shard paged lazily.
 
 The layout changed under a running mirror: hours written before the upgrade stay in one
@@ -23,6 +23,9 @@ from dataclasses import dataclass
 from typing import Generic, TypeVar
 
 SHARDS = 16
+# Streams whose entries name their account first (the activity feed's entries: one change of
+# an account's field, for a chunk of its contacts).
+ACCOUNT_FIRST = frozenset({"act"})
 WINDOW_MS = 3_600_000  # one hour of a stream: one partition before, SHARDS partitions now
 
 T = TypeVar("T")
@@ -41,9 +44,16 @@ def suffix_of(row_key: str) -> str:
     return row_key.partition("|")[2]
 
 
-def shard_of(suffix: str) -> int:
-    """The shard of an entry, from what it indexes (the same entry, the same shard)."""
-    return zlib.crc32(suffix.encode()) % SHARDS
+def shard_of(stream: str, suffix: str) -> int:
+    """The shard of an entry: a hash of the record it indexes (the same entry, the same shard).
+
+    That record is the id at the end of the suffix (a synced or deleted record), or for an
+    activity entry the account at its start. The hash is the mirror's own (crc32, and 16
+    divides its 64 buckets), so the entries of a batch, which holds the records of one mirror
+    partition, go to one shard (one transaction, as before the shards), and a load, whose
+    batches go round the partitions, spreads over all 16."""
+    record = suffix.partition("|")[0] if stream in ACCOUNT_FIRST else suffix.rpartition("|")[2]
+    return zlib.crc32(record.encode()) % SHARDS
 
 
 def old_partition(stream: str, hour: int) -> str:
@@ -76,7 +86,7 @@ class Layout:
         hour = hour_of(at_ms)
         if not self.is_sharded(hour):
             return old_partition(stream, hour)
-        return shard_partition(stream, hour, shard_of(suffix))
+        return shard_partition(stream, hour, shard_of(stream, suffix))
 
     def partitions_of(self, stream: str, at_ms: int, suffix: str) -> list[str]:
         """Every partition an entry stamped `at_ms` may be in (both at the upgrade's hour)."""

@@ -16,7 +16,7 @@ import pytest
 
 from shared.mirror import activity_feed
 from shared.mirror.feed import LAYOUT_PARTITION, Stream, now_ms, old_layout_keys
-from shared.mirror.shards import SHARDS, WINDOW_MS, hour_of
+from shared.mirror.shards import SHARDS, WINDOW_MS, hour_of, shard_of
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
@@ -73,9 +73,9 @@ def test_the_activity_feed_and_its_export_over_shards_serve_each_activity_once_i
     tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    # Entries of 3 contacts: a change of 4 accounts of 20 contacts makes 28 entries a field.
+    # Entries of 3 contacts: a change of 10 accounts of 6 contacts makes 20 entries a field.
     monkeypatch.setattr(activity_feed, "GROUP_SIZE", 3)
-    accounts = {new_id(): [new_id() for _ in range(20)] for _ in range(4)}
+    accounts = {new_id(): [new_id() for _ in range(6)] for _ in range(10)}
     apply_batch(
         mirror,
         batch(
@@ -93,7 +93,9 @@ def test_the_activity_feed_and_its_export_over_shards_serve_each_activity_once_i
             ),
         )
     settle()
-    assert len(feed_partitions(mirror, "act|")) > SHARDS // 2  # spread, not one partition
+    # Each account's entries in its own shard: spread, not one partition.
+    shards = {int(p.rpartition("|")[2]) for p in feed_partitions(mirror, "act|")}
+    assert shards == {shard_of("act", f"{a}|") for a in accounts} and len(shards) > 1
     expected = [
         (c, a, f"v{v}") for v in (2, 3) for a in sorted(accounts) for c in sorted(accounts[a])
     ]

@@ -7,6 +7,7 @@ import uuid
 from collections import Counter
 from collections.abc import Sequence
 
+from shared.mirror.records import bucket
 from shared.mirror.shards import (
     SHARDS,
     Layout,
@@ -22,10 +23,17 @@ from shared.mirror.shards import (
 
 def test_an_entry_always_gets_the_same_shard_and_ids_spread_evenly() -> None:
     ids = [str(uuid.UUID(int=random.Random(7).getrandbits(128) + n)) for n in range(10_000)]
-    shards = Counter(shard_of(i) for i in ids)
-    assert [shard_of(i) for i in ids[:50]] == [shard_of(i) for i in ids[:50]]
+    shards = Counter(shard_of("synccon", i) for i in ids)
+    assert [shard_of("synccon", i) for i in ids[:50]] == [shard_of("synccon", i) for i in ids[:50]]
     assert set(shards) == set(range(SHARDS))
     assert max(shards.values()) / len(ids) <= 1 / SHARDS + 0.01
+    # The record decides: its deletion, and an activity entry of its account, share its shard;
+    # records of one mirror partition (a batch's) share one.
+    record = ids[0]
+    assert shard_of("del", f"contact|{record}") == shard_of("synccon", record)
+    assert shard_of("act", f"{record}|change|name|00001") == shard_of("syncacc", record)
+    same_bucket = [i for i in ids if int(bucket(i)) == int(bucket(record))]
+    assert {shard_of("synccon", i) for i in same_bucket} == {shard_of("synccon", record)}
 
 
 def test_partition_names_keep_hours_in_order_in_both_layouts() -> None:
@@ -43,7 +51,7 @@ def test_the_layout_shards_from_its_first_hour_and_reads_that_hour_both_ways() -
     before = Layout()
     assert before.partition_of("del", 10 * hour_ms, "contact|x") == "del|000000010"
     layout = Layout(sharded_from=10, old_in_first_hour=True)
-    shard = shard_of("contact|x")
+    shard = shard_of("del", "contact|x")
     assert layout.partition_of("del", 9 * hour_ms, "contact|x") == "del|000000009"
     assert layout.partition_of("del", 10 * hour_ms, "contact|x") == f"del|000000010|{shard:02d}"
     assert layout.hour_partitions("del", 10)[0] == "del|000000010"
@@ -72,7 +80,7 @@ def test_the_merge_serves_every_key_once_in_order_asking_pages_only_when_needed(
     keys = sorted({f"{rng.randrange(10**6):013d}|{n}" for n in range(2_000)})
     ranges: list[list[str]] = [[] for _ in range(SHARDS)]
     for key in keys:
-        ranges[shard_of(suffix_of(key))].append(key)
+        ranges[shard_of("synccon", suffix_of(key))].append(key)
     ranges[0].insert(0, keys[0])  # the same entry in two ranges (both layouts) comes once
     ranges[0].sort()
     asked = [0] * SHARDS
