@@ -110,18 +110,23 @@ def activity_page(
     watermark, carried = feed.watermark_for(position)
     per_entry = max(float(position.get("per", GUESSED_PER_ENTRY)), 1.0)
     paging = ShardPaging.for_entries(math.ceil(limit / per_entry) + 1, most=READ_GROUPS)
+    skip = page.skip
     while True:
-        entries = feed.range(Stream.ACTIVITIES, after, watermark, paging=paging)
+        entries = feed.range(Stream.ACTIVITIES, after, watermark, paging=paging, skip=skip)
         for entry in entries:
             if not page.add(entry):
+                entries.serve_again(entry)
+                feed.park(Stream.ACTIVITIES, entries, after, watermark, page.skip)
                 return page.done(_at(after, watermark, page.skip, page.per_entry), True)
             after = str(entry["RowKey"])
             if page.full or page.read_enough:
+                feed.park(Stream.ACTIVITIES, entries, after, watermark)
                 return page.done(_at(after, watermark, 0, page.per_entry), True)
         if not carried:
             return page.done(_at(caught_up(watermark), watermark, 0, page.per_entry), False)
         # At the watermark the token carried: read on to a fresh one.
         after, (watermark, carried) = caught_up(watermark), (feed.stamps.watermark(), False)
+        skip = 0
 
 
 class _PageBuilder:

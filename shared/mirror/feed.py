@@ -57,7 +57,7 @@ from azure.data.tables import (
 )
 
 from shared.mirror.shards import WINDOW_MS, Layout, hour_of, old_partition, suffix_of
-from shared.mirror.stream_range import ShardPaging, StreamRange
+from shared.mirror.stream_range import ParkedRanges, ShardPaging, StreamRange
 from shared.mirror.transactions import submit_transaction
 from shared.mirror.writes import delete_all, upsert_all
 from shared.times import KEY_MS_BOUND
@@ -351,6 +351,7 @@ class Feed:
         self.table = table
         self.stamps = Stamps(table, settle_ms=int(settle_s * 1000))
         self.layout = FeedLayout(table)
+        self.parked = ParkedRanges()
 
     def write(self, entities: Iterable[Mapping[str, Any]]) -> None:
         """Entries made by `keys`, grouped by partition, 100 to a transaction."""
@@ -362,14 +363,18 @@ class Feed:
         return {"PartitionKey": partition_key, "RowKey": row_key(at_ms, suffix)}
 
     def range(
-        self, stream: Stream, after: str, watermark: int, *, paging: ShardPaging
+        self, stream: Stream, after: str, watermark: int, *, paging: ShardPaging, skip: int = 0
     ) -> StreamRange:
         """The stream's entries after `after` and stamped before `watermark`, in order, read
-        as they are used."""
+        as they are used: the range a page parked there (see `park`), or a new one."""
+        layout = self.layout.read()
+        parked = self.parked.take((stream, after, skip, watermark, layout))
+        if parked is not None:
+            return parked
         high = start_position(watermark)
         return StreamRange(
             self.table,
-            self.layout.read(),
+            layout,
             stream.value,
             after,
             high=high,
@@ -450,17 +455,31 @@ class Feed:
         """A page from a token's position: up to the watermark the token carries, then on to
         a fresh one while the page has room."""
         watermark, carried = self.watermark_for(position)
-        scan = self.scan(stream, str(position["after"]), limit, watermark=watermark)
+        scan = self.scan(stream, str(position["after"]), limit, watermark=watermark, keep=True)
         if carried and not scan.more and len(scan.entries) < limit:
-            rest = self.scan(stream, scan.position, limit - len(scan.entries))
+            rest = self.scan(stream, scan.position, limit - len(scan.entries), keep=True)
             scan = Scan(scan.entries + rest.entries, rest.position, rest.more, rest.watermark)
         return scan
 
+    def park(
+        self, stream: Stream, entries: StreamRange, after: str, watermark: int, skip: int = 0
+    ) -> None:
+        """Keep a range a page stopped reading in at (`after`, `skip`) for the next page (its
+        token's position): `range` hands it back."""
+        self.parked.park((stream, after, skip, watermark, entries.layout), entries)
+
     def scan(
-        self, stream: Stream, position: str, limit: int, *, watermark: int | None = None
+        self,
+        stream: Stream,
+        position: str,
+        limit: int,
+        *,
+        watermark: int | None = None,
+        keep: bool = False,
     ) -> Scan:
         """Up to `limit` entries after `position`, older than the watermark (read now unless
-        given: a page of several scans reads it once), in order."""
+        given: a page of several scans reads it once), in order. `keep`: the range is parked
+        for the next page (a token that carries the watermark comes back to it)."""
         if watermark is None:
             watermark = self.stamps.watermark()
         if position >= start_position(watermark):
@@ -469,6 +488,8 @@ class Feed:
         read = list(itertools.islice(entries, limit))
         if not entries.more:
             return Scan(read, caught_up(watermark), False, watermark)
+        if keep:
+            self.park(stream, entries, entries.position, watermark)
         return Scan(read, entries.position, True, watermark)
 
 

@@ -5,13 +5,17 @@ An hour written the old way is one partition; a run of such hours is one range q
 always was. A sharded hour is the merge of its shards' ranges, each asked for a page only when
 the merge needs its next entry, the first pages side by side. Hours with nothing after the
 position are passed over with one small query (the first partition holding anything), so a
-walk from days ago does not ask every shard of every empty hour.
+walk from days ago does not ask every shard of every empty hour, and a caught-up reader asks
+one query, not one per shard.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Hashable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +34,10 @@ from shared.mirror.writes import run_parallel
 
 # The service answers at most 1,000 entities a request.
 MOST_PER_REQUEST = 1000
+# A shard's first page holds at least this many entries: a guess from the page before (a
+# fan-out's few large entries) may be far too small for this one (small accounts' entries),
+# and each round of requests costs more than a few entries more.
+LEAST_PER_REQUEST = 8
 # Shards asked for a page at once: the requests are independent, and the client's decoding of
 # one overlaps the service's answering of another.
 PARALLEL_SHARDS = 16
@@ -38,6 +46,10 @@ PARALLEL_SHARDS = 16
 # requests, not five.
 GROWTH = 4
 _RANGE = "RowKey gt @after and RowKey lt @high"
+# Ranges a process keeps for the pages that follow them, and for how long: a reader asks for
+# its next page at once or not for a while.
+PARKED_RANGES = 16
+PARKED_FOR_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -51,8 +63,8 @@ class ShardPaging:
     @classmethod
     def for_entries(cls, entries: int, *, most: int = MOST_PER_REQUEST) -> ShardPaging:
         """Paging for about `entries` entries spread over the shards (a quarter more, since a
-        hash spreads them only about evenly)."""
-        return cls(max(1, min(most, math.ceil(entries * 1.25 / SHARDS) + 2)), most)
+        hash spreads them only about evenly), LEAST_PER_REQUEST at least."""
+        return cls(min(most, max(LEAST_PER_REQUEST, math.ceil(entries * 1.25 / SHARDS) + 2)), most)
 
 
 class _RangePager:
@@ -101,12 +113,21 @@ class StreamRange:
         self._next_hour = hour_of(int(after[:13]))
         self._last_hour = last_hour
         self._current: Merge[TableEntity] | None = None
+        self._again: TableEntity | None = None  # served first (a page ended inside it)
         self.position = after  # the RowKey of the last entry served
 
     def __iter__(self) -> Iterator[TableEntity]:
         return self
 
+    def serve_again(self, entry: TableEntity) -> None:
+        """Serve `entry` (the last one served) first again: a page ended within it."""
+        self._again = entry
+
     def __next__(self) -> TableEntity:
+        again = self._again
+        if again is not None:
+            self._again = None
+            return again
         while True:
             entry = next(self._current, None) if self._current is not None else None
             if entry is not None:
@@ -119,7 +140,7 @@ class StreamRange:
     def more(self) -> bool:
         """Whether entries may be left (known without a request: True may find none)."""
         current = self._current is not None and self._current.pending
-        return current or self._next_hour <= self._last_hour
+        return current or self._again is not None or self._next_hour <= self._last_hour
 
     def _open_next(self) -> bool:
         """Start reading the next hours that may hold entries; False when none are left."""
@@ -135,13 +156,14 @@ class StreamRange:
             self._current = self._merge([self._old_hours(hour, last)])
             self._next_hour = last + 1
             return True
-        if hour < self._last_hour:
-            found = self._first_hour_with_entries(hour)
-            if found is None:
-                self._next_hour = self._last_hour + 1
-                self._current = None
-                return False
-            hour = found
+        # One small query first, also for the last hour: a reader that is caught up (a feed
+        # polled every minute) finds nothing with it, not with a query of every shard.
+        found = self._first_hour_with_entries(hour)
+        if found is None:
+            self._next_hour = self._last_hour + 1
+            self._current = None
+            return False
+        hour = found
         partitions = self.layout.hour_partitions(self.stream, hour)
         self._current = self._merge([self._shard(p) for p in partitions])
         self._next_hour = hour + 1
@@ -180,3 +202,31 @@ class StreamRange:
         )
         entry = next(iter(found), None)
         return None if entry is None else hour_of_partition(str(entry["PartitionKey"]))
+
+
+class ParkedRanges:
+    """Ranges a page stopped reading in, kept by this process (PARKED_FOR_S at most) for the
+    page that follows it: a reader's next page goes on with the same shard reads, their
+    buffers and continuations, instead of asking every shard again. Nothing below a watermark
+    ever changes, so a range parked at a position reads on exactly as a new one from there
+    would; a page served by another process (or after the wait) just starts a new one."""
+
+    def __init__(self, capacity: int = PARKED_RANGES, keep_s: float = PARKED_FOR_S):
+        self.capacity, self.keep_s = capacity, keep_s
+        self._ranges: OrderedDict[Hashable, tuple[float, StreamRange]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def park(self, key: Hashable, entries: StreamRange) -> None:
+        with self._lock:
+            self._ranges[key] = (time.monotonic(), entries)
+            self._ranges.move_to_end(key)
+            while len(self._ranges) > self.capacity:
+                self._ranges.popitem(last=False)
+
+    def take(self, key: Hashable) -> StreamRange | None:
+        """The range parked under `key`, once (two requests with one token: one gets it)."""
+        with self._lock:
+            parked = self._ranges.pop(key, None)
+        if parked is None or time.monotonic() - parked[0] > self.keep_s:
+            return None
+        return parked[1]

@@ -17,6 +17,7 @@ import pytest
 from shared.mirror import activity_feed
 from shared.mirror.feed import LAYOUT_PARTITION, Stream, now_ms, old_layout_keys
 from shared.mirror.shards import SHARDS, WINDOW_MS, hour_of, shard_of
+from shared.mirror.stream_range import ParkedRanges
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
@@ -174,3 +175,33 @@ def test_retention_removes_old_hours_of_both_layouts(mirror: Services) -> None:
     assert len(feed_partitions(mirror, "del|")) >= 2
     assert mirror.feed.remove_older_than(now_ms() - 30 * 24 * WINDOW_MS) >= 4
     assert not feed_partitions(mirror, "del|")
+
+
+def test_a_page_asked_again_with_its_token_is_the_same_page(
+    mirror: Services, feed_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A process keeps the reads a page stopped in for the next page: a client that asks for
+    # that page twice (a retry), or after the process forgot them, gets the same page.
+    monkeypatch.setattr(activity_feed, "GROUP_SIZE", 4)
+    accounts = {new_id(): [new_id() for _ in range(10)] for _ in range(6)}
+    apply_batch(
+        mirror,
+        batch(
+            LoadMode.INITIAL,
+            [account(a, 1, name="Contoso", revenue=1.0) for a in accounts],
+            [contact(c, 1, a) for a, contacts in accounts.items() for c in contacts],
+        ),
+    )
+    since = utcnow().isoformat()
+    apply_batch(mirror, batch(accounts=[account(a, 2, name="v2", revenue=1.0) for a in accounts]))
+    settle()
+    token = feed_api.get("/api/activities/pagingtoken", params={"since": since}).json()
+    get = api_get(feed_api, "/api/activities", limit=7)
+    first = get(token["nextPageToken"])
+    second = get(first["nextPageToken"])
+    assert get(first["nextPageToken"])["items"] == second["items"]  # asked again
+    mirror.feed.parked = ParkedRanges()  # as another process would serve it
+    assert get(first["nextPageToken"])["items"] == second["items"]
+    rest = follow(lambda t: get(t or second["nextPageToken"]), until_caught_up=True)
+    served = [(i["contactid"], i["accountid"]) for i in first["items"] + second["items"] + rest]
+    assert served == [(c, a) for a in sorted(accounts) for c in sorted(accounts[a])]
