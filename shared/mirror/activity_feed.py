@@ -26,7 +26,6 @@ from shared.mirror.feed import (
     caught_up,
     start_position,
 )
-from shared.mirror.shards import SHARDS
 from shared.mirror.stream_range import ShardPaging
 
 GROUP_SIZE = 400  # 400 GUIDs with commas: about 15,000 characters, under a property's 32,767
@@ -89,9 +88,10 @@ class ActivityPage:
 
 def activities_since(feed: Feed, since_ms: int) -> Iterator[tuple[TableEntity, str]]:
     """Every activity logged at or after `since_ms`, up to the watermark of when it started
-    (exports): the stream's range read straight through, its shards' pages growing to
-    EXPORT_SHARD_PAGE entries (entries of a fan-out are large: memory stays bounded)."""
-    paging = ShardPaging(READ_GROUPS // SHARDS, EXPORT_SHARD_PAGE)
+    (exports): the stream's range read straight through, EXPORT_SHARD_PAGE entries a shard
+    at a time (an export reads every entry: few large pages; entries of a fan-out are large,
+    so not larger: memory stays bounded)."""
+    paging = ShardPaging(EXPORT_SHARD_PAGE, EXPORT_SHARD_PAGE)
     entries = feed.range(
         Stream.ACTIVITIES, start_position(since_ms), feed.stamps.watermark(), paging=paging
     )
