@@ -18,12 +18,25 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.feed import MAX_REQUESTS, Feed, FeedWriter, Stream, start_position
+from shared.mirror.feed import (
+    MAX_REQUESTS,
+    Feed,
+    FeedWriter,
+    Stream,
+    caught_up,
+    start_position,
+)
+from shared.mirror.stream_range import ShardPaging
 
 GROUP_SIZE = 400  # 400 GUIDs with commas: about 15,000 characters, under a property's 32,767
 # Entries a page reads at a time, at most: a fan-out's entry holds hundreds of activities, a
 # small account's a few, so a page asks for as many as the entries read so far say it needs.
 READ_GROUPS = 1_000  # the most the service answers in one request
+# A page's guess of the activities an entry holds when its token carries none (the first).
+GUESSED_PER_ENTRY = 16.0
+# The most entries an export asks one shard for at a time: 16 shards of 250 fan-out entries of
+# 15,000 characters stay under 60 MB.
+EXPORT_SHARD_PAGE = 250
 
 
 class ActivityGroups:
@@ -75,61 +88,92 @@ class ActivityPage:
 
 def activities_since(feed: Feed, since_ms: int) -> Iterator[tuple[TableEntity, str]]:
     """Every activity logged at or after `since_ms`, up to the watermark of when it started
-    (exports): the stream's range read straight through, READ_GROUPS entries a request."""
-    watermark = feed.stamps.watermark()
-    after = start_position(since_ms)
-    while True:
-        scan = feed.scan(Stream.ACTIVITIES, after, READ_GROUPS, watermark=watermark)
-        for entry in scan.entries:
-            yield from ((entry, contact) for contact in str(entry["contacts"]).split(","))
-        if not scan.more:
-            return
-        after = scan.position
+    (exports): the stream's range read straight through, EXPORT_SHARD_PAGE entries a shard
+    at a time (an export reads every entry: few large pages; entries of a fan-out are large,
+    so not larger: memory stays bounded)."""
+    paging = ShardPaging(EXPORT_SHARD_PAGE, EXPORT_SHARD_PAGE)
+    entries = feed.range(
+        Stream.ACTIVITIES, start_position(since_ms), feed.stamps.watermark(), paging=paging
+    )
+    for entry in entries:
+        yield from ((entry, contact) for contact in str(entry["contacts"]).split(","))
 
 
 def activity_page(
     feed: Feed, position: Mapping[str, Any], limit: int, *, fields: set[str] | None = None
 ) -> ActivityPage:
-    """Up to `limit` activities after `position`, in logging order (only those of `fields`)."""
-    after, skip = str(position["after"]), int(position.get("skip", 0))
-    items: list[tuple[TableEntity, str]] = []
+    """Up to `limit` activities after `position`, in logging order (only those of `fields`).
+    The stream is read as the page fills, each shard asked for about as many entries as the
+    page needs at the contacts per entry the previous page met (carried in its token)."""
+    page = _PageBuilder(limit, int(position.get("skip", 0)), fields)
+    after = str(position["after"])
     watermark, carried = feed.watermark_for(position)
-    read = contacts_read = 0
-    for _ in range(MAX_REQUESTS):
-        # Guess how many entries the rest of the page needs from those read (at first, as if
-        # each held 16 activities: a page asks for a few entries of a fan-out too many, and
-        # for the entries of small accounts in one or two requests).
-        average = contacts_read / read if read else 16
-        wanted_entries = math.ceil((limit - len(items)) / max(average, 1.0)) + 1
-        scan = feed.scan(
-            Stream.ACTIVITIES, after, min(READ_GROUPS, wanted_entries), watermark=watermark
-        )
-        read += len(scan.entries)
-        contacts_read += sum(int(entry.get("count", 1)) for entry in scan.entries)
-        for entry in scan.entries:
-            wanted = fields is None or entry["field"] in fields
-            contacts = str(entry["contacts"]).split(",")[skip:] if wanted else []
-            room = limit - len(items)
-            if len(contacts) > room:
-                items.extend((entry, contact) for contact in contacts[:room])
-                return ActivityPage(items, _at(after, watermark, skip + room), True)
-            items.extend((entry, contact) for contact in contacts)
-            after, skip = str(entry["RowKey"]), 0
-        if not scan.more:
-            if not carried:
-                return ActivityPage(items, _at(scan.position, watermark), False)
-            # At the watermark the token carried: read on to a fresh one.
-            after, (watermark, carried) = scan.position, (feed.stamps.watermark(), False)
-        elif not scan.entries:
-            break
-        if len(items) >= limit:
-            break
-    return ActivityPage(items, _at(after, watermark, skip), True)
+    per_entry = max(float(position.get("per", GUESSED_PER_ENTRY)), 1.0)
+    paging = ShardPaging.for_entries(math.ceil(limit / per_entry) + 1, most=READ_GROUPS)
+    skip = page.skip
+    while True:
+        entries = feed.range(Stream.ACTIVITIES, after, watermark, paging=paging, skip=skip)
+        for entry in entries:
+            if not page.add(entry):
+                entries.serve_again(entry)
+                feed.park(Stream.ACTIVITIES, entries, after, watermark, page.skip)
+                return page.done(_at(after, watermark, page.skip, page.per_entry), True)
+            after = str(entry["RowKey"])
+            if page.full or page.read_enough:
+                feed.park(Stream.ACTIVITIES, entries, after, watermark)
+                return page.done(_at(after, watermark, 0, page.per_entry), True)
+        if not carried:
+            return page.done(_at(caught_up(watermark), watermark, 0, page.per_entry), False)
+        # At the watermark the token carried: read on to a fresh one.
+        after, (watermark, carried) = caught_up(watermark), (feed.stamps.watermark(), False)
+        skip = 0
 
 
-def _at(after: str, watermark: int, skip: int = 0) -> dict[str, Any]:
-    """A position in the feed, with the watermark read up to (the next page's token)."""
-    position: dict[str, Any] = {"after": after, "wm": watermark}
+class _PageBuilder:
+    """The activities of one API page, entry after entry."""
+
+    def __init__(self, limit: int, skip: int, fields: set[str] | None):
+        self.limit, self.skip, self.fields = limit, skip, fields
+        self.items: list[tuple[TableEntity, str]] = []
+        self.entries_read = self.contacts_read = 0
+
+    def add(self, entry: TableEntity) -> bool:
+        """Serve the entry's activities (after those served already); False when the page
+        filled within it (`skip` then says how many of its contacts are served)."""
+        self.entries_read += 1
+        self.contacts_read += int(entry.get("count", 1))
+        wanted = self.fields is None or entry["field"] in self.fields
+        contacts = str(entry["contacts"]).split(",")[self.skip :] if wanted else []
+        room = self.limit - len(self.items)
+        if len(contacts) > room:
+            self.items.extend((entry, contact) for contact in contacts[:room])
+            self.skip += room
+            return False
+        self.items.extend((entry, contact) for contact in contacts)
+        self.skip = 0
+        return True
+
+    @property
+    def full(self) -> bool:
+        return len(self.items) >= self.limit
+
+    @property
+    def read_enough(self) -> bool:
+        """A filtered page stops after this many entries, full or not (a page is bounded)."""
+        return self.entries_read >= MAX_REQUESTS * READ_GROUPS
+
+    @property
+    def per_entry(self) -> float:
+        return self.contacts_read / self.entries_read if self.entries_read else GUESSED_PER_ENTRY
+
+    def done(self, position: dict[str, Any], more: bool) -> ActivityPage:
+        return ActivityPage(self.items, position, more)
+
+
+def _at(after: str, watermark: int, skip: int, per_entry: float) -> dict[str, Any]:
+    """A position in the feed, with the watermark read up to and the contacts per entry met
+    so far (the next page's token)."""
+    position: dict[str, Any] = {"after": after, "wm": watermark, "per": round(per_entry, 1)}
     if skip:
         position["skip"] = skip
     return position

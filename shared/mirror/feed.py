@@ -56,10 +56,12 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from shared.mirror.shards import WINDOW_MS, Layout, hour_of, old_partition, suffix_of
+from shared.mirror.stream_range import ParkedRanges, ShardPaging, StreamRange
+from shared.mirror.transactions import submit_transaction
 from shared.mirror.writes import delete_all, upsert_all
 from shared.times import KEY_MS_BOUND
 
-WINDOW_MS = 3_600_000  # one partition per stream and hour
 # Clock skew between instances (NTP keeps Azure's far under this) is allowed for on top of
 # twice the longest a stamp may take to be taken.
 CLOCK_SKEW_MS = 1_000
@@ -77,6 +79,8 @@ _LOST_RACE = (TableErrorCode.ENTITY_ALREADY_EXISTS, TableErrorCode.UPDATE_CONDIT
 
 # Where the retention records the oldest time the streams still hold whole (see kept_from).
 KEPT_PARTITION, KEPT_ROW = "retention", "kept"
+# Where the feed records from which hour on its entries are sharded (see Feed.layout).
+LAYOUT_PARTITION, LAYOUT_ROW = "layout", "sharded"
 
 
 class RangeGone(Exception):
@@ -103,7 +107,9 @@ def now_ms() -> int:
 
 
 def partition(stream: Stream, at_ms: int) -> str:
-    return f"{stream.value}|{at_ms // WINDOW_MS:09d}"
+    """The hour's partition in the layout before sharding (every shard's name starts with it,
+    so a range of these names covers both layouts' hours)."""
+    return old_partition(stream.value, hour_of(at_ms))
 
 
 def start_position(at_ms: int) -> str:
@@ -154,12 +160,14 @@ class Stamp:
     at_ms: int
     earlier: tuple[int, ...] = ()  # the unit's stamps before a replay, oldest first
 
-    def keys(self, stream: Stream, suffix: str) -> dict[str, str]:
-        return at_stamp(stream, self.at_ms, suffix)
+
+def row_key(at_ms: int, suffix: str) -> str:
+    return f"{at_ms:013d}|{suffix}"
 
 
-def at_stamp(stream: Stream, at_ms: int, suffix: str) -> dict[str, str]:
-    return {"PartitionKey": partition(stream, at_ms), "RowKey": f"{at_ms:013d}|{suffix}"}
+def old_layout_keys(stream: Stream, at_ms: int, suffix: str) -> dict[str, str]:
+    """An entry's keys as the feed wrote them before its hours were sharded."""
+    return {"PartitionKey": partition(stream, at_ms), "RowKey": row_key(at_ms, suffix)}
 
 
 class Stamps:
@@ -174,7 +182,12 @@ class Stamps:
         self.marker_limit_ms = max(100, (settle_ms - CLOCK_SKEW_MS) // 2)
 
     def take(self, identity: str) -> Stamp:
-        """The unit's stamp: the open one it took before, or a new one, open."""
+        """The unit's stamp: the open one it took before, or a new one, open. A unit's first
+        run (every batch's) claims one straight away: reading first would only find nothing,
+        and the claim itself fails when the unit already has a stamp (then it is read)."""
+        stamp = self._claim(identity, None)
+        if stamp is not None:
+            return stamp
         for _ in range(TAKE_ATTEMPTS):
             unit, is_open = self._known(identity)
             if unit is not None and is_open:
@@ -196,8 +209,9 @@ class Stamps:
         else:  # only if no other delivery replaced it meanwhile
             claim = (TransactionOperation.UPDATE, rows[0], _unchanged_since(unit))
         try:
-            self.table.submit_transaction(
-                [claim, (TransactionOperation.UPSERT, rows[1], {"mode": UpdateMode.REPLACE})]
+            submit_transaction(
+                self.table,
+                [claim, (TransactionOperation.UPSERT, rows[1], {"mode": UpdateMode.REPLACE})],
             )
         except (ResourceExistsError, ResourceModifiedError, TableTransactionError) as error:
             if getattr(error, "error_code", None) not in _LOST_RACE and isinstance(
@@ -220,7 +234,7 @@ class Stamps:
     def _known(self, identity: str) -> tuple[TableEntity | None, bool]:
         """The unit's stamp row, if it has one, and whether its marker still holds readers."""
         unit = self._row(f"unit|{identity}")
-        if unit is None:  # a unit's first run (every batch's): one read, not two
+        if unit is None:  # gone since the claim failed (the retention): one read, not two
             return None, False
         marker = self._row(f"open|{identity}")
         is_open = (
@@ -285,15 +299,89 @@ class Scan:
         return {"after": self.position, "wm": self.watermark}
 
 
+class FeedLayout:
+    """The feed's `layout|sharded` row: from which hour on its entries are sharded. Written
+    once, by the first writer of a sharded entry, and never changed, so a process keeps it
+    once read (until it exists, readers ask on every page: a writer may create it any time)."""
+
+    def __init__(self, table: TableClient):
+        self.table = table
+        self._known: Layout | None = None
+
+    def read(self) -> Layout:
+        if self._known is None:
+            try:
+                row = self.table.get_entity(LAYOUT_PARTITION, LAYOUT_ROW)
+            except ResourceNotFoundError:
+                return Layout()
+            self._known = Layout(_ms(row, "from_hour"), bool(row.get("old_in_first_hour")))
+        return self._known
+
+    def for_writing(self) -> Layout:
+        """The layout, created first when it does not exist: sharded from the current hour,
+        which the old code may have written in already (then readers read it both ways)."""
+        layout = self.read()
+        if layout.sharded_from is not None:
+            return layout
+        hour = hour_of(now_ms())
+        row = {
+            "PartitionKey": LAYOUT_PARTITION,
+            "RowKey": LAYOUT_ROW,
+            "from_hour": _int64(hour),
+            "old_in_first_hour": any(self._old_entries_in(stream, hour) for stream in Stream),
+        }
+        with contextlib.suppress(ResourceExistsError):  # another writer's is the one
+            self.table.create_entity(row)
+        return self.read()
+
+    def _old_entries_in(self, stream: Stream, hour: int) -> bool:
+        found = self.table.query_entities(
+            "PartitionKey eq @p",
+            parameters={"p": old_partition(stream.value, hour)},
+            select=["RowKey"],
+            results_per_page=1,
+        )
+        return next(iter(found), None) is not None
+
+
 class Feed:
     """The feed table: streams, stamps and markers."""
 
     def __init__(self, table: TableClient, *, settle_s: float):
         self.table = table
         self.stamps = Stamps(table, settle_ms=int(settle_s * 1000))
+        self.layout = FeedLayout(table)
+        self.parked = ParkedRanges()
 
     def write(self, entities: Iterable[Mapping[str, Any]]) -> None:
+        """Entries made by `keys`, grouped by partition, 100 to a transaction."""
         upsert_all(self.table, entities)
+
+    def keys(self, stream: Stream, at_ms: int, suffix: str) -> dict[str, str]:
+        """Where an entry stamped `at_ms` that indexes `suffix` is written."""
+        partition_key = self.layout.for_writing().partition_of(stream.value, at_ms, suffix)
+        return {"PartitionKey": partition_key, "RowKey": row_key(at_ms, suffix)}
+
+    def range(
+        self, stream: Stream, after: str, watermark: int, *, paging: ShardPaging, skip: int = 0
+    ) -> StreamRange:
+        """The stream's entries after `after` and stamped before `watermark`, in order, read
+        as they are used: the range a page parked there (see `park`), or a new one."""
+        layout = self.layout.read()
+        parked = self.parked.take((stream, after, skip, watermark, layout))
+        if parked is not None:
+            return parked
+        high = start_position(watermark)
+        return StreamRange(
+            self.table,
+            layout,
+            stream.value,
+            after,
+            high=high,
+            # Nothing to read past the watermark: no hour, no request.
+            last_hour=hour_of(max(watermark - 1, 0)) if after < high else -1,
+            paging=paging,
+        )
 
     def remove_older_than(self, before_ms: int, *, limit: int = PRUNE_LIMIT) -> int:
         """Delete every stream's hours wholly before `before_ms`, oldest first, and the stamps
@@ -367,49 +455,42 @@ class Feed:
         """A page from a token's position: up to the watermark the token carries, then on to
         a fresh one while the page has room."""
         watermark, carried = self.watermark_for(position)
-        scan = self.scan(stream, str(position["after"]), limit, watermark=watermark)
+        scan = self.scan(stream, str(position["after"]), limit, watermark=watermark, keep=True)
         if carried and not scan.more and len(scan.entries) < limit:
-            rest = self.scan(stream, scan.position, limit - len(scan.entries))
+            rest = self.scan(stream, scan.position, limit - len(scan.entries), keep=True)
             scan = Scan(scan.entries + rest.entries, rest.position, rest.more, rest.watermark)
         return scan
 
+    def park(
+        self, stream: Stream, entries: StreamRange, after: str, watermark: int, skip: int = 0
+    ) -> None:
+        """Keep a range a page stopped reading in at (`after`, `skip`) for the next page (its
+        token's position): `range` hands it back."""
+        self.parked.park((stream, after, skip, watermark, entries.layout), entries)
+
     def scan(
-        self, stream: Stream, position: str, limit: int, *, watermark: int | None = None
+        self,
+        stream: Stream,
+        position: str,
+        limit: int,
+        *,
+        watermark: int | None = None,
+        keep: bool = False,
     ) -> Scan:
         """Up to `limit` entries after `position`, older than the watermark (read now unless
-        given: a page of several scans reads it once), in order."""
+        given: a page of several scans reads it once), in order. `keep`: the range is parked
+        for the next page (a token that carries the watermark comes back to it)."""
         if watermark is None:
             watermark = self.stamps.watermark()
-        high = start_position(watermark)
-        if position >= high:
+        if position >= start_position(watermark):
             return Scan([], position, False, watermark)
-        pages = self.table.query_entities(
-            "PartitionKey ge @plo and PartitionKey le @phi and RowKey gt @after "
-            "and RowKey lt @high",
-            parameters={
-                "plo": partition(stream, stamp_ms(position)),
-                "phi": partition(stream, watermark),
-                "after": position,
-                "high": high,
-            },
-            results_per_page=limit,
-        ).by_page()
-        entries: list[TableEntity] = []
-        more = False
-        for _ in range(MAX_REQUESTS):
-            page = next(pages, None)
-            entries.extend(page or [])
-            more = bool(getattr(pages, "continuation_token", None))
-            if not more or len(entries) >= limit:
-                break
-        if len(entries) > limit:
-            entries, more = entries[:limit], True
-        if not more:
-            return Scan(entries, caught_up(watermark), False, watermark)
-        # With nothing read (Azure may answer empty pages), the next page starts here again:
-        # nothing was skipped, since nothing was read.
-        next_position = str(entries[-1]["RowKey"]) if entries else position
-        return Scan(entries, next_position, True, watermark)
+        entries = self.range(stream, position, watermark, paging=ShardPaging.for_entries(limit))
+        read = list(itertools.islice(entries, limit))
+        if not entries.more:
+            return Scan(read, caught_up(watermark), False, watermark)
+        if keep:
+            self.park(stream, entries, entries.position, watermark)
+        return Scan(read, entries.position, True, watermark)
 
 
 class FeedWriter:
@@ -427,7 +508,7 @@ class FeedWriter:
         return self._stamp
 
     def entry(self, stream: Stream, suffix: str, values: Mapping[str, Any]) -> dict[str, Any]:
-        return {**values, **self.stamp.keys(stream, suffix)}
+        return {**values, **self.feed.keys(stream, self.stamp.at_ms, suffix)}
 
     def write(self, stream: Stream, items: Iterable[tuple[str, Mapping[str, Any]]]) -> None:
         """Entries (key suffix, properties) of one stream, 100 to a transaction."""
@@ -444,14 +525,17 @@ class FeedWriter:
         stream = Stream(str(entry["PartitionKey"]).partition("|")[0])
         if stream in SYNCS:
             return False  # the replay's sync is the row's latest: see "Replays" above
-        suffix = str(entry["RowKey"]).partition("|")[2]
+        suffix = suffix_of(str(entry["RowKey"]))
+        layout = self.feed.layout.for_writing()
         for at_ms in self.stamp.earlier:
-            keys = at_stamp(stream, at_ms, suffix)
-            try:
-                self.feed.table.get_entity(keys["PartitionKey"], keys["RowKey"], select=["RowKey"])
-            except ResourceNotFoundError:
-                continue
-            return True
+            for partition_key in layout.partitions_of(stream.value, at_ms, suffix):
+                try:
+                    self.feed.table.get_entity(
+                        partition_key, row_key(at_ms, suffix), select=["RowKey"]
+                    )
+                except ResourceNotFoundError:
+                    continue
+                return True
         return False
 
     def close(self) -> None:

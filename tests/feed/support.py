@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from azure.data.tables import EdmType, EntityProperty
 
-from shared.mirror.feed import Stream, at_stamp
+from shared.mirror.feed import Stream
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
@@ -72,7 +72,7 @@ def api_get(api: httpx.Client, path: str, **params: object) -> Callable[[str | N
 
 def plant_old_entry(services: Services, at_ms: int, record_id: str) -> None:
     """A deleted-record entry and its unit's stamp as a batch wrote them `at_ms`."""
-    services.feed.write([{**at_stamp(Stream.DELETED, at_ms, f"contact|{record_id}"),
+    services.feed.write([{**services.feed.keys(Stream.DELETED, at_ms, f"contact|{record_id}"),
                           "type": "contact", "id": record_id, "deleted_at": utcnow()}])  # fmt: skip
     services.feed.table.upsert_entity(
         {
