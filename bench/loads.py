@@ -14,7 +14,11 @@ from bench.stack import Stack
 ESTIMATED_ENTITIES_PER_RECORD = 2
 CONTACTS_OF_CHANGED = 10  # contacts of each changed account
 GOAL_RECORDS = 0.5  # records/s over the ceiling's entities/s
-GOAL_SPREAD = 1 / 16  # the busiest partition's share of its table's writes
+# The busiest partition's share of its table's writes: about 1/16 (the words). A hash
+# over 16 partitions gives each 1/16 give or take chance (0.063 at 20,000 contacts), so the
+# rule allows a tenth above it; a partition chosen by anything else is far above (a letter's
+# search partition took 0.10, an hour of the synced stream 0.89).
+GOAL_SPREAD = 1 / 16 * 1.1
 
 
 def load_and_idle(

@@ -25,7 +25,6 @@ from __future__ import annotations
 import contextlib
 import functools
 import itertools
-import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
@@ -37,11 +36,11 @@ from azure.data.tables import TableClient, TableEntity
 from shared.mapping import read_column
 from shared.mirror.lists import Position, RecordPage
 from shared.mirror.records import MirroredRecords
+from shared.mirror.shards import SHARDS, record_shard
 from shared.mirror.writes import run_parallel, upsert_all
 
 # Long enough to tell names apart, short enough for a RowKey (1 KiB) in any script.
 TERM_CHARS = 64
-SHARDS = 16
 _AFTER_ID = "}"  # sorts after the hex digits and "|": the end of a prefix's range
 # A row before and after a write (before: None when new, or not read).
 Change = tuple[Mapping[str, Any] | None, Mapping[str, Any]]
@@ -73,14 +72,10 @@ class SearchKey:
 
     @classmethod
     def of(cls, kind: SearchKind, term: str, record_id: str) -> SearchKey:
-        return cls(shard_partition(kind, shard_of(record_id)), f"{_hex(term)}|{record_id}")
+        return cls(shard_partition(kind, record_shard(record_id)), f"{_hex(term)}|{record_id}")
 
     def entity(self, record_id: str) -> dict[str, Any]:
         return {"PartitionKey": self.partition, "RowKey": self.row, "id": record_id}
-
-
-def shard_of(record_id: str) -> int:
-    return zlib.crc32(record_id.encode()) % SHARDS
 
 
 def shard_partition(kind: SearchKind, shard: int) -> str:

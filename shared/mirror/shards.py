@@ -53,7 +53,12 @@ def shard_of(stream: str, suffix: str) -> int:
     partition, go to one shard (one transaction, as before the shards), and a load, whose
     batches go round the partitions, spreads over all 16."""
     record = suffix.partition("|")[0] if stream in ACCOUNT_FIRST else suffix.rpartition("|")[2]
-    return zlib.crc32(record.encode()) % SHARDS
+    return record_shard(record)
+
+
+def record_shard(record_id: str) -> int:
+    """A record's shard: its mirror bucket modulo SHARDS (the search index's too)."""
+    return zlib.crc32(record_id.encode()) % SHARDS
 
 
 def old_partition(stream: str, hour: int) -> str:
