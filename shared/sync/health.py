@@ -184,7 +184,10 @@ def _held_by_stopped(facts: HealthFacts, *, host_down: bool) -> tuple[HeldBatche
     dead_process = facts.beat.process if host_down and facts.beat else None
     groups = []
     for hold in facts.holds:
-        if not hold.batches or hold.until <= facts.now:
+        # Named until the whole second shown as "back by": a list that emptied before the
+        # moment it named would say they were back when the text said not yet.
+        back_at = _whole_second_after(hold.until)
+        if not hold.batches or back_at <= facts.now:
             continue
         quiet = (facts.now - hold.renewed_at).total_seconds() > MISSED_RENEWALS * hold.every_s
         if quiet or hold.process == dead_process:
@@ -192,7 +195,7 @@ def _held_by_stopped(facts: HealthFacts, *, host_down: bool) -> tuple[HeldBatche
             groups.append(
                 HeldBatches(
                     hold.worker,
-                    _whole_second_after(hold.until),
+                    back_at,
                     batches[0].cycle_id,
                     tuple(b.batch_id for b in batches),
                 )

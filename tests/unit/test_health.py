@@ -142,6 +142,11 @@ def test_back_by_is_never_a_moment_before_the_batches_are_back() -> None:
     health = decide(facts)
     assert health.to_json()["held_batches"][0]["back_at"] == "2026-12-01T12:00:41Z"
     assert health.why is not None and "back by 12:00:41 UTC" in health.why
+    # And named until that second: a list that emptied at 12:00:00.3 would say they were back
+    # while the text a moment before said not until 12:00:01 (CI failed on it).
+    back_soon = replace(facts, holds=(hold(process=HOST, back_in=0.3),))  # shown: 12:00:01
+    assert decide(replace(back_soon, now=NOW + timedelta(seconds=0.5))).held
+    assert not decide(replace(back_soon, now=NOW + timedelta(seconds=1))).held
 
 
 def test_a_failure_fix_comes_with_stalled() -> None:
