@@ -37,6 +37,20 @@ def feed_partitions(services: Services, prefix: str) -> Counter[str]:
     return Counter(str(row["PartitionKey"]) for row in rows)
 
 
+def load_accounts(mirror: Services, *, accounts: int, contacts_each: int) -> dict[str, list[str]]:
+    """A first load of `accounts` accounts of `contacts_each` contacts; their ids."""
+    ids = {new_id(): [new_id() for _ in range(contacts_each)] for _ in range(accounts)}
+    apply_batch(
+        mirror,
+        batch(
+            LoadMode.INITIAL,
+            [account(a, 1, name="Contoso", revenue=1.0) for a in ids],
+            [contact(c, 1, a) for a, contacts in ids.items() for c in contacts],
+        ),
+    )
+    return ids
+
+
 def test_a_first_load_spreads_its_synced_entries_and_the_walk_serves_each_once_in_order(
     mirror: Services, feed_api: httpx.Client
 ) -> None:
@@ -76,15 +90,7 @@ def test_the_activity_feed_and_its_export_over_shards_serve_each_activity_once_i
 ) -> None:
     # Entries of 3 contacts: a change of 10 accounts of 6 contacts makes 20 entries a field.
     monkeypatch.setattr(activity_feed, "GROUP_SIZE", 3)
-    accounts = {new_id(): [new_id() for _ in range(6)] for _ in range(10)}
-    apply_batch(
-        mirror,
-        batch(
-            LoadMode.INITIAL,
-            [account(a, 1, name="Contoso", revenue=1.0) for a in accounts],
-            [contact(c, 1, a) for a, contacts in accounts.items() for c in contacts],
-        ),
-    )
+    accounts = load_accounts(mirror, accounts=10, contacts_each=6)
     since = utcnow().isoformat()
     for version in (2, 3):
         apply_batch(
@@ -183,15 +189,7 @@ def test_a_page_asked_again_with_its_token_is_the_same_page(
     # A process keeps the reads a page stopped in for the next page: a client that asks for
     # that page twice (a retry), or after the process forgot them, gets the same page.
     monkeypatch.setattr(activity_feed, "GROUP_SIZE", 4)
-    accounts = {new_id(): [new_id() for _ in range(10)] for _ in range(6)}
-    apply_batch(
-        mirror,
-        batch(
-            LoadMode.INITIAL,
-            [account(a, 1, name="Contoso", revenue=1.0) for a in accounts],
-            [contact(c, 1, a) for a, contacts in accounts.items() for c in contacts],
-        ),
-    )
+    accounts = load_accounts(mirror, accounts=6, contacts_each=10)
     since = utcnow().isoformat()
     apply_batch(mirror, batch(accounts=[account(a, 2, name="v2", revenue=1.0) for a in accounts]))
     settle()
