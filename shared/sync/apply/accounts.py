@@ -49,9 +49,9 @@ SYNC_SOURCE = "Dynamics sync"
 # immediate retry (the step logs activities between read and write), so the retries back off
 # with jitter and give up only after many: the Dynamics change must win over the edits. Two
 # clients editing one account in tight loops (the race test) make about four attempts in five
-# lose, as the edits got faster (their stamp is claimed without a read first): 20 attempts
-# lost now and then (the test failed 1 run in 3), 50 leave about one such account in 30,000
-# to its batch's redelivery.
+# lose (more often since edits got faster, most likely as their stamp is claimed without a
+# read first): 20 attempts lost now and then (the test failed 1 run in 3); 50 leave about one
+# such account in 30,000 to its batch's redelivery.
 MAX_CONFLICT_RETRIES = 50
 CONFLICT_BACKOFF_CAP_S = 0.5
 
