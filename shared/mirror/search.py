@@ -23,7 +23,6 @@ search passes over it until the row comes.
 from __future__ import annotations
 
 import contextlib
-import functools
 import itertools
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -36,12 +35,14 @@ from azure.data.tables import TableClient, TableEntity
 from shared.mapping import read_column
 from shared.mirror.lists import Position, RecordPage
 from shared.mirror.records import MirroredRecords
-from shared.mirror.shards import SHARDS, record_shard
+from shared.mirror.shards import SHARDS, Merge, record_shard
+from shared.mirror.stream_range import RangePager, ShardPaging, read_together
 from shared.mirror.writes import run_parallel, upsert_all
 
 # Long enough to tell names apart, short enough for a RowKey (1 KiB) in any script.
 TERM_CHARS = 64
 _AFTER_ID = "}"  # sorts after the hex digits and "|": the end of a prefix's range
+_PREFIX_RANGE = "PartitionKey eq @p and RowKey gt @after and RowKey lt @end"
 # A row before and after a write (before: None when new, or not read).
 Change = tuple[Mapping[str, Any] | None, Mapping[str, Any]]
 
@@ -145,50 +146,23 @@ class SearchIndex:
         self, kind: SearchKind, prefix: str, *, after: str | None, limit: int
     ) -> tuple[list[Found], bool]:
         """Up to `limit` entries of the records whose value starts with `prefix` (normalized),
-        after the RowKey `after`, in key order over every shard; and whether more may follow.
-        Each round asks every shard not yet read to its end for a few entries, and keeps those
-        below the lowest last key of a shard that may hold more (beyond it, that shard's next
-        entries could come first)."""
+        after the RowKey `after`, in key order over every shard (their ranges merged as the
+        feed merges an hour's shards); and whether more may follow."""
         start = _hex(prefix)
-        low, end = after or start, start + _AFTER_ID
-        shards = [shard_partition(kind, s) for s in range(SHARDS)]
-        found: list[Found] = []
-        want = max(2, 2 * -(-limit // SHARDS))
-        while shards:
-            read = functools.partial(self._range, low=low, end=end, count=want)
-            answers = run_parallel(read, shards, width=SHARDS)
-            entries = sorted((f for page in answers for f in page), key=lambda f: f.key.row)
-            cut = min((page[-1].key.row for page in answers if len(page) == want), default=None)
-            safe = [f for f in entries if cut is None or f.key.row <= cut]
-            room = limit - len(found)
-            found += safe[:room]
-            if len(found) == limit:
-                return found, len(entries) > room or cut is not None
-            if cut is None:
-                break
-            # Read again: a shard that may hold more, or whose entries beyond the cut were set
-            # aside this round.
-            shards = [
-                p
-                for p, page in zip(shards, answers, strict=True)
-                if len(page) == want or (page and page[-1].key.row > cut)
-            ]
-            low, want = cut, want * 2
-        return found, False
-
-    def _range(self, partition: str, *, low: str, end: str, count: int) -> list[Found]:
-        """The first `count` entries of one shard's key range (low, end)."""
-        query = self.table.query_entities(
-            "PartitionKey eq @p and RowKey gt @after and RowKey lt @end",
-            parameters={"p": partition, "after": low, "end": end},
-            select=["RowKey", "id"],
-            results_per_page=count,
-        )
-        return [_found(partition, entity) for entity in itertools.islice(query, count)]
+        bounds = {"after": after or start, "end": start + _AFTER_ID}
+        paging = ShardPaging.for_entries(limit + 1)
+        shards = [
+            RangePager(self.table, _PREFIX_RANGE, {**bounds, "p": shard_partition(kind, s)}, paging)
+            for s in range(SHARDS)
+        ]
+        merged = Merge(shards, key=lambda entry: str(entry["RowKey"]), together=read_together)
+        entries = list(itertools.islice(merged, limit + 1))
+        return [_found(entry) for entry in entries[:limit]], len(entries) > limit
 
 
-def _found(partition: str, entity: TableEntity) -> Found:
-    return Found(SearchKey(partition, str(entity["RowKey"])), str(entity["id"]))
+def _found(entity: TableEntity) -> Found:
+    key = SearchKey(str(entity["PartitionKey"]), str(entity["RowKey"]))
+    return Found(key, str(entity["id"]))
 
 
 def search_page(

@@ -67,7 +67,7 @@ class ShardPaging:
         return cls(min(most, max(LEAST_PER_REQUEST, math.ceil(entries * 1.25 / SHARDS) + 2)), most)
 
 
-class _RangePager:
+class RangePager:
     """The pages of one range query, each asked when `__call__`ed, growing as they go."""
 
     def __init__(
@@ -87,7 +87,7 @@ class _RangePager:
         return page, self._continuation is not None
 
 
-def _together(
+def read_together(
     requests: list[PageRequest[TableEntity]],
 ) -> list[tuple[Sequence[TableEntity], bool]]:
     return run_parallel(lambda request: request(), requests, width=PARALLEL_SHARDS)
@@ -169,15 +169,15 @@ class StreamRange:
         self._next_hour = hour + 1
         return True
 
-    def _merge(self, pagers: list[_RangePager]) -> Merge[TableEntity]:
-        return Merge(pagers, key=lambda entry: str(entry["RowKey"]), together=_together)
+    def _merge(self, pagers: list[RangePager]) -> Merge[TableEntity]:
+        return Merge(pagers, key=lambda entry: str(entry["RowKey"]), together=read_together)
 
-    def _shard(self, partition: str) -> _RangePager:
+    def _shard(self, partition: str) -> RangePager:
         query = f"PartitionKey eq @p and {_RANGE}"
         parameters = {**self.parameters, "p": partition}
-        return _RangePager(self.table, query, parameters, self.paging)
+        return RangePager(self.table, query, parameters, self.paging)
 
-    def _old_hours(self, first: int, last: int) -> _RangePager:
+    def _old_hours(self, first: int, last: int) -> RangePager:
         """Hours written the old way, one partition each: one range query over them all."""
         query = f"PartitionKey ge @plo and PartitionKey le @phi and {_RANGE}"
         parameters = {
@@ -186,7 +186,7 @@ class StreamRange:
             "phi": old_partition(self.stream, last),
         }
         paging = ShardPaging(min(self.paging.first * SHARDS, self.paging.most), self.paging.most)
-        return _RangePager(self.table, query, parameters, paging)
+        return RangePager(self.table, query, parameters, paging)
 
     def _first_hour_with_entries(self, first: int) -> int | None:
         """The first hour from `first` on with an entry in the range (one small query)."""
