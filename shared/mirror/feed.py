@@ -124,11 +124,12 @@ def caught_up(watermark_ms: int) -> str:
     return f"{watermark_ms - 1:013d}|~"
 
 
-def _int64(value: int) -> EntityProperty:
+def int64(value: int) -> EntityProperty:
+    """A millisecond count as Table Storage keeps it whole (Int64, not Int32)."""
     return EntityProperty(value, EdmType.INT64)
 
 
-def _ms(row: Mapping[str, Any], name: str) -> int:
+def ms_of(row: Mapping[str, Any], name: str) -> int:
     value = row[name]
     return int(value.value if isinstance(value, EntityProperty) else value)
 
@@ -143,7 +144,7 @@ def _earlier_of(unit: Mapping[str, Any]) -> tuple[int, ...]:
 
 
 def _stamp_of(identity: str, unit: Mapping[str, Any]) -> Stamp:
-    return Stamp(identity, _ms(unit, "at_ms"), _earlier_of(unit))
+    return Stamp(identity, ms_of(unit, "at_ms"), _earlier_of(unit))
 
 
 def _unchanged_since(row: TableEntity) -> dict[str, Any]:
@@ -200,7 +201,7 @@ class Stamps:
     def _claim(self, identity: str, unit: TableEntity | None) -> Stamp | None:
         """A new open stamp after the unit's `unit` row (None: its first); None when another
         run of the same unit claimed one first."""
-        earlier = () if unit is None else (*_earlier_of(unit), _ms(unit, "at_ms"))
+        earlier = () if unit is None else (*_earlier_of(unit), ms_of(unit, "at_ms"))
         started = now_ms()
         rows = self._rows(identity, started, earlier)
         claim: tuple[TransactionOperation, dict[str, Any], dict[str, Any]]
@@ -239,8 +240,8 @@ class Stamps:
         marker = self._row(f"open|{identity}")
         is_open = (
             marker is not None
-            and _ms(marker, "at_ms") == _ms(unit, "at_ms")
-            and _ms(marker, "expires_ms") > now_ms()
+            and ms_of(marker, "at_ms") == ms_of(unit, "at_ms")
+            and ms_of(marker, "expires_ms") > now_ms()
         )
         return unit, is_open
 
@@ -254,15 +255,15 @@ class Stamps:
         unit: dict[str, Any] = {
             "PartitionKey": self.PARTITION,
             "RowKey": f"unit|{identity}",
-            "at_ms": _int64(at_ms),
+            "at_ms": int64(at_ms),
         }
         if earlier:
             unit["earlier"] = ",".join(map(str, earlier))
         marker = {
             "PartitionKey": self.PARTITION,
             "RowKey": f"open|{identity}",
-            "at_ms": _int64(at_ms),
-            "expires_ms": _int64(at_ms + OPEN_FOR_MS),
+            "at_ms": int64(at_ms),
+            "expires_ms": int64(at_ms + OPEN_FOR_MS),
         }
         return [unit, marker]
 
@@ -280,8 +281,8 @@ class Stamps:
             parameters={"p": self.PARTITION, "low": "open|", "high": "open}"},
             select=["at_ms", "expires_ms"],
         ):
-            if _ms(row, "expires_ms") > now:
-                mark = min(mark, _ms(row, "at_ms"))
+            if ms_of(row, "expires_ms") > now:
+                mark = min(mark, ms_of(row, "at_ms"))
         return mark
 
 
@@ -314,7 +315,7 @@ class FeedLayout:
                 row = self.table.get_entity(LAYOUT_PARTITION, LAYOUT_ROW)
             except ResourceNotFoundError:
                 return Layout()
-            self._known = Layout(_ms(row, "from_hour"), bool(row.get("old_in_first_hour")))
+            self._known = Layout(ms_of(row, "from_hour"), bool(row.get("old_in_first_hour")))
         return self._known
 
     def for_writing(self) -> Layout:
@@ -327,7 +328,7 @@ class FeedLayout:
         row = {
             "PartitionKey": LAYOUT_PARTITION,
             "RowKey": LAYOUT_ROW,
-            "from_hour": _int64(hour),
+            "from_hour": int64(hour),
             "old_in_first_hour": any(self._old_entries_in(stream, hour) for stream in Stream),
         }
         with contextlib.suppress(ResourceExistsError):  # another writer's is the one
@@ -429,7 +430,7 @@ class Feed:
             row = self.table.get_entity(KEPT_PARTITION, KEPT_ROW)
         except ResourceNotFoundError:
             return 0
-        return _ms(row, "from_ms")
+        return ms_of(row, "from_ms")
 
     def require_kept(self, at_ms: int) -> None:
         """RangeGone when entries stamped at or after `at_ms` may have been removed."""
@@ -439,7 +440,7 @@ class Feed:
 
     def _keep_from(self, from_ms: int) -> None:
         if from_ms > self.kept_from():  # cycles never overlap: no other pruner races this
-            row = {"PartitionKey": KEPT_PARTITION, "RowKey": KEPT_ROW, "from_ms": _int64(from_ms)}
+            row = {"PartitionKey": KEPT_PARTITION, "RowKey": KEPT_ROW, "from_ms": int64(from_ms)}
             self.table.upsert_entity(row, mode=UpdateMode.REPLACE)
 
     def watermark_for(self, position: Mapping[str, Any]) -> tuple[int, bool]:

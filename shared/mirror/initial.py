@@ -20,9 +20,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from azure.data.tables import EdmType, EntityProperty, TableClient, TableEntity, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
-from shared.mirror.feed import Stream, now_ms
+from shared.mirror.feed import Stream, int64, ms_of, now_ms
 
 PARTITION = "initialloads"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -79,7 +79,7 @@ class InitialLoads:
             {
                 "PartitionKey": PARTITION,
                 "RowKey": f"{stream.value}|{began:013d}",
-                "began_ms": _int64(began),
+                "began_ms": int64(began),
                 "closed": False,
             }
         )
@@ -94,7 +94,7 @@ class InitialLoads:
             self._merge(interval, closed=True)
         ended = now_ms()
         for interval in unended:
-            self._merge(interval, ended_ms=_int64(ended))
+            self._merge(interval, ended_ms=int64(ended))
 
     def _merge(self, interval: LoadInterval, **values: Any) -> None:
         row_key = f"{interval.stream.value}|{interval.began_ms:013d}"
@@ -134,14 +134,5 @@ def first_load_rows(
 
 
 def _interval(stream: Stream, row: TableEntity) -> LoadInterval:
-    ended = row.get("ended_ms")
-    ended_ms = None if ended is None else _value(ended)
-    return LoadInterval(stream, _value(row["began_ms"]), bool(row.get("closed")), ended_ms)
-
-
-def _value(value: Any) -> int:
-    return int(value.value if isinstance(value, EntityProperty) else value)
-
-
-def _int64(value: int) -> EntityProperty:
-    return EntityProperty(value, EdmType.INT64)
+    ended_ms = None if row.get("ended_ms") is None else ms_of(row, "ended_ms")
+    return LoadInterval(stream, ms_of(row, "began_ms"), bool(row.get("closed")), ended_ms)
