@@ -19,7 +19,7 @@ from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.health import BEAT_SLACK_S, MISSED_BEATS
 from shared.sync.status import sync_status
 from shared.times import parse_iso, utcnow
-from tests.faults.support import ACCTSYNC, Figures, Process, wait_until
+from tests.faults.support import ACCTSYNC, Figures, Oracle, Process, wait_until
 
 HEARTBEAT_S = 1.0
 VISIBILITY_S = 60  # the local worker's default: "about a minute"
@@ -48,6 +48,7 @@ def _finish_cycle(services: Services, *, timeout: float) -> dict[str, Any]:
 
 
 def test_a_killed_host_is_down_within_a_heartbeat_and_its_batches_come_back(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     env: dict[str, str],
@@ -118,6 +119,7 @@ def test_a_killed_host_is_down_within_a_heartbeat_and_its_batches_come_back(
     assert summary["batches_applied"] == summary["batches"], summary
     # The held batches were applied again, within about a minute of the kill.
     assert seconds_to_applied <= VISIBILITY_S + 30
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
     figures.record(
         "host_sigkill",
         heartbeat_s=HEARTBEAT_S,

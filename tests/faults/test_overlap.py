@@ -24,6 +24,7 @@ from shared.sync.cycle import heartbeat, queue_backlog
 from tests.faults.support import (
     ACCTSYNC,
     Figures,
+    Oracle,
     Process,
     iter_history,
     scale,
@@ -37,6 +38,7 @@ def _time(text: str) -> datetime:
 
 
 def test_two_hosts_and_extra_heartbeats_run_one_cycle_at_a_time(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     env: dict[str, str],
@@ -152,6 +154,7 @@ def test_two_hosts_and_extra_heartbeats_run_one_cycle_at_a_time(
     assert logged == expected
     assert sum(c["activities_logged"] for c in cycles) == expected
     assert {"host-a", "host-b"} & owners and {"thread-0", "thread-1"} & owners, owners
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
     figures.record(
         "overlapping_heartbeats",
         hosts=2,

@@ -19,7 +19,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.storage import ACTIVITIES_TABLE, BATCH_QUEUE
 from shared.sync.cycle import heartbeat, queue_backlog
-from tests.faults.support import Figures, cycle_by_stages, plan_only, run
+from tests.faults.support import Figures, Oracle, cycle_by_stages, plan_only, run
 from tests.helpers import make_account
 
 
@@ -40,6 +40,7 @@ def work_until_idle(worker: QueueWorker, services: Services) -> None:
 
 
 def test_poison_batch_is_shown_and_replayed_once_fixed(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     env: dict[str, str],
@@ -98,6 +99,7 @@ def test_poison_batch_is_shown_and_replayed_once_fixed(
         (activity,) = services.activities.for_contact(contact_id)
         assert (activity["old"], activity["new"]) == ("Contoso", "Contoso Renamed")
     assert status(env)["poison_count"] == 1  # the malformed one, back after 5 more attempts
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
     figures.record(
         "poison",
         max_dequeue_count=rules.max_dequeue_count,

@@ -18,7 +18,7 @@ from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
 from shared.sync.status import replay_poison
 from tests.engine.test_oversize import LONG
-from tests.faults.support import cycle_by_stages, drain, plan_only, services_for, wait_until
+from tests.faults.support import Oracle, cycle_by_stages, drain, plan_only, services_for, wait_until
 from tests.helpers import TEST_ACTOR, live_ids, make_account
 
 
@@ -37,7 +37,7 @@ def poison_all(services: Services) -> int:
 
 
 def test_a_reload_with_a_batch_in_poison_flags_no_live_record_deleted(
-    simulator: SimulatorHandle, services: Services
+    oracle: Oracle, simulator: SimulatorHandle, services: Services
 ) -> None:
     account_id, contacts = make_account(simulator, "Contoso", 3)
     gone_account, _ = make_account(simulator, "Gone", 0)
@@ -73,10 +73,11 @@ def test_a_reload_with_a_batch_in_poison_flags_no_live_record_deleted(
     assert summary["status"] == "succeeded" and summary["sweeps_skipped"] == {}
     assert sorted(live_ids(services.contacts)) == sorted(contacts[1:])
     assert services.members.count(account_id) == 2
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
-    simulator: SimulatorHandle, services: Services
+    oracle: Oracle, simulator: SimulatorHandle, services: Services
 ) -> None:
     select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
     account_id, contacts = make_account(simulator, "Long notes", 2, new_longnotes=LONG)
@@ -120,10 +121,11 @@ def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
             "name",
             "new_longnotes",
         }
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
 def test_a_reload_chain_whose_earlier_cycle_lost_a_batch_does_not_sweep(
-    simulator: SimulatorHandle, services: Services, env: dict[str, str]
+    oracle: Oracle, simulator: SimulatorHandle, services: Services, env: dict[str, str]
 ) -> None:
     """The re-load is read a page per heartbeat; its planning fails after the first page,
     whose batch went to the poison queue: the cycle that goes on from the checkpoint and
@@ -150,3 +152,4 @@ def test_a_reload_chain_whose_earlier_cycle_lost_a_batch_does_not_sweep(
     assert closed.cycle_id in summary["sweeps_skipped"]["contacts"]
     assert sorted(live_ids(services.contacts)) == sorted(contacts)
     assert services.members.count(account_id) == 4
+    oracle.verify(services)  # faults over: the mirror equals Dynamics

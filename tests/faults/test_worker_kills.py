@@ -21,6 +21,7 @@ from tests.faults.changes import change_dynamics, org_from_mirror
 from tests.faults.support import (
     ACCTSYNC,
     Figures,
+    Oracle,
     Process,
     assert_same_mirror,
     clean_cycle,
@@ -102,6 +103,7 @@ def kill_until_drained(
 
 
 def test_worker_killed_mid_batch_again_and_again(
+    oracle: Oracle,
     simulator: SimulatorHandle,
     services: Services,
     twin: Services,
@@ -137,6 +139,7 @@ def test_worker_killed_mid_batch_again_and_again(
     kills = initial["kills"] + delta["kills"]
     mid_batch = initial["kills_mid_batch"] + delta["kills_mid_batch"]
     assert mid_batch >= 5, (initial, delta)
+    oracle.verify(services)  # faults over: the mirror equals Dynamics
     figures.record(
         "worker_sigkill",
         accounts=accounts,
