@@ -6,6 +6,7 @@ default), in memory unless a location is given.
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -17,6 +18,8 @@ from acctsync.ports import free_port, wait_for_port
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
 ACCOUNT = "devstoreaccount1"
+# Below Node's 60 s headers timeout, which would otherwise close an idle connection first.
+KEEP_ALIVE_S = 30
 # The well-known development account key that every Azurite install accepts; not a secret.
 ACCOUNT_KEY = (
     "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
@@ -66,10 +69,13 @@ def start_azurite(
     location: Path | None = None,
     log_file: Path | None = None,
     on_spawn: Callable[[int], None] | None = None,
+    max_heap_mb: int | None = None,
 ) -> Azurite:
     """Start Azurite on explicit ports and wait until every service accepts connections;
     `on_spawn` gets its pid as soon as it exists (`make run` records it at once, so that even
-    a `make run` killed while Azurite starts leaves nothing the next one does not know)."""
+    a `make run` killed while Azurite starts leaves nothing the next one does not know).
+    `max_heap_mb`: Node's heap limit (about 4 GiB by default), for a mirror of millions of
+    entities held in memory."""
     if not AZURITE_BIN.exists():
         node = shutil.which("npm")
         hint = "run `npm ci` in the project folder" if node else "install Node.js, then `npm ci`"
@@ -82,6 +88,10 @@ def start_azurite(
     args = [str(AZURITE_BIN), "--disableTelemetry", "--silent", "--skipApiVersionCheck"]
     for service, port in ports.items():
         args += [f"--{service}Host", "127.0.0.1", f"--{service}Port", str(port)]
+        # Azurite closes a connection idle for 5 s; a client that reuses it at that instant
+        # gets "Connection reset by peer", and a transaction (a POST) is not resent: its whole
+        # batch is applied again. Kept open longer, fewer pooled connections meet that race.
+        args += [f"--{service}KeepAliveTimeout", str(KEEP_ALIVE_S)]
     if location is None:
         args.append("--inMemoryPersistence")
     else:
@@ -90,8 +100,16 @@ def start_azurite(
     output = open(log_file, "ab") if log_file else subprocess.DEVNULL  # noqa: SIM115
     # A session of its own: Ctrl-C reaches the host, which stops Azurite after it has given
     # back its queue messages, not before.
+    env = dict(os.environ)
+    if max_heap_mb is not None:
+        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --max-old-space-size={max_heap_mb}"
     process = subprocess.Popen(
-        args, stdout=output, stderr=subprocess.STDOUT, cwd=PROJECT_ROOT, start_new_session=True
+        args,
+        stdout=output,
+        stderr=subprocess.STDOUT,
+        cwd=PROJECT_ROOT,
+        env=env,
+        start_new_session=True,
     )
     azurite = Azurite(process, ports["blob"], ports["queue"], ports["table"])
     try:

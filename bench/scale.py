@@ -21,13 +21,15 @@ WORKERS = 2
 # whole count, is what the ratio needs (a million-record load would write three million).
 CEILING_SAMPLE = 200_000
 STOP_WAIT_S = 120
+# A million-contact mirror is ~4 million entities in Azurite's memory: past Node's default heap.
+AZURITE_HEAP_MB = 16_000
 
 
 def scale(stack: Stack, contacts: int, *, changed_accounts: int) -> dict[str, Any]:
     accounts = max(1, contacts // 10)
     stack.sim.control.reset(accounts, contacts, seed=1, shape="lognormal")
     before = ceiling.measure(min(CEILING_SAMPLE, ESTIMATED_ENTITIES_PER_RECORD * accounts * 11))
-    stack.fresh_azurite()
+    stack.fresh_azurite(max_heap_mb=AZURITE_HEAP_MB)
     with contextlib.ExitStack() as files:
         # Their output goes to files: a worker prints a line per batch, which would fill a pipe.
         logs = [files.enter_context(tempfile.TemporaryFile("w+")) for _ in range(WORKERS)]

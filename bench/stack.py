@@ -32,11 +32,11 @@ class Stack:
     sim: SimulatorHandle
     azurite: Azurite | None = None
 
-    def fresh_azurite(self) -> Azurite:
+    def fresh_azurite(self, *, max_heap_mb: int | None = None) -> Azurite:
         """A new, empty in-memory Azurite (the old one stopped): every scenario starts equal."""
         if self.azurite is not None:
             self.azurite.stop()
-        self.azurite = start_azurite()
+        self.azurite = start_azurite(max_heap_mb=max_heap_mb)
         return self.azurite
 
     @property
