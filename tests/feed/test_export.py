@@ -114,8 +114,9 @@ def test_exports_of_many_contacts_stay_in_flat_memory(
         ids = {json.loads(line)["contactid"] for line in lines}
     assert len(ids) == BIG
     assert f"exported {BIG:,} contacts" in big.stderr
-    # Ten times the rows, (about) the same memory: rows are streamed, never held.
-    assert big.peak_rss_mb < small.peak_rss_mb * 1.2 + 10, (small, big)
+    # Ten times the rows, the same memory: rows are streamed, never held (a tenth above
+    # allows for the allocator; pages left to the cyclic collector took 66 -> 94 MB).
+    assert big.peak_rss_mb < small.peak_rss_mb * 1.1, (small, big)
 
 
 def test_export_is_the_api_download_in_csv_and_ndjson(
