@@ -23,6 +23,7 @@ from typing import Any
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mirror.feed import Stream, int64, ms_of, now_ms
+from shared.mirror.service_pages import service_page
 
 PARTITION = "initialloads"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -121,13 +122,14 @@ def first_load_rows(
         query += " and is_deleted eq false"
     rows: list[TableEntity] = []
     for _ in range(max_requests):
-        pages = table.query_entities(
-            query,
-            parameters={"low": time_of(low_ms), "high": time_of(high_ms)},
-            results_per_page=limit - len(rows),
-        ).by_page(continuation_token=continuation)
-        rows.extend(next(pages, iter(())))
-        continuation = getattr(pages, "continuation_token", None)
+        page, continuation = service_page(
+            table.query_entities(
+                query,
+                parameters={"low": time_of(low_ms), "high": time_of(high_ms)},
+                results_per_page=limit - len(rows),
+            ).by_page(continuation_token=continuation)
+        )
+        rows.extend(page)
         if not continuation or len(rows) >= limit:
             break
     return rows, continuation

@@ -37,6 +37,7 @@ from shared.mirror.feed import (
 from shared.mirror.initial import InitialLoads, first_load_rows
 from shared.mirror.members import Memberships
 from shared.mirror.records import MirroredRecords, fields_of, labels_shown
+from shared.mirror.service_pages import service_page
 from shared.state.fields import FieldSelection
 from shared.times import iso
 
@@ -62,9 +63,8 @@ def table_page(
             query = records.table.list_entities(results_per_page=size)
         else:
             query = records.table.query_entities("is_deleted eq false", results_per_page=size)
-        pages = query.by_page(continuation_token=continuation)
-        rows.extend(next(pages, iter(())))
-        continuation = getattr(pages, "continuation_token", None)
+        page, continuation = service_page(query.by_page(continuation_token=continuation))
+        rows.extend(page)
         if not continuation or len(rows) >= limit:
             break
     return RecordPage(rows, {"c": continuation} if continuation else None)

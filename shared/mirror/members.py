@@ -17,6 +17,7 @@ from azure.core.paging import ItemPaged
 from azure.data.tables import TableClient, TableEntity
 
 from shared.mirror.records import bucket
+from shared.mirror.service_pages import service_page
 from shared.mirror.writes import upsert_all
 
 
@@ -56,7 +57,7 @@ class Memberships:
         table, partition = self.table, bucket(account_id)
         if former:
             table, partition = self.former, FORMER + partition
-        pages = table.query_entities(
+        query = table.query_entities(
             "PartitionKey eq @pk and RowKey gt @low and RowKey lt @high",
             parameters={
                 "pk": partition,
@@ -65,18 +66,15 @@ class Memberships:
             },
             select=["RowKey"],
             results_per_page=limit,
-        ).by_page()
+        )
         found: list[str] = []
-        more = False
+        continuation = None
         while len(found) < limit:
-            page = next(pages, None)
-            if page is None:
-                break
+            page, continuation = service_page(query.by_page(continuation_token=continuation))
             found.extend(_member(entity) for entity in page)
-            more = bool(getattr(pages, "continuation_token", None))
-            if not more:
+            if not continuation:
                 break
-        return found[:limit], more or len(found) > limit
+        return found[:limit], bool(continuation) or len(found) > limit
 
     def first(self, account_id: str, limit: int) -> list[str]:
         """Up to `limit` contact ids of the account; the service never sends more."""
@@ -84,14 +82,9 @@ class Memberships:
         token = None
         while len(found) < limit:
             # Each page asks for no more than what is still missing (a page holds <= 1,000).
-            pages = self._query(account_id, results_per_page=min(1000, limit - len(found))).by_page(
-                continuation_token=token
-            )
-            page = next(pages, None)
-            if page is None:
-                break
+            query = self._query(account_id, results_per_page=min(1000, limit - len(found)))
+            page, token = service_page(query.by_page(continuation_token=token))
             found.extend(_member(entity) for entity in page)
-            token = getattr(pages, "continuation_token", None)  # typed as a plain Iterator
             if not token:
                 break
         return found[:limit]

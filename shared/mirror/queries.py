@@ -19,6 +19,8 @@ import orjson
 from azure.core.rest import HttpRequest
 from azure.data.tables import TableClient
 
+from shared.mirror.service_pages import service_page
+
 # The keys of the next page, as the SDK's continuation token holds them.
 Token = dict[str, str] | None
 
@@ -72,7 +74,9 @@ def _through_the_sdk(
 ) -> PartitionPage:
     """The same page read by the SDK: its typed errors when the service refuses it."""
     # The SDK's token is the dict of the next keys, though typed as text.
-    pager: Any = table.query_entities(
-        "PartitionKey eq @p", parameters={"p": partition}, select=select, results_per_page=top
-    ).by_page(continuation_token=cast(Any, token))
-    return PartitionPage([dict(entity) for entity in next(pager)], pager.continuation_token)
+    rows, following = service_page(
+        table.query_entities(
+            "PartitionKey eq @p", parameters={"p": partition}, select=select, results_per_page=top
+        ).by_page(continuation_token=cast(Any, token))
+    )
+    return PartitionPage([dict(entity) for entity in rows], following)

@@ -21,6 +21,7 @@ from typing import Any
 
 from azure.data.tables import TableClient, TableEntity
 
+from shared.mirror.service_pages import service_page
 from shared.mirror.shards import (
     SHARDS,
     Layout,
@@ -78,11 +79,11 @@ class RangePager:
         self._continuation: Any = None
 
     def __call__(self) -> tuple[Sequence[TableEntity], bool]:
-        pages = self.table.query_entities(
-            self.query, parameters=self.parameters, results_per_page=self.size
-        ).by_page(continuation_token=self._continuation)
-        page = list(next(pages, []))
-        self._continuation = getattr(pages, "continuation_token", None)
+        page, self._continuation = service_page(
+            self.table.query_entities(
+                self.query, parameters=self.parameters, results_per_page=self.size
+            ).by_page(continuation_token=self._continuation)
+        )
         self.size = min(self.size * GROWTH, self.most)
         return page, self._continuation is not None
 

@@ -11,6 +11,7 @@ from azure.data.tables import TableClient
 
 from shared.mirror.queries import Token, partition_page
 from shared.mirror.records import PARALLEL_READS, all_buckets, bucket
+from shared.mirror.service_pages import service_page
 from shared.mirror.writes import run_parallel
 from shared.verify.cells import CellSums, cell_of, cell_sums, partition_of_cell
 from shared.verify.progress import TableRun
@@ -32,15 +33,15 @@ def read_page(
         page = partition_page(table, partition, select=select, top=ROWS_PER_PAGE, token=token)
         return [spec.mirror_row(entity) for entity in page.rows], page.next
     # The SDK's token is the dict of the next keys, though typed as text.
-    pager: Any = table.query_entities(
-        "PartitionKey eq @p",
-        parameters={"p": partition},
-        select=spec.mirror_select(),
-        results_per_page=ROWS_PER_PAGE,
-    ).by_page(continuation_token=cast(Any, token))
-    page = next(pager)
-    rows = [spec.mirror_row(entity) for entity in page]
-    return rows, pager.continuation_token
+    rows, following = service_page(
+        table.query_entities(
+            "PartitionKey eq @p",
+            parameters={"p": partition},
+            select=spec.mirror_select(),
+            results_per_page=ROWS_PER_PAGE,
+        ).by_page(continuation_token=cast(Any, token))
+    )
+    return [spec.mirror_row(entity) for entity in rows], following
 
 
 def mirror_round(table: TableClient, run: TableRun) -> None:
