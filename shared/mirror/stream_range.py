@@ -7,6 +7,12 @@ the merge needs its next entry, the first pages side by side. Hours with nothing
 position are passed over with one small query (the first partition holding anything), so a
 walk from days ago does not ask every shard of every empty hour, and a caught-up reader asks
 one query, not one per shard.
+
+An hour read from its start (every hour after the position's) is first asked with one query
+over all of its partitions, which answers them one after the other: an hour of a few thousand
+entries (a delta's, a poll's) comes in as many requests as a raw read of it would take, not in
+rounds of one request per shard; a larger one goes on shard by shard from where that query
+stopped (see `HourAtOnce`).
 """
 
 from __future__ import annotations
@@ -46,10 +52,16 @@ PARALLEL_SHARDS = 16
 # requests, not five.
 GROWTH = 4
 _RANGE = "RowKey gt @after and RowKey lt @high"
+_SHARD_RANGE = f"PartitionKey eq @p and {_RANGE}"
 # Ranges a process keeps for the pages that follow them, and for how long: a reader asks for
 # its next page at once or not for a while.
 PARKED_RANGES = 16
 PARKED_FOR_S = 60.0
+# An hour's one query goes on while the shards it has answered say the whole hour holds at
+# most this many entries (at most a request more than that is held at once: 4,000 entries, as
+# an export's 16 shards of 250). Every request of it costs a raw read's, where one round of
+# shard requests costs 16 (Azurite scans its whole table for each, Azure answers each apart).
+HOUR_AT_ONCE = 3_000
 
 
 @dataclass(frozen=True)
@@ -87,6 +99,67 @@ class RangePager:
         return page, self._continuation is not None
 
 
+class Prefetched:
+    """A range whose first entries were read already (by its hour's one query): those first,
+    then `rest` page by page (None: the range was read to its end)."""
+
+    def __init__(self, first: list[TableEntity], rest: RangePager | None):
+        self._first, self.rest = first, rest
+
+    def __call__(self) -> tuple[Sequence[TableEntity], bool]:
+        first, self._first = self._first, []
+        if first or self.rest is None:
+            return first, self.rest is not None
+        return self.rest()
+
+
+class HourAtOnce:
+    """One sharded hour from its start, asked with one query over all of its partitions (the
+    service answers them in key order: a partition is complete once a later one shows up).
+    The query goes on while the entries read per partition answered say the hour holds at
+    most HOUR_AT_ONCE; then each partition not read to its end goes on with its own range
+    from its last entry read, as StreamRange reads any hour."""
+
+    def __init__(self, table: TableClient, partitions: list[str], parameters: dict[str, Any]):
+        self.table, self.partitions, self.parameters = table, partitions, parameters
+        self.found: dict[str, list[TableEntity]] = {p: [] for p in partitions}
+        self.covered = 0  # partitions the query has reached (the last of them maybe not whole)
+        self.ended = False  # whether the query answered to the end
+
+    def read(self, paging: ShardPaging) -> list[Prefetched]:
+        """Every partition's range, in the order of `partitions`, its first entries read."""
+        order = {partition: index for index, partition in enumerate(self.partitions)}
+        pages = self.table.query_entities(
+            f"PartitionKey ge @plo and PartitionKey le @phi and {_RANGE}",
+            parameters={**self.parameters, "plo": self.partitions[0], "phi": self.partitions[-1]},
+            results_per_page=MOST_PER_REQUEST,
+        ).by_page()
+        read = 0
+        while not self.ended and self._small_so_far(read):
+            for entry in next(pages, []):
+                partition = str(entry["PartitionKey"])
+                if partition in order:  # a partition of the old layout not read in this hour
+                    self.found[partition].append(entry)
+                    self.covered = max(self.covered, order[partition] + 1)
+                    read += 1
+            self.ended = getattr(pages, "continuation_token", None) is None
+        return [self._range(index, paging) for index in range(len(self.partitions))]
+
+    def _small_so_far(self, read: int) -> bool:
+        """Whether the partitions answered so far say the hour holds at most HOUR_AT_ONCE
+        (an empty answer says nothing: Azure may end a page at a partition's end)."""
+        return read * len(self.partitions) <= HOUR_AT_ONCE * max(self.covered, 1)
+
+    def _range(self, index: int, paging: ShardPaging) -> Prefetched:
+        partition = self.partitions[index]
+        first = self.found[partition]
+        if self.ended or index + 1 < self.covered:
+            return Prefetched(first, None)
+        after = str(first[-1]["RowKey"]) if first else self.parameters["after"]
+        parameters = {**self.parameters, "after": after, "p": partition}
+        return Prefetched(first, RangePager(self.table, _SHARD_RANGE, parameters, paging))
+
+
 def read_together(
     requests: list[PageRequest[TableEntity]],
 ) -> list[tuple[Sequence[TableEntity], bool]]:
@@ -110,7 +183,7 @@ class StreamRange:
         self.table, self.layout, self.stream = table, layout, stream
         self.parameters = {"after": after, "high": high}
         self.paging = paging
-        self._next_hour = hour_of(int(after[:13]))
+        self._first_hour = self._next_hour = hour_of(int(after[:13]))  # the position's
         self._last_hour = last_hour
         self._current: Merge[TableEntity] | None = None
         self._again: TableEntity | None = None  # served first (a page ended inside it)
@@ -165,17 +238,21 @@ class StreamRange:
             return False
         hour = found
         partitions = self.layout.hour_partitions(self.stream, hour)
-        self._current = self._merge([self._shard(p) for p in partitions])
+        ranges: Sequence[PageRequest[TableEntity]]
+        if hour > self._first_hour:  # the whole hour is after the position
+            ranges = HourAtOnce(self.table, partitions, self.parameters).read(self.paging)
+        else:
+            ranges = [self._shard(p) for p in partitions]
+        self._current = self._merge(ranges)
         self._next_hour = hour + 1
         return True
 
-    def _merge(self, pagers: list[RangePager]) -> Merge[TableEntity]:
-        return Merge(pagers, key=lambda entry: str(entry["RowKey"]), together=read_together)
+    def _merge(self, ranges: Sequence[PageRequest[TableEntity]]) -> Merge[TableEntity]:
+        return Merge(ranges, key=lambda entry: str(entry["RowKey"]), together=read_together)
 
     def _shard(self, partition: str) -> RangePager:
-        query = f"PartitionKey eq @p and {_RANGE}"
         parameters = {**self.parameters, "p": partition}
-        return RangePager(self.table, query, parameters, self.paging)
+        return RangePager(self.table, _SHARD_RANGE, parameters, self.paging)
 
     def _old_hours(self, first: int, last: int) -> RangePager:
         """Hours written the old way, one partition each: one range query over them all."""
