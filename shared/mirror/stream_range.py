@@ -217,10 +217,16 @@ class StreamRange:
 
     def _open_next(self) -> bool:
         """Start reading the next hours that may hold entries; False when none are left."""
-        hour = self._next_hour
-        if hour > self._last_hour:
+        # One small query first, also for the last hour: a reader that is caught up (a feed
+        # polled every minute) finds nothing with it, not with a query of every shard; and a
+        # walk from before the upgrade of a mirror whose old hours are gone (or that never had
+        # any) asks nothing of them.
+        found = self._first_hour_with_entries(self._next_hour)
+        if found is None:
+            self._next_hour = self._last_hour + 1
             self._current = None
             return False
+        hour = found
         if not self.layout.is_sharded(hour):
             sharded_from = self.layout.sharded_from
             last = (
@@ -229,14 +235,6 @@ class StreamRange:
             self._current = self._merge([self._old_hours(hour, last)])
             self._next_hour = last + 1
             return True
-        # One small query first, also for the last hour: a reader that is caught up (a feed
-        # polled every minute) finds nothing with it, not with a query of every shard.
-        found = self._first_hour_with_entries(hour)
-        if found is None:
-            self._next_hour = self._last_hour + 1
-            self._current = None
-            return False
-        hour = found
         partitions = self.layout.hour_partitions(self.stream, hour)
         ranges: Sequence[PageRequest[TableEntity]]
         if hour > self._first_hour:  # the whole hour is after the position
@@ -266,7 +264,10 @@ class StreamRange:
         return RangePager(self.table, query, parameters, paging)
 
     def _first_hour_with_entries(self, first: int) -> int | None:
-        """The first hour from `first` on with an entry in the range (one small query)."""
+        """The first hour from `first` on with an entry in the range (one small query; None
+        also when no hour is left)."""
+        if first > self._last_hour:
+            return None
         found = self.table.query_entities(
             f"PartitionKey ge @plo and PartitionKey le @phi and {_RANGE}",
             parameters={
