@@ -8,11 +8,11 @@ position are passed over with one small query (the first partition holding anyth
 walk from days ago does not ask every shard of every empty hour, and a caught-up reader asks
 one query, not one per shard.
 
-An hour read from its start (every hour after the position's) is first asked with one query
-over all of its partitions, which answers them one after the other: an hour of a few thousand
-entries (a delta's, a poll's) comes in as many requests as a raw read of it would take, not in
-rounds of one request per shard; a larger one goes on shard by shard from where that query
-stopped (see `HourAtOnce`).
+An hour read from its start (every hour after the position's) is first asked with a few
+queries side by side, each over a run of its partitions, which the service answers one after
+the other: an hour of a few thousand entries (a delta's, a poll's) comes in a round of 4
+requests, not in rounds of one request per shard; a larger one goes on shard by shard from
+where those queries stopped (see `HourAtOnce`).
 """
 
 from __future__ import annotations
@@ -57,11 +57,14 @@ _SHARD_RANGE = f"PartitionKey eq @p and {_RANGE}"
 # its next page at once or not for a while.
 PARKED_RANGES = 16
 PARKED_FOR_S = 60.0
-# An hour's one query goes on while the shards it has answered say the whole hour holds at
-# most this many entries (at most a request more than that is held at once: 4,000 entries, as
-# an export's 16 shards of 250). Every request of it costs a raw read's, where one round of
-# shard requests costs 16 (Azurite scans its whole table for each, Azure answers each apart).
-HOUR_AT_ONCE = 3_000
+# An hour read from its start is asked with HOUR_QUERIES queries side by side, each over a run
+# of its shards (the client decodes one answer while the service prepares the next); each goes
+# on while the shards it has answered say the whole hour holds at most HOUR_AT_ONCE entries.
+# So at most a page of each is held at once (4,000 entries, as an export's 16 shards of 250),
+# and a round of them costs 4 requests where a round of shard requests costs 16 (Azurite
+# scans its whole table for each request; Azure answers each apart).
+HOUR_QUERIES = 4
+HOUR_AT_ONCE = 2_000
 
 
 @dataclass(frozen=True)
@@ -114,14 +117,22 @@ class Prefetched:
 
 
 class HourAtOnce:
-    """One sharded hour from its start, asked with one query over all of its partitions (the
+    """A run of a sharded hour's partitions from the hour's start, asked with one query (the
     service answers them in key order: a partition is complete once a later one shows up).
-    The query goes on while the entries read per partition answered say the hour holds at
-    most HOUR_AT_ONCE; then each partition not read to its end goes on with its own range
-    from its last entry read, as StreamRange reads any hour."""
+    The query goes on while the entries read per partition answered say the hour's
+    `hour_partitions` hold at most HOUR_AT_ONCE; then each partition not read to its end goes
+    on with its own range from its last entry read, as StreamRange reads any hour."""
 
-    def __init__(self, table: TableClient, partitions: list[str], parameters: dict[str, Any]):
+    def __init__(
+        self,
+        table: TableClient,
+        partitions: list[str],
+        parameters: dict[str, Any],
+        *,
+        hour_partitions: int,
+    ):
         self.table, self.partitions, self.parameters = table, partitions, parameters
+        self.hour_partitions = hour_partitions
         self.found: dict[str, list[TableEntity]] = {p: [] for p in partitions}
         self.covered = 0  # partitions the query has reached (the last of them maybe not whole)
         self.ended = False  # whether the query answered to the end
@@ -148,7 +159,7 @@ class HourAtOnce:
     def _small_so_far(self, read: int) -> bool:
         """Whether the partitions answered so far say the hour holds at most HOUR_AT_ONCE
         (an empty answer says nothing: Azure may end a page at a partition's end)."""
-        return read * len(self.partitions) <= HOUR_AT_ONCE * max(self.covered, 1)
+        return read * self.hour_partitions <= HOUR_AT_ONCE * max(self.covered, 1)
 
     def _range(self, index: int, paging: ShardPaging) -> Prefetched:
         partition = self.partitions[index]
@@ -238,12 +249,24 @@ class StreamRange:
         partitions = self.layout.hour_partitions(self.stream, hour)
         ranges: Sequence[PageRequest[TableEntity]]
         if hour > self._first_hour:  # the whole hour is after the position
-            ranges = HourAtOnce(self.table, partitions, self.parameters).read(self.paging)
+            ranges = self._hour_at_once(partitions)
         else:
             ranges = [self._shard(p) for p in partitions]
         self._current = self._merge(ranges)
         self._next_hour = hour + 1
         return True
+
+    def _hour_at_once(self, partitions: list[str]) -> list[Prefetched]:
+        """Every partition's range of an hour read from its start, its first entries read by
+        HOUR_QUERIES queries side by side (see HourAtOnce)."""
+        size = math.ceil(len(partitions) / HOUR_QUERIES)
+        runs = [partitions[start : start + size] for start in range(0, len(partitions), size)]
+
+        def read(run: list[str]) -> list[Prefetched]:
+            hour = HourAtOnce(self.table, run, self.parameters, hour_partitions=len(partitions))
+            return hour.read(self.paging)
+
+        return [found for run in run_parallel(read, runs, width=HOUR_QUERIES) for found in run]
 
     def _merge(self, ranges: Sequence[PageRequest[TableEntity]]) -> Merge[TableEntity]:
         return Merge(ranges, key=lambda entry: str(entry["RowKey"]), together=read_together)
