@@ -70,10 +70,16 @@ HOUR_AT_ONCE = 2_000
 @dataclass(frozen=True)
 class ShardPaging:
     """How many entries a shard's range asks for: `first` at first, GROWTH times as many each
-    time the merge comes back for more (a guess too small costs a few requests, not one each)."""
+    time the merge comes back for more (a guess too small costs a few requests, not one each);
+    and which of their properties (None: all)."""
 
     first: int
     most: int = MOST_PER_REQUEST
+    select: tuple[str, ...] | None = None
+
+    def asking(self, select: tuple[str, ...]) -> ShardPaging:
+        """The same paging, asking only for `select`."""
+        return ShardPaging(self.first, self.most, select)
 
     @classmethod
     def for_entries(cls, entries: int, *, most: int = MOST_PER_REQUEST) -> ShardPaging:
@@ -90,11 +96,12 @@ class RangePager:
     ):
         self.table, self.query, self.parameters = table, query, parameters
         self.size, self.most = paging.first, max(paging.first, paging.most)
+        self.select = None if paging.select is None else list(paging.select)
         self._continuation: Any = None
 
     def __call__(self) -> tuple[Sequence[TableEntity], bool]:
         pages = self.table.query_entities(
-            self.query, parameters=self.parameters, results_per_page=self.size
+            self.query, parameters=self.parameters, results_per_page=self.size, select=self.select
         ).by_page(continuation_token=self._continuation)
         page = list(next(pages, []))
         self._continuation = getattr(pages, "continuation_token", None)
@@ -144,6 +151,7 @@ class HourAtOnce:
             f"PartitionKey ge @plo and PartitionKey le @phi and {_RANGE}",
             parameters={**self.parameters, "plo": self.partitions[0], "phi": self.partitions[-1]},
             results_per_page=MOST_PER_REQUEST,
+            select=None if paging.select is None else list(paging.select),
         ).by_page()
         read = 0
         while not self.ended and self._small_so_far(read):
@@ -283,7 +291,8 @@ class StreamRange:
             "plo": old_partition(self.stream, first),
             "phi": old_partition(self.stream, last),
         }
-        paging = ShardPaging(min(self.paging.first * SHARDS, self.paging.most), self.paging.most)
+        first = min(self.paging.first * SHARDS, self.paging.most)
+        paging = ShardPaging(first, self.paging.most, self.paging.select)
         return RangePager(self.table, query, parameters, paging)
 
     def _first_hour_with_entries(self, first: int) -> int | None:
