@@ -221,9 +221,10 @@ def change_accounts_in_small_entries(
 def test_a_walk_from_before_the_hour_serves_each_activity_once_in_order_from_any_process(
     mirror: Services, feed_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    # The hour is read from its start with one query over its shards; made to stop part-way
-    # here (pages of 5, an hour "small" up to 20 entries), the shards it did not read to
-    # their end go on one by one. Every page served as by another process, or all by one.
+    # The hour is read from its start with a few queries over runs of its shards; made to
+    # stop part-way here (pages of 5, an hour "small" up to 20 entries), the shards they did
+    # not read to their end go on one by one. Every page served as by another process, or
+    # all by one.
     monkeypatch.setattr(stream_range, "MOST_PER_REQUEST", 5)
     monkeypatch.setattr(stream_range, "HOUR_AT_ONCE", 20)
     expected = change_accounts_in_small_entries(mirror, monkeypatch)
@@ -240,12 +241,12 @@ def test_a_walk_from_before_the_hour_serves_each_activity_once_in_order_from_any
         assert [(i["contactid"], i["accountid"]) for i in items] == expected
 
 
-def test_an_hour_read_from_its_start_is_asked_with_one_query_not_one_per_shard(
+def test_an_hour_read_from_its_start_is_asked_with_a_few_queries_not_one_per_shard(
     mirror: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # A walk that comes to an hour from before it (a reader of the feed in pages, an export)
-    # asks that hour's 16 shards with one query while the hour is small, not each shard with
-    # its own requests (a 16th of the requests: issue 26, item 3).
+    # asks that hour's 16 shards with a few queries (each over a run of shards) while the hour
+    # is small, not each shard with its own requests (issue 26, item 3).
     expected = change_accounts_in_small_entries(mirror, monkeypatch)
     queries = 0
     query_entities = mirror.feed.table.query_entities
