@@ -241,8 +241,8 @@ def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                 f"{ceiling['entities_per_s']:,.0f} ent/s batched ({ceiling['seconds']:.2f} s)"
                 + warning(ceiling, run_best(results)),
                 f"{ceiling['ratio']:.2f}",
-                ">= 0.7",
-                _met(ceiling["ratio"] >= 0.7),
+                ">= 0.75",
+                _met(ceiling["ratio"] >= 0.75),
             )
         )
         read = feed["read"]
@@ -265,8 +265,8 @@ def feed_rows(results: dict[str, Any]) -> list[tuple[str, ...]]:
                     f"{read['api_pages_per_s']:,.0f} act/s ({read['api_pages_s']:.2f} s)",
                     f"{read['raw_per_s']:,.0f} act/s raw partition query",
                     f"{read['api_pages_ratio']:.2f}",
-                    "",
-                    "",
+                    ">= 0.8",
+                    _met(read["api_pages_ratio"] >= 0.8),
                 )
             )
     export = results.get("export")

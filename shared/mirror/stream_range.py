@@ -7,6 +7,12 @@ the merge needs its next entry, the first pages side by side. Hours with nothing
 position are passed over with one small query (the first partition holding anything), so a
 walk from days ago does not ask every shard of every empty hour, and a caught-up reader asks
 one query, not one per shard.
+
+An hour read from its start (every hour after the position's) is first asked with a few
+queries side by side, each over a run of its partitions, which the service answers one after
+the other: an hour of a few thousand entries (a delta's, a poll's) comes in a round of 4
+requests, not in rounds of one request per shard; a larger one goes on shard by shard from
+where those queries stopped (see `HourAtOnce`).
 """
 
 from __future__ import annotations
@@ -47,19 +53,34 @@ PARALLEL_SHARDS = 16
 # requests, not five.
 GROWTH = 4
 _RANGE = "RowKey gt @after and RowKey lt @high"
+_SHARD_RANGE = f"PartitionKey eq @p and {_RANGE}"
 # Ranges a process keeps for the pages that follow them, and for how long: a reader asks for
 # its next page at once or not for a while.
 PARKED_RANGES = 16
 PARKED_FOR_S = 60.0
+# An hour read from its start is asked with HOUR_QUERIES queries side by side, each over a run
+# of its shards (the client decodes one answer while the service prepares the next); each goes
+# on while the shards it has answered say the whole hour holds at most HOUR_AT_ONCE entries.
+# So at most a page of each is held at once (4,000 entries, as an export's 16 shards of 250),
+# and a round of them costs 4 requests where a round of shard requests costs 16 (Azurite
+# scans its whole table for each request; Azure answers each apart).
+HOUR_QUERIES = 4
+HOUR_AT_ONCE = 2_000
 
 
 @dataclass(frozen=True)
 class ShardPaging:
     """How many entries a shard's range asks for: `first` at first, GROWTH times as many each
-    time the merge comes back for more (a guess too small costs a few requests, not one each)."""
+    time the merge comes back for more (a guess too small costs a few requests, not one each);
+    and which of their properties (None: all)."""
 
     first: int
     most: int = MOST_PER_REQUEST
+    select: tuple[str, ...] | None = None
+
+    def asking(self, select: tuple[str, ...]) -> ShardPaging:
+        """The same paging, asking only for `select`."""
+        return ShardPaging(self.first, self.most, select)
 
     @classmethod
     def for_entries(cls, entries: int, *, most: int = MOST_PER_REQUEST) -> ShardPaging:
@@ -76,16 +97,90 @@ class RangePager:
     ):
         self.table, self.query, self.parameters = table, query, parameters
         self.size, self.most = paging.first, max(paging.first, paging.most)
+        self.select = None if paging.select is None else list(paging.select)
         self._continuation: Any = None
 
     def __call__(self) -> tuple[Sequence[TableEntity], bool]:
         page, self._continuation = service_page(
             self.table.query_entities(
-                self.query, parameters=self.parameters, results_per_page=self.size
+                self.query,
+                parameters=self.parameters,
+                results_per_page=self.size,
+                select=self.select,
             ).by_page(continuation_token=self._continuation)
         )
         self.size = min(self.size * GROWTH, self.most)
         return page, self._continuation is not None
+
+
+class Prefetched:
+    """A range whose first entries were read already (by its hour's one query): those first,
+    then `rest` page by page (None: the range was read to its end)."""
+
+    def __init__(self, first: list[TableEntity], rest: RangePager | None):
+        self._first, self.rest = first, rest
+
+    def __call__(self) -> tuple[Sequence[TableEntity], bool]:
+        first, self._first = self._first, []
+        if first or self.rest is None:
+            return first, self.rest is not None
+        return self.rest()
+
+
+class HourAtOnce:
+    """A run of a sharded hour's partitions from the hour's start, asked with one query (the
+    service answers them in key order: a partition is complete once a later one shows up).
+    The query goes on while the entries read per partition answered say the hour's
+    `hour_partitions` hold at most HOUR_AT_ONCE; then each partition not read to its end goes
+    on with its own range from its last entry read, as StreamRange reads any hour."""
+
+    def __init__(
+        self,
+        table: TableClient,
+        partitions: list[str],
+        parameters: dict[str, Any],
+        *,
+        hour_partitions: int,
+    ):
+        self.table, self.partitions, self.parameters = table, partitions, parameters
+        self.hour_partitions = hour_partitions
+        self.found: dict[str, list[TableEntity]] = {p: [] for p in partitions}
+        self.covered = 0  # partitions the query has reached (the last of them maybe not whole)
+        self.ended = False  # whether the query answered to the end
+
+    def read(self, paging: ShardPaging) -> list[Prefetched]:
+        """Every partition's range, in the order of `partitions`, its first entries read."""
+        order = {partition: index for index, partition in enumerate(self.partitions)}
+        pages = self.table.query_entities(
+            f"PartitionKey ge @plo and PartitionKey le @phi and {_RANGE}",
+            parameters={**self.parameters, "plo": self.partitions[0], "phi": self.partitions[-1]},
+            results_per_page=MOST_PER_REQUEST,
+            select=None if paging.select is None else list(paging.select),
+        ).by_page()
+        read = 0
+        while not self.ended and self._small_so_far(read):
+            for entry in next(pages, []):
+                partition = str(entry["PartitionKey"])
+                if partition in order:  # a partition of the old layout not read in this hour
+                    self.found[partition].append(entry)
+                    self.covered = max(self.covered, order[partition] + 1)
+                    read += 1
+            self.ended = getattr(pages, "continuation_token", None) is None
+        return [self._range(index, paging) for index in range(len(self.partitions))]
+
+    def _small_so_far(self, read: int) -> bool:
+        """Whether the partitions answered so far say the hour holds at most HOUR_AT_ONCE
+        (an empty answer says nothing: Azure may end a page at a partition's end)."""
+        return read * self.hour_partitions <= HOUR_AT_ONCE * max(self.covered, 1)
+
+    def _range(self, index: int, paging: ShardPaging) -> Prefetched:
+        partition = self.partitions[index]
+        first = self.found[partition]
+        if self.ended or index + 1 < self.covered:
+            return Prefetched(first, None)
+        after = str(first[-1]["RowKey"]) if first else self.parameters["after"]
+        parameters = {**self.parameters, "after": after, "p": partition}
+        return Prefetched(first, RangePager(self.table, _SHARD_RANGE, parameters, paging))
 
 
 def read_together(
@@ -111,7 +206,7 @@ class StreamRange:
         self.table, self.layout, self.stream = table, layout, stream
         self.parameters = {"after": after, "high": high}
         self.paging = paging
-        self._next_hour = hour_of(int(after[:13]))
+        self._first_hour = self._next_hour = hour_of(int(after[:13]))  # the position's
         self._last_hour = last_hour
         self._current: Merge[TableEntity] | None = None
         self._again: TableEntity | None = None  # served first (a page ended inside it)
@@ -145,10 +240,16 @@ class StreamRange:
 
     def _open_next(self) -> bool:
         """Start reading the next hours that may hold entries; False when none are left."""
-        hour = self._next_hour
-        if hour > self._last_hour:
+        # One small query first, also for the last hour: a reader that is caught up (a feed
+        # polled every minute) finds nothing with it, not with a query of every shard; and a
+        # walk from before the upgrade of a mirror whose old hours are gone (or that never had
+        # any) asks nothing of them.
+        found = self._first_hour_with_entries(self._next_hour)
+        if found is None:
+            self._next_hour = self._last_hour + 1
             self._current = None
             return False
+        hour = found
         if not self.layout.is_sharded(hour):
             sharded_from = self.layout.sharded_from
             last = (
@@ -157,26 +258,34 @@ class StreamRange:
             self._current = self._merge([self._old_hours(hour, last)])
             self._next_hour = last + 1
             return True
-        # One small query first, also for the last hour: a reader that is caught up (a feed
-        # polled every minute) finds nothing with it, not with a query of every shard.
-        found = self._first_hour_with_entries(hour)
-        if found is None:
-            self._next_hour = self._last_hour + 1
-            self._current = None
-            return False
-        hour = found
         partitions = self.layout.hour_partitions(self.stream, hour)
-        self._current = self._merge([self._shard(p) for p in partitions])
+        ranges: Sequence[PageRequest[TableEntity]]
+        if hour > self._first_hour:  # the whole hour is after the position
+            ranges = self._hour_at_once(partitions)
+        else:
+            ranges = [self._shard(p) for p in partitions]
+        self._current = self._merge(ranges)
         self._next_hour = hour + 1
         return True
 
-    def _merge(self, pagers: list[RangePager]) -> Merge[TableEntity]:
-        return Merge(pagers, key=lambda entry: str(entry["RowKey"]), together=read_together)
+    def _hour_at_once(self, partitions: list[str]) -> list[Prefetched]:
+        """Every partition's range of an hour read from its start, its first entries read by
+        HOUR_QUERIES queries side by side (see HourAtOnce)."""
+        size = math.ceil(len(partitions) / HOUR_QUERIES)
+        runs = [partitions[start : start + size] for start in range(0, len(partitions), size)]
+
+        def read(run: list[str]) -> list[Prefetched]:
+            hour = HourAtOnce(self.table, run, self.parameters, hour_partitions=len(partitions))
+            return hour.read(self.paging)
+
+        return [found for run in run_parallel(read, runs, width=HOUR_QUERIES) for found in run]
+
+    def _merge(self, ranges: Sequence[PageRequest[TableEntity]]) -> Merge[TableEntity]:
+        return Merge(ranges, key=lambda entry: str(entry["RowKey"]), together=read_together)
 
     def _shard(self, partition: str) -> RangePager:
-        query = f"PartitionKey eq @p and {_RANGE}"
         parameters = {**self.parameters, "p": partition}
-        return RangePager(self.table, query, parameters, self.paging)
+        return RangePager(self.table, _SHARD_RANGE, parameters, self.paging)
 
     def _old_hours(self, first: int, last: int) -> RangePager:
         """Hours written the old way, one partition each: one range query over them all."""
@@ -186,11 +295,15 @@ class StreamRange:
             "plo": old_partition(self.stream, first),
             "phi": old_partition(self.stream, last),
         }
-        paging = ShardPaging(min(self.paging.first * SHARDS, self.paging.most), self.paging.most)
+        first = min(self.paging.first * SHARDS, self.paging.most)
+        paging = ShardPaging(first, self.paging.most, self.paging.select)
         return RangePager(self.table, query, parameters, paging)
 
     def _first_hour_with_entries(self, first: int) -> int | None:
-        """The first hour from `first` on with an entry in the range (one small query)."""
+        """The first hour from `first` on with an entry in the range (one small query; None
+        also when no hour is left)."""
+        if first > self._last_hour:
+            return None
         found = self.table.query_entities(
             f"PartitionKey ge @plo and PartitionKey le @phi and {_RANGE}",
             parameters={

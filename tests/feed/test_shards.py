@@ -14,8 +14,9 @@ from typing import Any
 import httpx
 import pytest
 
-from shared.mirror import activity_feed
-from shared.mirror.feed import LAYOUT_PARTITION, Stream, now_ms, old_layout_keys
+from shared.mirror import activity_feed, stream_range
+from shared.mirror.activity_feed import activity_page
+from shared.mirror.feed import LAYOUT_PARTITION, Stream, now_ms, old_layout_keys, start_position
 from shared.mirror.shards import SHARDS, WINDOW_MS, hour_of, shard_of
 from shared.mirror.stream_range import ParkedRanges
 from shared.services import Services
@@ -203,3 +204,66 @@ def test_a_page_asked_again_with_its_token_is_the_same_page(
     rest = follow(lambda t: get(t or second["nextPageToken"]), until_caught_up=True)
     served = [(i["contactid"], i["accountid"]) for i in first["items"] + second["items"] + rest]
     assert served == [(c, a) for a in sorted(accounts) for c in sorted(accounts[a])]
+
+
+def change_accounts_in_small_entries(
+    mirror: Services, monkeypatch: pytest.MonkeyPatch
+) -> list[tuple[str, str]]:
+    """A field changed on 12 accounts of 8 contacts, in entries of 2 contacts (48 entries over
+    the shards); the activities (contact, account) in the feed's order."""
+    monkeypatch.setattr(activity_feed, "GROUP_SIZE", 2)
+    accounts = load_accounts(mirror, accounts=12, contacts_each=8)
+    apply_batch(mirror, batch(accounts=[account(a, 2, name="v2", revenue=1.0) for a in accounts]))
+    settle()
+    return [(c, a) for a in sorted(accounts) for c in sorted(accounts[a])]
+
+
+def test_a_walk_from_before_the_hour_serves_each_activity_once_in_order_from_any_process(
+    mirror: Services, feed_api: httpx.Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The hour is read from its start with a few queries over runs of its shards; made to
+    # stop part-way here (pages of 5, an hour "small" up to 20 entries), the shards they did
+    # not read to their end go on one by one. Every page served as by another process, or
+    # all by one.
+    monkeypatch.setattr(stream_range, "MOST_PER_REQUEST", 5)
+    monkeypatch.setattr(stream_range, "HOUR_AT_ONCE", 20)
+    expected = change_accounts_in_small_entries(mirror, monkeypatch)
+    since = (utcnow() - timedelta(hours=1)).isoformat()
+    token = feed_api.get("/api/activities/pagingtoken", params={"since": since}).json()
+    get = api_get(feed_api, "/api/activities", limit=9)
+
+    def from_another_process(page_token: str | None) -> dict[str, Any]:
+        mirror.feed.parked = ParkedRanges()
+        return get(page_token or token["nextPageToken"])
+
+    for served_by in (from_another_process, lambda t: get(t or token["nextPageToken"])):
+        items = follow(served_by, until_caught_up=True)
+        assert [(i["contactid"], i["accountid"]) for i in items] == expected
+
+
+def test_an_hour_read_from_its_start_is_asked_with_a_few_queries_not_one_per_shard(
+    mirror: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A walk that comes to an hour from before it (a reader of the feed in pages, an export)
+    # asks that hour's 16 shards with a few queries (each over a run of shards) while the hour
+    # is small, not each shard with its own requests (issue 26, item 3).
+    expected = change_accounts_in_small_entries(mirror, monkeypatch)
+    queries = 0
+    query_entities = mirror.feed.table.query_entities
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        nonlocal queries
+        queries += 1
+        return query_entities(*args, **kwargs)
+
+    monkeypatch.setattr(mirror.feed.table, "query_entities", counted)
+    position: dict[str, Any] = {"after": start_position(now_ms() - WINDOW_MS)}
+    served: list[tuple[str, str]] = []
+    while True:
+        page = activity_page(mirror.feed, position, 10)
+        served += [(contact_id, str(entry["accountid"])) for entry, contact_id in page.items]
+        position = page.position
+        if not page.more:
+            break
+    assert served == expected
+    assert queries < SHARDS
