@@ -18,7 +18,8 @@ from acctsync.ports import free_port, wait_for_port
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 AZURITE_BIN = PROJECT_ROOT / "node_modules" / ".bin" / "azurite"
 ACCOUNT = "devstoreaccount1"
-# Below Node's 60 s headers timeout, which would otherwise close an idle connection first.
+# How long Azurite keeps an idle connection open (its default is 5 s); kept below Node's 60 s
+# headers timeout.
 KEEP_ALIVE_S = 30
 # The well-known development account key that every Azurite install accepts; not a secret.
 ACCOUNT_KEY = (
@@ -102,7 +103,8 @@ def start_azurite(
     # back its queue messages, not before.
     env = dict(os.environ)
     if max_heap_mb is not None:
-        env["NODE_OPTIONS"] = f"{env.get('NODE_OPTIONS', '')} --max-old-space-size={max_heap_mb}"
+        heap = f"--max-old-space-size={max_heap_mb}"
+        env["NODE_OPTIONS"] = " ".join(filter(None, [env.get("NODE_OPTIONS"), heap]))
     process = subprocess.Popen(
         args,
         stdout=output,

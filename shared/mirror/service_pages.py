@@ -29,6 +29,11 @@ def service_page(
     continuation after it (None: the query is read); `pages` is spent afterwards."""
     rows = list(next(pages, ()))
     continuation = getattr(pages, "continuation_token", None)
-    # Its attributes are what ties the cycle (the bound methods) and what holds the answer.
-    vars(pages).clear()
+    let_go(pages)
     return rows, continuation
+
+
+def let_go(pages: Iterator[Iterator[TableEntity]]) -> None:
+    """Empty a page iterator read as far as its reader wants: its attributes are what ties
+    the cycle (the bound methods) and what holds the last answer."""
+    vars(pages).clear()

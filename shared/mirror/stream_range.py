@@ -27,7 +27,7 @@ from typing import Any
 
 from azure.data.tables import TableClient, TableEntity
 
-from shared.mirror.service_pages import service_page
+from shared.mirror.service_pages import let_go, service_page
 from shared.mirror.shards import (
     SHARDS,
     Layout,
@@ -166,6 +166,7 @@ class HourAtOnce:
                     self.covered = max(self.covered, order[partition] + 1)
                     read += 1
             self.ended = getattr(pages, "continuation_token", None) is None
+        let_go(pages)  # its last answer (up to 1,000 entries) is not left to the collector
         return [self._range(index, paging) for index in range(len(self.partitions))]
 
     def _small_so_far(self, read: int) -> bool:

@@ -5,7 +5,9 @@ upgrade from the one-partition-per-hour layout."""
 
 from __future__ import annotations
 
+import gc
 import json
+import weakref
 from collections import Counter
 from datetime import timedelta
 from pathlib import Path
@@ -15,7 +17,7 @@ import httpx
 import pytest
 
 from shared.mirror import activity_feed, stream_range
-from shared.mirror.activity_feed import activity_page
+from shared.mirror.activity_feed import activities_since, activity_page
 from shared.mirror.feed import LAYOUT_PARTITION, Stream, now_ms, old_layout_keys, start_position
 from shared.mirror.shards import SHARDS, WINDOW_MS, hour_of, shard_of
 from shared.mirror.stream_range import ParkedRanges
@@ -267,3 +269,27 @@ def test_an_hour_read_from_its_start_is_asked_with_a_few_queries_not_one_per_sha
             break
     assert served == expected
     assert queries < SHARDS
+
+
+def test_an_export_of_the_feed_leaves_no_entry_to_the_cycle_collector(
+    mirror: Services, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # An hour read from its start is read with one iterator of the SDK's, which holds itself
+    # and its last answer: entries must be freed with what the export wrote, not at the cyclic
+    # collector's next full run (an export's memory would grow with every hour it reads).
+    monkeypatch.setattr(stream_range, "MOST_PER_REQUEST", 5)
+    expected = change_accounts_in_small_entries(mirror, monkeypatch)
+    alive: list[weakref.ref[Any]] = []
+    gc.collect()
+    gc.disable()
+    try:
+        served = []
+        for entry, contact in activities_since(mirror.feed, now_ms() - WINDOW_MS):
+            served.append((contact, str(entry["accountid"])))
+            alive.append(weakref.ref(entry))
+            del entry
+        left = [ref for ref in alive if ref() is not None]
+    finally:
+        gc.enable()
+    assert served == expected
+    assert left == []
