@@ -1,0 +1,11 @@
+"""The product's one root error: everything acctsync raises on purpose derives from it.
+
+A caller that wants to tell acctsync's own refusals from a bug catches `AcctsyncError`; each
+subclass's message says what happened and what to do about it. Errors that are also a
+`ValueError` or `RuntimeError` keep that base too, so existing `except ValueError` sites go on
+working.
+"""
+
+
+class AcctsyncError(Exception):
+    """Something acctsync refused or could not do, with a message that says what to do."""
