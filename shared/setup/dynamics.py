@@ -78,7 +78,7 @@ class DynamicsChecks:
         how = _CONNECTIONS[self.settings.connection]
         try:
             client = DataverseClient(self.settings)
-            client.sign_in()
+            client.transport.sign_in()
         except DataverseAuthError as error:
             self.results.append(failed("entra_token", _first_line(error), sign_in_fix(error)))
             return None
@@ -95,7 +95,7 @@ class DynamicsChecks:
     def _who_am_i(self, client: DataverseClient) -> str | None:
         url = self.settings.url
         try:
-            user_id = client.user_id()
+            user_id = client.metadata.user_id()
         except DataverseAuthError as error:
             member = error.status == 401 or error.code == NOT_A_MEMBER
             fix = APPLICATION_USER_FIX if member else ROLE_FIX
@@ -116,7 +116,7 @@ class DynamicsChecks:
 
     def _change_tracking(self, client: DataverseClient) -> dict[str, TableColumns] | None:
         try:
-            definitions = client.table_definitions(list(TABLES))
+            definitions = client.metadata.table_definitions(list(TABLES))
         except DataverseError as error:
             self.results.append(failed("change_tracking", _first_line(error), ROLE_FIX))
             return None
@@ -137,7 +137,7 @@ class DynamicsChecks:
         return tables
 
     def _retention(self, client: DataverseClient) -> CheckResult:
-        days = client.change_tracking_retention_days()
+        days = client.metadata.change_tracking_retention_days()
         interval = timedelta(minutes=self.interval_minutes)
         fix = (
             "raise the retention (Power Platform admin center, or the organization's "
@@ -200,7 +200,7 @@ class DynamicsChecks:
 
 
 def privileges(client: DataverseClient, user_id: str) -> CheckResult:
-    held = client.user_privileges(user_id)
+    held = client.metadata.user_privileges(user_id)
     depth = {str(p.get("PrivilegeName", "")): p.get("Depth") for p in held}
     short = [
         f"Read {table} ({depth.get(name, 'none')})"
