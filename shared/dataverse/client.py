@@ -8,13 +8,10 @@ writes to Dynamics.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
-
-import httpx
 
 from shared.dataverse.errors import (
     ChangeTrackingDisabled,
@@ -80,16 +77,9 @@ class RowPage:
 class DataverseClient:
     """Reads accounts and contacts, page by page, from one Dataverse environment."""
 
-    def __init__(
-        self,
-        settings: DataverseSettings,
-        *,
-        retry: RetryPolicy | None = None,
-        sleep: Callable[[float], None] = time.sleep,
-        timeout: httpx.Timeout | None = None,
-    ):
+    def __init__(self, settings: DataverseSettings, *, retry: RetryPolicy | None = None):
         self._settings = settings
-        self.transport = DataverseTransport(settings, retry=retry, sleep=sleep, timeout=timeout)
+        self.transport = DataverseTransport(settings, retry=retry)
         self.metadata = DataverseMetadata(self.transport)
         self._base = self.transport.base
         self._annotations = include_annotations(formatted=settings.formatted_values)
