@@ -28,7 +28,7 @@ def main(argv: list[str]) -> int:
         # A running host holds its token; fetch it before the clock starts (it goes to the
         # authority, which the Dataverse request counts leave out anyway). It has its code
         # loaded too: cold start is a figure of its own (bench/imports.py).
-        services.dataverse()._tokens.token()
+        services.dataverse().transport.sign_in()
         import acctsync.runner  # noqa: F401
         import shared.verify.step  # noqa: F401
     start_at = float(args.get("start_at", 0))

@@ -15,6 +15,8 @@ from enum import StrEnum
 from functools import lru_cache
 from urllib.parse import urlsplit
 
+from shared.errors import AcctsyncError
+
 DEFAULT_STORAGE = "UseDevelopmentStorage=true"
 DEFAULT_AUTHORITY_HOST = "https://login.microsoftonline.com"
 # How long a heartbeat holds the cycle lease while it plans; it renews it every third of that.
@@ -35,7 +37,7 @@ DEFAULT_VERIFY_INTERVAL_HOURS = 24.0
 DEFAULT_AUDIT_RETENTION_DAYS = 365.0
 
 
-class SettingsError(ValueError):
+class SettingsError(AcctsyncError, ValueError):
     """A setting is missing or malformed; the message names it and says how to fix it."""
 
 
@@ -176,7 +178,9 @@ def _number(env: Mapping[str, str], name: str, default: float, *, minimum: float
     if not math.isfinite(value):  # float() takes nan, inf and 1e309; no setting means them
         raise SettingsError(f"{name}={raw!r} is not a finite number; set it to e.g. {default}")
     if value < minimum:
-        raise SettingsError(f"{name}={raw!r} must be at least {minimum}")
+        raise SettingsError(
+            f"{name}={raw!r} must be at least {minimum}; raise it, or unset it for {default}"
+        )
     return value
 
 
@@ -259,30 +263,60 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
         raise SettingsError(
             f"DATAVERSE_URL={url!r} must be an https:// URL such as https://contoso.crm.dynamics.com"
         )
+    ca_bundle = _ca_bundle(env)
+    formatted_values = _flag(env, "ACCTSYNC_FORMATTED_VALUES", default=True)
+    managed_identity = _uses_managed_identity(env)
+    sign_in = _MANAGED_IDENTITY_SIGN_IN if managed_identity else _app_registration_sign_in(env)
+    return DataverseSettings(
+        url=url.rstrip("/"),
+        # Both are checked for an app registration; with a managed identity the client id is a
+        # user-assigned identity's, and none means the system-assigned identity.
+        tenant_id=_optional(env, "DATAVERSE_TENANT_ID") or "",
+        client_id=_optional(env, "DATAVERSE_CLIENT_ID") or "",
+        client_secret=sign_in.client_secret,
+        username=sign_in.username,
+        password=sign_in.password,
+        authority_host=sign_in.authority_host,
+        ca_bundle=ca_bundle,
+        managed_identity=managed_identity,
+        formatted_values=formatted_values,
+    )
+
+
+@dataclass(frozen=True, kw_only=True)
+class _SignIn:
+    """What an app registration signs in with; a managed identity needs none of it."""
+
+    client_secret: str | None = None
+    username: str | None = None
+    password: str | None = None
+    authority_host: str = DEFAULT_AUTHORITY_HOST
+
+
+_MANAGED_IDENTITY_SIGN_IN = _SignIn()
+
+
+def _ca_bundle(env: Mapping[str, str]) -> str | None:
     ca_bundle = _optional(env, "DATAVERSE_CA_BUNDLE")
     if ca_bundle is not None and not os.path.isfile(ca_bundle):
-        raise SettingsError(f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file")
-    formatted_values = _flag(env, "ACCTSYNC_FORMATTED_VALUES", default=True)
-    credential = (_optional(env, "DATAVERSE_CREDENTIAL") or "").lower()
-    if credential == "managedidentity":
-        return DataverseSettings(
-            url=url.rstrip("/"),
-            tenant_id=_optional(env, "DATAVERSE_TENANT_ID") or "",
-            # A user-assigned identity's client id; none: the system-assigned identity.
-            client_id=_optional(env, "DATAVERSE_CLIENT_ID") or "",
-            client_secret=None,
-            username=None,
-            password=None,
-            authority_host=DEFAULT_AUTHORITY_HOST,
-            ca_bundle=ca_bundle,
-            managed_identity=True,
-            formatted_values=formatted_values,
+        raise SettingsError(
+            f"DATAVERSE_CA_BUNDLE={ca_bundle!r} is not a readable file; set it to the path of "
+            "the CA certificate (PEM) to trust, or unset it"
         )
-    if credential:
+    return ca_bundle
+
+
+def _uses_managed_identity(env: Mapping[str, str]) -> bool:
+    credential = (_optional(env, "DATAVERSE_CREDENTIAL") or "").lower()
+    if credential and credential != "managedidentity":
         raise SettingsError(
             f"DATAVERSE_CREDENTIAL={credential!r}: set managedidentity, or leave it unset for "
             "the client secret or the ROPC user"
         )
+    return credential == "managedidentity"
+
+
+def _app_registration_sign_in(env: Mapping[str, str]) -> _SignIn:
     missing = [n for n in ("DATAVERSE_TENANT_ID", "DATAVERSE_CLIENT_ID") if not _optional(env, n)]
     username = _optional(env, "DATAVERSE_USERNAME")
     password = _optional(env, "DATAVERSE_PASSWORD")
@@ -301,15 +335,10 @@ def _dataverse_settings(env: Mapping[str, str]) -> DataverseSettings | None:
         raise SettingsError(f"DATAVERSE_URL is set but {', '.join(missing)} is not; set them too")
     authority = (_optional(env, "DATAVERSE_AUTHORITY_HOST") or DEFAULT_AUTHORITY_HOST).rstrip("/")
     if urlsplit(authority).scheme != "https":
-        raise SettingsError("DATAVERSE_AUTHORITY_HOST must be an https:// URL")
-    return DataverseSettings(
-        url=url.rstrip("/"),
-        tenant_id=env["DATAVERSE_TENANT_ID"].strip(),
-        client_id=env["DATAVERSE_CLIENT_ID"].strip(),
-        client_secret=secret,
-        username=username,
-        password=password,
-        authority_host=authority,
-        ca_bundle=ca_bundle,
-        formatted_values=formatted_values,
+        raise SettingsError(
+            "DATAVERSE_AUTHORITY_HOST must be an https:// URL; unset it for "
+            f"{DEFAULT_AUTHORITY_HOST}"
+        )
+    return _SignIn(
+        client_secret=secret, username=username, password=password, authority_host=authority
     )

@@ -138,7 +138,9 @@ class SecuredGrants:
     def granted(self) -> set[str]:
         with self._lock:
             if self._granted is None:
-                self._granted = self.client.readable_secured_columns(self.client.user_id())
+                self._granted = self.client.metadata.readable_secured_columns(
+                    self.client.metadata.user_id()
+                )
             return self._granted
 
 
@@ -146,7 +148,7 @@ def read_tables(
     client: DataverseClient, tables: list[str], *, labels: bool = False
 ) -> dict[str, TableColumns]:
     """The columns of each table, from one metadata request."""
-    definitions = client.table_definitions(tables, labels=labels)
+    definitions = client.metadata.table_definitions(tables, labels=labels)
     missing = [t for t in tables if t not in definitions]
     if missing:
         raise DataverseError(
@@ -186,7 +188,7 @@ def describe(table: str, definition: Mapping[str, Any]) -> TableColumns:
 
 def column_limits(client: DataverseClient, table: TableColumns) -> dict[str, ColumnLimits]:
     """What Dynamics lets each column of the table hold (one metadata cast per type)."""
-    found = client.column_limits(table.table)
+    found = client.metadata.column_limits(table.table)
     limits = {}
     for name, info in table.columns.items():
         cast = found.get(name, {})

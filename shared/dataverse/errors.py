@@ -1,9 +1,14 @@
-"""What can go wrong with Dataverse, as the rest of acctsync tells it apart."""
+"""What can go wrong with Dataverse, as the rest of acctsync tells it apart.
+
+Every message says what happened and what to do; a `NeedsAction` also carries `fix`, the
+set-up change that clears it (what `acctsync validate` and the status show)."""
 
 from __future__ import annotations
 
+from shared.errors import AcctsyncError
 
-class DataverseError(Exception):
+
+class DataverseError(AcctsyncError):
     """A Dataverse request failed for good; `code` is the Dataverse error code when known."""
 
     def __init__(self, message: str, *, status: int | None = None, code: str | None = None):

@@ -28,6 +28,14 @@ ROLE_FIX = (
     "level (a copy of 'Basic User' with those two set to Organization is enough); change "
     "tracking reads every row only with organization-wide read"
 )
+AUTHORITY_FIX = (
+    "check DATAVERSE_AUTHORITY_HOST and that this machine reaches it; behind a "
+    "TLS-inspecting proxy, set DATAVERSE_CA_BUNDLE to its CA certificate"
+)
+RETENTION_FIX = (
+    "raise the retention (Power Platform admin center, or the organization's "
+    "expirechangetrackingindays), or lower SYNC_INTERVAL_MINUTES"
+)
 _CONNECTIONS = {
     DataverseConnection.CLIENT_SECRET: "client credentials (an app registration's secret)",
     DataverseConnection.ROPC: "the sync user's password (ROPC)",
@@ -37,7 +45,8 @@ _CONNECTIONS = {
 
 class DynamicsChecks:
     """The Dynamics checks in order; each one that depends on an earlier one is not run when
-    that one failed."""
+    that one failed. Signing in and WhoAmI give the client and user the others need; each of
+    the others is a function of its own below."""
 
     def __init__(
         self,
@@ -64,30 +73,27 @@ class DynamicsChecks:
                 self.results += [not_checked(name, "dataverse_url") for name in AFTER_SIGN_IN[1:]]
                 return self.results
             self.results.append(_guarded("privileges", lambda: privileges(client, user_id)))
-            tables = self._change_tracking(client)
-            self.results.append(_guarded("retention", lambda: self._retention(client)))
-            if tables is None:
-                self.results.append(not_checked("columns", "change_tracking"))
-            elif self.selection is None:
-                self.results.append(not_checked("columns", "storage"))
-            else:
-                self.results.append(_guarded("columns", lambda: self._columns(client, tables)))
+            tracking, tables = change_tracking(client)
+            self.results.append(tracking)
+            interval = self.interval_minutes
+            self.results.append(
+                _guarded(
+                    "retention", lambda: retention(client, self.cursors, interval_minutes=interval)
+                )
+            )
+            self.results.append(self._columns(client, tables))
         return self.results
 
     def _signed_in(self) -> DataverseClient | None:
         how = _CONNECTIONS[self.settings.connection]
         try:
             client = DataverseClient(self.settings)
-            client.sign_in()
+            client.transport.sign_in()
         except DataverseAuthError as error:
             self.results.append(failed("entra_token", _first_line(error), sign_in_fix(error)))
             return None
         except DataverseError as error:
-            fix = (
-                "check DATAVERSE_AUTHORITY_HOST and that this machine reaches it; behind a "
-                "TLS-inspecting proxy, set DATAVERSE_CA_BUNDLE to its CA certificate"
-            )
-            self.results.append(failed("entra_token", _first_line(error), fix))
+            self.results.append(failed("entra_token", _first_line(error), AUTHORITY_FIX))
             return None
         self.results.append(passed("entra_token", f"Entra ID gave a Dataverse token to {how}"))
         return client
@@ -95,7 +101,7 @@ class DynamicsChecks:
     def _who_am_i(self, client: DataverseClient) -> str | None:
         url = self.settings.url
         try:
-            user_id = client.user_id()
+            user_id = client.metadata.user_id()
         except DataverseAuthError as error:
             member = error.status == 401 or error.code == NOT_A_MEMBER
             fix = APPLICATION_USER_FIX if member else ROLE_FIX
@@ -114,93 +120,108 @@ class DynamicsChecks:
         )
         return user_id
 
-    def _change_tracking(self, client: DataverseClient) -> dict[str, TableColumns] | None:
-        try:
-            definitions = client.table_definitions(list(TABLES))
-        except DataverseError as error:
-            self.results.append(failed("change_tracking", _first_line(error), ROLE_FIX))
-            return None
-        tables = {name: describe(name, d) for name, d in definitions.items()}
-        missing = [t for t in TABLES if t not in tables]
-        off = [t for t in TABLES if t in tables and not tables[t].change_tracking]
-        if missing:
-            detail = f"Dataverse has no {' or '.join(missing)} table"
-            fix = "point DATAVERSE_URL at a Dynamics 365 environment (with Sales or Marketing)"
-            self.results.append(failed("change_tracking", detail, fix))
-            return None
-        if off:
-            fix = "; ".join(ChangeTrackingDisabled(t).fix for t in off)
-            detail = f"change tracking is off on {' and '.join(off)}: acctsync reads only changes"
-            self.results.append(failed("change_tracking", detail, fix))
-            return None
-        self.results.append(passed("change_tracking", "account and contact track changes"))
-        return tables
+    def _columns(
+        self, client: DataverseClient, tables: Mapping[str, TableColumns] | None
+    ) -> CheckResult:
+        if tables is None:
+            return not_checked("columns", "change_tracking")
+        selection = self.selection
+        if selection is None:
+            return not_checked("columns", "storage")
+        return _guarded("columns", lambda: columns(client, tables, *selection()))
 
-    def _retention(self, client: DataverseClient) -> CheckResult:
-        days = client.change_tracking_retention_days()
-        interval = timedelta(minutes=self.interval_minutes)
-        fix = (
-            "raise the retention (Power Platform admin center, or the organization's "
-            "expirechangetrackingindays), or lower SYNC_INTERVAL_MINUTES"
-        )
-        if not days:
-            return warned(
-                "retention",
-                "the org keeps no change-tracking history (expirechangetrackingindays is 0 or "
-                "unset): every delta link may be refused, and each refusal reads a table whole",
-                fix,
-            )
-        keeps = timedelta(days=days)
-        if interval * 2 >= keeps:
-            detail = (
-                f"Dynamics keeps changes {days} days, but a cycle runs only every "
-                f"{self.interval_minutes:g} minutes: delta links expire between cycles"
-            )
-            return failed("retention", detail, fix)
-        now = utcnow()
-        for cursor in self.cursors():
-            age = now - cursor.updated_at
-            if age > keeps * 0.8:
-                detail = (
-                    f"the {cursor.entity_set} delta link is {age.days} days old and Dynamics "
-                    f"keeps changes {days} days: when it expires the table is read again whole"
-                )
-                return warned("retention", detail, "resume the sync (`acctsync resume`) soon")
-        return passed(
+
+def change_tracking(
+    client: DataverseClient,
+) -> tuple[CheckResult, dict[str, TableColumns] | None]:
+    """Whether both tables exist and track changes, with their columns when they do."""
+    try:
+        definitions = client.metadata.table_definitions(list(TABLES))
+    except DataverseError as error:
+        return failed("change_tracking", _first_line(error), ROLE_FIX), None
+    tables = {name: describe(name, d) for name, d in definitions.items()}
+    missing = [t for t in TABLES if t not in tables]
+    off = [t for t in TABLES if t in tables and not tables[t].change_tracking]
+    if missing:
+        detail = f"Dataverse has no {' or '.join(missing)} table"
+        fix = "point DATAVERSE_URL at a Dynamics 365 environment (with Sales or Marketing)"
+        return failed("change_tracking", detail, fix), None
+    if off:
+        fix = "; ".join(ChangeTrackingDisabled(t).fix for t in off)
+        detail = f"change tracking is off on {' and '.join(off)}: acctsync reads only changes"
+        return failed("change_tracking", detail, fix), None
+    return passed("change_tracking", "account and contact track changes"), tables
+
+
+def retention(
+    client: DataverseClient, cursors: Callable[[], list[Cursor]], *, interval_minutes: float
+) -> CheckResult:
+    """Whether the org keeps changes long enough for the cadence and the stored delta links
+    (`cursors` reads them from storage: only once the retention itself is long enough)."""
+    days = client.metadata.change_tracking_retention_days()
+    if not days:
+        return warned(
             "retention",
-            f"Dynamics keeps changes {days} days; a cycle every {self.interval_minutes:g} "
-            "minutes stays well inside (a pause or outage longer than that re-reads in full)",
+            "the org keeps no change-tracking history (expirechangetrackingindays is 0 or "
+            "unset): every delta link may be refused, and each refusal reads a table whole",
+            RETENTION_FIX,
         )
-
-    def _columns(self, client: DataverseClient, tables: Mapping[str, TableColumns]) -> CheckResult:
-        assert self.selection is not None
-        account, contact = self.selection()
-        grants = SecuredGrants(client)
-        problems = [
-            f"account.{name} ({why.why})"
-            for name, why in _unreadable(tables["account"], account, grants)
-        ]
-        contact_selection = contact or FieldSelection(dict(CONTACT_COLUMNS))
-        problems += [
-            f"contact.{name} ({why.why})"
-            for name, why in _unreadable(tables["contact"], contact_selection, grants)
-        ]
-        if problems:
-            fix = (
-                "the sync goes on without them and keeps their mirrored values; to sync them "
-                "again, restore a deleted column or grant read on a secured one; to stop "
-                f"syncing an account column, select without it: {HOW_TO_SELECT}"
+    keeps = timedelta(days=days)
+    if timedelta(minutes=interval_minutes) * 2 >= keeps:
+        detail = (
+            f"Dynamics keeps changes {days} days, but a cycle runs only every "
+            f"{interval_minutes:g} minutes: delta links expire between cycles"
+        )
+        return failed("retention", detail, RETENTION_FIX)
+    now = utcnow()
+    for cursor in cursors():
+        age = now - cursor.updated_at
+        if age > keeps * 0.8:
+            detail = (
+                f"the {cursor.entity_set} delta link is {age.days} days old and Dynamics "
+                f"keeps changes {days} days: when it expires the table is read again whole"
             )
-            return failed("columns", "not readable now: " + "; ".join(problems), fix)
-        if account is None:
-            detail = "no account columns selected yet: the first cycle selects Marketo's defaults"
-        else:
-            detail = f"the {len(account.columns)} selected account columns are all readable"
-        return passed("columns", detail + f", and the {len(CONTACT_COLUMNS)} contact columns")
+            return warned("retention", detail, "resume the sync (`acctsync resume`) soon")
+    return passed(
+        "retention",
+        f"Dynamics keeps changes {days} days; a cycle every {interval_minutes:g} "
+        "minutes stays well inside (a pause or outage longer than that re-reads in full)",
+    )
+
+
+def columns(
+    client: DataverseClient,
+    tables: Mapping[str, TableColumns],
+    account: FieldSelection | None,
+    contact: FieldSelection | None,
+) -> CheckResult:
+    """Whether the sync user can read every selected column of both tables."""
+    grants = SecuredGrants(client)
+    problems = [
+        f"account.{name} ({why.why})"
+        for name, why in _unreadable(tables["account"], account, grants)
+    ]
+    contact_selection = contact or FieldSelection(dict(CONTACT_COLUMNS))
+    problems += [
+        f"contact.{name} ({why.why})"
+        for name, why in _unreadable(tables["contact"], contact_selection, grants)
+    ]
+    if problems:
+        fix = (
+            "the sync goes on without them and keeps their mirrored values; to sync them "
+            "again, restore a deleted column or grant read on a secured one; to stop "
+            f"syncing an account column, select without it: {HOW_TO_SELECT}"
+        )
+        return failed("columns", "not readable now: " + "; ".join(problems), fix)
+    if account is None:
+        detail = "no account columns selected yet: the first cycle selects Marketo's defaults"
+    else:
+        detail = f"the {len(account.columns)} selected account columns are all readable"
+    return passed("columns", detail + f", and the {len(CONTACT_COLUMNS)} contact columns")
 
 
 def privileges(client: DataverseClient, user_id: str) -> CheckResult:
-    held = client.user_privileges(user_id)
+    held = client.metadata.user_privileges(user_id)
     depth = {str(p.get("PrivilegeName", "")): p.get("Depth") for p in held}
     short = [
         f"Read {table} ({depth.get(name, 'none')})"

@@ -44,6 +44,15 @@ STORAGE_FIX = (
     "Function App's identity Storage Blob, Queue and Table Data Contributor on the account"
 )
 
+MISSING_STORAGE_FIX = (
+    "locally, start the host once (`acctsync run`): it creates them; in Azure, "
+    "`azd provision` creates them (the app's identity may not)"
+)
+POISON_FIX = (
+    "`acctsync status` shows why (last_errors); fix that, then `acctsync replay-poison` "
+    "applies them again"
+)
+
 
 def validate(load_settings: Callable[[], Settings] = Settings.from_env) -> list[CheckResult]:
     try:
@@ -92,26 +101,27 @@ def _storage(services: Services) -> CheckResult:
     except AzureError as error:
         detail = f"the storage account did not answer: {type(error).__name__}"
         return failed("storage", detail, STORAGE_FIX)
-    if missing:
-        detail = f"missing: {', '.join(missing)}"
-        fix = (
-            "locally, start the host once (`acctsync run`): it creates them; in Azure, "
-            "`azd provision` creates them (the app's identity may not)"
-        )
-        return failed("storage", detail, fix)
-    return passed("storage", "reachable; the tables and queues are all there")
+    return _failed_when(
+        "storage",
+        f"missing: {', '.join(missing)}" if missing else None,
+        fix=MISSING_STORAGE_FIX,
+        otherwise="reachable; the tables and queues are all there",
+    )
 
 
 def _poison(services: Services) -> CheckResult:
     count = services.storage.queue_length(POISON_QUEUE)
-    if count:
-        detail = f"{count} batches could not be applied and wait in {POISON_QUEUE}"
-        fix = (
-            "`acctsync status` shows why (last_errors); fix that, then `acctsync replay-poison` "
-            "applies them again"
-        )
-        return failed("poison", detail, fix)
-    return passed("poison", "the poison queue is empty")
+    return _failed_when(
+        "poison",
+        f"{count} batches could not be applied and wait in {POISON_QUEUE}" if count else None,
+        fix=POISON_FIX,
+        otherwise="the poison queue is empty",
+    )
+
+
+def _failed_when(check: str, problem: str | None, *, fix: str, otherwise: str) -> CheckResult:
+    """A check that fails with `problem` and `fix` when there is a problem, else passes."""
+    return failed(check, problem, fix) if problem else passed(check, otherwise)
 
 
 def _heartbeat(services: Services) -> CheckResult:

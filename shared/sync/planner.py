@@ -214,7 +214,7 @@ class TablePlanner:
             return None
         logical = self.entity_set.removesuffix("s")
         try:
-            return self.client.total_records([logical]).get(logical)
+            return self.client.metadata.total_records([logical]).get(logical)
         except DataverseError as error:
             logger.info("no row count of %s for the progress shown: %s", logical, error)
             return None

@@ -170,7 +170,7 @@ class ResyncPlanner:
 
     def _total(self) -> int | None:
         try:
-            return self.client.total_records(["account"]).get("account")
+            return self.client.metadata.total_records(["account"]).get("account")
         except DataverseError as error:
             logger.info("no account count for the re-sync's progress: %s", error)
             return None

@@ -114,7 +114,7 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 def _tokens_of(services: Services) -> set[str]:
     """The access and refresh tokens msal holds in this process (what the simulator issued)."""
-    app = services.dataverse()._tokens._app
+    app = services.dataverse().transport._tokens._app
     cache = app.token_cache
     found = set()
     for kind in (msal.TokenCache.CredentialType.ACCESS_TOKEN, "RefreshToken"):
@@ -162,7 +162,7 @@ def test_secrets_never_reach_logs_status_or_output(
     wrong = {**env, "DATAVERSE_CLIENT_SECRET": "wrong-" + secret[::-1]}
     refused = services_for(wrong)
     with pytest.raises(DataverseAuthError) as error:
-        refused.dataverse().who_am_i()
+        refused.dataverse().metadata.who_am_i()
     outputs.append(str(error.value))
     refused.close()
 
@@ -175,7 +175,7 @@ def test_secrets_never_reach_logs_status_or_output(
             "DATAVERSE_PASSWORD": password,
         }
         ropc = services_for(ropc_env)
-        assert ropc.dataverse().who_am_i()["UserId"]
+        assert ropc.dataverse().metadata.who_am_i()["UserId"]
         tokens |= _tokens_of(ropc)
         ropc.close()
 

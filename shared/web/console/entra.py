@@ -12,7 +12,7 @@ from typing import Any
 import httpx
 
 from shared.dataverse.auth import is_public_cloud
-from shared.dataverse.client import tls_context
+from shared.dataverse.transport import tls_context
 from shared.state.audit import Actor
 from shared.web.console.roles import Role, role_of
 from shared.web.console.settings import EntraApp
