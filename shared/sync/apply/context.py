@@ -14,12 +14,11 @@ from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.mirror.feed import FeedWriter, Stream
 from shared.mirror.initial import time_of
-from shared.mirror.records import version_of
+from shared.mirror.row import DELETED_AT, SyncMark, is_deleted, version_of
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
 from shared.state.schedule import LoadMode
-from shared.sync.apply.rows import SyncMark
 from shared.sync.batches import Batch
 from shared.times import utcnow
 
@@ -99,9 +98,9 @@ class ApplyContext:
         when the change was read after the flag was set. Dynamics had the record then (a wrong
         flag); a change read earlier (a replayed batch older than the deletion) does not bring
         a deleted record back."""
-        if not old.get("is_deleted"):
+        if not is_deleted(old):
             return False
-        read_at, deleted_at = self.batch.read_at, old.get("deleted_at")
+        read_at, deleted_at = self.batch.read_at, old.get(DELETED_AT)
         return read_at is not None and (deleted_at is None or read_at > deleted_at)
 
     def error(self, entity: str, record_id: str, operation: str, message: str) -> None:

@@ -9,7 +9,16 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.records import bucket, generation_of, version_of
+from shared.mirror.records import bucket
+from shared.mirror.row import (
+    FILTERED_AT,
+    GENERATION,
+    SYNC_FILTERED,
+    generation_of,
+    is_deleted,
+    is_sync_filtered,
+    version_of,
+)
 from shared.mirror.writes import merge_all
 from shared.sync.apply.context import ApplyContext
 from shared.sync.batches import AccountChange
@@ -27,9 +36,9 @@ def keep_out(
         assert change.version is not None
         context.result.filtered += 1
         old = existing.get(change.id)
-        if old is None or old.get("is_deleted"):
+        if old is None or is_deleted(old):
             continue  # never mirrored (or gone): nothing to keep
-        marked = bool(old.get("sync_filtered"))
+        marked = is_sync_filtered(old)
         if not marked and version_of(old) > change.version:
             continue  # older than what the mirror holds (a redelivery after Yes again)
         # A re-load stamps the rows it saw, or its sweep would flag a kept account deleted.
@@ -40,8 +49,8 @@ def keep_out(
         if not marked:
             # The version stays the last one applied: the change that says Yes again is
             # newer, and is applied as a first load.
-            mark.update(sync_filtered=True, filtered_at=context.now)
+            mark.update({SYNC_FILTERED: True, FILTERED_AT: context.now})
         if stamp:
-            mark["generation"] = context.batch.generation
+            mark[GENERATION] = context.batch.generation
         marks.append(mark)
     merge_all(context.services.accounts.table, marks)
