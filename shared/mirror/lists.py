@@ -36,7 +36,7 @@ from shared.mirror.feed import (
 from shared.mirror.initial import InitialLoads, first_load_rows
 from shared.mirror.members import Memberships
 from shared.mirror.records import MirroredRecords, fields_of, labels_shown
-from shared.mirror.row import IS_DELETED, is_deleted, local_edits
+from shared.mirror.row import IS_DELETED, SYNCED_AT, is_deleted, local_edits
 from shared.mirror.service_pages import service_page
 from shared.state.fields import FieldSelection
 from shared.times import iso
@@ -87,7 +87,7 @@ def synced_page(
     current: list[TableEntity] = []
     for entry in scan.entries:
         row = rows.get(str(entry["id"]))
-        if row is None or row.get("synced_at") != entry.get("synced_at"):
+        if row is None or row.get(SYNCED_AT) != entry.get("synced_at"):
             continue  # synced again since: it comes again, later in the walk
         if include_deleted or not is_deleted(row):
             current.append(row)
@@ -285,7 +285,7 @@ def account_item(row: TableEntity, fields: FieldsOf) -> dict[str, Any]:
         "formatted": labels_shown(row, shown),
         "is_deleted": is_deleted(row),
         "locally_modified": local_edits(row),
-        "synced_at": iso(row.get("synced_at")),
+        "synced_at": iso(row.get(SYNCED_AT)),
     }
 
 
@@ -297,7 +297,7 @@ def contact_item(row: TableEntity) -> dict[str, Any]:
         "fields": shown,
         "formatted": labels_shown(row, shown),
         "is_deleted": is_deleted(row),
-        "synced_at": iso(row.get("synced_at")),
+        "synced_at": iso(row.get(SYNCED_AT)),
     }
 
 

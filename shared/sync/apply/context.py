@@ -14,7 +14,7 @@ from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.mirror.feed import FeedWriter, Stream
 from shared.mirror.initial import time_of
-from shared.mirror.row import DELETED_AT, SyncMark, is_deleted, version_of
+from shared.mirror.row import DELETED_AT, SYNCED_AT, SyncMark, is_deleted, version_of
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
@@ -73,7 +73,7 @@ class ApplyContext:
             return
         self.feed.write(
             stream,
-            ((str(r["RowKey"]), {"id": r["RowKey"], "synced_at": r["synced_at"]}) for r in rows),
+            ((str(r["RowKey"]), {"id": r["RowKey"], "synced_at": r[SYNCED_AT]}) for r in rows),
         )
 
     def deleted(self, kind: str, ids: Iterable[str]) -> None:
