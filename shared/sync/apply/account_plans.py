@@ -30,15 +30,14 @@ from shared.mirror.row import (
     DELETED_AT,
     GENERATION,
     IS_DELETED,
-    LOCALLY_MODIFIED,
     MODIFIED_ON,
     VERSION,
     FieldChange,
     column_changes,
     drop_local_edits,
-    generation_of,
     is_deleted,
     is_sync_filtered,
+    put_local_edits,
     version_of,
     version_property,
 )
@@ -47,7 +46,7 @@ from shared.sync.batches import AccountChange
 from shared.sync.change_rows import relabel
 
 
-@dataclass
+@dataclass(frozen=True)
 class AccountPlan:
     change: AccountChange
     entity: dict[str, Any]
@@ -116,8 +115,8 @@ class AccountPlanner:
         self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
         entity[VERSION] = version_property(change.version)
         entity[IS_DELETED] = False
-        entity[LOCALLY_MODIFIED] = "[]"
-        entity[GENERATION] = self._generation(old)
+        put_local_edits(entity, [])  # Dynamics' values overwrite every local edit
+        entity[GENERATION] = self.context.generation(old)
         if change.modified_on:
             entity[MODIFIED_ON] = change.modified_on
         if old is not None and is_deleted(old) and not self.context.revives(old):
@@ -152,7 +151,7 @@ class AccountPlanner:
             self.context.error("account", change.id, "backfill", str(error))
             return self._stamp(change, old)
         if changed:
-            entity[GENERATION] = self._generation(old)
+            entity[GENERATION] = self.context.generation(old)
             # Filled in now, as a re-sync would: `modified_since` readers get it again, once
             # (an entry under the old `synced_at` would be a second one for the same sync).
             self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
@@ -183,15 +182,7 @@ class AccountPlanner:
         """A re-load saw this row: only its generation is written (its values stay as they
         are: unchanged, or the last good ones of a change the mirror cannot hold), so the
         sweep does not flag it deleted."""
-        batch = self.context.batch
-        if old is None or not self.context.reload or generation_of(old) == batch.generation:
+        stamp = self.context.reload_stamp(old)
+        if old is None or stamp is None:
             return None
-        keys = {"PartitionKey": old["PartitionKey"], "RowKey": change.id}
-        stamp = {**keys, GENERATION: batch.generation}
         return AccountPlan(change, stamp, old.metadata["etag"], stamp_only=True)
-
-    def _generation(self, old: TableEntity | None) -> int:
-        """The generation a written row carries: a re-load's, or the one it had."""
-        if self.context.reload:
-            return self.context.batch.generation
-        return generation_of(old) if old is not None else 0

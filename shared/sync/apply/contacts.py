@@ -14,7 +14,7 @@ from azure.data.tables import TableEntity
 
 from shared.mapping import UnstorableValue
 from shared.mirror.feed import Stream
-from shared.mirror.row import DELETED_AT, GENERATION, IS_DELETED, generation_of, is_deleted
+from shared.mirror.row import DELETED_AT, IS_DELETED, is_deleted
 from shared.mirror.search import SearchKind
 from shared.mirror.writes import create_all, merge_all
 from shared.sync.apply.context import ApplyContext
@@ -143,26 +143,18 @@ class ContactApplier:
 
     def _stamp(self, old: TableEntity | None) -> list[dict[str, Any]]:
         """A re-load saw this row, which is kept as it is: its generation (none otherwise)."""
-        generation = self.context.batch.generation
-        if old is None or not self.context.reload or generation_of(old) == generation:
-            return []
-        return [
-            {"PartitionKey": old["PartitionKey"], "RowKey": old["RowKey"], GENERATION: generation}
-        ]
+        stamp = self.context.reload_stamp(old)
+        return [] if stamp is None else [stamp]
 
     def _row(self, change: ContactChange, old: TableEntity | None) -> dict[str, Any] | None:
         parent = (change.parent_id or "").lower()
         account = parent if self._parent_is_account(parent, change.parent_type) else ""
-        if self.context.reload:
-            generation = self.context.batch.generation
-        else:
-            generation = generation_of(old) if old is not None else 0
         try:
             return contact_row(
                 change,
                 account_id=account,
                 synced=self.context.sync_mark(Stream.SYNCED_CONTACTS),
-                generation=generation,
+                generation=self.context.generation(old),
                 old=old,
             )
         except UnstorableValue as error:

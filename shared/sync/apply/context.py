@@ -14,7 +14,15 @@ from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.mirror.feed import FeedWriter, Stream
 from shared.mirror.initial import time_of
-from shared.mirror.row import DELETED_AT, SYNCED_AT, SyncMark, is_deleted, version_of
+from shared.mirror.row import (
+    DELETED_AT,
+    GENERATION,
+    SYNCED_AT,
+    SyncMark,
+    generation_of,
+    is_deleted,
+    version_of,
+)
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
@@ -92,6 +100,26 @@ class ApplyContext:
     @property
     def reload(self) -> bool:
         return self.batch.mode == LoadMode.RELOAD
+
+    def generation(self, old: Mapping[str, Any] | None) -> int:
+        """The generation a row written by this batch carries: a re-load's, or the one the
+        row `old` had."""
+        if self.reload:
+            return self.batch.generation
+        return generation_of(old) if old is not None else 0
+
+    def reload_stamp(self, old: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """What a re-load writes on a row it saw and leaves as it is, so that its sweep does not
+        flag the row deleted: the row's keys and the re-load's generation. None when the batch
+        is no re-load, or the row carries its generation already."""
+        generation = self.batch.generation
+        if old is None or not self.reload or generation_of(old) == generation:
+            return None
+        return {
+            "PartitionKey": old["PartitionKey"],
+            "RowKey": old["RowKey"],
+            GENERATION: generation,
+        }
 
     def revives(self, old: Mapping[str, Any]) -> bool:
         """Whether applying a live change to the mirror row `old` clears its deletion flag: only

@@ -12,9 +12,7 @@ from azure.data.tables import TableEntity
 from shared.mirror.records import bucket
 from shared.mirror.row import (
     FILTERED_AT,
-    GENERATION,
     SYNC_FILTERED,
-    generation_of,
     is_deleted,
     is_sync_filtered,
     version_of,
@@ -42,15 +40,15 @@ def keep_out(
         if not marked and version_of(old) > change.version:
             continue  # older than what the mirror holds (a redelivery after Yes again)
         # A re-load stamps the rows it saw, or its sweep would flag a kept account deleted.
-        stamp = context.reload and generation_of(old) != context.batch.generation
-        if marked and not stamp:
+        stamp = context.reload_stamp(old)
+        if marked and stamp is None:
             continue
         mark: dict[str, Any] = {"PartitionKey": bucket(change.id), "RowKey": change.id}
         if not marked:
             # The version stays the last one applied: the change that says Yes again is
             # newer, and is applied as a first load.
             mark.update({SYNC_FILTERED: True, FILTERED_AT: context.now})
-        if stamp:
-            mark[GENERATION] = context.batch.generation
+        if stamp is not None:
+            mark.update(stamp)
         marks.append(mark)
     merge_all(context.services.accounts.table, marks)
