@@ -8,11 +8,11 @@ from typing import Any
 
 from bench import baseline
 from bench.stack import Stack
-from shared.mirror.records import bucket, version_of
+from shared.mirror.records import bucket
+from shared.mirror.row import version_of, version_property
 from shared.mirror.writes import merge_all
 from shared.services import Services
 from shared.settings import Settings
-from shared.sync.apply.rows import version_property
 
 CONTACTS_PER_ACCOUNT = 10
 # What the bare loop selects of each table: the key and its version.

@@ -23,6 +23,7 @@ from typing import Any
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mirror.feed import Stream, int64, ms_of, now_ms
+from shared.mirror.row import IS_DELETED, LOAD_SYNC, SYNCED_AT
 from shared.mirror.service_pages import service_page
 
 PARTITION = "initialloads"
@@ -117,9 +118,9 @@ def first_load_rows(
     """Up to `limit` rows a first load marked synced in [low_ms, high_ms), in key order, from
     the service's continuation; the next continuation (None: no more). A filtered query of the
     whole table: the service may answer short pages, so a few are read at most."""
-    query = "load_sync eq true and synced_at ge @low and synced_at lt @high"
+    query = f"{LOAD_SYNC} eq true and {SYNCED_AT} ge @low and {SYNCED_AT} lt @high"
     if not include_deleted:
-        query += " and is_deleted eq false"
+        query += f" and {IS_DELETED} eq false"
     rows: list[TableEntity] = []
     for _ in range(max_requests):
         page, continuation = service_page(

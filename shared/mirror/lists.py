@@ -17,7 +17,6 @@ where the last one stopped; what a walk may return is fixed by keys that never c
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -37,6 +36,7 @@ from shared.mirror.feed import (
 from shared.mirror.initial import InitialLoads, first_load_rows
 from shared.mirror.members import Memberships
 from shared.mirror.records import MirroredRecords, fields_of, labels_shown
+from shared.mirror.row import IS_DELETED, SYNCED_AT, is_deleted, local_edits
 from shared.mirror.service_pages import service_page
 from shared.state.fields import FieldSelection
 from shared.times import iso
@@ -62,7 +62,7 @@ def table_page(
         if include_deleted:
             query = records.table.list_entities(results_per_page=size)
         else:
-            query = records.table.query_entities("is_deleted eq false", results_per_page=size)
+            query = records.table.query_entities(f"{IS_DELETED} eq false", results_per_page=size)
         page, continuation = service_page(query.by_page(continuation_token=continuation))
         rows.extend(page)
         if not continuation or len(rows) >= limit:
@@ -87,9 +87,9 @@ def synced_page(
     current: list[TableEntity] = []
     for entry in scan.entries:
         row = rows.get(str(entry["id"]))
-        if row is None or row.get("synced_at") != entry.get("synced_at"):
+        if row is None or row.get(SYNCED_AT) != entry.get("synced_at"):
             continue  # synced again since: it comes again, later in the walk
-        if include_deleted or not row.get("is_deleted"):
+        if include_deleted or not is_deleted(row):
             current.append(row)
     return RecordPage(current, {"after": scan.position} if scan.more else None)
 
@@ -268,7 +268,7 @@ def account_contacts_page(
         if row is None:
             continue
         if contact_id in members_now:
-            if include_deleted or not row.get("is_deleted"):
+            if include_deleted or not is_deleted(row):
                 kept.append(row)
         elif str(row.get("accountid") or "") == account_id:
             kept.append(row)
@@ -283,9 +283,9 @@ def account_item(row: TableEntity, fields: FieldsOf) -> dict[str, Any]:
         "accountid": str(row["RowKey"]),
         "fields": shown,
         "formatted": labels_shown(row, shown),
-        "is_deleted": bool(row.get("is_deleted")),
-        "locally_modified": _marks(row),
-        "synced_at": iso(row.get("synced_at")),
+        "is_deleted": is_deleted(row),
+        "locally_modified": local_edits(row),
+        "synced_at": iso(row.get(SYNCED_AT)),
     }
 
 
@@ -296,8 +296,8 @@ def contact_item(row: TableEntity) -> dict[str, Any]:
         "accountid": str(row.get("accountid") or "") or None,
         "fields": shown,
         "formatted": labels_shown(row, shown),
-        "is_deleted": bool(row.get("is_deleted")),
-        "synced_at": iso(row.get("synced_at")),
+        "is_deleted": is_deleted(row),
+        "synced_at": iso(row.get(SYNCED_AT)),
     }
 
 
@@ -308,8 +308,3 @@ def account_fields(selection: FieldSelection | None) -> FieldsOf:
         return lambda fields: fields
     columns = list(selection.columns)
     return lambda fields: {name: fields.get(name) for name in columns}
-
-
-def _marks(row: TableEntity) -> list[str]:
-    marks: list[str] = json.loads(row.get("locally_modified") or "[]")
-    return marks

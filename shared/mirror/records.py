@@ -13,7 +13,7 @@ from typing import Any
 
 from azure.core import MatchConditions
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import EntityProperty, TableClient, TableEntity, UpdateMode
+from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mapping import columns_of, labels_of, to_json
 from shared.mirror.writes import run_parallel, upsert_all
@@ -39,17 +39,6 @@ def fields_of(entity: TableEntity | dict[str, Any]) -> dict[str, Any]:
 def labels_shown(entity: TableEntity | dict[str, Any], fields: dict[str, Any]) -> dict[str, str]:
     """The labels of the fields shown (`fields_of`, or the selected ones of it)."""
     return {column: label for column, label in labels_of(entity).items() if column in fields}
-
-
-def version_of(entity: TableEntity | dict[str, Any]) -> int:
-    """The Dataverse versionnumber a mirrored row holds (0 before any)."""
-    value = entity.get("version", 0)
-    return int(value.value if isinstance(value, EntityProperty) else value)
-
-
-def generation_of(entity: TableEntity | dict[str, Any]) -> int:
-    """The last full re-load that saw the row (0: none did)."""
-    return int(entity.get("generation", 0) or 0)
 
 
 class MirroredRecords:

@@ -35,6 +35,7 @@ from azure.data.tables import TableClient, TableEntity
 from shared.mapping import read_column
 from shared.mirror.lists import Position, RecordPage
 from shared.mirror.records import MirroredRecords
+from shared.mirror.row import is_deleted
 from shared.mirror.shards import SHARDS, Merge, record_shard
 from shared.mirror.stream_range import RangePager, ShardPaging, read_together
 from shared.mirror.writes import run_parallel, upsert_all
@@ -197,7 +198,7 @@ def search_page(
             continue  # `text` is longer than a key holds, and this value does not start so
         if entry.key != min(matching, key=lambda k: k.row):
             continue  # found by its other value too: served through the smaller key
-        if include_deleted or not row.get("is_deleted"):
+        if include_deleted or not is_deleted(row):
             kept.append(row)
     index.forget(stale)
     return RecordPage(kept, {"after": found[-1].key.row} if more else None)

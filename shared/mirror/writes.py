@@ -71,35 +71,34 @@ def upsert_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> int
 
 def upsert_chunks(table: TableClient, chunks: Sequence[Sequence[Mapping[str, Any]]]) -> None:
     """Upsert (replace) chunks of one partition each (a transaction per chunk, side by side)."""
-
-    def submit(chunk: Sequence[Mapping[str, Any]]) -> None:
-        if len(chunk) == 1:
-            table.upsert_entity(chunk[0], mode=UpdateMode.REPLACE)
-            return
-        operations = [
-            (TransactionOperation.UPSERT, entity, {"mode": UpdateMode.REPLACE}) for entity in chunk
-        ]
-        submit_transaction(table, operations)
-
-    if chunks:
-        run_parallel(submit, list(chunks))
+    _write_chunks(table, chunks, TransactionOperation.UPSERT, UpdateMode.REPLACE)
 
 
 def merge_all(table: TableClient, entities: Iterable[Mapping[str, Any]]) -> None:
     """Merge the given properties into existing entities, batched per partition."""
+    _write_chunks(table, _partition_chunks(entities), TransactionOperation.UPDATE, UpdateMode.MERGE)
 
-    def submit(chunk: list[Mapping[str, Any]]) -> None:
-        if len(chunk) == 1:
-            table.update_entity(chunk[0], mode=UpdateMode.MERGE)
-            return
-        operations = [
-            (TransactionOperation.UPDATE, entity, {"mode": UpdateMode.MERGE}) for entity in chunk
-        ]
-        submit_transaction(table, operations)
 
-    chunks = _partition_chunks(entities)
+def _write_chunks(
+    table: TableClient,
+    chunks: Sequence[Sequence[Mapping[str, Any]]],
+    operation: TransactionOperation,
+    mode: UpdateMode,
+) -> None:
+    """Write chunks of one partition each, side by side: a chunk of one entity alone, a
+    longer one as a transaction. UPSERT writes a row whether or not it exists; UPDATE only
+    one that does."""
+
+    def submit(chunk: Sequence[Mapping[str, Any]]) -> None:
+        if len(chunk) > 1:
+            submit_transaction(table, [(operation, entity, {"mode": mode}) for entity in chunk])
+        elif operation is TransactionOperation.UPSERT:
+            table.upsert_entity(chunk[0], mode=mode)
+        else:
+            table.update_entity(chunk[0], mode=mode)
+
     if chunks:
-        run_parallel(submit, chunks)
+        run_parallel(submit, list(chunks))
 
 
 def create_all(

@@ -28,7 +28,6 @@ from shared.state.errors import ErrorCode, SyncErrors
 from shared.state.fields import Table
 from shared.state.filtered import SyncFilter
 from shared.state.schedule import LoadMode
-from shared.sync.apply.rows import contact_storable
 from shared.sync.batches import (
     AccountChange,
     Batch,
@@ -39,6 +38,7 @@ from shared.sync.batches import (
     member_fragment,
     search_fragment,
 )
+from shared.sync.change_rows import contact_storable
 
 if TYPE_CHECKING:
     from shared.sync.schema import ColumnAccess

@@ -49,6 +49,32 @@ class RereadOutcome:
     dataverse_requests: int
     failed_ids: tuple[str, ...]  # ids that could not be applied (with a sync error each)
 
+    @classmethod
+    def of(
+        cls,
+        entity_set: str,
+        requested: int,
+        total: BatchResult,
+        *,
+        errors: int,
+        requests: int,
+        failed: list[str],
+    ) -> RereadOutcome:
+        """The outcome of applying `requested` ids, from the batches' summed result; `errors`
+        rows the reader refused besides."""
+        return cls(
+            entity_set=entity_set,
+            requested=requested,
+            applied=total.accounts_applied + total.contacts_applied - total.removed,
+            deleted=total.removed,
+            unchanged=total.skipped + total.filtered,
+            errors=total.errors + errors,
+            activities_logged=total.activities_logged,
+            activities_suppressed=total.activities_suppressed,
+            dataverse_requests=requests,
+            failed_ids=tuple(dict.fromkeys(failed)),
+        )
+
 
 def reread_and_apply(
     services: Services,
@@ -71,29 +97,16 @@ def reread_and_apply(
     total = BatchResult()
     failed: list[str] = []
     if wanted:
-        columns = check_columns(services, client)
-        reader: AccountReader | ContactReader
-        if entity_set == "accounts":
-            reader = AccountReader(columns.account, errors, columns.sync_filter)
-        else:
-            reader = ContactReader(columns.contact, errors)
+        reader = _reader(services, client, entity_set, errors)
         # Read from now on: a record flagged deleted that comes back is one Dynamics has.
         header = replace(reader.header(cycle_id, LoadMode.DELTA, generation=0), read_at=utcnow())
         for number, start in enumerate(range(0, len(wanted), GROUP_SIZE), start=1):
             group = wanted[start : start + GROUP_SIZE]
             batch = _batch(header, number)
             failed += _apply_group(services, client, reader, batch, group, total, whole=whole)
-    outcome = RereadOutcome(
-        entity_set=entity_set,
-        requested=len(wanted),
-        applied=total.accounts_applied + total.contacts_applied - total.removed,
-        deleted=total.removed,
-        unchanged=total.skipped + total.filtered,
-        errors=total.errors + errors.count,
-        activities_logged=total.activities_logged,
-        activities_suppressed=total.activities_suppressed,
-        dataverse_requests=client.stats.requests - requests_before,
-        failed_ids=tuple(dict.fromkeys(failed)),
+    requests = client.stats.requests - requests_before
+    outcome = RereadOutcome.of(
+        entity_set, len(wanted), total, errors=errors.count, requests=requests, failed=failed
     )
     logger.info(
         "re-read %d %s: %d applied, %d deleted, %d failed",
@@ -104,6 +117,16 @@ def reread_and_apply(
         len(outcome.failed_ids),
     )
     return outcome
+
+
+def _reader(
+    services: Services, client: DataverseClient, entity_set: str, errors: RowErrors
+) -> AccountReader | ContactReader:
+    """The cycle's reader of the table: its columns, sync filter and checks."""
+    columns = check_columns(services, client)
+    if entity_set == "accounts":
+        return AccountReader(columns.account, errors, columns.sync_filter)
+    return ContactReader(columns.contact, errors)
 
 
 def _read(

@@ -7,7 +7,6 @@ one is read back the way the API shows it.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -26,7 +25,15 @@ from shared.mapping import (
     to_stored,
     web_api_property,
 )
-from shared.mirror.records import version_of
+from shared.mirror.row import (
+    IS_DELETED,
+    SYNC_FILTERED,
+    VERSION,
+    is_deleted,
+    is_sync_filtered,
+    local_edits,
+    version_of,
+)
 from shared.times import iso
 from shared.verify.cells import Fingerprint
 
@@ -122,7 +129,7 @@ class TableSpec:
         """The mirror properties: all with --deep (long text spans several properties)."""
         if self.deep:
             return None
-        return ["RowKey", "version", "is_deleted", "sync_filtered", "accountid"]
+        return ["RowKey", VERSION, IS_DELETED, SYNC_FILTERED, "accountid"]
 
     def dynamics_row(self, row: Mapping[str, Any]) -> DynamicsRow | None:
         """None for a row acctsync cannot mirror (the cycle records it as a sync error)."""
@@ -144,14 +151,14 @@ class TableSpec:
         )
 
     def mirror_row(self, entity: TableEntity | dict[str, Any]) -> MirrorRow:
-        local = json.loads(entity.get("locally_modified") or "[]") if self.deep else []
+        local = local_edits(entity) if self.deep else []
         return MirrorRow(
             str(entity["RowKey"]),
             version_of(entity),
             str(entity.get("accountid") or "") if self.contacts else "",
             {c: to_json(read_column(entity, c)) for c in self.columns} if self.deep else None,
-            bool(entity.get("is_deleted")),
-            bool(entity.get("sync_filtered")),
+            is_deleted(entity),
+            is_sync_filtered(entity),
             frozenset(local),
         )
 

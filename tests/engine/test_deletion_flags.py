@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta
 
-from shared.mirror.records import bucket, fields_of, generation_of
+from shared.mirror.records import bucket, fields_of
+from shared.mirror.row import generation_of
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch

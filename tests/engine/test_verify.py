@@ -15,9 +15,9 @@ from acctsync.runner import run_cycle_now, run_verify_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import read_column
 from shared.mirror.records import bucket
+from shared.mirror.row import version_property
 from shared.services import Services, get_services, reset_services
 from shared.state.schedule import Phase
-from shared.sync.apply.rows import version_property
 from shared.sync.cycle import Action, heartbeat
 from shared.sync.edits import edit_account_through_contact
 from shared.sync.fields import select_fields

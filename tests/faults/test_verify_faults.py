@@ -24,10 +24,10 @@ from acctsync.runner import run_cycle_now, run_verify_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.dataverse.client import DataverseClient, RetryPolicy
 from shared.mirror.records import bucket
+from shared.mirror.row import version_property
 from shared.services import Services, get_services, reset_services
 from shared.state.schedule import Phase
 from shared.state.verify import VerifyResult
-from shared.sync.apply.rows import version_property
 from shared.sync.cycle import Action, heartbeat
 from shared.verify.requests import request_verify
 from tests.faults.support import ROOT, Figures, scale

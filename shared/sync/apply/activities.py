@@ -11,19 +11,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
 
 from shared.mirror.activities import Activity, ActivityWriter
 from shared.mirror.feed import FeedWriter
+from shared.mirror.row import FieldChange
 from shared.services import Services
 from shared.threshold import contacts_to_count, logs_activities
-
-
-@dataclass(frozen=True)
-class FieldChange:
-    field: str
-    old: Any
-    new: Any
 
 
 @dataclass(frozen=True)

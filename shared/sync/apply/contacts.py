@@ -7,19 +7,32 @@ redone on redelivery (the contact still has its old version), and both writes ar
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from typing import Any
 
 from azure.data.tables import TableEntity
 
 from shared.mapping import UnstorableValue
 from shared.mirror.feed import Stream
-from shared.mirror.records import generation_of
+from shared.mirror.row import DELETED_AT, IS_DELETED, is_deleted
 from shared.mirror.search import SearchKind
 from shared.mirror.writes import create_all, merge_all
 from shared.sync.apply.context import ApplyContext
-from shared.sync.apply.rows import contact_row
 from shared.sync.apply.search import index_rows, index_unchanged
 from shared.sync.batches import ContactChange
+from shared.sync.change_rows import contact_row
+
+
+@dataclass
+class _ContactWrites:
+    """What a batch of contact changes writes, gathered before anything is written."""
+
+    rows: list[dict[str, Any]] = field(default_factory=list)  # replaced whole
+    stamps: list[dict[str, Any]] = field(default_factory=list)  # a re-load's generation
+    still_deleted: list[dict[str, Any]] = field(default_factory=list)  # values, still flagged
+    joins: list[tuple[str, str]] = field(default_factory=list)  # (account, contact)
+    leaves: list[tuple[str, str]] = field(default_factory=list)
+    modified: list[str | None] = field(default_factory=list)  # modifiedon of rows applied
 
 
 class ContactApplier:
@@ -59,93 +72,89 @@ class ContactApplier:
 
     def _update(self, changes: list[ContactChange]) -> None:
         existing = self.services.contacts.get_many(c.id for c in changes)
-        result = self.context.result
-        rows: list[dict[str, Any]] = []
-        stamps: list[dict[str, Any]] = []
-        joins: list[tuple[str, str]] = []
-        leaves: list[tuple[str, str]] = []
-        modified: list[str | None] = []
-        still_deleted: list[dict[str, Any]] = []
+        writes = _ContactWrites()
         for change in changes:
             old = existing.get(change.id)
-            old_account = str(old.get("accountid", "")) if old and not old.get("is_deleted") else ""
             if change.deleted:
-                if old is None or old.get("is_deleted"):
-                    result.skipped += 1
-                    continue
-                rows.append({**old, "is_deleted": True, "deleted_at": self.context.now})
-                result.removed += 1
-                if old_account:
-                    leaves.append((old_account, change.id))
-                continue
-            assert change.version is not None
-            # A contact flagged deleted that Dynamics has (a wrong flag) is written again.
-            unchanged = self.context.skips(old, change.id, change.version)
-            if old is not None and unchanged and not self.context.revives(old):
-                result.skipped += 1
-                stamps.extend(self._stamp(old))
-                continue
-            entity = self._row(change, old)
-            if entity is None:
-                # Its last good values stay; a re-load saw it all the same.
-                stamps.extend(self._stamp(old))
-                continue
-            if old is not None and old.get("is_deleted") and not self.context.revives(old):
-                # Read before Dynamics deleted it: its values, but not the record back.
-                still_deleted.append(
-                    {**entity, "is_deleted": True, "deleted_at": old["deleted_at"]}
-                )
-                continue
-            new_account = entity["accountid"]
-            if new_account != old_account:
-                if old_account:
-                    leaves.append((old_account, change.id))
-                if new_account:
-                    joins.append((new_account, change.id))
-            rows.append(entity)
-            modified.append(change.modified_on)
-            if old is None:
-                result.added += 1
-        self.services.members.add_all(joins)
-        for account_id, contact_id in leaves:
+                self._plan_deletion(writes, change, old)
+            else:
+                self._plan_change(writes, change, old)
+        self._write(writes, existing)
+
+    def _plan_deletion(
+        self, writes: _ContactWrites, change: ContactChange, old: TableEntity | None
+    ) -> None:
+        if old is None or is_deleted(old):
+            self.context.result.skipped += 1
+            return
+        writes.rows.append({**old, IS_DELETED: True, DELETED_AT: self.context.now})
+        self.context.result.removed += 1
+        if old_account := _account_of(old):
+            writes.leaves.append((old_account, change.id))
+
+    def _plan_change(
+        self, writes: _ContactWrites, change: ContactChange, old: TableEntity | None
+    ) -> None:
+        assert change.version is not None
+        result = self.context.result
+        # A contact flagged deleted that Dynamics has (a wrong flag) is written again.
+        unchanged = self.context.skips(old, change.id, change.version)
+        if old is not None and unchanged and not self.context.revives(old):
+            result.skipped += 1
+            writes.stamps.extend(self._stamp(old))
+            return
+        entity = self._row(change, old)
+        if entity is None:
+            # Its last good values stay; a re-load saw it all the same.
+            writes.stamps.extend(self._stamp(old))
+            return
+        if old is not None and is_deleted(old) and not self.context.revives(old):
+            # Read before Dynamics deleted it: its values, but not the record back.
+            writes.still_deleted.append({**entity, IS_DELETED: True, DELETED_AT: old[DELETED_AT]})
+            return
+        old_account, new_account = _account_of(old), entity["accountid"]
+        if new_account != old_account:
+            if old_account:
+                writes.leaves.append((old_account, change.id))
+            if new_account:
+                writes.joins.append((new_account, change.id))
+        writes.rows.append(entity)
+        writes.modified.append(change.modified_on)
+        if old is None:
+            result.added += 1
+
+    def _write(self, writes: _ContactWrites, existing: dict[str, TableEntity]) -> None:
+        """Memberships first, then the change feed and search index, then the rows."""
+        self.services.members.add_all(writes.joins)
+        for account_id, contact_id in writes.leaves:
             self.services.members.remove(account_id, contact_id)
-        self.context.deleted("contact", (str(r["RowKey"]) for r in rows if r["is_deleted"]))
-        self.context.synced(Stream.SYNCED_CONTACTS, (r for r in rows if not r["is_deleted"]))
-        index_rows(
-            self.context, SearchKind.CONTACT, (r for r in rows if not r["is_deleted"]), existing
-        )
-        index_unchanged(
-            self.context, SearchKind.CONTACT, (existing[str(s["RowKey"])] for s in stamps)
-        )
-        self.services.contacts.upsert_all(rows + still_deleted)
-        merge_all(self.services.contacts.table, stamps)
-        result.contacts_applied += len(rows)
-        result.skipped += len(still_deleted)
-        for modified_on in modified:
+        live = [r for r in writes.rows if not r[IS_DELETED]]
+        self.context.deleted("contact", (str(r["RowKey"]) for r in writes.rows if r[IS_DELETED]))
+        self.context.synced(Stream.SYNCED_CONTACTS, live)
+        index_rows(self.context, SearchKind.CONTACT, live, existing)
+        stamped = (existing[str(s["RowKey"])] for s in writes.stamps)
+        index_unchanged(self.context, SearchKind.CONTACT, stamped)
+        self.services.contacts.upsert_all(writes.rows + writes.still_deleted)
+        merge_all(self.services.contacts.table, writes.stamps)
+        self.context.result.contacts_applied += len(writes.rows)
+        self.context.result.skipped += len(writes.still_deleted)
+        for modified_on in writes.modified:
             self.context.lag(modified_on)
 
     def _stamp(self, old: TableEntity | None) -> list[dict[str, Any]]:
         """A re-load saw this row, which is kept as it is: its generation (none otherwise)."""
-        generation = self.context.batch.generation
-        if old is None or not self.context.reload or generation_of(old) == generation:
-            return []
-        return [
-            {"PartitionKey": old["PartitionKey"], "RowKey": old["RowKey"], "generation": generation}
-        ]
+        stamp = self.context.reload_stamp(old)
+        return [] if stamp is None else [stamp]
 
     def _row(self, change: ContactChange, old: TableEntity | None) -> dict[str, Any] | None:
         parent = (change.parent_id or "").lower()
         account = parent if self._parent_is_account(parent, change.parent_type) else ""
-        if self.context.reload:
-            generation = self.context.batch.generation
-        else:
-            generation = generation_of(old) if old is not None else 0
         try:
             return contact_row(
                 change,
                 account_id=account,
                 synced=self.context.sync_mark(Stream.SYNCED_CONTACTS),
-                generation=generation,
+                generation=self.context.generation(old),
                 old=old,
             )
         except UnstorableValue as error:
@@ -159,3 +168,8 @@ class ContactApplier:
             return parent_type == "account"
         # Without the lookuplogicalname annotation, the parent is an account only if we know it.
         return self.services.accounts.get(parent) is not None
+
+
+def _account_of(old: TableEntity | None) -> str:
+    """The account a mirrored contact row belongs to now ("" for none, or deleted)."""
+    return str(old.get("accountid", "")) if old and not is_deleted(old) else ""

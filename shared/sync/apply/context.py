@@ -14,12 +14,19 @@ from shared import telemetry
 from shared.mapping import ColumnType, to_stored
 from shared.mirror.feed import FeedWriter, Stream
 from shared.mirror.initial import time_of
-from shared.mirror.records import version_of
+from shared.mirror.row import (
+    DELETED_AT,
+    GENERATION,
+    SYNCED_AT,
+    SyncMark,
+    generation_of,
+    is_deleted,
+    version_of,
+)
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
 from shared.state.schedule import LoadMode
-from shared.sync.apply.rows import SyncMark
 from shared.sync.batches import Batch
 from shared.times import utcnow
 
@@ -74,7 +81,7 @@ class ApplyContext:
             return
         self.feed.write(
             stream,
-            ((str(r["RowKey"]), {"id": r["RowKey"], "synced_at": r["synced_at"]}) for r in rows),
+            ((str(r["RowKey"]), {"id": r["RowKey"], "synced_at": r[SYNCED_AT]}) for r in rows),
         )
 
     def deleted(self, kind: str, ids: Iterable[str]) -> None:
@@ -94,14 +101,34 @@ class ApplyContext:
     def reload(self) -> bool:
         return self.batch.mode == LoadMode.RELOAD
 
+    def generation(self, old: Mapping[str, Any] | None) -> int:
+        """The generation a row written by this batch carries: a re-load's, or the one the
+        row `old` had."""
+        if self.reload:
+            return self.batch.generation
+        return generation_of(old) if old is not None else 0
+
+    def reload_stamp(self, old: Mapping[str, Any] | None) -> dict[str, Any] | None:
+        """What a re-load writes on a row it saw and leaves as it is, so that its sweep does not
+        flag the row deleted: the row's keys and the re-load's generation. None when the batch
+        is no re-load, or the row carries its generation already."""
+        generation = self.batch.generation
+        if old is None or not self.reload or generation_of(old) == generation:
+            return None
+        return {
+            "PartitionKey": old["PartitionKey"],
+            "RowKey": old["RowKey"],
+            GENERATION: generation,
+        }
+
     def revives(self, old: Mapping[str, Any]) -> bool:
         """Whether applying a live change to the mirror row `old` clears its deletion flag: only
         when the change was read after the flag was set. Dynamics had the record then (a wrong
         flag); a change read earlier (a replayed batch older than the deletion) does not bring
         a deleted record back."""
-        if not old.get("is_deleted"):
+        if not is_deleted(old):
             return False
-        read_at, deleted_at = self.batch.read_at, old.get("deleted_at")
+        read_at, deleted_at = self.batch.read_at, old.get(DELETED_AT)
         return read_at is not None and (deleted_at is None or read_at > deleted_at)
 
     def error(self, entity: str, record_id: str, operation: str, message: str) -> None:

@@ -9,7 +9,14 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.records import bucket, generation_of, version_of
+from shared.mirror.records import bucket
+from shared.mirror.row import (
+    FILTERED_AT,
+    SYNC_FILTERED,
+    is_deleted,
+    is_sync_filtered,
+    version_of,
+)
 from shared.mirror.writes import merge_all
 from shared.sync.apply.context import ApplyContext
 from shared.sync.batches import AccountChange
@@ -27,21 +34,21 @@ def keep_out(
         assert change.version is not None
         context.result.filtered += 1
         old = existing.get(change.id)
-        if old is None or old.get("is_deleted"):
+        if old is None or is_deleted(old):
             continue  # never mirrored (or gone): nothing to keep
-        marked = bool(old.get("sync_filtered"))
+        marked = is_sync_filtered(old)
         if not marked and version_of(old) > change.version:
             continue  # older than what the mirror holds (a redelivery after Yes again)
         # A re-load stamps the rows it saw, or its sweep would flag a kept account deleted.
-        stamp = context.reload and generation_of(old) != context.batch.generation
-        if marked and not stamp:
+        stamp = context.reload_stamp(old)
+        if marked and stamp is None:
             continue
         mark: dict[str, Any] = {"PartitionKey": bucket(change.id), "RowKey": change.id}
         if not marked:
             # The version stays the last one applied: the change that says Yes again is
             # newer, and is applied as a first load.
-            mark.update(sync_filtered=True, filtered_at=context.now)
-        if stamp:
-            mark["generation"] = context.batch.generation
+            mark.update({SYNC_FILTERED: True, FILTERED_AT: context.now})
+        if stamp is not None:
+            mark.update(stamp)
         marks.append(mark)
     merge_all(context.services.accounts.table, marks)

@@ -10,28 +10,27 @@ edits, and logs nothing; a local edit racing it is read again and written over.
 
 from __future__ import annotations
 
-import json
 from enum import Enum, auto
 from typing import Any
 
-from azure.core.exceptions import ResourceModifiedError
 from azure.data.tables import TableEntity
 
-from shared.mapping import (
-    UnstorableValue,
-    check_entity,
-    read_column,
-    set_column,
-    to_json,
-    to_stored,
-)
+from shared.mapping import UnstorableValue, check_entity, set_column, to_stored
+from shared.mirror.conflicts import ConflictRetries, write_on_top
 from shared.mirror.feed import Stream
-from shared.mirror.records import PARALLEL_READS, replace, version_of
+from shared.mirror.records import PARALLEL_READS, replace
+from shared.mirror.row import (
+    column_changes,
+    drop_local_edits,
+    is_deleted,
+    is_sync_filtered,
+    version_of,
+)
 from shared.mirror.writes import run_parallel
 from shared.sync.apply.accounts import MAX_CONFLICT_RETRIES
 from shared.sync.apply.context import ApplyContext
-from shared.sync.apply.rows import relabel
 from shared.sync.batches import AccountChange
+from shared.sync.change_rows import relabel
 
 
 class _Outcome(Enum):
@@ -55,47 +54,49 @@ class ResyncApplier:
         result.skipped += outcomes.count(_Outcome.SKIPPED)
 
     def _refresh(self, change: AccountChange, old: TableEntity | None) -> _Outcome:
-        for _ in range(MAX_CONFLICT_RETRIES):
-            if old is None or old.get("is_deleted") or old.get("sync_filtered"):
-                return _Outcome.SKIPPED
-            if version_of(old) != change.version:
-                return _Outcome.SKIPPED
-            try:
-                entity = self._refreshed(change, old)
-            except UnstorableValue as error:
-                self.context.error("account", change.id, "resync", str(error))
-                return _Outcome.ERROR
-            if entity is None:
-                return _Outcome.SKIPPED
-            # A refreshed account is synced now: `modified_since` readers get it again.
-            self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
-            self.context.synced(Stream.SYNCED_ACCOUNTS, [entity])
-            try:
-                replace(self.accounts.table, entity, etag=str(old.metadata["etag"]))
-            except ResourceModifiedError:
-                old = self.accounts.get(change.id)  # a local edit meanwhile: over it again
-                continue
-            return _Outcome.REFRESHED
-        raise RuntimeError(f"account {change.id} kept changing under the re-sync; retry later")
+        retries = ConflictRetries(
+            MAX_CONFLICT_RETRIES,
+            f"account {change.id} kept changing under the re-sync; retry later",
+        )
+        # A local edit meanwhile: the row is read again and written over.
+        return write_on_top(
+            old,
+            lambda row: self._write(change, row),
+            reread=lambda: self.accounts.get(change.id),
+            retries=retries,
+        )
+
+    def _write(self, change: AccountChange, old: TableEntity | None) -> _Outcome:
+        """Write the column into `old` under its ETag (ResourceModifiedError if it changed)."""
+        if old is None or is_deleted(old) or is_sync_filtered(old):
+            return _Outcome.SKIPPED
+        if version_of(old) != change.version:
+            return _Outcome.SKIPPED
+        try:
+            entity = self._refreshed(change, old)
+        except UnstorableValue as error:
+            self.context.error("account", change.id, "resync", str(error))
+            return _Outcome.ERROR
+        if entity is None:
+            return _Outcome.SKIPPED
+        # A refreshed account is synced now: `modified_since` readers get it again.
+        self.context.sync_mark(Stream.SYNCED_ACCOUNTS).put(entity)
+        self.context.synced(Stream.SYNCED_ACCOUNTS, [entity])
+        replace(self.accounts.table, entity, etag=str(old.metadata["etag"]))
+        return _Outcome.REFRESHED
 
     def _refreshed(self, change: AccountChange, old: TableEntity) -> dict[str, Any] | None:
         """The row with the batch's columns as Dynamics has them; None when it has them."""
         entity: dict[str, Any] = dict(old)
         columns = self.context.batch.columns
-        changed = False
-        for column, kind in columns.items():
-            stored = to_stored(column, kind, change.values.get(column))
-            if to_json(read_column(old, column)) != to_json(stored):
-                set_column(entity, column, stored)
-                changed = True
+        stored = {c: to_stored(c, kind, change.values.get(c)) for c, kind in columns.items()}
+        refreshed = column_changes(old, stored)
+        for column in refreshed:
+            set_column(entity, column.field, stored[column.field])
         # The labels too (a label alone changed, or the value came with its new one).
-        changed = relabel(entity, columns, change) or changed
-        marks = json.loads(old.get("locally_modified") or "[]")
-        kept = [m for m in marks if m not in columns]
-        if kept != marks:
-            entity["locally_modified"] = json.dumps(kept)
-            changed = True
-        if not changed:
+        relabelled = relabel(entity, columns, change)
+        unmarked = drop_local_edits(entity, old, columns)
+        if not (refreshed or relabelled or unmarked):
             return None
         check_entity(entity)
         return entity

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.mirror.records import generation_of
+from shared.mirror.row import DELETED_AT, GENERATION, IS_DELETED, generation_of, is_deleted
 from shared.mirror.writes import merge_all
 from shared.state.results import BatchResult
 from shared.sync.apply.context import ApplyContext
@@ -26,11 +26,11 @@ def sweep_partition(context: ApplyContext, sweep: SweepBatch) -> BatchResult:
     services = context.services
     records = services.contacts if sweep.entity_set == "contacts" else services.accounts
     rows = records.in_partition(
-        sweep.partition, select=["PartitionKey", "RowKey", "generation", "is_deleted", "accountid"]
+        sweep.partition, select=["PartitionKey", "RowKey", GENERATION, IS_DELETED, "accountid"]
     )
     stale: list[dict[str, Any]] = []
     for row in rows:
-        if row.get("is_deleted") or generation_of(row) >= sweep.generation:
+        if is_deleted(row) or generation_of(row) >= sweep.generation:
             continue
         stale.append(dict(row))
         if len(stale) == _FLAG_EVERY:
@@ -56,8 +56,8 @@ def _flag(context: ApplyContext, sweep: SweepBatch, rows: list[dict[str, Any]]) 
             {
                 "PartitionKey": row["PartitionKey"],
                 "RowKey": row["RowKey"],
-                "is_deleted": True,
-                "deleted_at": context.now,
+                IS_DELETED: True,
+                DELETED_AT: context.now,
             }
             for row in rows
         ),

@@ -14,6 +14,7 @@ from fastapi.responses import Response
 from shared.ids import InvalidId, parse_guid
 from shared.mapping import read_column
 from shared.mirror.records import fields_of
+from shared.mirror.row import is_deleted
 from shared.mirror.search import SearchKind, search_page
 from shared.web.console.pages import SessionDep, render
 from shared.web.routes.accounts import account_view
@@ -83,7 +84,7 @@ def _found_account(row: TableEntity) -> dict[str, Any]:
     return {
         "id": str(row["RowKey"]),
         "name": read_column(row, "name") or "",
-        "is_deleted": bool(row.get("is_deleted")),
+        "is_deleted": is_deleted(row),
     }
 
 
@@ -93,7 +94,7 @@ def _found_contact(row: TableEntity) -> dict[str, Any]:
         "name": read_column(row, "fullname") or "",
         "email": read_column(row, "emailaddress1") or "",
         "accountid": str(row.get("accountid") or ""),
-        "is_deleted": bool(row.get("is_deleted")),
+        "is_deleted": is_deleted(row),
     }
 
 

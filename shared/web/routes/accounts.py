@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from fastapi import APIRouter
 
 from shared.mirror.lists import account_fields
 from shared.mirror.records import fields_of, labels_shown
+from shared.mirror.row import SYNCED_AT, is_deleted, is_sync_filtered, local_edits
 from shared.services import Services
 from shared.times import iso
 from shared.web.errors import ApiError
@@ -31,10 +31,10 @@ def account_view(services: Services, account_id: str) -> Account | None:
         formatted=labels_shown(row, fields),
         display_names={n: names[n] for n in fields if n in names},
         contact_count=services.members.count(account_id),
-        is_deleted=bool(row.get("is_deleted")),
-        locally_modified=json.loads(row.get("locally_modified") or "[]"),
-        synced_at=iso(row.get("synced_at")),
-        sync_filtered=bool(row.get("sync_filtered")),
+        is_deleted=is_deleted(row),
+        locally_modified=local_edits(row),
+        synced_at=iso(row.get(SYNCED_AT)),
+        sync_filtered=is_sync_filtered(row),
     )
 
 

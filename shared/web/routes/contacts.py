@@ -4,14 +4,28 @@ from __future__ import annotations
 
 from fastapi import APIRouter
 
+from shared.mirror.conflicts import WriteConflict
 from shared.mirror.records import fields_of, labels_shown
-from shared.sync.edits import EditError, edit_account_through_contact
+from shared.mirror.row import is_deleted, is_sync_filtered
+from shared.sync.edits import EditError, EditRefusal, edit_account_through_contact
 from shared.web.errors import ApiError
 from shared.web.models import AccountEdit, Activity, Contact, EditResult
 from shared.web.routes.accounts import account_view, selected_fields
 from shared.web.routes.depends import ERRORS, GuidPath, ServicesDep, guid
 
 router = APIRouter(prefix="/api/contacts", tags=["contacts"], responses=ERRORS)
+
+# The status each refused edit answers with; its code word is the refusal's own.
+EDIT_REFUSAL_STATUS: dict[EditRefusal, int] = {
+    EditRefusal.CONTACT_NOT_FOUND: 404,
+    EditRefusal.CONTACT_HAS_NO_ACCOUNT: 409,
+    EditRefusal.ACCOUNT_NOT_MIRRORED: 409,
+    EditRefusal.ACCOUNT_SYNC_FILTERED: 409,
+    EditRefusal.ACCOUNT_CHANGED_IN_DYNAMICS: 409,
+    EditRefusal.NO_FIELDS: 422,
+    EditRefusal.INVALID_FIELDS: 422,
+    EditRefusal.VALUE_TOO_LARGE: 422,
+}
 
 
 @router.get("/{contactid}", summary="A mirrored contact with its account's fields")
@@ -30,8 +44,8 @@ def get_contact(contactid: GuidPath, services: ServicesDep) -> Contact:
         formatted=labels_shown(row, fields_of(row)),
         account=fields,
         account_formatted=labels_shown(account, fields) if account is not None and fields else {},
-        is_deleted=bool(row.get("is_deleted")),
-        account_sync_filtered=account is not None and bool(account.get("sync_filtered")),
+        is_deleted=is_deleted(row),
+        account_sync_filtered=account is not None and is_sync_filtered(account),
     )
 
 
@@ -50,7 +64,10 @@ def patch_contact_account(
     try:
         result = edit_account_through_contact(services, contact_id, edit.fields)
     except EditError as error:
-        raise ApiError(error.status, error.code, str(error)) from None
+        status = EDIT_REFUSAL_STATUS[error.reason]
+        raise ApiError(status, error.reason.value, str(error)) from None
+    except WriteConflict as error:  # other edits kept winning the race
+        raise ApiError(409, "edit_conflict", str(error)) from None
     return EditResult(
         accountid=result.account_id,
         changed=result.changed,

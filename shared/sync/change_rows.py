@@ -1,13 +1,13 @@
-"""Mirror rows built from changes: the contact row, and the bookkeeping every row carries."""
+"""Mirror rows built from Dynamics changes: a contact's row, and an account's labels.
+
+The planner checks with them that a contact can be stored; the apply step writes what they
+build. What a row holds besides its columns is shared.mirror.row's."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
-
-from azure.data.tables import EdmType, EntityProperty
 
 from shared.dataverse.columns import CONTACT_COLUMNS
 from shared.mapping import (
@@ -23,40 +23,10 @@ from shared.mapping import (
     utf16_units,
 )
 from shared.mirror.records import bucket
+from shared.mirror.row import GENERATION, IS_DELETED, VERSION, SyncMark, version_property
 from shared.sync.batches import AccountChange, ContactChange
 
 _EPOCH = datetime(2000, 1, 1, tzinfo=UTC)
-# Properties the apply step owns; everything else on an account row is a mirrored column.
-BOOKKEEPING = (
-    "version",
-    "modified_on",
-    "synced_at",
-    "load_sync",
-    "is_deleted",
-    "deleted_at",
-    "locally_modified",
-    "generation",
-    "sync_filtered",
-    "filtered_at",
-)
-
-
-@dataclass(frozen=True)
-class SyncMark:
-    """How a row written by a sync is marked: when (`synced_at`), and whether by a first load,
-    whose rows have no synced-stream entry (shared/mirror/initial.py): a later ordinary sync
-    marks the row `load_sync = false` again and indexes it."""
-
-    at: datetime
-    load_sync: bool = False
-
-    def put(self, entity: dict[str, Any]) -> None:
-        entity["synced_at"] = self.at
-        entity["load_sync"] = self.load_sync
-
-
-def version_property(version: int) -> EntityProperty:
-    return EntityProperty(version, EdmType.INT64)
 
 
 def contact_row(
@@ -73,12 +43,12 @@ def contact_row(
     entity: dict[str, Any] = {
         "PartitionKey": bucket(change.id),
         "RowKey": change.id,
-        "version": version_property(change.version),
-        "is_deleted": False,
+        VERSION: version_property(change.version),
+        IS_DELETED: False,
         "accountid": account_id,
         "parent_id": (change.parent_id or "").lower(),
         "parent_type": change.parent_type or "",
-        "generation": generation,
+        GENERATION: generation,
     }
     synced.put(entity)
     carried = contact_columns(change)
