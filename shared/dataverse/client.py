@@ -36,7 +36,7 @@ from shared.dataverse.errors import (
     OrgChanged,
 )
 from shared.ids import parse_guid
-from shared.settings import DataverseSettings
+from shared.settings import MAX_PAGE_SIZE, DataverseSettings
 
 __all__ = [
     "ChangePage",
@@ -51,16 +51,16 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 API_PATH = "/api/data/v9.2/"
-MAX_PAGE_SIZE = 5000
 EXPIRED_VERSION_STAMP = "0x80044352"
-# Service protection codes: request count, execution time, concurrency (reference/dataverse.md §3).
+# Service protection codes: request count, execution time, concurrency (Microsoft Learn,
+# *Service protection API limits*).
 THROTTLE_CODES = frozenset({"0x80072322", "0x80072321", "0x80072326"})
 LOOKUP_ANNOTATIONS = (
     "Microsoft.Dynamics.CRM.lookuplogicalname",
     "Microsoft.Dynamics.CRM.associatednavigationproperty",
 )
 # `<property>@...FormattedValue`: option labels, lookup names, money and dates as the sync
-# user's Dynamics shows them (reference/dataverse.md §5.4); for display only.
+# user's Dynamics shows them (Microsoft Learn, *Formatted values*); for display only.
 FORMATTED_VALUE = "OData.Community.Display.V1.FormattedValue"
 
 
@@ -196,10 +196,6 @@ class DataverseClient:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
-
-    @property
-    def degree_of_parallelism(self) -> int:
-        return self._dop
 
     # -- metadata and identity -------------------------------------------------------------
 

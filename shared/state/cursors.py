@@ -20,7 +20,7 @@ class Cursor:
     select: str
     updated_at: datetime
     # The last full re-load of the table stamped every row it saw with this number; rows with
-    # an older stamp were gone from Dynamics (shared/sync/sweep.py).
+    # an older stamp were gone from Dynamics (shared/sync/apply/sweep.py).
     generation: int = 0
     # When the chain behind the link began to be read: a change Dynamics made since then may
     # or may not be in the mirror yet (a verify counts it as pending). None: stored by 0.3.

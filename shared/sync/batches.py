@@ -90,7 +90,7 @@ class Batch:
     search: list[tuple[SearchKind, str, str]] = field(default_factory=list)
     # The same for the search index (a first load): this batch's rows are indexed by others.
     search_apart: bool = False
-    # A re-load stamps every row it carries with its generation (shared/sync/sweep.py).
+    # A re-load stamps every row it carries with its generation (shared/sync/apply/sweep.py).
     generation: int = 0
     # The re-sync (shared/sync/resync.py) whose rows these are: only `columns` are written.
     resync: str = ""

@@ -112,11 +112,6 @@ def _request(
     return ResyncRequested(services.resyncs.add(request), queued=True)
 
 
-def resyncing_fields(services: Services) -> set[str]:
-    """The columns with a re-sync queued or under way (they cannot be deselected)."""
-    return {r.field for r in services.resyncs.active()}
-
-
 def resync_status(services: Services) -> list[dict[str, Any]]:
     """Every queued, running and recently finished re-sync, the oldest first."""
     return [r.to_json() for r in services.resyncs.all()]
