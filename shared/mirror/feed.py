@@ -56,6 +56,7 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from shared.errors import AcctsyncError
 from shared.mirror.shards import WINDOW_MS, Layout, hour_of, old_partition, suffix_of
 from shared.mirror.stream_range import ParkedRanges, ShardPaging, StreamRange
 from shared.mirror.transactions import submit_transaction
@@ -83,12 +84,15 @@ KEPT_PARTITION, KEPT_ROW = "retention", "kept"
 LAYOUT_PARTITION, LAYOUT_ROW = "layout", "sharded"
 
 
-class RangeGone(Exception):
+class RangeGone(AcctsyncError):
     """A walk from a time whose entries the retention has removed (part of them, maybe)."""
 
     def __init__(self, kept_from_ms: int):
         self.kept_from = datetime.fromtimestamp(kept_from_ms / 1000, UTC)
-        super().__init__(f"the change index holds every entry from {self.kept_from} on only")
+        super().__init__(
+            f"the change index holds every entry from {self.kept_from} on only: start from "
+            "then or later, or read the whole table without a start time"
+        )
 
 
 class Stream(StrEnum):

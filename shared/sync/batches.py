@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
+from shared.errors import AcctsyncError
 from shared.ids import parse_guid, parse_version
 from shared.mapping import ColumnType
 from shared.mirror.search import TERM_CHARS, SearchKind
@@ -40,7 +41,7 @@ _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _BLOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}/[A-Za-z0-9_.:-]{1,100}\.json")
 
 
-class BadBatch(ValueError):
+class BadBatch(AcctsyncError, ValueError):
     """A queue message that is not a batch this version can apply."""
 
 

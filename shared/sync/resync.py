@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.audit import audited
+from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.resync import Resync, ResyncStatus, new_resync
@@ -31,7 +32,7 @@ class ResyncProblem(StrEnum):
     BAD_RANGE = "invalid_range"
 
 
-class ResyncError(ValueError):
+class ResyncError(AcctsyncError, ValueError):
     """A re-sync that was refused; nothing was queued."""
 
     def __init__(self, problem: ResyncProblem, message: str):
