@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
+
+from shared.storage import entity_or_none
 
 
 @dataclass(frozen=True)
@@ -34,10 +35,8 @@ class Cursors:
         self.table = table
 
     def get(self, entity_set: str) -> Cursor | None:
-        try:
-            return _cursor(self.table.get_entity(self.PARTITION, entity_set))
-        except ResourceNotFoundError:
-            return None
+        entity = entity_or_none(self.table, self.PARTITION, entity_set)
+        return None if entity is None else _cursor(entity)
 
     def commit(self, cursor: Cursor) -> None:
         entity = {
