@@ -16,7 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.audit import audited
-from shared.errors import AcctsyncError
+from shared.errors import RequestRefused
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.resync import Resync, ResyncStatus, new_resync
@@ -32,11 +32,11 @@ class ResyncProblem(StrEnum):
     BAD_RANGE = "invalid_range"
 
 
-class ResyncError(AcctsyncError, ValueError):
-    """A re-sync that was refused; nothing was queued."""
+class ResyncError(RequestRefused):
+    """A re-sync that was refused; nothing was queued. `problem` says why (its `code`)."""
 
     def __init__(self, problem: ResyncProblem, message: str):
-        super().__init__(message)
+        super().__init__(problem.value, message)
         self.problem = problem
 
 
