@@ -23,11 +23,11 @@ from azure.functions.queue import QueueMessage
 
 from acctsync.holding import MessageHolder
 from functions.apply_batch import apply_batch_message
+from shared.queues import HOST_JSON
 from shared.services import Services
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
 
 logger = logging.getLogger(__name__)
-HOST_JSON = Path(__file__).resolve().parent.parent / "host.json"
 
 
 class BatchProgress(Protocol):

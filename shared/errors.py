@@ -9,3 +9,12 @@ working.
 
 class AcctsyncError(Exception):
     """Something acctsync refused or could not do, with a message that says what to do."""
+
+
+class RequestRefused(AcctsyncError, ValueError):
+    """A request refused for a reason a caller can test: `code` is that word (the API answers
+    it as its error code), and the message says what to send instead."""
+
+    def __init__(self, code: str, message: str):
+        super().__init__(message)
+        self.code = code

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import re
 
+from shared.errors import AcctsyncError
 
-class InvalidId(ValueError):
+
+class InvalidId(AcctsyncError, ValueError):
     """The value is not a GUID."""
 
 
@@ -22,7 +24,7 @@ def parse_guid(value: object) -> str:
     raise InvalidId(f"{value!r} is not a GUID like 00000000-0000-0000-0000-000000000000")
 
 
-class InvalidVersion(ValueError):
+class InvalidVersion(AcctsyncError, ValueError):
     """The value is not a Dataverse row version."""
 
 

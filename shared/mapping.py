@@ -25,6 +25,7 @@ from typing import Any
 
 from azure.data.tables import EdmType, EntityProperty
 
+from shared.errors import AcctsyncError
 from shared.ids import InvalidId, parse_guid
 from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, within_dataverse
 
@@ -91,7 +92,7 @@ _ATTRIBUTE_TYPES: dict[str, ColumnType] = {
 }
 
 
-class UnstorableValue(ValueError):
+class UnstorableValue(AcctsyncError, ValueError):
     """A value that the mirror cannot hold; the message says which column and why."""
 
 

@@ -26,6 +26,7 @@ DEFAULT_LEASE_SECONDS = 60.0
 # How long one heartbeat plans before it checkpoints and leaves the rest to the next: well
 # under functionTimeout (30 min), so a scale-in drain, a redeploy or a crash costs minutes.
 DEFAULT_PLAN_BUDGET_SECONDS = 180.0
+# Dataverse's odata.maxpagesize ceiling: the one definition, which the client clamps to too.
 MAX_PAGE_SIZE = 5000
 DEFAULT_ERROR_RETENTION_DAYS = 30.0
 # Marketo's custom Dynamics sync filter: the account Two Options column whose explicit No keeps

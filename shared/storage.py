@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 import requests
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, TableServiceClient
+from azure.data.tables import TableClient, TableEntity, TableServiceClient
 from azure.storage.queue import (
     BinaryBase64DecodePolicy,
     QueueClient,
@@ -186,6 +186,15 @@ class Storage:
             container.close()
         self._table_service.close()
         self._queue_service.close()
+
+
+def entity_or_none(table: TableClient, partition: str, row: str) -> TableEntity | None:
+    """The row with these keys, or None when there is none (a row not written yet is no
+    error: every reader of one row has its own answer for "none")."""
+    try:
+        return table.get_entity(partition, row)
+    except ResourceNotFoundError:
+        return None
 
 
 def _first_page(table: TableClient) -> None:

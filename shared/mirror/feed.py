@@ -56,10 +56,12 @@ from azure.data.tables import (
     UpdateMode,
 )
 
+from shared.errors import AcctsyncError
 from shared.mirror.shards import WINDOW_MS, Layout, hour_of, old_partition, suffix_of
 from shared.mirror.stream_range import ParkedRanges, ShardPaging, StreamRange
 from shared.mirror.transactions import submit_transaction
 from shared.mirror.writes import delete_all, upsert_all
+from shared.storage import entity_or_none
 from shared.times import KEY_MS_BOUND
 
 # Clock skew between instances (NTP keeps Azure's far under this) is allowed for on top of
@@ -83,12 +85,15 @@ KEPT_PARTITION, KEPT_ROW = "retention", "kept"
 LAYOUT_PARTITION, LAYOUT_ROW = "layout", "sharded"
 
 
-class RangeGone(Exception):
+class RangeGone(AcctsyncError):
     """A walk from a time whose entries the retention has removed (part of them, maybe)."""
 
     def __init__(self, kept_from_ms: int):
         self.kept_from = datetime.fromtimestamp(kept_from_ms / 1000, UTC)
-        super().__init__(f"the change index holds every entry from {self.kept_from} on only")
+        super().__init__(
+            f"the change index holds every entry from {self.kept_from} on only: start from "
+            "then or later, or read the whole table without a start time"
+        )
 
 
 class Stream(StrEnum):
@@ -246,10 +251,7 @@ class Stamps:
         return unit, is_open
 
     def _row(self, row_key: str) -> TableEntity | None:
-        try:
-            return self.table.get_entity(self.PARTITION, row_key)
-        except ResourceNotFoundError:
-            return None
+        return entity_or_none(self.table, self.PARTITION, row_key)
 
     def _rows(self, identity: str, at_ms: int, earlier: tuple[int, ...]) -> list[dict[str, Any]]:
         unit: dict[str, Any] = {
@@ -311,9 +313,8 @@ class FeedLayout:
 
     def read(self) -> Layout:
         if self._known is None:
-            try:
-                row = self.table.get_entity(LAYOUT_PARTITION, LAYOUT_ROW)
-            except ResourceNotFoundError:
+            row = entity_or_none(self.table, LAYOUT_PARTITION, LAYOUT_ROW)
+            if row is None:
                 return Layout()
             self._known = Layout(ms_of(row, "from_hour"), bool(row.get("old_in_first_hour")))
         return self._known
@@ -426,11 +427,8 @@ class Feed:
     def kept_from(self) -> int:
         """The oldest time (ms) from which every stream still holds all of its entries: the
         start of the oldest hour the retention kept when it last removed any (0: it never did)."""
-        try:
-            row = self.table.get_entity(KEPT_PARTITION, KEPT_ROW)
-        except ResourceNotFoundError:
-            return 0
-        return ms_of(row, "from_ms")
+        row = entity_or_none(self.table, KEPT_PARTITION, KEPT_ROW)
+        return 0 if row is None else ms_of(row, "from_ms")
 
     def require_kept(self, at_ms: int) -> None:
         """RangeGone when entries stamped at or after `at_ms` may have been removed."""

@@ -12,11 +12,11 @@ from collections.abc import Iterable, Iterator
 from typing import Any
 
 from azure.core import MatchConditions
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mapping import columns_of, labels_of, to_json
 from shared.mirror.writes import run_parallel, upsert_all
+from shared.storage import entity_or_none
 
 BUCKETS = 64
 PARALLEL_READS = 8
@@ -48,10 +48,7 @@ class MirroredRecords:
         self.table = table
 
     def get(self, record_id: str) -> TableEntity | None:
-        try:
-            return self.table.get_entity(bucket(record_id), record_id)
-        except ResourceNotFoundError:
-            return None
+        return entity_or_none(self.table, bucket(record_id), record_id)
 
     def get_many(self, ids: Iterable[str]) -> dict[str, TableEntity]:
         def read(record_id: str) -> tuple[str, TableEntity | None]:

@@ -29,6 +29,8 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
 
+from shared.errors import RequestRefused
+
 TOKEN_TTL_S = 7 * 24 * 3600
 _CONTEXT = b"acctsync page token v1|"
 # Far above any token issued (a walk's few parameters and a position), far below harm.
@@ -37,12 +39,8 @@ MAX_TOKEN_CHARS = 4096
 _SHAPE = re.compile(r"[A-Za-z0-9_-]+\.[A-Za-z0-9_-]{43}")
 
 
-class TokenError(ValueError):
+class TokenError(RequestRefused):
     """A token that cannot be followed; `code` is the API error word."""
-
-    def __init__(self, code: str, message: str):
-        super().__init__(message)
-        self.code = code
 
 
 @dataclass(frozen=True)

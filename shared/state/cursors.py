@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity, UpdateMode
+
+from shared.storage import entity_or_none
 
 
 @dataclass(frozen=True)
@@ -20,7 +21,7 @@ class Cursor:
     select: str
     updated_at: datetime
     # The last full re-load of the table stamped every row it saw with this number; rows with
-    # an older stamp were gone from Dynamics (shared/sync/sweep.py).
+    # an older stamp were gone from Dynamics (shared/sync/apply/sweep.py).
     generation: int = 0
     # When the chain behind the link began to be read: a change Dynamics made since then may
     # or may not be in the mirror yet (a verify counts it as pending). None: stored by 0.3.
@@ -34,10 +35,8 @@ class Cursors:
         self.table = table
 
     def get(self, entity_set: str) -> Cursor | None:
-        try:
-            return _cursor(self.table.get_entity(self.PARTITION, entity_set))
-        except ResourceNotFoundError:
-            return None
+        entity = entity_or_none(self.table, self.PARTITION, entity_set)
+        return None if entity is None else _cursor(entity)
 
     def commit(self, cursor: Cursor) -> None:
         entity = {

@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.dataverse.columns import Unreadable
 from shared.mapping import ColumnLimits, ColumnType
+from shared.storage import entity_or_none
 from shared.times import iso, parse_iso
 
 
@@ -78,11 +78,8 @@ class FieldSelections:
         self.table = table
 
     def get(self, table: Table = Table.ACCOUNT) -> FieldSelection | None:
-        try:
-            row = self.table.get_entity(self.PARTITION, table.value)
-        except ResourceNotFoundError:
-            return None
-        return FieldSelection.from_json(row["selection"])
+        row = entity_or_none(self.table, self.PARTITION, table.value)
+        return None if row is None else FieldSelection.from_json(row["selection"])
 
     def put(self, selection: FieldSelection, table: Table = Table.ACCOUNT) -> None:
         self.table.upsert_entity(

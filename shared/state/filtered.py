@@ -16,6 +16,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
 from shared.mirror.writes import upsert_all
+from shared.storage import entity_or_none
 
 
 class FilterState(StrEnum):
@@ -54,9 +55,8 @@ class FilteredAccounts:
         self.table = table
 
     def filter(self) -> SyncFilter | None:
-        try:
-            row = self.table.get_entity(self.FILTER_PARTITION, self.FILTER_ROW)
-        except ResourceNotFoundError:
+        row = entity_or_none(self.table, self.FILTER_PARTITION, self.FILTER_ROW)
+        if row is None:
             return None
         data = json.loads(row["filter"])
         return SyncFilter(data["column"], FilterState(data["state"]), data["detail"])

@@ -15,6 +15,8 @@ from datetime import datetime
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import entity_or_none
+
 
 def this_process() -> str:
     """Names the process a beat or a hold comes from: a dead host's workers are its own."""
@@ -72,9 +74,8 @@ class Liveness:
         )
 
     def last_beat(self) -> Beat | None:
-        try:
-            row = self.table.get_entity(self.PARTITION, self.BEAT_ROW)
-        except ResourceNotFoundError:
+        row = entity_or_none(self.table, self.PARTITION, self.BEAT_ROW)
+        if row is None:
             return None
         return Beat(row["at"], float(row["every_s"]), str(row.get("process", "")))
 

@@ -10,6 +10,8 @@ from datetime import datetime
 from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import entity_or_none
+
 
 @dataclass(frozen=True)
 class Pause:
@@ -25,9 +27,8 @@ class PauseSwitch:
         self.table = table
 
     def get(self) -> Pause | None:
-        try:
-            row = self.table.get_entity(self.PARTITION, self.ROW)
-        except ResourceNotFoundError:
+        row = entity_or_none(self.table, self.PARTITION, self.ROW)
+        if row is None:
             return None
         return Pause(since=row["since"], by=str(row.get("by", "")), reason=row.get("reason", ""))
 

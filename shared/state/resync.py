@@ -20,10 +20,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
-    ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import entity_or_none
 from shared.times import iso, parse_iso
 
 KEEP_FINISHED = 20  # finished requests kept for status
@@ -123,9 +123,8 @@ class Resyncs:
         return [Resync.from_json(json.loads(r["resync"]), etag=r.metadata["etag"]) for r in rows]
 
     def get(self, resync_id: str) -> Resync | None:
-        try:
-            row = self.table.get_entity(self.PARTITION, resync_id)
-        except ResourceNotFoundError:
+        row = entity_or_none(self.table, self.PARTITION, resync_id)
+        if row is None:
             return None
         return Resync.from_json(json.loads(row["resync"]), etag=row.metadata["etag"])
 

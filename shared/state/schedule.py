@@ -24,10 +24,10 @@ from azure.core import MatchConditions
 from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
-    ResourceNotFoundError,
 )
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import entity_or_none
 from shared.times import iso, parse_iso
 
 
@@ -215,9 +215,8 @@ class CycleSchedule:
         self.table = table
 
     def read(self) -> CycleState:
-        try:
-            row = self.table.get_entity(self.PARTITION, self.ROW)
-        except ResourceNotFoundError:
+        row = entity_or_none(self.table, self.PARTITION, self.ROW)
+        if row is None:
             return CycleState()
         step = row.get("step") or None
         return CycleState(

@@ -19,6 +19,7 @@ from typing import Any
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
 from azure.data.tables import TableClient, UpdateMode
 
+from shared.storage import entity_or_none
 from shared.times import iso, iso_precise, parse_iso
 
 MAX_SAMPLES = 100
@@ -295,9 +296,8 @@ class VerifyStore:
         )
 
     def _get(self, row: str) -> dict[str, Any] | None:
-        try:
-            entity = self.table.get_entity(self.PARTITION, row)
-        except ResourceNotFoundError:
+        entity = entity_or_none(self.table, self.PARTITION, row)
+        if entity is None:
             return None
         data: dict[str, Any] = json.loads(entity["body"])
         return data

@@ -18,6 +18,7 @@ from typing import Any, Literal
 
 import orjson
 
+from shared.errors import AcctsyncError
 from shared.ids import parse_guid, parse_version
 from shared.mapping import ColumnType
 from shared.mirror.search import TERM_CHARS, SearchKind
@@ -40,7 +41,7 @@ _KEY_TEXT = re.compile(r"[A-Za-z0-9_.:-]{1,100}")
 _BLOB_NAME = re.compile(r"[A-Za-z0-9_.:-]{1,100}/[A-Za-z0-9_.:-]{1,100}\.json")
 
 
-class BadBatch(ValueError):
+class BadBatch(AcctsyncError, ValueError):
     """A queue message that is not a batch this version can apply."""
 
 
@@ -90,7 +91,7 @@ class Batch:
     search: list[tuple[SearchKind, str, str]] = field(default_factory=list)
     # The same for the search index (a first load): this batch's rows are indexed by others.
     search_apart: bool = False
-    # A re-load stamps every row it carries with its generation (shared/sync/sweep.py).
+    # A re-load stamps every row it carries with its generation (shared/sync/apply/sweep.py).
     generation: int = 0
     # The re-sync (shared/sync/resync.py) whose rows these are: only `columns` are written.
     resync: str = ""
@@ -131,9 +132,7 @@ class SweepBatch:
     def encode(self) -> str:
         return _compact(
             {
-                "v": FORMAT_VERSION,
-                "cycle": self.cycle_id,
-                "batch": self.batch_id,
+                **_head(self.cycle_id, self.batch_id),
                 "traceparent": self.traceparent,
                 "sweep": {
                     "table": self.entity_set,
@@ -153,14 +152,7 @@ class ClaimCheck:
     blob: str
 
     def encode(self) -> str:
-        return _compact(
-            {
-                "v": FORMAT_VERSION,
-                "cycle": self.cycle_id,
-                "batch": self.batch_id,
-                "claim": self.blob,
-            }
-        )
+        return _compact({**_head(self.cycle_id, self.batch_id), "claim": self.blob})
 
 
 Message = Batch | SweepBatch | ClaimCheck
@@ -169,47 +161,14 @@ Message = Batch | SweepBatch | ClaimCheck
 def decode_message(text: str | bytes) -> Message:
     """A queue message as what it is; BadBatch for anything this version cannot apply."""
     try:
-        data = orjson.loads(text)
-        if not isinstance(data, dict) or data.get("v") not in READABLE_VERSIONS:
-            version = data.get("v") if isinstance(data, dict) else None
-            raise BadBatch(f"batch format {version!r} is not one of {READABLE_VERSIONS}")
+        data = _readable(orjson.loads(text))
         cycle_id, batch_id = _key_text(data["cycle"]), _key_text(data["batch"])
         if "claim" in data:
-            blob = data["claim"]
-            if not isinstance(blob, str) or not _BLOB_NAME.fullmatch(blob):
-                raise BadBatch(f"claim check {str(blob)[:60]!r} is not a batch blob name")
-            return ClaimCheck(cycle_id, batch_id, blob)
+            return _claim_of(data["claim"], cycle_id, batch_id)
         traceparent = _optional_text(data.get("traceparent"))
         if "sweep" in data:
-            sweep = data["sweep"]
-            table = sweep["table"]
-            if table not in ("accounts", "contacts"):
-                raise BadBatch(f"sweep of unknown table {table!r}")
-            return SweepBatch(
-                cycle_id,
-                batch_id,
-                table,
-                _partition(sweep["partition"]),
-                parse_version(sweep["generation"]),
-                traceparent,
-            )
-        return Batch(
-            cycle_id=cycle_id,
-            batch_id=batch_id,
-            mode=LoadMode(data["mode"]),
-            columns={_column(k): ColumnType(v) for k, v in data["columns"].items()},
-            accounts=[_account_of(a) for a in data["accounts"]],
-            contacts=[_contact_of(c) for c in data["contacts"]],
-            traceparent=traceparent,
-            backfill=[str(c) for c in data.get("backfill", [])],
-            members=[_member_of(m) for m in data.get("members", [])],
-            members_apart=data.get("members_apart") is True,
-            search=[_search_of(s) for s in data.get("search", [])],
-            search_apart=data.get("search_apart") is True,
-            generation=parse_version(data.get("gen", 0)),
-            resync=_key_text(data["resync"]) if data.get("resync") else "",
-            read_at=parse_iso(data["read"]) if data.get("read") else None,
-        )
+            return _sweep_of(data["sweep"], cycle_id, batch_id, traceparent)
+        return _batch_of(data, cycle_id, batch_id, traceparent)
     except BadBatch:
         raise
     # OverflowError: int(Infinity); RecursionError: JSON nested thousands deep. Whatever
@@ -223,6 +182,53 @@ def decode_message(text: str | bytes) -> Message:
         RecursionError,
     ) as error:
         raise BadBatch(f"not a readable batch: {type(error).__name__}: {error}") from None
+
+
+def _readable(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict) or data.get("v") not in READABLE_VERSIONS:
+        version = data.get("v") if isinstance(data, dict) else None
+        raise BadBatch(f"batch format {version!r} is not one of {READABLE_VERSIONS}")
+    return data
+
+
+def _claim_of(blob: Any, cycle_id: str, batch_id: str) -> ClaimCheck:
+    if not isinstance(blob, str) or not _BLOB_NAME.fullmatch(blob):
+        raise BadBatch(f"claim check {str(blob)[:60]!r} is not a batch blob name")
+    return ClaimCheck(cycle_id, batch_id, blob)
+
+
+def _sweep_of(sweep: Any, cycle_id: str, batch_id: str, traceparent: str | None) -> SweepBatch:
+    table = sweep["table"]
+    if table not in ("accounts", "contacts"):
+        raise BadBatch(f"sweep of unknown table {table!r}")
+    return SweepBatch(
+        cycle_id,
+        batch_id,
+        table,
+        _partition(sweep["partition"]),
+        parse_version(sweep["generation"]),
+        traceparent,
+    )
+
+
+def _batch_of(data: dict[str, Any], cycle_id: str, batch_id: str, traceparent: str | None) -> Batch:
+    return Batch(
+        cycle_id=cycle_id,
+        batch_id=batch_id,
+        mode=LoadMode(data["mode"]),
+        columns={_column(k): ColumnType(v) for k, v in data["columns"].items()},
+        accounts=[_account_of(a) for a in data["accounts"]],
+        contacts=[_contact_of(c) for c in data["contacts"]],
+        traceparent=traceparent,
+        backfill=[str(c) for c in data.get("backfill", [])],
+        members=[_member_of(m) for m in data.get("members", [])],
+        members_apart=data.get("members_apart") is True,
+        search=[_search_of(s) for s in data.get("search", [])],
+        search_apart=data.get("search_apart") is True,
+        generation=parse_version(data.get("gen", 0)),
+        resync=_key_text(data["resync"]) if data.get("resync") else "",
+        read_at=parse_iso(data["read"]) if data.get("read") else None,
+    )
 
 
 def message_key(text: str | bytes) -> tuple[str, str]:
@@ -245,9 +251,7 @@ def encode_batch(
 ) -> str:
     """The message of a batch: `header`'s own fields, and the changes as encoded fragments."""
     head = {
-        "v": FORMAT_VERSION,
-        "cycle": header.cycle_id,
-        "batch": header.batch_id,
+        **_head(header.cycle_id, header.batch_id),
         "mode": header.mode,
         "columns": {name: kind.value for name, kind in header.columns.items()},
         "traceparent": header.traceparent,
@@ -271,6 +275,11 @@ def encode_batch(
         f'"contacts":[{",".join(contacts)}],'
         f'"members":[{",".join(members)}]{indexed}}}'
     )
+
+
+def _head(cycle_id: str, batch_id: str) -> dict[str, Any]:
+    # Every message opens so: its format and its key (message_key reads only these).
+    return {"v": FORMAT_VERSION, "cycle": cycle_id, "batch": batch_id}
 
 
 def account_fragment(change: AccountChange) -> str:

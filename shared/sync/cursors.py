@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from shared.audit import audited
+from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.cursors import Cursor
@@ -18,7 +19,7 @@ from shared.state.schedule import Phase
 from shared.times import utcnow
 
 
-class CycleRunning(RuntimeError):
+class CycleRunning(AcctsyncError, RuntimeError):
     """A cycle is running: its chains cannot be reset under it."""
 
 

@@ -29,6 +29,7 @@ from shared.dataverse.columns import (
     read_tables,
 )
 from shared.dataverse.errors import DataverseError
+from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.settings import SettingsError
 from shared.state.audit import Actor, AuditAction
@@ -78,7 +79,7 @@ class SelectionChange:
         }
 
 
-class FieldResyncPending(ValueError):
+class FieldResyncPending(AcctsyncError, ValueError):
     """A selection that drops a column whose re-sync has not finished; nothing was stored."""
 
     def __init__(self, columns: list[str]):
@@ -90,7 +91,7 @@ class FieldResyncPending(ValueError):
         self.columns = columns
 
 
-class FieldSelectionError(ValueError):
+class FieldSelectionError(AcctsyncError, ValueError):
     """A selection naming unknown or unreadable columns; nothing was stored."""
 
     def __init__(self, *, unknown: list[str], unreadable: dict[str, Unreadable]):

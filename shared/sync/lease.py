@@ -18,14 +18,16 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
+from shared.errors import AcctsyncError
 from shared.state.schedule import CycleSchedule, CycleState
 from shared.times import utcnow
 
 logger = logging.getLogger(__name__)
 
 
-class LeaseLost(RuntimeError):
-    """Another heartbeat took the cycle over (this one's lease ran out)."""
+class LeaseLost(AcctsyncError, RuntimeError):
+    """Another heartbeat took the cycle over (this one's lease ran out): nothing to do, the
+    heartbeat holding it goes on from the last checkpoint."""
 
 
 class CycleLease:

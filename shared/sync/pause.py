@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from shared.audit import audited
+from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.times import iso, utcnow
@@ -16,7 +17,7 @@ from shared.times import iso, utcnow
 MAX_REASON_CHARS = 500
 
 
-class BadPauseReason(ValueError):
+class BadPauseReason(AcctsyncError, ValueError):
     """A pause reason that is not one line of printable text of at most 500 characters."""
 
 
@@ -24,7 +25,7 @@ def checked_reason(reason: str) -> str:
     """The reason as given, or BadPauseReason saying what is wrong with it: it is shown on
     pages and kept in the audit trail."""
     if len(reason) > MAX_REASON_CHARS:
-        raise BadPauseReason(f"the reason is longer than {MAX_REASON_CHARS} characters")
+        raise BadPauseReason(f"the reason is longer than {MAX_REASON_CHARS} characters; shorten it")
     if not reason.isprintable():
         raise BadPauseReason("the reason must be one line of printable text")
     return reason

@@ -6,9 +6,9 @@ a sync error on that row; the rest of the page goes on.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from shared import telemetry
 from shared.dataverse.client import FORMATTED_VALUE, ChangePage
@@ -80,6 +80,31 @@ class RowErrors:
         except InvalidId as error:
             self.bad_row(entity, value, str(error))
             return None
+
+
+Change = TypeVar("Change", AccountChange, ContactChange)
+
+
+def page_changes(
+    page: ChangePage,
+    errors: RowErrors,
+    record: tuple[str, str],
+    change_of: Callable[[dict[str, Any]], Change],
+    deleted: Callable[[str], Change],
+) -> Iterator[Change]:
+    """A page's changes, then its deletions; a row that cannot be mirrored is a sync error
+    (`record`: the entity's name and its id column, to say which) and is left out."""
+    entity, id_column = record
+    for row in page.rows:
+        try:
+            change = change_of(row)
+        except ValueError as error:  # InvalidId and InvalidVersion included
+            errors.bad_row(entity, row.get(id_column), str(error))
+            continue
+        yield change
+    for deleted_id in page.deleted_ids:
+        if record_id := errors.guid(entity, deleted_id):
+            yield deleted(record_id)
 
 
 class TableReader(Protocol):
@@ -178,20 +203,17 @@ class AccountReader:
     def changes(self, page: ChangePage) -> Iterator[AccountChange]:
         """The page's changes (deletions included), as the apply step takes them."""
         columns = self.columns
-        for row in page.rows:
-            try:
-                change = account_change(row, columns)
-                if self.sync_filter is not None and self.sync_filter.excludes(row):
-                    change = replace(change, values={}, labels={}, filtered=True)
-            except ValueError as error:  # InvalidId and InvalidVersion included
-                self.errors.bad_row("account", row.get(ACCOUNT_ID), str(error))
-                continue
+
+        def change_of(row: dict[str, Any]) -> AccountChange:
+            change = account_change(row, columns)
+            if self.sync_filter is not None and self.sync_filter.excludes(row):
+                return replace(change, values={}, labels={}, filtered=True)
+            return change
+
+        gone = _deleted_account
+        for change in page_changes(page, self.errors, ("account", ACCOUNT_ID), change_of, gone):
             self.changed += 1
             yield change
-        for deleted in page.deleted_ids:
-            if account_id := self.errors.guid("account", deleted):
-                self.changed += 1
-                yield AccountChange(id=account_id, deleted=True)
 
 
 @dataclass
@@ -242,27 +264,31 @@ class ContactReader:
     def changes(self, page: ChangePage) -> Iterator[ContactChange]:
         """The page's changes (deletions included), as the apply step takes them."""
         columns = self._columns if self._columns is not None else list(self.access.readable())
-        for row in page.rows:
+
+        def change_of(row: dict[str, Any]) -> ContactChange:
             parent = row.get(PARENT_CUSTOMER)
-            try:
-                change = ContactChange(
-                    id=parse_guid(row.get(CONTACT_ID)),
-                    version=parse_version(row.get("versionnumber")),
-                    parent_id=None if parent is None else parse_guid(parent),
-                    parent_type=row.get(PARENT_TYPE),
-                    modified_on=row.get("modifiedon"),
-                    values={c: row.get(c) for c in columns},
-                    labels=row_labels(row, {c: c for c in columns}),
-                )
-            except ValueError as error:
-                self.errors.bad_row("contact", row.get(CONTACT_ID), str(error))
-                continue
+            return ContactChange(
+                id=parse_guid(row.get(CONTACT_ID)),
+                version=parse_version(row.get("versionnumber")),
+                parent_id=None if parent is None else parse_guid(parent),
+                parent_type=row.get(PARENT_TYPE),
+                modified_on=row.get("modifiedon"),
+                values={c: row.get(c) for c in columns},
+                labels=row_labels(row, {c: c for c in columns}),
+            )
+
+        gone = _deleted_contact
+        for change in page_changes(page, self.errors, ("contact", CONTACT_ID), change_of, gone):
             self.changed += 1
             yield change
-        for deleted in page.deleted_ids:
-            if contact_id := self.errors.guid("contact", deleted):
-                self.changed += 1
-                yield ContactChange(id=contact_id, deleted=True)
+
+
+def _deleted_account(account_id: str) -> AccountChange:
+    return AccountChange(id=account_id, deleted=True)
+
+
+def _deleted_contact(contact_id: str) -> ContactChange:
+    return ContactChange(id=contact_id, deleted=True)
 
 
 def _membership(contact: ContactChange) -> tuple[str, str] | None:

@@ -16,6 +16,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.audit import audited
+from shared.errors import RequestRefused
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.resync import Resync, ResyncStatus, new_resync
@@ -31,11 +32,11 @@ class ResyncProblem(StrEnum):
     BAD_RANGE = "invalid_range"
 
 
-class ResyncError(ValueError):
-    """A re-sync that was refused; nothing was queued."""
+class ResyncError(RequestRefused):
+    """A re-sync that was refused; nothing was queued. `problem` says why (its `code`)."""
 
     def __init__(self, problem: ResyncProblem, message: str):
-        super().__init__(message)
+        super().__init__(problem.value, message)
         self.problem = problem
 
 
@@ -110,11 +111,6 @@ def _request(
             return ResyncRequested(queued, queued=False)
     request = new_resync(column, now=utcnow(), by=by, modified_since=since, modified_until=until)
     return ResyncRequested(services.resyncs.add(request), queued=True)
-
-
-def resyncing_fields(services: Services) -> set[str]:
-    """The columns with a re-sync queued or under way (they cannot be deselected)."""
-    return {r.field for r in services.resyncs.active()}
 
 
 def resync_status(services: Services) -> list[dict[str, Any]]:

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from shared.audit import audited
+from shared.errors import AcctsyncError
 from shared.ids import InvalidId, parse_guid
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
@@ -34,7 +35,7 @@ NOT_A_RECORD = {
 }
 
 
-class UnknownErrorCode(ValueError):
+class UnknownErrorCode(AcctsyncError, ValueError):
     """A code that no sync error has."""
 
     def __init__(self, code: str):

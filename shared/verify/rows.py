@@ -45,16 +45,23 @@ def _seconds_text(at: datetime) -> str:
 
 # Not frozen: one is built per row on each side, and a frozen dataclass is slower to build.
 @dataclass(slots=True)
-class DynamicsRow:
+class ComparedRow:
+    """What a verify compares of a record on either side: its id, version, account (a
+    contact's) and, with --deep, its selected values."""
+
     id: str
     version: int
     account: str = ""
     values: Mapping[str, Any] | None = None
-    modified_on: str | None = None
-    filtered: bool = False  # the sync filter's explicit No keeps it out of the mirror
 
     def fingerprint(self) -> Fingerprint:
         return Fingerprint(self.id, self.version, self.account, self.values)
+
+
+@dataclass(slots=True)
+class DynamicsRow(ComparedRow):
+    modified_on: str | None = None
+    filtered: bool = False  # the sync filter's explicit No keeps it out of the mirror
 
     def pending(self, read_at: datetime | None) -> bool:
         """Changed after the last cycle read its table (the next cycle takes it). Dynamics
@@ -78,11 +85,7 @@ class DynamicsRow:
 
 
 @dataclass(slots=True)
-class MirrorRow:
-    id: str
-    version: int
-    account: str = ""
-    values: Mapping[str, Any] | None = None
+class MirrorRow(ComparedRow):
     deleted: bool = False
     filtered: bool = False  # sync_filtered: kept as it was, no longer synced
     local: frozenset[str] = field(default_factory=frozenset)  # locally modified columns
@@ -91,9 +94,6 @@ class MirrorRow:
     def compared(self) -> bool:
         """In the digests: live and still synced."""
         return not self.deleted and not self.filtered
-
-    def fingerprint(self) -> Fingerprint:
-        return Fingerprint(self.id, self.version, self.account, self.values)
 
 
 @dataclass(frozen=True)

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
+from shared.errors import AcctsyncError
 from shared.settings import SettingsError
 
 logger = logging.getLogger(__name__)
@@ -34,7 +35,7 @@ BODY_HINTS = {
 }
 
 
-class ApiError(Exception):
+class ApiError(AcctsyncError):
     def __init__(self, status: int, code: str, message: str):
         super().__init__(message)
         self.status, self.code, self.message = status, code, message

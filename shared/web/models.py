@@ -25,10 +25,16 @@ FORMATTED_HELP = (
 )
 
 
-class Account(BaseModel):
+class AccountValues(BaseModel):
+    """What every answer about an account opens with: its id, its selected columns' values and
+    their labels (the single account and a list's item add their own keys after these)."""
+
     accountid: str
     fields: dict[str, Any] = Field(description="the selected columns, by logical name")
     formatted: dict[str, str] = Field(default_factory=dict, description=FORMATTED_HELP)
+
+
+class Account(AccountValues):
     display_names: dict[str, str] = Field(
         default_factory=dict, description="the selected columns' display names in Dynamics"
     )

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
-from shared.web.models import FORMATTED_HELP, Activity
+from shared.web.models import FORMATTED_HELP, AccountValues, Activity
 
 NEXT_PAGE_HELP = (
     "opaque: send it back unchanged as `pageToken` for the next page. null at the end of the "
@@ -22,10 +22,7 @@ MORE_RESULT = (
 )
 
 
-class AccountItem(BaseModel):
-    accountid: str
-    fields: dict[str, Any] = Field(description="the selected columns, by logical name")
-    formatted: dict[str, str] = Field(default_factory=dict, description=FORMATTED_HELP)
+class AccountItem(AccountValues):
     is_deleted: bool
     locally_modified: list[str]
     synced_at: str | None = Field(description="when the mirror last wrote it from Dynamics")

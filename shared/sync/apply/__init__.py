@@ -13,6 +13,7 @@ from collections.abc import Collection
 from typing import TypeVar
 
 from shared import telemetry
+from shared.queues import max_dequeue_count
 from shared.services import Services
 from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult
@@ -38,8 +39,6 @@ from shared.times import utcnow
 
 logger = logging.getLogger(__name__)
 Change = TypeVar("Change", AccountChange, ContactChange)
-
-MAX_DEQUEUE_COUNT = 5  # host.json extensions.queues.maxDequeueCount
 
 
 def apply_batch(services: Services, body: str | bytes) -> BatchResult:
@@ -79,7 +78,7 @@ def apply_message(
     try:
         return apply_batch(services, body)
     except Exception as error:
-        if dequeue_count is not None and dequeue_count >= MAX_DEQUEUE_COUNT:
+        if dequeue_count is not None and dequeue_count >= max_dequeue_count():
             telemetry.count("acctsync.poison_messages", 1)
             logger.exception("batch failed for good; it moves to the poison queue")
             _record_poisoned(services, body, error)
@@ -181,7 +180,7 @@ def _record_poisoned(services: Services, body: str | bytes, error: Exception) ->
             entity="batch",
             record_id=message.batch_id,
             operation="apply",
-            message=f"the batch failed {MAX_DEQUEUE_COUNT} times and went to the poison "
+            message=f"the batch failed {max_dequeue_count()} times and went to the poison "
             f"queue: {type(error).__name__}: {error}. Fix the cause, then run "
             "`acctsync replay-poison`.",
             cycle_id=message.cycle_id,

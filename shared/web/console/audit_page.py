@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
 from shared.state.audit import AuditAction, AuditEntry, AuditFilter, Outcome
-from shared.web.console.filters import csv_response, date_range
+from shared.web.console.filters import SearchQuery, choice, csv_response, list_context
 from shared.web.console.pages import SessionDep, render
 from shared.web.routes.depends import ServicesDep
 
@@ -24,21 +24,18 @@ CSV_FIELDS = ("at", "actor", "actor_id", "action", "before", "after", "outcome",
 
 
 @dataclass(frozen=True)
-class AuditQuery:
-    """The page's search and filters, from its query (the CSV export takes the same)."""
+class AuditQuery(SearchQuery):
+    """The audit log's search and filters."""
 
-    q: str = ""
     action: str = ""
     outcome: str = ""
-    since: str = ""
-    until: str = ""
 
     def wanted(self) -> tuple[AuditFilter, str | None]:
-        start, end, problem = date_range(self.since, self.until)
+        start, end, problem = self.dates()
         wanted = AuditFilter(
-            text=self.q[:200],
-            action=self.action if self.action in ACTIONS else "",
-            outcome=self.outcome if self.outcome in OUTCOMES else "",
+            text=self.text,
+            action=choice(self.action, ACTIONS),
+            outcome=choice(self.outcome, OUTCOMES),
             since=start,
             until=end,
         )
@@ -53,15 +50,12 @@ def audit_page(
     request: Request, services: ServicesDep, session: SessionDep, query: QueryDep
 ) -> Response:
     wanted, problem = query.wanted()
+    days = services.settings.audit_retention_days
     context: dict[str, Any] = {
+        **list_context(request, query, problem, shown=SHOWN, retention_days=days),
         "entries": [_shown(e) for e in services.audit.search(wanted, count=SHOWN)],
-        "form": query,
         "actions": ACTIONS,
         "outcomes": OUTCOMES,
-        "problem": problem,
-        "shown": SHOWN,
-        "retention_days": services.settings.audit_retention_days,
-        "query": request.url.query,
     }
     return render(request, "audit.html", context, session=session)
 

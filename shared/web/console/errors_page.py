@@ -14,7 +14,7 @@ from fastapi.responses import RedirectResponse, Response
 from shared.dataverse.errors import DataverseError
 from shared.state.errors import ErrorCode, ErrorFilter
 from shared.sync.retry import record_of, retry_errors
-from shared.web.console.filters import csv_response, date_range
+from shared.web.console.filters import SearchQuery, choice, csv_response, list_context
 from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in
 from shared.web.routes.depends import ServicesDep
 
@@ -26,22 +26,19 @@ CSV_FIELDS = ("at", "entity", "id", "operation", "code", "message", "cycle_id")
 
 
 @dataclass(frozen=True)
-class ErrorQuery:
-    """The page's search and filters, from its query (the CSV export takes the same)."""
+class ErrorQuery(SearchQuery):
+    """The error list's search and filters."""
 
-    q: str = ""
     entity: str = ""
     code: str = ""
     cycle: str = ""
-    since: str = ""
-    until: str = ""
 
     def wanted(self) -> tuple[ErrorFilter, str | None]:
-        start, end, problem = date_range(self.since, self.until)
+        start, end, problem = self.dates()
         wanted = ErrorFilter(
-            text=self.q[:200],
-            entity=self.entity if self.entity in ENTITIES else "",
-            code=self.code if self.code in CODES else "",
+            text=self.text,
+            entity=choice(self.entity, ENTITIES),
+            code=choice(self.code, CODES),
             cycle_id=self.cycle.strip()[:100],
             since=start,
             until=end,
@@ -71,16 +68,13 @@ def errors_page(
 ) -> Response:
     wanted, problem = query.wanted()
     errors = services.errors.search(wanted, count=SHOWN)
+    days = services.settings.error_retention_days
     context: dict[str, Any] = {
+        **list_context(request, query, problem, shown=SHOWN, retention_days=days),
         "errors": [{**e, "retry_id": record_of(e)} for e in errors],
         "done": done,
-        "form": query,
         "entities": ENTITIES,
         "codes": CODES,
-        "problem": problem,
-        "shown": SHOWN,
-        "retention_days": services.settings.error_retention_days,
-        "query": request.url.query,
     }
     return render(request, "errors.html", context, session=session)
 

@@ -5,13 +5,18 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
+from fastapi import Request
 from fastapi.responses import Response
 
 from shared.csvcells import text_cell
+
+# The longest search text a list's filter takes (a key's length is far less than this).
+SEARCH_CHARS = 200
 
 
 def day_start(text: str | None) -> datetime | None:
@@ -35,6 +40,49 @@ def date_range(since: str, until: str) -> tuple[datetime | None, datetime | None
     if start and end and start > end:
         return None, None, "The 'from' date is after the 'to' date; the date filter was left out."
     return start, end, None
+
+
+def choice(value: str, choices: Collection[str]) -> str:
+    """`value` when it is one of `choices`; anything else is no filter at all ("")."""
+    return value if value in choices else ""
+
+
+@dataclass(frozen=True)
+class DatedQuery:
+    """A console list's date inputs, from the page's query (its CSV export takes the same);
+    each list adds its own filters."""
+
+    since: str = ""
+    until: str = ""
+
+    def dates(self) -> tuple[datetime | None, datetime | None, str | None]:
+        return date_range(self.since, self.until)
+
+
+@dataclass(frozen=True)
+class SearchQuery(DatedQuery):
+    """A list searched by text as well as by date."""
+
+    q: str = ""
+
+    @property
+    def text(self) -> str:
+        return self.q[:SEARCH_CHARS]
+
+
+def list_context(
+    request: Request, form: DatedQuery, problem: str | None, *, shown: int, retention_days: float
+) -> dict[str, Any]:
+    """What a searchable list shows around its rows: the form as sent, what is wrong with its
+    dates, how many rows it shows at most, how long they are kept, and the query its CSV
+    export link repeats."""
+    return {
+        "form": form,
+        "problem": problem,
+        "shown": shown,
+        "retention_days": retention_days,
+        "query": request.url.query,
+    }
 
 
 def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:

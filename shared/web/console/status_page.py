@@ -14,7 +14,7 @@ from shared.state.results import CycleStatus
 from shared.sync.status import sync_status
 from shared.times import parse_iso, utcnow
 from shared.web.console.chart import Point, Window, chart
-from shared.web.console.filters import csv_response, date_range
+from shared.web.console.filters import DatedQuery, choice, csv_response
 from shared.web.console.pages import SessionDep, render
 from shared.web.console.verify_card import mirror_check
 from shared.web.routes.depends import ServicesDep
@@ -33,20 +33,15 @@ CSV_HEADER = (
 
 
 @dataclass(frozen=True)
-class StatusFilter:
-    """The page's filters, from its query (the CSV export takes the same)."""
+class StatusFilter(DatedQuery):
+    """The cycle list's filters: its table and status (anything else is no filter at all)."""
 
-    since: str = ""
-    until: str = ""
     table: str = ""
     status: str = ""
 
     def __post_init__(self) -> None:
-        # Anything but a known table or status is no filter at all.
-        if self.table not in TABLES:
-            object.__setattr__(self, "table", "")
-        if self.status not in STATUSES:
-            object.__setattr__(self, "status", "")
+        object.__setattr__(self, "table", choice(self.table, TABLES))
+        object.__setattr__(self, "status", choice(self.status, STATUSES))
 
 
 FilterDep = Annotated[StatusFilter, Depends()]
@@ -106,7 +101,7 @@ def status_csv(services: ServicesDep, session: SessionDep, wanted: FilterDep) ->
 
 
 def _rows(services: ServicesDep, wanted: StatusFilter) -> tuple[list[CycleRow], str | None]:
-    since, until, problem = date_range(wanted.since, wanted.until)
+    since, until, problem = wanted.dates()
     cycles = services.history.between(since, until, count=MOST_CYCLES)
     state = services.schedule.read()
     if (
