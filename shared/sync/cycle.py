@@ -151,49 +151,97 @@ def heartbeat(
     state = services.schedule.read()
     verify_rows = services.verifies.rows()  # one query for every verify question below
     _observe(services, state, now, verify_rows)
-    lease = timedelta(seconds=services.settings.lease_seconds)
     # Paused: what is queued is applied and a cycle whose last step is applied finishes, but
     # no cycle and no step starts (a step left at a checkpoint waits there).
-    paused = services.pauses.get() is not None
+    tick = _Tick(
+        services,
+        state,
+        owner,
+        now,
+        lease=timedelta(seconds=services.settings.lease_seconds),
+        paused=services.pauses.get() is not None,
+    )
+    if state.phase is Phase.VERIFYING:
+        return _verify(services, state, owner=owner, now=now, paused=tick.paused)
     if state.phase is Phase.APPLYING:
-        backlog = queue_backlog(services)
-        if backlog:
-            return Heartbeat(Action.WAITING, state.cycle_id, state.step, backlog=backlog)
-        step = None if state.failure else next_step(state.step, state.plan)
-        if step is None:
-            summary = finish_cycle(services, state, now=now)
-            if summary is None:
-                return Heartbeat(Action.BUSY, state.cycle_id)
-            return Heartbeat(Action.FINISHED, state.cycle_id, summary=summary)
-        if paused:
-            return Heartbeat(Action.PAUSED, state.cycle_id, step)
-        taken = services.schedule.take(state, owner=owner, now=now, lease=lease, step=step)
+        taken = _after_applied(tick)
     elif state.phase is Phase.PLANNING:
-        if state.lease_held(now):
-            return _busy(state)
-        if paused:
-            return Heartbeat(Action.PAUSED, state.cycle_id, state.step)
-        taken = services.schedule.take(
-            state, owner=owner, now=now, lease=lease, step=state.step or Step.CONTACTS
-        )
-    elif state.phase is Phase.VERIFYING:
-        return _verify(services, state, owner=owner, now=now, paused=paused)
+        taken = _planning_again(tick)
     else:
-        wanted = (
-            None if force else wanted_verify(services, state, now, paused=paused, rows=verify_rows)
-        )
-        if wanted is not None:  # between cycles, so that the two never overlap
-            return _verify(services, state, owner=owner, now=now, paused=paused, start=wanted)
-        if paused:
-            return Heartbeat(Action.PAUSED, state.cycle_id)
-        due = _due(services, state, now)
-        if not force and due > now:
-            return Heartbeat(Action.IDLE, state.cycle_id, next_due=iso(due))
-        taken = services.schedule.start(state, owner=owner, now=now, lease=lease)
+        taken = _between_cycles(tick, force=force, verify_rows=verify_rows)
+    if isinstance(taken, Heartbeat):
+        return taken
     if taken is None:
         return _busy(services.schedule.read())
-    outcome = _plan(services, CycleLease(services.schedule, taken, duration=lease), progress)
+    outcome = _plan(services, CycleLease(services.schedule, taken, duration=tick.lease), progress)
     return replace(outcome, started=state.phase is Phase.IDLE)
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """What a heartbeat decides from: the cycle row as read, and whether the sync is paused."""
+
+    services: Services
+    state: CycleState
+    owner: str
+    now: datetime
+    lease: timedelta
+    paused: bool
+
+    def take(self, step: Step) -> CycleState | None:
+        """The lease to plan `step`; None when another heartbeat moved the row first."""
+        return self.services.schedule.take(
+            self.state, owner=self.owner, now=self.now, lease=self.lease, step=step
+        )
+
+
+# What a phase's turn comes to: the heartbeat's answer, or the state whose lease it took to
+# plan (None: another heartbeat took it first).
+_Turn = Heartbeat | CycleState | None
+
+
+def _after_applied(tick: _Tick) -> _Turn:
+    """The step's batches are on the queue: wait for them, then finish the cycle or take its
+    next step."""
+    state = tick.state
+    backlog = queue_backlog(tick.services)
+    if backlog:
+        return Heartbeat(Action.WAITING, state.cycle_id, state.step, backlog=backlog)
+    step = None if state.failure else next_step(state.step, state.plan)
+    if step is None:
+        summary = finish_cycle(tick.services, state, now=tick.now)
+        if summary is None:
+            return Heartbeat(Action.BUSY, state.cycle_id)
+        return Heartbeat(Action.FINISHED, state.cycle_id, summary=summary)
+    if tick.paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id, step)
+    return tick.take(step)
+
+
+def _planning_again(tick: _Tick) -> _Turn:
+    """A step left at a checkpoint (or by a planner that died): go on with it."""
+    state = tick.state
+    if state.lease_held(tick.now):
+        return _busy(state)
+    if tick.paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id, state.step)
+    return tick.take(state.step or Step.CONTACTS)
+
+
+def _between_cycles(tick: _Tick, *, force: bool, verify_rows: VerifyRows) -> _Turn:
+    """No cycle runs: a verify that is wanted, else a cycle that is due (or forced)."""
+    services, state, now = tick.services, tick.state, tick.now
+    wanted = (
+        None if force else wanted_verify(services, state, now, paused=tick.paused, rows=verify_rows)
+    )
+    if wanted is not None:  # between cycles, so that the two never overlap
+        return _verify(services, state, owner=tick.owner, now=now, paused=tick.paused, start=wanted)
+    if tick.paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id)
+    due = _due(services, state, now)
+    if not force and due > now:
+        return Heartbeat(Action.IDLE, state.cycle_id, next_due=iso(due))
+    return services.schedule.start(state, owner=tick.owner, now=now, lease=tick.lease)
 
 
 def _observe(services: Services, state: CycleState, now: datetime, rows: VerifyRows) -> None:
