@@ -238,9 +238,9 @@ def _cycle(args: argparse.Namespace) -> int:
         return 1
     except CycleFailed as failed:
         print(f"acctsync: {failed}", file=sys.stderr)
-        _print(failed.summary)
+        _print(failed.summary.to_json())
         return 1
-    return _print(summary)
+    return _print(summary.to_json())
 
 
 def _verify(args: argparse.Namespace) -> int:
@@ -288,7 +288,7 @@ def _status(args: argparse.Namespace) -> int:
     from shared.services import get_services
     from shared.sync.status import sync_status
 
-    return _print(sync_status(get_services()), indent=2)
+    return _print(sync_status(get_services()).to_json(), indent=2)
 
 
 def _replay_poison(args: argparse.Namespace) -> int:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 
 import uvicorn
 
@@ -26,7 +25,8 @@ from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from functions.heartbeat import run_heartbeat
 from shared.services import Services, get_services
-from shared.state.schedule import Phase
+from shared.state.schedule import LoadMode, Phase
+from shared.state.summary import CycleSummary
 from shared.sync.cycle import queue_backlog, report_progress_to, stop_planning_on
 from shared.times import utcnow
 from shared.web.app import asgi_app
@@ -84,7 +84,7 @@ class LocalHost:
         self.workers = [QueueWorker(services) for _ in range(workers)]
         for worker in self.workers:
             worker.progress = self.progress
-        self._printed: set[str] = {c["cycle_id"] for c in services.history.latest(20)}
+        self._printed: set[str] = {c.cycle_id for c in services.history.latest(20)}
         self._threads: list[threading.Thread] = []
 
     def start(self) -> None:
@@ -151,31 +151,33 @@ class LocalHost:
 
     def _print_finished(self) -> None:
         for summary in reversed(self.services.history.latest(5)):
-            if summary["cycle_id"] not in self._printed:
-                self._printed.add(summary["cycle_id"])
+            if summary.cycle_id not in self._printed:
+                self._printed.add(summary.cycle_id)
                 self.progress.done()
                 print(cycle_line(summary), flush=True)
 
 
-def cycle_line(summary: dict[str, Any]) -> str:
+def cycle_line(summary: CycleSummary) -> str:
     """A finished cycle in one short line (`acctsync status` has the whole summary)."""
-    status = summary.get("status", "?")
     tables = ", ".join(
-        f"{summary.get(f'{name}_changed', 0):,} {name}"
-        + (f" ({mode})" if (mode := summary.get("modes", {}).get(name)) != "delta" else "")
-        for name in ("contacts", "accounts")
+        f"{changed:,} {name}"
+        + (f" ({mode})" if (mode := summary.modes.get(name)) != LoadMode.DELTA else "")
+        for name, changed in (
+            ("contacts", summary.contacts_changed),
+            ("accounts", summary.accounts_changed),
+        )
     )
     line = (
-        f"cycle {status} in {summary.get('duration_s', 0):.1f} s: {tables} changed; "
-        f"{summary.get('activities_logged', 0):,} activities"
+        f"cycle {summary.status} in {summary.duration_s or 0:.1f} s: {tables} changed; "
+        f"{summary.activities_logged:,} activities"
     )
-    if summary.get("activities_suppressed"):
-        line += f" ({summary['activities_suppressed']:,} suppressed)"
-    if summary.get("deleted"):
-        line += f"; {summary['deleted']:,} flagged deleted"
-    line += f"; {summary.get('errors', 0)} errors"
-    if failure := summary.get("failure"):
-        line += f" — {failure['message']}. Fix: {failure['fix']}"
+    if summary.activities_suppressed:
+        line += f" ({summary.activities_suppressed:,} suppressed)"
+    if summary.deleted:
+        line += f"; {summary.deleted:,} flagged deleted"
+    line += f"; {summary.errors} errors"
+    if failure := summary.failure:
+        line += f" — {failure.message}. Fix: {failure.fix}"
     return line
 
 

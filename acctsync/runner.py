@@ -12,12 +12,14 @@ import socket
 import sys
 import threading
 import time
-from typing import Any, TextIO
+from typing import TextIO
 
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from shared.services import Services
 from shared.state.audit import Actor
+from shared.state.results import CycleStatus
+from shared.state.summary import CycleSummary
 from shared.state.verify import VerifyResult
 from shared.sync.cycle import Action, Heartbeat, heartbeat, queue_backlog
 from shared.verify.requests import request_verify
@@ -36,12 +38,12 @@ class SyncPaused(RuntimeError):
 class CycleFailed(RuntimeError):
     """The cycle's planning failed; what it had enqueued was applied."""
 
-    def __init__(self, summary: dict[str, Any]):
-        failure = summary.get("failure") or {}
-        fix = f". Fix: {failure['fix']}" if failure.get("fix") else ""
-        super().__init__(
-            f"the cycle failed while planning {failure.get('step')}: {failure.get('message')}{fix}"
-        )
+    def __init__(self, summary: CycleSummary):
+        failure = summary.failure
+        step = (failure.step.value if failure.step else "") if failure else None
+        message = failure.message if failure else None
+        fix = f". Fix: {failure.fix}" if failure and failure.fix else ""
+        super().__init__(f"the cycle failed while planning {step}: {message}{fix}")
         self.summary = summary
 
 
@@ -51,7 +53,7 @@ def run_cycle_now(
     progress: TerminalProgress | None = None,
     timeout_s: float = 24 * 3600,
     notices: TextIO | None = None,
-) -> dict[str, Any]:
+) -> CycleSummary:
     """The summary of a cycle started now, whatever the schedule says, once it has finished.
     CycleFailed when its planning failed (its summary is on the exception)."""
     owner = f"cli-{socket.gethostname()}-{os.getpid()}"
@@ -69,10 +71,10 @@ def run_cycle_now(
                 Action.FAILED,
             ):
                 started = True
-            if outcome.action is Action.FINISHED and started:
+            if outcome.action is Action.FINISHED and started and outcome.summary is not None:
                 if progress is not None:
                     progress.done()
-                if outcome.summary.get("status") == "failed":
+                if outcome.summary.status is CycleStatus.FAILED:
                     raise CycleFailed(outcome.summary)
                 return outcome.summary
             if outcome.action is Action.PAUSED:
@@ -113,15 +115,15 @@ def run_verify_now(
             last = services.verifies.last()
             if last is not None and last.id == request.id:
                 return last
-            if outcome.action is Action.PAUSED and outcome.step != "verify":
+            if outcome.action is Action.PAUSED and outcome.verify_id is None:
                 raise SyncPaused(
                     "the sync is paused with a cycle under way: the verify starts once it has "
                     "finished; `acctsync resume` lets it go on"
                 )
             cycle_on = outcome.action not in (Action.IDLE, Action.FINISHED)
-            if cycle_on and outcome.step != "verify":
+            if cycle_on and outcome.verify_id is None:
                 appliers.start()
-            if cycle_on and outcome.step != "verify" and said_cycle != outcome.cycle_id:
+            if cycle_on and outcome.verify_id is None and said_cycle != outcome.cycle_id:
                 said_cycle = outcome.cycle_id
                 print(
                     f"acctsync: cycle {outcome.cycle_id} is under way; the verify starts "

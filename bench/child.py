@@ -13,9 +13,12 @@ import os
 import resource
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from bench import counting
+
+if TYPE_CHECKING:  # the child imports the product only once its counting is installed
+    from shared.state.schedule import CyclePlan
 
 
 def main(argv: list[str]) -> int:
@@ -76,23 +79,22 @@ def _cpu() -> float:
 def _cycle(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     from acctsync.runner import run_cycle_now
 
-    summary: dict[str, Any] = run_cycle_now(services)
-    return summary
+    return run_cycle_now(services).to_json()
 
 
 def _plan(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     from shared.sync.cycle import heartbeat
 
     outcome = heartbeat(services, owner="bench", force=True)
-    return {"action": outcome.action.value, **_changed(outcome.summary)}
+    return {"action": outcome.action.value, **_changed(outcome.plan)}
 
 
-def _changed(plan: dict[str, Any]) -> dict[str, Any]:
-    tables = plan.get("tables", {})
+def _changed(plan: CyclePlan | None) -> dict[str, Any]:
+    """What a heartbeat that planned read and enqueued (nothing when it did not plan)."""
     return {
-        "accounts_changed": tables.get("accounts", {}).get("changed", 0),
-        "contacts_changed": tables.get("contacts", {}).get("changed", 0),
-        "batches": plan.get("batches", 0),
+        "accounts_changed": plan.changed("accounts") if plan else 0,
+        "contacts_changed": plan.changed("contacts") if plan else 0,
+        "batches": plan.batches if plan else 0,
     }
 
 
@@ -132,7 +134,7 @@ def _plan_step(services: Any, args: dict[str, Any]) -> dict[str, Any]:
         "action": outcome.action.value,
         "heartbeats": beats,
         "pages": times.pages,
-        **_changed(outcome.summary),
+        **_changed(outcome.plan),
     }
 
 

@@ -42,7 +42,7 @@ def run_heartbeat(*, past_due: bool, every_s: float = HEARTBEAT_PERIOD_S) -> Non
         f" ({outcome.error})" if outcome.error else "",
         extra={
             "cycle_id": outcome.cycle_id,
-            "step": outcome.step,
+            "step": outcome.step_name,
             "backlog": outcome.backlog,
             "past_due": past_due,
         },

@@ -20,9 +20,10 @@ from shared.state.cursors import Cursors
 from shared.state.errors import SyncErrors
 from shared.state.fields import FieldSelections
 from shared.state.filtered import FilteredAccounts
+from shared.state.history import CycleHistory
 from shared.state.liveness import Liveness
 from shared.state.pause import PauseSwitch
-from shared.state.results import CycleHistory, CycleResults
+from shared.state.results import CycleResults
 from shared.state.resync import Resyncs
 from shared.state.schedule import CycleSchedule
 from shared.state.verify import VerifyStore

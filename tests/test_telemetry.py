@@ -60,11 +60,11 @@ def test_a_cycle_emits_linked_traces_metrics_and_ids(
     batches = [s for s in finished if s.name == "acctsync.apply_batch"]
     assert cycles and batches
     last_cycle = next(
-        s for s in cycles if s.attributes and s.attributes["cycle_id"] == summary["cycle_id"]
+        s for s in cycles if s.attributes and s.attributes["cycle_id"] == summary.cycle_id
     )
     linked = [b for b in batches if b.context.trace_id == last_cycle.context.trace_id]
     assert linked, "a batch continues the trace of the cycle that enqueued it"
-    assert linked[0].attributes and linked[0].attributes["cycle_id"] == summary["cycle_id"]
+    assert linked[0].attributes and linked[0].attributes["cycle_id"] == summary.cycle_id
 
     points = metric_points(reader)
     for name in (

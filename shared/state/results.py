@@ -1,19 +1,16 @@
-"""What each batch of a cycle did, and the finished cycles (Marketo's "Sync Status")."""
+"""What each batch of a cycle did, added up per cycle (shared/state/history.py keeps the
+finished cycles)."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass, field, fields
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableClient
-
-from shared.times import inverted_ms, iso, newest_first_query
 
 
 class CycleStatus(StrEnum):
@@ -61,10 +58,6 @@ class ChangeLag:
         self.total_s += other.total_s
         self.max_s = max(self.max_s, other.max_s)
 
-    def to_summary(self) -> dict[str, float | int | None]:
-        mean = round(self.total_s / self.count, 3) if self.count else None
-        return {"rows": self.count, "mean_s": mean, "max_s": round(self.max_s, 3)}
-
 
 @dataclass
 class StageTotals:
@@ -73,10 +66,6 @@ class StageTotals:
     result: BatchResult = field(default_factory=BatchResult)
     batches: int = 0
     last_applied_at: datetime | None = None
-
-
-# The order a cycle's stages run in (shared/state/schedule.py Step).
-STAGE_ORDER = ("contacts", "contacts_sweep", "accounts", "accounts_sweep")
 
 
 @dataclass
@@ -97,37 +86,6 @@ class CycleTotals:
     def unapplied(self, batch_ids: Iterable[str]) -> list[str]:
         """Those of `batch_ids` that were not applied (poisoned, recorded or not, or lost)."""
         return [batch_id for batch_id in batch_ids if batch_id not in self.applied]
-
-    def stage_rows(self, started_at: datetime | None) -> list[dict[str, Any]]:
-        """One row per stage that applied batches: the stages run one after another, so each
-        starts when the one before it ended (the first when the cycle started)."""
-        rows: list[dict[str, Any]] = []
-        begun = started_at
-        for name in sorted(self.stages, key=_stage_rank):
-            stage = self.stages[name]
-            result, ended = stage.result, stage.last_applied_at
-            applied = result.accounts_applied + result.contacts_applied
-            rows.append(
-                {
-                    "stage": name,
-                    "table": name.removesuffix("_sweep"),
-                    "started_at": iso(begun),
-                    "ended_at": iso(ended),
-                    "duration_s": round((ended - begun).total_seconds(), 3)
-                    if begun and ended
-                    else None,
-                    "batches": stage.batches,
-                    "new": result.added,
-                    "updated": applied - result.added - result.removed,
-                    "deleted": result.removed + result.deleted,
-                    "failed": result.errors,
-                    "skipped": result.skipped,
-                    "activities_logged": result.activities_logged,
-                    "activities_suppressed": result.activities_suppressed,
-                }
-            )
-            begun = ended or begun
-        return rows
 
 
 class CycleResults:
@@ -214,49 +172,6 @@ class CycleResults:
                 )
             )
         return CycleTotals(total, applied, poisoned, last, stages, lag)
-
-
-class CycleHistory:
-    """Finished cycles, newest first."""
-
-    PARTITION = "history"
-
-    def __init__(self, table: TableClient):
-        self.table = table
-
-    def add(self, summary: dict[str, Any], *, started_at: datetime) -> None:
-        """Keyed by the cycle's start: adding the same cycle again replaces its row."""
-        self.table.upsert_entity(
-            {
-                "PartitionKey": self.PARTITION,
-                "RowKey": inverted_ms(started_at) + "|" + str(summary.get("cycle_id", "")),
-                "summary": json.dumps(summary),
-            }
-        )
-
-    def latest(self, count: int = 10) -> list[dict[str, Any]]:
-        return self.between(None, None, count=count)
-
-    def between(
-        self, since: datetime | None, until: datetime | None, *, count: int
-    ) -> list[dict[str, Any]]:
-        """Up to `count` cycles started in [since, until], newest first: one key range."""
-        if count <= 0:
-            return []
-        query, parameters = newest_first_query(self.PARTITION, since, until)
-        rows = self.table.query_entities(
-            query, parameters=parameters, results_per_page=min(count, 1000)
-        )
-        result: list[dict[str, Any]] = []
-        for row in rows:
-            if len(result) >= count:
-                break
-            result.append(json.loads(row["summary"]))
-        return result
-
-
-def _stage_rank(name: str) -> int:
-    return STAGE_ORDER.index(name) if name in STAGE_ORDER else len(STAGE_ORDER)
 
 
 def _partition(cycle_id: str) -> str:

@@ -149,7 +149,7 @@ class Failure:
     """A planning step that failed: when, where, what happened and what to do about it."""
 
     at: datetime
-    step: str
+    step: Step | None  # None: a row an older version wrote without one
     message: str
     fix: str = ""
     needs_action: bool = False  # retrying changes nothing until someone acts
@@ -157,7 +157,7 @@ class Failure:
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": iso(self.at),
-            "step": self.step,
+            "step": self.step.value if self.step else "",
             "message": self.message,
             "fix": self.fix,
             "needs_action": self.needs_action,
@@ -167,7 +167,7 @@ class Failure:
     def from_dict(cls, data: dict[str, Any]) -> Failure:
         return cls(
             parse_iso(data["at"]),
-            data["step"],
+            Step(data["step"]) if data.get("step") else None,
             data["message"],
             data.get("fix", ""),
             bool(data.get("needs_action", False)),

@@ -20,10 +20,9 @@ import contextlib
 import logging
 import threading
 import time
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
 
 from azure.core.exceptions import AzureError
 
@@ -32,24 +31,24 @@ from shared.dataverse.client import DataverseClient
 from shared.mirror.initial import synced_stream
 from shared.services import Services
 from shared.state.errors import ErrorCode
-from shared.state.results import BatchResult, CycleStatus, CycleTotals
+from shared.state.results import BatchResult, CycleTotals
 from shared.state.schedule import (
-    Checkpoint,
     CyclePlan,
     CycleState,
     Failure,
     LoadMode,
     Phase,
     Step,
-    batch_id,
 )
-from shared.state.verify import VerifyRequest, VerifyRows, VerifyTrigger
+from shared.state.summary import CycleSummary
+from shared.state.verify import VerifyRequest, VerifyResult, VerifyRows, VerifyTrigger
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.apply.context import feed_identity
 from shared.sync.claims import ClaimStore
+from shared.sync.close import close_cycle
 from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
-from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep, sweep_blocked
+from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
 from shared.sync.resync import cycle_finished
 from shared.sync.resync_step import ResyncPlanner
@@ -60,8 +59,6 @@ from shared.verify.step import VerifyAction, VerifyStep
 
 logger = logging.getLogger(__name__)
 
-RETRY_AFTER_FAILURE = timedelta(minutes=1)
-VERIFY_STEP = "verify"  # what a heartbeat of a verify names as its step
 # Audit entries past their retention one cycle removes: the trail of a busy year goes in a
 # few cycles, and no cycle's housekeeping takes long.
 AUDIT_REMOVED_PER_CYCLE = 1000
@@ -77,7 +74,7 @@ class Action(StrEnum):
     BUSY = "busy"  # another heartbeat holds the lease
     PAUSED = "paused"  # `acctsync pause`: no cycle or step starts
     VERIFYING = "verifying"  # a verify went on and checkpointed (shared/verify/step.py)
-    VERIFIED = "verified"  # a verify finished; `summary` is its result
+    VERIFIED = "verified"  # a verify finished; `verified` is its result
 
 
 class _NoProgress:
@@ -110,20 +107,28 @@ def stop_planning_on(event: threading.Event) -> None:
     _stop_planning = event
 
 
-@dataclass
+@dataclass(frozen=True)
 class Heartbeat:
     """What one heartbeat did."""
 
     action: Action
     cycle_id: str = ""
-    step: str | None = None
+    step: Step | None = None  # the cycle's step it planned, waits on or is paused at
     backlog: int = 0
     next_due: str | None = None
     lease_owner: str = ""
     lease_until: str | None = None
     error: str | None = None
-    summary: dict[str, Any] = field(default_factory=dict)
+    summary: CycleSummary | None = None  # FINISHED: the cycle's summary
+    plan: CyclePlan | None = None  # PLANNED: what the cycle's planning did so far
+    verify_id: str | None = None  # a heartbeat of a verify (paused, going on or finished)
+    verified: VerifyResult | None = None  # VERIFIED: the verify's result
     started: bool = False  # this heartbeat began the cycle
+
+    @property
+    def step_name(self) -> str | None:
+        """What the heartbeat worked on, for logs: its step, or "verify"."""
+        return "verify" if self.verify_id is not None else self.step
 
 
 def heartbeat(
@@ -146,50 +151,97 @@ def heartbeat(
     state = services.schedule.read()
     verify_rows = services.verifies.rows()  # one query for every verify question below
     _observe(services, state, now, verify_rows)
-    lease = timedelta(seconds=services.settings.lease_seconds)
     # Paused: what is queued is applied and a cycle whose last step is applied finishes, but
     # no cycle and no step starts (a step left at a checkpoint waits there).
-    paused = services.pauses.get() is not None
+    tick = _Tick(
+        services,
+        state,
+        owner,
+        now,
+        lease=timedelta(seconds=services.settings.lease_seconds),
+        paused=services.pauses.get() is not None,
+    )
+    if state.phase is Phase.VERIFYING:
+        return _verify(services, state, owner=owner, now=now, paused=tick.paused)
     if state.phase is Phase.APPLYING:
-        backlog = queue_backlog(services)
-        if backlog:
-            return Heartbeat(Action.WAITING, state.cycle_id, _step(state), backlog=backlog)
-        step = None if state.failure else next_step(state.step, state.plan)
-        if step is None:
-            summary = finish_cycle(services, state, now=now)
-            if summary is None:
-                return Heartbeat(Action.BUSY, state.cycle_id)
-            return Heartbeat(Action.FINISHED, state.cycle_id, summary=summary)
-        if paused:
-            return Heartbeat(Action.PAUSED, state.cycle_id, step.value)
-        taken = services.schedule.take(state, owner=owner, now=now, lease=lease, step=step)
+        taken = _after_applied(tick)
     elif state.phase is Phase.PLANNING:
-        if state.lease_held(now):
-            return _busy(state)
-        if paused:
-            return Heartbeat(Action.PAUSED, state.cycle_id, _step(state))
-        taken = services.schedule.take(
-            state, owner=owner, now=now, lease=lease, step=state.step or Step.CONTACTS
-        )
-    elif state.phase is Phase.VERIFYING:
-        return _verify(services, state, owner=owner, now=now, paused=paused)
+        taken = _planning_again(tick)
     else:
-        wanted = (
-            None if force else wanted_verify(services, state, now, paused=paused, rows=verify_rows)
-        )
-        if wanted is not None:  # between cycles, so that the two never overlap
-            return _verify(services, state, owner=owner, now=now, paused=paused, start=wanted)
-        if paused:
-            return Heartbeat(Action.PAUSED, state.cycle_id)
-        due = _due(services, state, now)
-        if not force and due > now:
-            return Heartbeat(Action.IDLE, state.cycle_id, next_due=iso(due))
-        taken = services.schedule.start(state, owner=owner, now=now, lease=lease)
+        taken = _between_cycles(tick, force=force, verify_rows=verify_rows)
+    if isinstance(taken, Heartbeat):
+        return taken
     if taken is None:
         return _busy(services.schedule.read())
-    outcome = _plan(services, CycleLease(services.schedule, taken, duration=lease), progress)
-    outcome.started = state.phase is Phase.IDLE
-    return outcome
+    outcome = _plan(services, CycleLease(services.schedule, taken, duration=tick.lease), progress)
+    return replace(outcome, started=state.phase is Phase.IDLE)
+
+
+@dataclass(frozen=True)
+class _Tick:
+    """What a heartbeat decides from: the cycle row as read, and whether the sync is paused."""
+
+    services: Services
+    state: CycleState
+    owner: str
+    now: datetime
+    lease: timedelta
+    paused: bool
+
+    def take(self, step: Step) -> CycleState | None:
+        """The lease to plan `step`; None when another heartbeat moved the row first."""
+        return self.services.schedule.take(
+            self.state, owner=self.owner, now=self.now, lease=self.lease, step=step
+        )
+
+
+# What a phase's turn comes to: the heartbeat's answer, or the state whose lease it took to
+# plan (None: another heartbeat took it first).
+_Turn = Heartbeat | CycleState | None
+
+
+def _after_applied(tick: _Tick) -> _Turn:
+    """The step's batches are on the queue: wait for them, then finish the cycle or take its
+    next step."""
+    state = tick.state
+    backlog = queue_backlog(tick.services)
+    if backlog:
+        return Heartbeat(Action.WAITING, state.cycle_id, state.step, backlog=backlog)
+    step = None if state.failure else next_step(state.step, state.plan)
+    if step is None:
+        summary = finish_cycle(tick.services, state, now=tick.now)
+        if summary is None:
+            return Heartbeat(Action.BUSY, state.cycle_id)
+        return Heartbeat(Action.FINISHED, state.cycle_id, summary=summary)
+    if tick.paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id, step)
+    return tick.take(step)
+
+
+def _planning_again(tick: _Tick) -> _Turn:
+    """A step left at a checkpoint (or by a planner that died): go on with it."""
+    state = tick.state
+    if state.lease_held(tick.now):
+        return _busy(state)
+    if tick.paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id, state.step)
+    return tick.take(state.step or Step.CONTACTS)
+
+
+def _between_cycles(tick: _Tick, *, force: bool, verify_rows: VerifyRows) -> _Turn:
+    """No cycle runs: a verify that is wanted, else a cycle that is due (or forced)."""
+    services, state, now = tick.services, tick.state, tick.now
+    wanted = (
+        None if force else wanted_verify(services, state, now, paused=tick.paused, rows=verify_rows)
+    )
+    if wanted is not None:  # between cycles, so that the two never overlap
+        return _verify(services, state, owner=tick.owner, now=now, paused=tick.paused, start=wanted)
+    if tick.paused:
+        return Heartbeat(Action.PAUSED, state.cycle_id)
+    due = _due(services, state, now)
+    if not force and due > now:
+        return Heartbeat(Action.IDLE, state.cycle_id, next_due=iso(due))
+    return services.schedule.start(state, owner=tick.owner, now=now, lease=tick.lease)
 
 
 def _observe(services: Services, state: CycleState, now: datetime, rows: VerifyRows) -> None:
@@ -220,7 +272,7 @@ def _verify(
         return _busy(state)
     verifying = start or services.verifies.running()
     if paused and verifying is not None and verifying.trigger is VerifyTrigger.SCHEDULED:
-        return Heartbeat(Action.PAUSED, state.cycle_id, VERIFY_STEP)
+        return Heartbeat(Action.PAUSED, state.cycle_id, verify_id=verifying.id)
     lease = timedelta(seconds=services.settings.lease_seconds)
     taken = services.schedule.take(state, owner=owner, now=now, lease=lease, phase=Phase.VERIFYING)
     if taken is None:
@@ -232,10 +284,10 @@ def _verify(
     if outcome.action is VerifyAction.BUSY:
         return _busy(services.schedule.read())
     if outcome.action is VerifyAction.CHECKPOINTED:
-        summary = {"verify_id": outcome.verify_id}
-        return Heartbeat(Action.VERIFYING, state.cycle_id, VERIFY_STEP, summary=summary)
-    summary = outcome.result.to_json() if outcome.result is not None else {}
-    return Heartbeat(Action.VERIFIED, state.cycle_id, VERIFY_STEP, summary=summary)
+        return Heartbeat(Action.VERIFYING, state.cycle_id, verify_id=outcome.verify_id)
+    return Heartbeat(
+        Action.VERIFIED, state.cycle_id, verify_id=outcome.verify_id, verified=outcome.result
+    )
 
 
 def next_step(step: Step | None, plan: CyclePlan) -> Step | None:
@@ -275,14 +327,10 @@ def _busy(state: CycleState) -> Heartbeat:
     return Heartbeat(
         Action.BUSY,
         state.cycle_id,
-        _step(state),
+        state.step,
         lease_owner=state.lease_owner,
         lease_until=iso(state.lease_until),
     )
-
-
-def _step(state: CycleState) -> str | None:
-    return state.step.value if state.step else None
 
 
 def _plan(services: Services, lease: CycleLease, progress: Progress | None) -> Heartbeat:
@@ -329,12 +377,12 @@ class _Steps:
                 if not outcome.done:
                     lease.release(plan=self._counted())
                     _log_planned(cycle_id, step, plan, "checkpointed")
-                    return Heartbeat(Action.CHECKPOINTED, cycle_id, step.value)
+                    return Heartbeat(Action.CHECKPOINTED, cycle_id, step)
                 following = next_step(step, plan)
                 if outcome.enqueued:
                     lease.release(phase=Phase.APPLYING, plan=self._counted())
                     _log_planned(cycle_id, step, plan, "planned")
-                    return Heartbeat(Action.PLANNED, cycle_id, step.value, summary=asdict(plan))
+                    return Heartbeat(Action.PLANNED, cycle_id, step, plan=plan)
                 if following is None:
                     lease.stage(plan=self._counted())
                     return None
@@ -403,19 +451,19 @@ class _Steps:
 def _failed(services: Services, lease: CycleLease, error: Exception, plan: CyclePlan) -> Heartbeat:
     """Planning failed: what was enqueued is applied, then the cycle closes as failed; the
     checkpoint stays for the next cycle, which goes on from there."""
-    step = lease.state.step.value if lease.state.step else ""
+    step = lease.state.step
     explained = explain(error)
     failure = Failure(utcnow(), step, explained.message, explained.fix, explained.needs_action)
     with contextlib.suppress(AzureError):  # the failure itself is kept in the schedule too
         services.errors.record(
             entity="cycle",
             record_id=lease.state.cycle_id,
-            operation=f"plan {step}".strip(),
+            operation=f"plan {step or ''}".strip(),
             message=f"{failure.message}. Fix: {failure.fix}",
             cycle_id=lease.state.cycle_id,
             code=ErrorCode.PLANNING_FAILED,
         )
-    telemetry.count("acctsync.planning_failures", 1, step=step, kind=type(error).__name__)
+    telemetry.count("acctsync.planning_failures", 1, step=step or "", kind=type(error).__name__)
     # One line that says what happened and what to do; the traceback of an expected error
     # only in debug logs, of a defect at error level.
     logger.error(
@@ -434,52 +482,35 @@ def _failed(services: Services, lease: CycleLease, error: Exception, plan: Cycle
     return Heartbeat(Action.FAILED, lease.state.cycle_id, step, error=failure.message)
 
 
-# The ids of the batches that did not apply a cycle's summary names, at most.
-MISSING_NAMED = 100
-
-
-def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dict[str, Any] | None:
-    """Close a cycle whose queue is empty; None when another heartbeat did first. It succeeded
-    only if every batch it enqueued was applied: one that was not is in the poison queue
-    (whether or not its last attempt could record that) and is named, and what its replay
-    needs is kept."""
-    plan = state.plan
-    if plan.batches:
+def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> CycleSummary | None:
+    """Close a cycle whose queue is empty (shared/sync/close.py), store it, and tidy after it;
+    None when another heartbeat closed it first."""
+    if state.plan.batches:
         totals = services.results.totals(state.cycle_id)
     else:  # nothing was enqueued: there is nothing to add up
         totals = CycleTotals(BatchResult(), set(), set(), None)
-    missing = totals.unapplied(batch_id(n) for n in range(1, plan.batches + 1))
-    status = _status(state, missing)
-    # The pause runs from the moment the last batch was applied, not from when this noticed.
-    ended = (
-        totals.last_applied_at
-        if totals.last_applied_at and status is not CycleStatus.FAILED
-        else now
-    )
-    summary = _summary(state, totals, status, missing, ended=ended)
+    interval = services.settings.sync_interval_minutes
+    closed = close_cycle(state, totals, now=now, interval_minutes=interval)
     _end_first_loads(services, state)
     # Keyed by the cycle's start, so a heartbeat that races this one writes the same row.
-    services.history.add(summary, started_at=state.started_at or now)
-    interval = services.settings.sync_interval_minutes
-    finished = replace(
-        state,
-        phase=Phase.IDLE,
-        step=None,
-        lease_owner="",
-        lease_until=None,
-        finished_at=ended,
-        next_due=_retry_at(state.failure, now, interval)
-        if state.failure
-        else ended + timedelta(minutes=interval),
-        interval_minutes=None if state.failure else interval,
-        plan=CyclePlan(),
-        checkpoints=_unapplied_chains(state, missing),
-        failure=None,
-        failures_in_a_row=state.failures_in_a_row + 1 if state.failure else 0,
-        succeeded_at=state.succeeded_at if state.failure else ended,
-    )
-    if not services.schedule.write(finished):
+    services.history.add(closed.summary, started_at=state.started_at or now)
+    if not services.schedule.write(closed.state):
         return None
+    _tidy_after(services, state, totals, closed.missing)
+    if closed.summary.duration_s is not None:
+        telemetry.observe("acctsync.cycle_duration_s", closed.summary.duration_s)
+    _remove_expired(services, now)
+    logger.info("cycle finished", extra=closed.summary.to_json())
+    return closed.summary
+
+
+def _tidy_after(
+    services: Services, state: CycleState, totals: CycleTotals, missing: tuple[str, ...]
+) -> None:
+    """What the closed cycle leaves behind: its re-sync chunk counted, the claims of its
+    applied batches dropped (a missing or poisoned one's kept for its replay), and the feed
+    stamps of its missing batches closed."""
+    plan = state.plan
     if plan.resync:
         cycle_finished(services, plan.resync, state.cycle_id, totals.result.refreshed)
     if plan.batches:
@@ -487,87 +518,6 @@ def finish_cycle(services: Services, state: CycleState, *, now: datetime) -> dic
             state.cycle_id, keep=set(missing) | totals.poisoned
         )
     _close_stamps(services, state.cycle_id, missing)
-    if "duration_s" in summary:
-        telemetry.observe("acctsync.cycle_duration_s", summary["duration_s"])
-    _remove_expired(services, now)
-    logger.info("cycle finished", extra=summary)
-    return summary
-
-
-def _status(state: CycleState, missing: list[str]) -> CycleStatus:
-    if state.failure:
-        return CycleStatus.FAILED
-    # A skipped sweep leaves rows Dynamics deleted unflagged: the mirror does not equal it.
-    if missing or any(t.sweep_skipped for t in state.plan.tables.values()):
-        return CycleStatus.INCOMPLETE
-    return CycleStatus.SUCCEEDED
-
-
-def _summary(
-    state: CycleState,
-    totals: CycleTotals,
-    status: CycleStatus,
-    missing: list[str],
-    *,
-    ended: datetime,
-) -> dict[str, Any]:
-    plan, result = state.plan, totals.result
-    summary: dict[str, Any] = {
-        "cycle_id": state.cycle_id,
-        "status": status.value,
-        "started_at": iso(state.started_at),
-        "finished_at": iso(ended),
-        "accounts_changed": plan.changed("accounts"),
-        "contacts_changed": plan.changed("contacts"),
-        "batches": plan.batches,
-        "batches_applied": totals.batches_applied,
-        # The queue is empty: a batch not applied went to the poison queue, whether or not
-        # its last attempt (killed, or unable to write) recorded it.
-        "batches_poisoned": len(missing),
-        "batches_missing": len(missing),
-        "missing_batches": missing[:MISSING_NAMED],
-        "sweeps_skipped": {n: t.sweep_skipped for n, t in plan.tables.items() if t.sweep_skipped},
-        "accounts_applied": result.accounts_applied,
-        "contacts_applied": result.contacts_applied,
-        "skipped": result.skipped,
-        "deleted": result.deleted,
-        "accounts_filtered": result.filtered,
-        "resync": plan.resync or None,
-        "resync_refreshed": result.refreshed,
-        "activities_logged": result.activities_logged,
-        "activities_suppressed": result.activities_suppressed,
-        "errors": plan.errors + result.errors + len(missing),
-        "modes": {name: table.mode.value for name, table in plan.tables.items()},
-        "restarted": {n: t.restarted for n, t in plan.tables.items() if t.restarted},
-        "backfill": plan.backfill,
-        "unreadable_fields": plan.unreadable_fields,
-        "dataverse_requests": plan.dataverse_requests,
-        "dataverse_throttled": plan.dataverse_throttled,
-        "planning_heartbeats": plan.heartbeats,
-        "stages": totals.stage_rows(state.started_at),
-        "change_lag_s": totals.lag.to_summary(),
-    }
-    if state.failure:
-        summary["failure"] = state.failure.to_dict()
-    if state.started_at:
-        summary["duration_s"] = round((ended - state.started_at).total_seconds(), 3)
-    return summary
-
-
-def _unapplied_chains(state: CycleState, missing: list[str]) -> dict[str, Checkpoint]:
-    """The checkpoints the next cycle goes on from: a re-load chain some of whose batches of
-    this (failed) cycle did not apply must not sweep when a later cycle ends it."""
-    checkpoints = dict(state.checkpoints)
-    unapplied = set(missing)
-    for name, checkpoint in state.checkpoints.items():
-        table = state.plan.tables.get(name)
-        if checkpoint.mode is not LoadMode.RELOAD or checkpoint.unapplied or table is None:
-            continue
-        lost = [b for b in table.batch_ids() if b in unapplied]
-        if lost:
-            why = sweep_blocked(name, state.cycle_id, lost)
-            checkpoints[name] = replace(checkpoint, unapplied=why)
-    return checkpoints
 
 
 def _end_first_loads(services: Services, state: CycleState) -> None:
@@ -584,7 +534,7 @@ def _end_first_loads(services: Services, state: CycleState) -> None:
             services.initial_loads.end(synced_stream(entity_set))
 
 
-def _close_stamps(services: Services, cycle_id: str, missing: list[str]) -> None:
+def _close_stamps(services: Services, cycle_id: str, missing: tuple[str, ...]) -> None:
     """A batch whose last attempt was killed may have left its change-feed stamp open: it
     will not finish, so feed readers must not wait for it (a replay takes a stamp anew)."""
     try:
@@ -607,14 +557,6 @@ def _remove_expired(services: Services, now: datetime) -> None:
             "could not remove sync errors, feed or audit entries past their retention",
             exc_info=True,
         )
-
-
-def _retry_at(failure: Failure, now: datetime, interval_minutes: float) -> datetime:
-    """A failure that needs someone to act is tried again a whole interval later (at least
-    the retry delay); any other a minute later."""
-    if failure.needs_action:
-        return now + max(RETRY_AFTER_FAILURE, timedelta(minutes=interval_minutes))
-    return now + RETRY_AFTER_FAILURE
 
 
 def _log_planned(cycle_id: str, step: Step, plan: CyclePlan, what: str) -> None:

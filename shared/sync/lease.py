@@ -16,11 +16,22 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, TypedDict
 
 from shared.errors import AcctsyncError
-from shared.state.schedule import CycleSchedule, CycleState
+from shared.state.schedule import (
+    Checkpoint,
+    CyclePlan,
+    CycleSchedule,
+    CycleState,
+    Failure,
+    Phase,
+    Step,
+)
 from shared.times import utcnow
+
+if TYPE_CHECKING:  # annotations only: nothing needs it when the code runs
+    from typing_extensions import Unpack
 
 logger = logging.getLogger(__name__)
 
@@ -28,6 +39,17 @@ logger = logging.getLogger(__name__)
 class LeaseLost(AcctsyncError, RuntimeError):
     """Another heartbeat took the cycle over (this one's lease ran out): nothing to do, the
     heartbeat holding it goes on from the last checkpoint."""
+
+
+class CycleChanges(TypedDict, total=False):
+    """The fields of the cycle's state a lease holder may change (each one optional)."""
+
+    phase: Phase
+    step: Step | None
+    plan: CyclePlan
+    checkpoints: dict[str, Checkpoint]
+    failure: Failure | None
+    last_failure: Failure | None
 
 
 class CycleLease:
@@ -39,14 +61,21 @@ class CycleLease:
         self._written = time.monotonic()
         self.lost = False
 
-    def write(self, **changes: Any) -> None:
+    def write(self, **changes: Unpack[CycleChanges]) -> None:
         """Store the state with `changes` and a renewed lease; LeaseLost if it was taken."""
+        self._store(changes, released=False)
+
+    def _store(self, changes: CycleChanges, *, released: bool) -> None:
         with self._lock:
             if self.lost:
                 raise LeaseLost(f"cycle {self.state.cycle_id} lost its lease")
             now = utcnow()
-            values = {"lease_until": now + self.duration, "progress_at": now, **changes}
-            candidate = replace(self.state, **values)
+            changed = replace(self.state, progress_at=now, **changes)
+            candidate = (
+                replace(changed, lease_owner="", lease_until=None)
+                if released
+                else replace(changed, lease_until=now + self.duration)
+            )
             if not self._schedule.write(candidate):
                 self.lost = True
                 raise LeaseLost(f"cycle {self.state.cycle_id} lost its lease to another heartbeat")
@@ -56,14 +85,14 @@ class CycleLease:
     def renew(self) -> None:
         self.write()
 
-    def stage(self, **changes: Any) -> None:
+    def stage(self, **changes: Unpack[CycleChanges]) -> None:
         """Changes the next write stores (losing them in a crash before it loses nothing)."""
         with self._lock:
             self.state = replace(self.state, **changes)
 
-    def release(self, **changes: Any) -> None:
+    def release(self, **changes: Unpack[CycleChanges]) -> None:
         """Give the lease back, so the next heartbeat goes on at once (not a lease later)."""
-        self.write(lease_owner="", lease_until=None, **changes)
+        self._store(changes, released=True)
 
     @contextmanager
     def kept(self) -> Iterator[CycleLease]:

@@ -1,8 +1,10 @@
-"""Sync status (Marketo's "Sync Status" and "Sync Errors") as one JSON-ready dict."""
+"""Sync status (Marketo's "Sync Status" and "Sync Errors"): one typed object, its JSON the
+answer of `acctsync status` and `/api/sync/status`."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -10,8 +12,10 @@ from shared.audit import audited
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.fields import Table
+from shared.state.pause import Pause
 from shared.state.results import CycleStatus
-from shared.state.schedule import CycleState, Phase
+from shared.state.schedule import Checkpoint, CyclePlan, CycleState, Failure, Phase, Step
+from shared.state.summary import CycleSummary
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
 from shared.sync.filter import filter_status
 from shared.sync.health import Health, HealthFacts, decide
@@ -22,58 +26,144 @@ from shared.verify.requests import verify_status
 CYCLE_PHASES = (Phase.PLANNING, Phase.APPLYING)  # a cycle is under way (not a verify)
 
 
-def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> dict[str, Any]:
+@dataclass(frozen=True)
+class RunningCycle:
+    """The running cycle as a row of the history, with what it has read so far."""
+
+    cycle_id: str
+    started_at: datetime | None
+    step: Step | None
+    plan: CyclePlan
+    failure: Failure | None
+
+    def to_json(self) -> dict[str, object]:
+        plan = self.plan
+        return {
+            "cycle_id": self.cycle_id,
+            "status": CycleStatus.IN_PROCESS.value,
+            "started_at": iso(self.started_at),
+            "step": self.step.value if self.step else None,
+            "accounts_changed": plan.changed("accounts"),
+            "contacts_changed": plan.changed("contacts"),
+            "batches": plan.batches,
+            "modes": {name: table.mode.value for name, table in plan.tables.items()},
+            "restarted": {n: t.restarted for n, t in plan.tables.items() if t.restarted},
+            "failure": self.failure.to_dict() if self.failure else None,
+        }
+
+
+@dataclass(frozen=True)
+class SyncStatus:
+    """What `acctsync status` prints and `/api/sync/status` answers (its JSON: `to_json`)."""
+
+    health: Health
+    pause: Pause | None  # Marketo's Disable Sync: queued batches still apply, nothing starts
+    phase: Phase
+    current_cycle: str | None
+    # The step the running cycle is at: contacts, [contacts_sweep,] accounts, ...
+    current_stage: Step | None
+    current_plan: CyclePlan | None
+    # Where each table's page chain stands while it is read over several heartbeats.
+    checkpoints: Mapping[str, Checkpoint]
+    lease_owner: str | None  # set while a planner holds the lease
+    lease_until: datetime | None
+    last_cycles: tuple[RunningCycle | CycleSummary, ...]
+    next_due: datetime | None  # None while a cycle runs or the sync is paused
+    queue_backlog: int
+    poison_count: int
+    cursor_age_s: Mapping[str, float]
+    unreadable_fields: tuple[str, ...]
+    # Every column the sync leaves alone because the sync user cannot read it, and why.
+    unreadable_columns: Mapping[str, Mapping[str, str]]
+    # The sync filter's state and how many accounts it keeps out; Quick/Advanced Syncs.
+    sync_filter: dict[str, Any] | None
+    filtered_accounts: int
+    resyncs: list[dict[str, Any]]
+    # `acctsync verify`: the last result's summary, the one under way or asked for.
+    verify: dict[str, Any]
+    last_failure: Failure | None
+    failures_in_a_row: int
+    last_errors: list[dict[str, Any]]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "health": self.health.to_json(),
+            "paused": self.pause is not None,
+            "paused_since": iso(self.pause.since) if self.pause else None,
+            "phase": self.phase.value,
+            "current_cycle": self.current_cycle,
+            "current_stage": self.current_stage.value if self.current_stage else None,
+            "current_plan": asdict(self.current_plan) if self.current_plan else None,
+            "checkpoints": {
+                name: {"mode": c.mode.value, "rows_read": c.rows_read, "pages": c.pages}
+                for name, c in self.checkpoints.items()
+            },
+            "lease": {"owner": self.lease_owner, "until": iso(self.lease_until)}
+            if self.lease_owner is not None
+            else None,
+            "last_cycles": [cycle.to_json() for cycle in self.last_cycles],
+            "next_due": iso(self.next_due),
+            "queue_backlog": self.queue_backlog,
+            "poison_count": self.poison_count,
+            "cursor_age_s": dict(self.cursor_age_s),
+            "unreadable_fields": list(self.unreadable_fields),
+            "unreadable_columns": {t: dict(c) for t, c in self.unreadable_columns.items()},
+            "sync_filter": self.sync_filter,
+            "filtered_accounts": self.filtered_accounts,
+            "resyncs": self.resyncs,
+            "verify": self.verify,
+            "last_failure": self.last_failure.to_dict() if self.last_failure else None,
+            "failures_in_a_row": self.failures_in_a_row,
+            "last_errors": self.last_errors,
+        }
+
+
+def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> SyncStatus:
     now = utcnow()
     state = services.schedule.read()
-    cursors = services.cursors.all()
     selection = services.fields.get()
     contact_columns = services.fields.get(Table.CONTACT)
     running = state.phase in CYCLE_PHASES
-    history = services.history.latest(cycles)
     last_applied = services.results.totals(state.cycle_id).last_applied_at if running else None
     pause = services.pauses.get()
-    return {
-        "health": sync_health(services, state, now, last_applied=last_applied).to_json(),
-        # Marketo's Disable Sync: queued batches still apply, nothing new starts.
-        "paused": pause is not None,
-        "paused_since": iso(pause.since) if pause else None,
-        "phase": state.phase.value,
-        "current_cycle": state.cycle_id if running else None,
-        # The step the running cycle is at: contacts, [contacts_sweep,] accounts, ...
-        "current_stage": state.step.value if running and state.step else None,
-        "current_plan": asdict(state.plan) if running else None,
-        # Where each table's page chain stands while it is read over several heartbeats.
-        "checkpoints": {
-            name: {"mode": c.mode.value, "rows_read": c.rows_read, "pages": c.pages}
-            for name, c in state.checkpoints.items()
+    in_process = (
+        RunningCycle(state.cycle_id, state.started_at, state.step, state.plan, state.failure)
+        if running
+        else None
+    )
+    filtering = filter_status(services)
+    return SyncStatus(
+        health=sync_health(services, state, now, last_applied=last_applied),
+        pause=pause,
+        phase=state.phase,
+        current_cycle=state.cycle_id if running else None,
+        current_stage=state.step if running else None,
+        current_plan=state.plan if running else None,
+        checkpoints=state.checkpoints,
+        lease_owner=state.lease_owner if state.lease_held(now) else None,
+        lease_until=state.lease_until if state.lease_held(now) else None,
+        last_cycles=(*([in_process] if in_process else []), *services.history.latest(cycles)),
+        next_due=state.next_due if not running and pause is None else None,
+        queue_backlog=services.storage.queue_length(BATCH_QUEUE),
+        poison_count=services.storage.queue_length(POISON_QUEUE),
+        cursor_age_s={
+            c.entity_set: round((now - c.updated_at).total_seconds(), 1)
+            for c in services.cursors.all()
         },
-        "lease": {"owner": state.lease_owner, "until": iso(state.lease_until)}
-        if state.lease_held(now)
-        else None,
-        "last_cycles": ([_in_process(state)] if running else []) + history,
-        # Paused: no cycle is due until the sync is resumed.
-        "next_due": iso(state.next_due) if not running and pause is None else None,
-        "queue_backlog": services.storage.queue_length(BATCH_QUEUE),
-        "poison_count": services.storage.queue_length(POISON_QUEUE),
-        "cursor_age_s": {
-            c.entity_set: round((now - c.updated_at).total_seconds(), 1) for c in cursors
-        },
-        "unreadable_fields": sorted(selection.unreadable) if selection else [],
-        # Every column the sync leaves alone because the sync user cannot read it, and why.
-        "unreadable_columns": {
+        unreadable_fields=tuple(sorted(selection.unreadable)) if selection else (),
+        unreadable_columns={
             table.value: {name: why.why for name, why in stored.unreadable.items()}
             for table, stored in ((Table.ACCOUNT, selection), (Table.CONTACT, contact_columns))
             if stored is not None and stored.unreadable
         },
-        # The sync filter's state and how many accounts it keeps out; Quick/Advanced Syncs.
-        **filter_status(services),
-        "resyncs": resync_status(services),
-        # `acctsync verify`: the last result's summary, the one under way or asked for.
-        "verify": verify_status(services, state),
-        "last_failure": state.last_failure.to_dict() if state.last_failure else None,
-        "failures_in_a_row": state.failures_in_a_row,
-        "last_errors": services.errors.latest(errors),
-    }
+        sync_filter=filtering["sync_filter"],
+        filtered_accounts=filtering["filtered_accounts"],
+        resyncs=resync_status(services),
+        verify=verify_status(services, state),
+        last_failure=state.last_failure,
+        failures_in_a_row=state.failures_in_a_row,
+        last_errors=services.errors.latest(errors),
+    )
 
 
 def sync_health(
@@ -114,23 +204,6 @@ def _invisible(services: Services, backlog: int) -> int:
     sees only visible ones (at most 32)."""
     visible = len(services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32))
     return max(backlog - visible, 0) if visible < 32 else 0
-
-
-def _in_process(state: CycleState) -> dict[str, Any]:
-    """The running cycle as a row of the history, with what it has read so far."""
-    plan = state.plan
-    return {
-        "cycle_id": state.cycle_id,
-        "status": CycleStatus.IN_PROCESS.value,
-        "started_at": iso(state.started_at),
-        "step": state.step.value if state.step else None,
-        "accounts_changed": plan.changed("accounts"),
-        "contacts_changed": plan.changed("contacts"),
-        "batches": plan.batches,
-        "modes": {name: table.mode.value for name, table in plan.tables.items()},
-        "restarted": {n: t.restarted for n, t in plan.tables.items() if t.restarted},
-        "failure": state.failure.to_dict() if state.failure else None,
-    }
 
 
 def replay_poison(services: Services, *, actor: Actor, limit: int = 10_000) -> int:

@@ -227,3 +227,53 @@ class VerifyRequested(BaseModel):
     repair: bool
     deep: bool
     queued: bool = Field(description="false: a verify was asked for already; this is that one")
+
+
+class CheckpointState(BaseModel):
+    mode: Literal["initial", "delta", "reload"]
+    rows_read: int = Field(description="rows the table's page chain has read, across heartbeats")
+    pages: int
+
+
+class LeaseState(BaseModel):
+    owner: str = Field(description="the heartbeat that plans now")
+    until: str | None = Field(description="when its lease runs out unless it renews it")
+
+
+class SyncStatusBody(BaseModel):
+    """What `acctsync status` prints (shared/sync/status.py)."""
+
+    health: dict[str, Any] = Field(
+        description="the verdict (healthy, degraded, stalled, down), why, and what to do"
+    )
+    paused: bool = Field(description="no cycle or step starts; queued batches still apply")
+    paused_since: str | None
+    phase: Literal["idle", "planning", "applying", "verifying"]
+    current_cycle: str | None
+    current_stage: str | None = Field(
+        description="the running cycle's step: contacts, [contacts_sweep,] accounts, ..."
+    )
+    current_plan: dict[str, Any] | None = Field(description="what the running cycle read so far")
+    checkpoints: dict[str, CheckpointState] = Field(
+        description="per table, where its page chain stands while read over several heartbeats"
+    )
+    lease: LeaseState | None
+    last_cycles: list[dict[str, Any]] = Field(
+        description="the running cycle (status in_process) and the last finished ones, newest "
+        "first: status succeeded, incomplete or failed, counts, modes, stages, failure"
+    )
+    next_due: str | None = Field(description="none while a cycle runs or the sync is paused")
+    queue_backlog: int = Field(description="batches waiting on the queue")
+    poison_count: int = Field(description="batches that did not apply: `replay-poison`")
+    cursor_age_s: dict[str, float] = Field(description="per table, since its delta link moved")
+    unreadable_fields: list[str]
+    unreadable_columns: dict[str, dict[str, str]] = Field(
+        description="per table, the columns the sync user cannot read, and why"
+    )
+    sync_filter: dict[str, Any] | None
+    filtered_accounts: int = Field(description="accounts the sync filter keeps out")
+    resyncs: list[dict[str, Any]]
+    verify: dict[str, Any] = Field(description="the last verify, the one under way or asked for")
+    last_failure: dict[str, Any] | None
+    failures_in_a_row: int
+    last_errors: list[dict[str, Any]]

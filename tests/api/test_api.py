@@ -9,6 +9,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared import __version__
 from shared.services import Services, get_services, reset_services
+from shared.sync.status import sync_status
 from tests.helpers import live_ids, make_account
 
 
@@ -177,7 +178,7 @@ def test_field_selection_follows_the_sync_users_field_security(
     accepted = api.put("/api/sync/fields", json={"selected": ["name", "revenue", "creditlimit"]})
     assert accepted.status_code == 200, accepted.text
     summary = run_cycle_now(services)
-    assert summary["activities_logged"] == 0  # a backfill logs nothing
+    assert summary.activities_logged == 0  # a backfill logs nothing
     account = api.get(f"/api/accounts/{account_id}").json()
     assert account["fields"] == {"name": "Contoso", "revenue": 1000.0, "creditlimit": 5000.0}
     assert api.get(f"/api/contacts/{contacts[0]}/activities").json() == []
@@ -219,6 +220,9 @@ def test_status_and_openapi(
         "errors",
     ):
         assert key in cycle
+    # The route's model answers what `acctsync status` prints, key for key.
+    assert list(status) == list(sync_status(services).to_json())
+    assert status["last_cycles"] == sync_status(services).to_json()["last_cycles"]
     spec = api.get("/api/openapi.json").json()
     assert "/api/contacts/{contactid}/account" in spec["paths"]
 

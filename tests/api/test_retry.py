@@ -25,7 +25,7 @@ def unstorable_accounts(simulator: SimulatorHandle, services: Services) -> tuple
     run_cycle_now(services)
     for account_id in (fixed_id, broken_id):
         simulator.control.update_account(account_id, {"new_longnotes": TOO_LARGE})
-    assert run_cycle_now(services)["errors"] == 2
+    assert run_cycle_now(services).errors == 2
     services.errors.record(
         entity="batch",
         record_id="b-7",

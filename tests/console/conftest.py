@@ -22,6 +22,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services, reset_services
 from shared.state.errors import ErrorCode
+from shared.state.summary import CycleSummary
 from tests.helpers import API_KEY, make_account, wipe_storage
 
 webdriver = pytest.importorskip("selenium.webdriver")
@@ -42,7 +43,7 @@ class Stack:
     simulator: SimulatorHandle
     account_id: str
     contacts: list[str]
-    cycles: list[dict[str, Any]]
+    cycles: list[CycleSummary]
     downloads: Path
 
 
@@ -71,7 +72,7 @@ def stack(
             record_id=PLANTED_ID,
             operation="update",
             message="a planted value the mirror cannot hold: lastname over 64 KiB",
-            cycle_id=second["cycle_id"],
+            cycle_id=second.cycle_id,
             code=ErrorCode.UNSTORABLE_VALUE,
         )
         with serving_api(API_KEY, port=free_port()) as base:

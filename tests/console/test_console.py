@@ -126,24 +126,24 @@ def test_status_shows_each_cycle_and_stage_and_exports_what_it_shows(
     open_page(browser, stack, "/")
     assert text(browser, "#sync-state") == "Running"
     cycles = [r.text for r in browser.find_elements(By.CSS_SELECTOR, "#cycles tr.cycle")]
-    assert [second["cycle_id"] in cycles[0], first["cycle_id"] in cycles[1]] == [True, True]
+    assert [second.cycle_id in cycles[0], first.cycle_id in cycles[1]] == [True, True]
     stages = {
         (r.find_element(By.XPATH, "preceding-sibling::tr[@class='cycle'][1]").text.split()[0],
          r.get_attribute("data-table")): [c.text for c in r.find_elements(By.TAG_NAME, "td")]
         for r in browser.find_elements(By.CSS_SELECTOR, "#cycles tr.stage")
     }  # fmt: skip
     # Columns: stage, -, started, ended, duration, new, updated, deleted, failed, skipped, ...
-    load_contacts = stages[(first["cycle_id"], "contacts")]
+    load_contacts = stages[(first.cycle_id, "contacts")]
     assert load_contacts[5:10] == ["12", "0", "0", "0", "0"]
-    load_account = stages[(first["cycle_id"], "accounts")]
+    load_account = stages[(first.cycle_id, "accounts")]
     assert load_account[5:7] == ["1", "0"]
-    changed = stages[(second["cycle_id"], "accounts")]
+    changed = stages[(second.cycle_id, "accounts")]
     assert changed[5:7] == ["0", "1"] and changed[10] == "12"  # 12 activities logged
     # The chart: a bar per finished cycle, and the change lag of the cycles that read
     # changes (the first load copied rows: no lag).
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart rect.bar")) == 2
     assert len(browser.find_elements(By.CSS_SELECTOR, "svg.chart circle.lagdot")) == 1
-    assert second["change_lag_s"]["rows"] == 1 and first["change_lag_s"]["rows"] == 0
+    assert second.change_lag_s.rows == 1 and first.change_lag_s.rows == 0
     check_chart_axes(browser)
     screenshot(browser, "status.png")
 
@@ -157,9 +157,9 @@ def test_status_shows_each_cycle_and_stage_and_exports_what_it_shows(
     exported = read_download(stack.downloads, "acctsync-sync-status.csv")
     assert {row["table"] for row in exported} == {"contacts"}
     # The second cycle changed no contact: it is not shown, nor exported.
-    assert {row["cycle_id"] for row in exported} == {first["cycle_id"]}
-    assert second["cycle_id"] not in text(browser, "#cycles")
-    assert [r["new"] for r in exported if r["cycle_id"] == first["cycle_id"]] == ["12"]
+    assert {row["cycle_id"] for row in exported} == {first.cycle_id}
+    assert second.cycle_id not in text(browser, "#cycles")
+    assert [r["new"] for r in exported if r["cycle_id"] == first.cycle_id] == ["12"]
     open_page(browser, stack, "/?status=failed")
     assert "No cycle matches" in text(browser, "#cycles")
     logged(browser, problems)
@@ -259,12 +259,12 @@ def test_fields_refuse_an_unreadable_column_and_backfill_a_new_one(
 
     control.update_account(stack.account_id, {"new_longnotes": "Key account since 2019"})
     cycle = run_cycle_now(services)
-    assert cycle["backfill"] == ["new_longnotes"]
+    assert cycle.backfill == ("new_longnotes",)
     account = services.accounts.get(stack.account_id) or {}
     assert read_column(account, "new_longnotes") == "Key account since 2019"
     open_page(browser, stack, "/fields")
     done = text(browser, "#backfill tr[data-column=new_longnotes]")
-    assert "done" in done and cycle["cycle_id"] in done
+    assert "done" in done and cycle.cycle_id in done
     screenshot(browser, "fields.png")
     control.set_column_secured("revenue", False)
     logged(browser, problems)

@@ -45,10 +45,10 @@ def test_a_deleted_column_keeps_its_values_and_syncs_again_once_back(
     control.update_account(account_id, {"name": "Contoso Ltd"})
     gone = run_cycle_now(services)
     # The sync went on with the other columns, on a new chain without the column...
-    assert gone["status"] == "succeeded" and gone["modes"]["accounts"] == "reload"
+    assert gone.status == "succeeded" and gone.modes["accounts"] == "reload"
     assert account_value(services, account_id, "name") == "Contoso Ltd"
     # ...logging the one real change only, and keeping the values it can no longer read.
-    assert gone["activities_logged"] == len(contacts)
+    assert gone.activities_logged == len(contacts)
     assert account_value(services, account_id, "new_longnotes") == "Key account"
     status = api.get("/api/sync/status").json()
     assert status["unreadable_fields"] == ["new_longnotes"]
@@ -62,12 +62,12 @@ def test_a_deleted_column_keeps_its_values_and_syncs_again_once_back(
     control.restore_column("new_longnotes")
     control.update_account(account_id, {"new_longnotes": "Key account since 2019"})
     back = run_cycle_now(services)
-    assert back["status"] == "succeeded" and back["backfill"] == ["new_longnotes"]
+    assert back.status == "succeeded" and back.backfill == ("new_longnotes",)
     assert account_value(services, account_id, "new_longnotes") == "Key account since 2019"
-    assert back["activities_logged"] == 0  # a backfill logs nothing
+    assert back.activities_logged == 0  # a backfill logs nothing
     assert fields_list()["new_longnotes"]["readable"] is True
     assert api.get("/api/sync/status").json()["unreadable_fields"] == []
-    assert run_cycle_now(services)["modes"]["accounts"] == "delta"  # and on from there
+    assert run_cycle_now(services).modes["accounts"] == "delta"  # and on from there
 
 
 def test_a_column_secured_under_the_sync_is_never_blanked(
@@ -83,8 +83,8 @@ def test_a_column_secured_under_the_sync_is_never_blanked(
     control.set_column_secured("revenue", True)
     control.update_account(account_id, {"name": "Contoso Ltd", "revenue": 30000.0})
     secured = run_cycle_now(services)
-    assert secured["status"] == "succeeded"
-    assert secured["unreadable_fields"] == ["revenue"]
+    assert secured.status == "succeeded"
+    assert secured.unreadable_fields == ("revenue",)
     assert account_value(services, account_id, "revenue") == 25000.0  # not blanked
     logged = [a for c in contacts for a in services.activities.for_contact(c)]
     assert {a["field"] for a in logged} == {"name"}  # no change to null was logged
@@ -94,9 +94,9 @@ def test_a_column_secured_under_the_sync_is_never_blanked(
 
     control.set_column_read("app", "revenue", True)  # a profile now grants it
     granted = run_cycle_now(services)
-    assert granted["backfill"] == ["revenue"] and granted["unreadable_fields"] == []
+    assert granted.backfill == ("revenue",) and granted.unreadable_fields == ()
     assert account_value(services, account_id, "revenue") == 30000.0
-    assert granted["activities_logged"] == 0
+    assert granted.activities_logged == 0
 
 
 def test_a_contact_column_the_org_lacks_is_left_out(
@@ -113,7 +113,7 @@ def test_a_contact_column_the_org_lacks_is_left_out(
     control.delete_column("jobtitle", table="contact", absent=True)
     control.update_contact(contacts[0], {"lastname": "Smith"})
     cycle = run_cycle_now(services)
-    assert cycle["status"] == "succeeded" and cycle["contacts_changed"] >= 1
+    assert cycle.status == "succeeded" and cycle.contacts_changed >= 1
     contact = services.contacts.get(contacts[0])
     assert contact is not None
     assert read_column(contact, "lastname") == "Smith"

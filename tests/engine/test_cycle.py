@@ -29,16 +29,16 @@ def test_initial_load_then_incremental_change(
     account_id, contacts = make_account(simulator, "Contoso", 3)
     other_id, _ = make_account(simulator, "Fabrikam", 2)
     first = run_cycle_now(services)
-    assert (first["accounts_changed"], first["contacts_changed"]) == (2, 5)
-    assert first["activities_logged"] == 0  # a first load logs nothing
+    assert (first.accounts_changed, first.contacts_changed) == (2, 5)
+    assert first.activities_logged == 0  # a first load logs nothing
     row = services.accounts.get(account_id)
     assert row is not None and fields_of(row)["name"] == "Contoso"
     assert services.members.count(account_id) == 3
 
     simulator.control.update_account(account_id, {"name": "Contoso Ltd"})
     second = run_cycle_now(services)
-    assert (second["accounts_changed"], second["contacts_changed"]) == (1, 0)
-    assert second["activities_logged"] == 3
+    assert (second.accounts_changed, second.contacts_changed) == (1, 0)
+    assert second.activities_logged == 3
     (activity,) = services.activities.for_contact(contacts[0])
     assert (activity["field"], activity["old"], activity["new"]) == (
         "name",
@@ -59,8 +59,8 @@ def test_idle_cycle_reads_the_columns_and_the_two_delta_links(
     run_cycle_now(services)
     simulator.control.requests(clear=True)
     idle = run_cycle_now(services)
-    assert (idle["accounts_changed"], idle["contacts_changed"], idle["batches"]) == (0, 0, 0)
-    assert idle["dataverse_requests"] == 3
+    assert (idle.accounts_changed, idle.contacts_changed, idle.batches) == (0, 0, 0)
+    assert idle.dataverse_requests == 3
     sent = [e for e in simulator.control.requests() if e["listener"] == "webapi"]
     assert [e["path"].rsplit("/", 1)[-1] for e in sent] == [
         "EntityDefinitions",
@@ -100,8 +100,8 @@ def test_activity_threshold_at_5000_and_5001_contacts(
     simulator.control.update_account(at_limit, {"name": "At limit, renamed"})
     simulator.control.update_account(over_limit, {"name": "Over limit, renamed"})
     summary = run_cycle_now(services)
-    assert summary["activities_logged"] == 5000
-    assert summary["activities_suppressed"] == 5001
+    assert summary.activities_logged == 5000
+    assert summary.activities_suppressed == 5001
     row = services.accounts.get(over_limit)
     assert row is not None and fields_of(row)["name"] == "Over limit, renamed"
     assert services.activities.for_contact(over_contacts[0]) == []
@@ -130,9 +130,9 @@ def test_crash_before_cursor_commit_rereads_without_duplicates(
     # batches together apply it once.
     assert queue_backlog(services) == 1
     summary = run_cycle_now(services)
-    assert summary["accounts_changed"] == 1
+    assert summary.accounts_changed == 1
     (closed, *_) = services.history.latest(2)[1:]
-    assert closed["status"] == "failed" and "crash between" in closed["failure"]["message"]
+    assert closed.status == "failed" and "crash between" in closed.failure.message
     for contact_id in contacts:
         assert len(services.activities.for_contact(contact_id)) == 1
 
@@ -161,8 +161,8 @@ def test_429_storm_with_retry_after(simulator: SimulatorHandle, services: Servic
     simulator.control.set_limits(retry_after_s=1)
     simulator.control.inject_faults(rate_429=0.4, seed=3, count=6)
     summary = run_cycle_now(services)
-    assert (summary["accounts_changed"], summary["contacts_changed"]) == (200, 2000)
-    assert summary["dataverse_throttled"] >= 1
+    assert (summary.accounts_changed, summary.contacts_changed) == (200, 2000)
+    assert summary.dataverse_throttled >= 1
     statuses = [r["status"] for r in simulator.control.requests()]
     assert 429 in statuses
 
@@ -173,7 +173,7 @@ def test_token_expiry_mid_run(simulator: SimulatorHandle, services: Services) ->
     simulator.control.expire_tokens()
     simulator.control.update_account(account_id, {"name": "After expiry"})
     summary = run_cycle_now(services)
-    assert summary["accounts_changed"] == 1
+    assert summary.accounts_changed == 1
     assert 401 in [r["status"] for r in simulator.control.requests()]
 
 
@@ -188,8 +188,8 @@ def test_expired_delta_token_reloads_without_duplicate_activities(
     simulator.control.update_account(changed_id, {"name": "Changed again"})
     simulator.control.delete_account(gone_id)
     summary = run_cycle_now(services)
-    assert summary["modes"]["accounts"] == "reload"
-    assert summary["activities_logged"] == 2  # only the real change, once per contact
+    assert summary.modes["accounts"] == "reload"
+    assert summary.activities_logged == 2  # only the real change, once per contact
     assert all(services.activities.for_contact(c) == [] for c in kept_contacts)
     assert all(len(services.activities.for_contact(c)) == 1 for c in changed_contacts)
     gone = services.accounts.get(gone_id)
@@ -231,12 +231,12 @@ def test_a_contact_moving_in_the_cycle_of_its_new_accounts_change_gets_that_acti
     queued = services.storage.queue(BATCH_QUEUE).peek_messages(max_messages=32)
     batches = [Batch.decode(m.content) for m in queued]
     assert [len(b.contacts) for b in batches] == [1] and not batches[0].accounts
-    assert sync_status(services)["current_stage"] == "contacts"
+    assert sync_status(services).current_stage == "contacts"
     assert heartbeat(services, owner="test").action == "waiting"
 
     summary = run_cycle_now(services)
-    assert (summary["accounts_changed"], summary["contacts_changed"]) == (2, 1)
-    assert summary["activities_logged"] == 3  # New: its 2 contacts now; Old: the one it kept
+    assert (summary.accounts_changed, summary.contacts_changed) == (2, 1)
+    assert summary.activities_logged == 3  # New: its 2 contacts now; Old: the one it kept
     (moved,) = services.activities.for_contact(moving)
     assert (moved["accountid"], moved["new"]) == (new_id, "New, renamed")
     (stayed,) = services.activities.for_contact(old_contacts[1])

@@ -45,7 +45,7 @@ def test_only_an_explicit_no_keeps_an_account_out_until_it_says_yes(
     no_id, no_contacts = make_account(simulator, "Kept out", 2, new_synctomkto=False)
     yes_id, _ = make_account(simulator, "Yes", 1, new_synctomkto=True)
     first = run_cycle_now(services)
-    assert first["status"] == "succeeded" and first["accounts_filtered"] == 1
+    assert first.status == "succeeded" and first.accounts_filtered == 1
     assert api.get(f"/api/accounts/{no_id}").status_code == 404
     for included in (yes_id, empty_id):
         assert account(api, included)["sync_filtered"] is False
@@ -58,10 +58,10 @@ def test_only_an_explicit_no_keeps_an_account_out_until_it_says_yes(
 
     control.update_account(no_id, {"new_synctomkto": True, "name": "Let in"})
     back = run_cycle_now(services)
-    assert back["status"] == "succeeded" and back["modes"]["accounts"] == "delta"
+    assert back.status == "succeeded" and back.modes["accounts"] == "delta"
     mirrored = account(api, no_id)
     assert mirrored["fields"]["name"] == "Let in" and mirrored["sync_filtered"] is False
-    assert back["activities_logged"] == 0 and activities(services, no_contacts) == []
+    assert back.activities_logged == 0 and activities(services, no_contacts) == []
     assert filter_status(api) == ("active", 0)
 
 
@@ -75,7 +75,7 @@ def test_yes_to_no_keeps_the_account_marked_and_stale_while_contacts_sync(
 
     control.update_account(account_id, {"new_synctomkto": False, "name": "Contoso (out)"})
     out = run_cycle_now(services)
-    assert out["accounts_filtered"] == 1 and out["activities_logged"] == 0
+    assert out.accounts_filtered == 1 and out.activities_logged == 0
     kept = account(api, account_id)
     assert (kept["fields"]["name"], kept["sync_filtered"]) == ("Contoso", True)
     assert api.get(f"/api/contacts/{contacts[0]}").json()["account_sync_filtered"] is True
@@ -85,7 +85,7 @@ def test_yes_to_no_keeps_the_account_marked_and_stale_while_contacts_sync(
     control.update_account(account_id, {"name": "Contoso Ltd", "revenue": 5.0})
     control.update_contact(contacts[0], {"lastname": "Moved on"})
     later = run_cycle_now(services)
-    assert later["status"] == "succeeded" and later["activities_logged"] == 0
+    assert later.status == "succeeded" and later.activities_logged == 0
     assert account(api, account_id)["fields"]["name"] == "Contoso"
     assert read_column(services.contacts.get(contacts[0]) or {}, "lastname") == "Moved on"
     assert activities(services, contacts) == []
@@ -98,7 +98,7 @@ def test_yes_to_no_keeps_the_account_marked_and_stale_while_contacts_sync(
     synced = account(api, account_id)
     assert (synced["fields"]["name"], synced["sync_filtered"]) == ("Contoso Ltd", False)
     assert synced["fields"]["revenue"] == 5.0
-    assert again["activities_logged"] == 0 and activities(services, contacts) == []
+    assert again.activities_logged == 0 and activities(services, contacts) == []
     assert filter_status(api) == ("active", 0)
 
 
@@ -115,10 +115,10 @@ def test_a_filter_column_deleted_or_unreadable_filters_nothing_and_says_so(
 
     control.delete_column("new_synctomkto")
     gone = run_cycle_now(services)
-    assert gone["status"] == "succeeded" and gone["modes"]["accounts"] == "reload"
+    assert gone.status == "succeeded" and gone.modes["accounts"] == "reload"
     assert account(api, out_id)["sync_filtered"] is False  # mirrored now
     assert account(api, marked_id)["sync_filtered"] is False  # syncs again
-    assert gone["activities_logged"] == 0
+    assert gone.activities_logged == 0
     status = api.get("/api/sync/status").json()
     assert status["sync_filter"]["state"] == "missing"
     assert "no column new_synctomkto" in status["sync_filter"]["detail"]
@@ -126,14 +126,14 @@ def test_a_filter_column_deleted_or_unreadable_filters_nothing_and_says_so(
 
     control.restore_column("new_synctomkto")  # with the values it had
     back = run_cycle_now(services)
-    assert back["accounts_filtered"] == 2
+    assert back.accounts_filtered == 2
     assert account(api, out_id)["sync_filtered"] is True
     assert filter_status(api) == ("active", 2)
 
     control.set_column_secured("new_synctomkto", True)  # no profile grants the sync user
     control.update_account(out_id, {"name": "Out, renamed"})
     unreadable = run_cycle_now(services)
-    assert unreadable["status"] == "succeeded" and unreadable["accounts_filtered"] == 0
+    assert unreadable.status == "succeeded" and unreadable.accounts_filtered == 0
     assert account(api, out_id)["fields"]["name"] == "Out, renamed"
     state, filtered = filter_status(api)
     assert (state, filtered) == ("unreadable", 0)
@@ -149,7 +149,7 @@ def test_an_empty_setting_turns_the_filter_off(
     reset_services()
     unfiltered = get_services()
     summary = run_cycle_now(unfiltered)
-    assert summary["accounts_filtered"] == 0
+    assert summary.accounts_filtered == 0
     assert unfiltered.accounts.get(out_id) is not None
     found = unfiltered.filtered.filter()
     assert found is not None and found.state == "off"

@@ -46,14 +46,14 @@ def test_a_cycle_stores_labels_beside_the_values_and_labels_alone_log_nothing(
     simulator.control.update_account(parent, {"name": "Fabrikam Group"})
     simulator.control.update_account(account_id, {"name": "Contoso"})
     quiet = run_cycle_now(services)
-    assert quiet["accounts_changed"] == 2 and quiet["activities_logged"] == 0
+    assert quiet.accounts_changed == 2 and quiet.activities_logged == 0
     assert all(services.activities.for_contact(c) == [] for c in contacts)
     row = services.accounts.get(account_id)
     assert row is not None and labels_of(row)["parentaccountid"] == "Fabrikam Group"
 
     # A value change logs its raw values, and brings its new label.
     simulator.control.update_account(account_id, {"industrycode": 7})
-    assert run_cycle_now(services)["activities_logged"] == 2
+    assert run_cycle_now(services).activities_logged == 2
     (activity,) = services.activities.for_contact(contacts[0])
     assert (activity["field"], activity["old"], activity["new"]) == ("industrycode", 30, 7)
     row = services.accounts.get(account_id)
@@ -96,7 +96,7 @@ def test_accounts_mirrored_without_labels_get_them_silently_when_read_again(
         labelled, add=["donotemail"], actor=TEST_ACTOR
     )  # the next cycle reads every account again
     cycle = run_cycle_now(labelled)
-    assert cycle["activities_logged"] == 0
+    assert cycle.activities_logged == 0
     row = labelled.accounts.get(account_id)
     assert row is not None
     assert labels_of(row) == {"industrycode": "Transportation", "donotemail": "Allow"}

@@ -39,7 +39,7 @@ def test_a_cycle_signs_in_with_the_managed_identity(
     )
     try:
         summary = run_cycle_now(identity)
-        assert summary["status"] == "succeeded" and summary["accounts_changed"] == 1
+        assert summary.status == "succeeded" and summary.accounts_changed == 1
         assert identity.accounts.get(account_id) is not None
     finally:
         identity.close()

@@ -39,7 +39,7 @@ def test_oversize_values_sync_whole_and_activities_say_when_they_are_cut(
     assert len(list(container.list_blob_names())) == 1
     drain(services)
     finished = heartbeat(services, owner="test")
-    assert finished.summary["status"] == "succeeded" and finished.summary["errors"] == 0
+    assert finished.summary.status == "succeeded" and finished.summary.errors == 0
     assert list(container.list_blob_names()) == []  # the finished cycle cleaned up after itself
     long_row, cjk_row = services.accounts.get(long_id), services.accounts.get(cjk_id)
     assert long_row is not None and cjk_row is not None
@@ -51,12 +51,12 @@ def test_oversize_values_sync_whole_and_activities_say_when_they_are_cut(
     simulator.control.update_account(long_id, {"new_longnotes": LONG.replace("line", "LINE")})
     simulator.control.update_account(cjk_id, {"new_longnotes": CJK[::-1]})
     summary = run_cycle_now(services)
-    assert (summary["status"], summary["errors"], summary["batches_poisoned"]) == (
+    assert (summary.status, summary.errors, summary.batches_poisoned) == (
         "succeeded",
         0,
         0,
     )
-    assert summary["activities_logged"] == 4
+    assert summary.activities_logged == 4
     for contact_id in long_contacts:
         (activity,) = services.activities.for_contact(contact_id)
         assert activity["old_truncated"] is True and activity["new_truncated"] is True

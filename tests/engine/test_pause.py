@@ -52,7 +52,7 @@ def test_pause_across_a_restart_then_resume_with_nothing_lost(
     resumed = run(["resume"], dict(os.environ))
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["paused"] is False
     summary = run_cycle_now(services)
-    assert summary["status"] == "succeeded" and summary["modes"]["accounts"] == "delta"
+    assert summary.status == "succeeded" and summary.modes["accounts"] == "delta"
     account = services.accounts.get(account_id) or {}
     assert (account["f_name"], account["f_accountnumber"]) == ("Contoso Ltd", "A-100")
     fields = {a["field"] for c in contacts for a in services.activities.for_contact(c)}

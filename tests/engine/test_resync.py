@@ -65,11 +65,11 @@ def test_quick_sync_restores_local_edits_and_nulls_without_activities(
     assert (again["id"], again["queued"]) == (queued.json()["id"], False)
 
     cycles = [run_cycle_now(services), run_cycle_now(services)]  # one re-sync per cycle
-    assert [c["resync_refreshed"] for c in cycles] == [1, 1]
+    assert [c.resync_refreshed for c in cycles] == [1, 1]
     assert value(services, account_id, "telephone1") == "555-0100"
     assert value(services, account_id, "description") is None  # Dynamics has none
     assert activity_count(services, contacts) == logged
-    assert all(c["activities_logged"] == 0 for c in cycles)
+    assert all(c.activities_logged == 0 for c in cycles)
     view = api.get(f"/api/accounts/{account_id}").json()
     assert view["locally_modified"] == []
     finished = {r["field"]: r for r in resyncs(api)}
@@ -119,7 +119,7 @@ def test_advanced_sync_touches_only_the_range_and_leaves_the_chain_alone(
     assert ranged.status_code == 202 and ranged.json()["kind"] == "advanced"
     control.update_account(old_id, {"name": "Old, renamed"})  # a change for the chain
     cycle = run_cycle_now(services)
-    assert cycle["modes"]["accounts"] == LoadMode.DELTA.value and cycle["resync_refreshed"] == 1
+    assert cycle.modes["accounts"] == LoadMode.DELTA.value and cycle.resync_refreshed == 1
     assert value(services, new_id, "telephone1") == "2"
     assert value(services, old_id, "name") == "Old, renamed"  # the delta went on as ever
     assert value(services, old_id, "telephone1") == "1"  # overwritten by its own change
@@ -129,7 +129,7 @@ def test_advanced_sync_touches_only_the_range_and_leaves_the_chain_alone(
     assert "or (createdon ge 2025-01-01T00:00:00Z" in ranged_query
     edit(api, old_contacts[0], telephone1="local")
     after = run_cycle_now(services)  # the chain goes on from its delta link
-    assert after["modes"]["accounts"] == "delta" and after["accounts_changed"] == 0
+    assert after.modes["accounts"] == "delta" and after.accounts_changed == 0
     assert value(services, old_id, "telephone1") == "local"  # outside the range: untouched
 
 
@@ -156,10 +156,10 @@ def test_resync_and_cycles_take_turns_without_losing_changes(
         if (paged.resyncs.get(request.id) or request).status is ResyncStatus.FINISHED:
             break
     assert len(cycles) >= 4  # 12 accounts in pages of 3: the re-sync took turns with cycles
-    assert all(c["status"] == "succeeded" for c in cycles)
-    assert sum(c["accounts_changed"] for c in cycles) == len(cycles)  # each change once
+    assert all(c.status == "succeeded" for c in cycles)
+    assert sum(c.accounts_changed for c in cycles) == len(cycles)  # each change once
     for earlier, later in itertools.pairwise(cycles):
-        assert earlier["finished_at"] <= later["started_at"]  # never overlapping
+        assert earlier.finished_at <= later.started_at  # never overlapping
     for index, (account_id, contacts) in enumerate(accounts):
         assert value(paged, account_id, "telephone1") == changed.get(account_id, f"{index}")
         logged = [a for c in contacts for a in paged.activities.for_contact(c)]
@@ -194,7 +194,7 @@ def test_a_column_being_resynced_cannot_be_deselected(
     logged = activity_count(services, contacts)
     cycle = run_cycle_now(services)
     assert value(services, account_id, "telephone1") == "555-0199"
-    assert cycle["activities_logged"] == 0 and activity_count(services, contacts) == logged
+    assert cycle.activities_logged == 0 and activity_count(services, contacts) == logged
     assert resyncs(api)[0]["status"] == "finished"
     assert api.put("/api/sync/fields", json={"selected": ["name"]}).is_success
 
@@ -228,12 +228,12 @@ def test_a_change_made_while_a_resync_reads_is_applied_with_its_activity(
     assert api.post("/api/sync/resync", json={"field": "telephone1"}).status_code == 202
     racing = _ChangeWhenResyncReads(simulator, account_id)
     first = run_cycle_now(services, progress=racing)  # type: ignore[arg-type]
-    assert racing.done_once and first["resync_refreshed"] == 1  # Fabrikam's edit undone
+    assert racing.done_once and first.resync_refreshed == 1  # Fabrikam's edit undone
     assert value(services, other_id, "telephone1") == "555-0200"
     # Read newer than the mirror: left to the next cycle, which applies it as a change.
     assert value(services, account_id, "telephone1") == "555-0100"
     second = run_cycle_now(services)
     assert value(services, account_id, "telephone1") == "racing"
-    assert second["activities_logged"] == len(contacts)
+    assert second.activities_logged == len(contacts)
     logged = [a for c in contacts for a in services.activities.for_contact(c)]
     assert {(a["old"], a["new"]) for a in logged} == {("555-0100", "racing")}

@@ -53,7 +53,7 @@ def test_a_clean_mirror_has_no_drift_and_costs_its_pages_only(
     for n in range(3):
         make_account(simulator, f"Account {n}", 3)
     settle()
-    assert run_cycle_now(paged)["status"] == "succeeded"
+    assert run_cycle_now(paged).status == "succeeded"
     simulator.control.requests(clear=True)
     result = run_verify_now(paged, repair=False, deep=False)
     body = result.to_json()

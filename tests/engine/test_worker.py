@@ -33,8 +33,8 @@ def test_a_malformed_batch_ends_in_the_poison_queue(services: Services) -> None:
         worker.run_once()
     assert worker.failed == 3
     status = sync_status(services)
-    assert status["queue_backlog"] == 0
-    assert status["poison_count"] == 1
+    assert status.queue_backlog == 0
+    assert status.poison_count == 1
 
 
 def test_replay_poison_puts_messages_back(services: Services) -> None:
@@ -43,7 +43,7 @@ def test_replay_poison_puts_messages_back(services: Services) -> None:
     services.storage.queue(BATCH_QUEUE).send_message("not a batch")
     worker = QueueWorker(services, QueueRules(max_dequeue_count=1, visibility_timeout_s=0))
     worker.run_once()
-    assert sync_status(services)["poison_count"] == 1
+    assert sync_status(services).poison_count == 1
     assert replay_poison(services, actor=TEST_ACTOR) == 1
     status = sync_status(services)
-    assert (status["poison_count"], status["queue_backlog"]) == (0, 1)
+    assert (status.poison_count, status.queue_backlog) == (0, 1)

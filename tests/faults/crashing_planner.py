@@ -95,7 +95,7 @@ def main(step: str) -> int:
     while time.monotonic() < deadline:
         outcome = heartbeat(services, owner=f"crashing-{step}", force=True)
         if outcome.action == "planned":
-            print(f"planned without reaching {step}: {outcome.summary}", flush=True)
+            print(f"planned without reaching {step}: {outcome.plan}", flush=True)
             return 3
         time.sleep(0.3)  # the previous crash's lease has not run out yet
     return 4

@@ -25,7 +25,8 @@ from shared.mapping import to_json
 from shared.services import Services
 from shared.settings import Settings
 from shared.state.results import CycleStatus
-from shared.state.schedule import Phase
+from shared.state.schedule import CyclePlan, Phase
+from shared.state.summary import CycleSummary
 from shared.state.verify import VerifyResult
 from shared.storage import BATCH_QUEUE
 from shared.sync.apply import apply_batch
@@ -121,7 +122,7 @@ def drain(services: Services) -> int:
             applied += 1
 
 
-def clean_cycle(services: Services) -> dict[str, Any]:
+def clean_cycle(services: Services) -> CycleSummary:
     """One whole cycle with nothing going wrong: each stage planned and drained, then finished."""
     summary, _ = cycle_by_stages(services, lambda: drain(services), owner="clean-twin")
     return summary
@@ -129,7 +130,7 @@ def clean_cycle(services: Services) -> dict[str, Any]:
 
 def cycle_by_stages(
     services: Services, apply: Callable[[], T], *, owner: str = "faults"
-) -> tuple[dict[str, Any], list[T]]:
+) -> tuple[CycleSummary, list[T]]:
     """A whole cycle planned here, each stage's batches applied by `apply()` (which must empty
     the queue); returns the cycle's summary and what each `apply()` returned."""
     outcome = heartbeat(services, owner=owner, force=True)
@@ -138,15 +139,15 @@ def cycle_by_stages(
         applied.append(apply())
         assert queue_backlog(services) == 0
         outcome = heartbeat(services, owner=owner)
-    assert outcome.action == "finished", outcome
+    assert outcome.action == "finished" and outcome.summary is not None, outcome
     return outcome.summary, applied
 
 
-def plan_only(services: Services, owner: str = "faults") -> dict[str, Any]:
+def plan_only(services: Services, owner: str = "faults") -> CyclePlan:
     """Plan the next cycle's first stage that has something to enqueue, and apply nothing."""
     planned = heartbeat(services, owner=owner, force=True)
-    assert planned.action == "planned", planned
-    return planned.summary
+    assert planned.action == "planned" and planned.plan is not None, planned
+    return planned.plan
 
 
 def assert_no_drift(services: Services, simulator: SimulatorHandle) -> VerifyResult | None:
@@ -160,7 +161,7 @@ def assert_no_drift(services: Services, simulator: SimulatorHandle) -> VerifyRes
     drain(services)
     if _mid_way(services):
         recovery = run_cycle_now(services)
-        assert recovery["status"] == CycleStatus.SUCCEEDED, f"the recovery cycle: {recovery}"
+        assert recovery.status == CycleStatus.SUCCEEDED, f"the recovery cycle: {recovery}"
     result = run_verify_now(services, repair=False, deep=False)
     assert result.error is None, f"the verify failed: {result.error}"
     assert result.drift == 0, drift_report(result)
@@ -187,7 +188,7 @@ def _mid_way(services: Services) -> bool:
     if services.schedule.read().phase is not Phase.IDLE or queue_backlog(services):
         return True
     latest = services.history.latest(1)
-    return not latest or latest[0].get("status") != CycleStatus.SUCCEEDED
+    return not latest or latest[0].status is not CycleStatus.SUCCEEDED
 
 
 def drift_report(result: VerifyResult) -> str:

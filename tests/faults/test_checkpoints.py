@@ -55,9 +55,9 @@ def test_a_load_planned_a_page_per_heartbeat_equals_a_load_in_one(
         clean_cycle(twin)
         first = run_cycle_now(paged)
         # 600 contacts and 60 accounts in pages of 50: 12 + 2 pages, a heartbeat each.
-        assert first["planning_heartbeats"] >= 14
-        assert (first["contacts_changed"], first["accounts_changed"]) == (600, 60)
-        assert first["status"] == "succeeded"
+        assert first.planning_heartbeats >= 14
+        assert (first.contacts_changed, first.accounts_changed) == (600, 60)
+        assert first.status == "succeeded"
         assert_same_mirror(paged, twin)
 
         change_dynamics(
@@ -65,14 +65,14 @@ def test_a_load_planned_a_page_per_heartbeat_equals_a_load_in_one(
         )
         clean_cycle(twin)
         second = run_cycle_now(paged)
-        assert second["planning_heartbeats"] >= 2
+        assert second.planning_heartbeats >= 2
         shot = assert_same_mirror(paged, twin)  # activity for activity
         assert counts(shot)["activities"] > 0
         figures.record(
             "planning_in_pieces",
             page_size=int(PAGE),
-            load_heartbeats=first["planning_heartbeats"],
-            delta_heartbeats=second["planning_heartbeats"],
+            load_heartbeats=first.planning_heartbeats,
+            delta_heartbeats=second.planning_heartbeats,
             equal_to_one_heartbeat_run=True,
         )
     finally:
@@ -161,21 +161,21 @@ def test_a_reload_after_an_expired_token_flags_exactly_what_was_deleted(
         assert gone_accounts == {gone_account} and len(gone_contacts) >= 25
 
         summary = run_cycle_now(paged)
-        assert summary["modes"] == {"contacts": "reload", "accounts": "reload"}
+        assert summary.modes == {"contacts": "reload", "accounts": "reload"}
         assert _flagged(paged.contacts) == gone_contacts
         assert _flagged(paged.accounts) == gone_accounts
-        assert summary["deleted"] == len(gone_contacts) + len(gone_accounts)
+        assert summary.deleted == len(gone_contacts) + len(gone_accounts)
         members = {contact for _, contact in paged.members.all()}
         assert not members & gone_contacts  # the deleted contacts left their accounts
         # Only the value that changed logged activities: the renamed account's live contacts.
         live = [c for c in org.contacts_of(renamed) if c not in gone_contacts]
-        assert summary["activities_logged"] == len(live)
+        assert summary.activities_logged == len(live)
         figures.record(
             "reload_sweep",
             rows_deleted_in_dynamics=len(gone_contacts) + len(gone_accounts),
-            flagged_by_the_sweep=summary["deleted"],
+            flagged_by_the_sweep=summary.deleted,
             exactly_those=True,
-            activities_logged=summary["activities_logged"],
+            activities_logged=summary.activities_logged,
         )
     finally:
         paged.close()
@@ -221,9 +221,10 @@ def test_a_failed_planning_step_drains_before_any_new_cycle(
     assert failed.action == "failed" and "kept throttling" in (failed.error or "")
     control.clear_faults()
     closed = heartbeat(services, owner="faults", force=True)
-    assert closed.action == "finished" and closed.summary["status"] == "failed"
+    assert closed.action == "finished" and closed.summary.status == "failed"
     status = sync_status(services)
-    assert status["failures_in_a_row"] == 1 and status["last_failure"]["step"] == "accounts"
+    last = status.last_failure
+    assert status.failures_in_a_row == 1 and last is not None and last.step == "accounts"
     summary = run_cycle_now(services)
-    assert summary["status"] == "succeeded" and summary["accounts_changed"] > 0
+    assert summary.status == "succeeded" and summary.accounts_changed > 0
     oracle.verify(services)  # faults over: the mirror equals Dynamics

@@ -184,12 +184,12 @@ def test_cursor_stays_when_dataverse_fails_mid_cycle(
     # The failed cycle is closed as failed (nothing of it was left to apply); the next one
     # re-reads the accounts from the link that did not move.
     closed = heartbeat(services, owner="faults")
-    assert closed.action == "finished" and closed.summary["status"] == "failed"
-    assert "kept throttling" in closed.summary["failure"]["message"]
-    assert sync_status(services)["failures_in_a_row"] == 1
+    assert closed.action == "finished" and closed.summary.status == "failed"
+    assert "kept throttling" in closed.summary.failure.message
+    assert sync_status(services).failures_in_a_row == 1
     summary = run_cycle_now(services)
-    assert summary["accounts_changed"] > 0
-    assert sync_status(services)["failures_in_a_row"] == 0
+    assert summary.accounts_changed > 0
+    assert sync_status(services).failures_in_a_row == 0
     assert_same_mirror(services, twin)
     figures.record(
         "dataverse_fails_mid_cycle",

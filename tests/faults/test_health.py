@@ -18,30 +18,31 @@ def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(
 ) -> None:
     make_account(simulator, "Contoso", 2)
     run_cycle_now(services)
-    assert sync_status(services)["health"]["verdict"] == "healthy"
+    assert sync_status(services).health.verdict == "healthy"
     wrong = services_for({**env, "DATAVERSE_CLIENT_SECRET": "not-the-secret"})
     try:
         failed = heartbeat(wrong, owner="wrong", force=True)
         assert failed.action == "failed" and "AADSTS" in (failed.error or "")
         closed = heartbeat(wrong, owner="wrong")
-        assert closed.summary["status"] == "failed"
+        assert closed.summary.status == "failed"
     finally:
         wrong.close()
     status = sync_status(services)
-    health = status["health"]
+    health = status.health.to_json()
     assert health["verdict"] == "stalled"
     assert "DATAVERSE_CLIENT_SECRET" in health["fix"] and "fails" in health["why"]
-    assert status["failures_in_a_row"] == 1
-    last = status["last_failure"]
-    assert (last["step"], last["needs_action"]) == ("contacts", True) and last["at"]
-    assert "not-the-secret" not in str(status)  # a refused secret is never echoed back
+    assert status.failures_in_a_row == 1
+    last = status.last_failure
+    assert last is not None
+    assert (last.step, last.needs_action) == ("contacts", True) and last.at
+    assert "not-the-secret" not in str(status.to_json())  # a refused secret is never echoed back
     # Retrying changes nothing until someone acts: the next try is an interval away.
     assert heartbeat(services, owner="fixed").action == "idle"
 
     summary = run_cycle_now(services)  # the secret is right again
-    assert summary["status"] == "succeeded"
+    assert summary.status == "succeeded"
     status = sync_status(services)
-    assert status["health"]["verdict"] == "healthy" and status["failures_in_a_row"] == 0
+    assert status.health.verdict == "healthy" and status.failures_in_a_row == 0
     oracle.verify(services)  # faults over: the mirror equals Dynamics
 
 
@@ -64,14 +65,15 @@ def test_a_mirror_of_another_org_is_said_plainly_and_reset_cursors_goes_on(
         run_cycle_now(services)
         raise AssertionError("the cycle went on with links of another org")
     except CycleFailed as failed:
-        failure = failed.summary["failure"]
-    assert "the mirror was built from Dataverse at localhost" in failure["message"]
-    assert "acctsync reset-cursors" in failure["fix"] and failure["needs_action"] is True
-    assert sync_status(services)["health"]["verdict"] == "stalled"
+        failure = failed.summary.failure
+    assert failure is not None
+    assert "the mirror was built from Dataverse at localhost" in failure.message
+    assert "acctsync reset-cursors" in failure.fix and failure.needs_action is True
+    assert sync_status(services).health.verdict == "stalled"
 
     assert reset_cursors(services, actor=TEST_ACTOR) == ["accounts", "contacts"]
     simulator.control.update_account(account_id, {"name": "Contoso, re-read"})
     summary = run_cycle_now(services)
-    assert summary["modes"] == {"contacts": "reload", "accounts": "reload"}
-    assert summary["status"] == "succeeded" and summary["activities_logged"] == 2
+    assert summary.modes == {"contacts": "reload", "accounts": "reload"}
+    assert summary.status == "succeeded" and summary.activities_logged == 2
     oracle.verify(services)  # faults over: the mirror equals Dynamics

@@ -15,6 +15,7 @@ from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.state.schedule import Phase
+from shared.state.summary import CycleSummary
 from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.health import BEAT_SLACK_S, MISSED_BEATS
 from shared.sync.status import sync_status
@@ -26,7 +27,7 @@ VISIBILITY_S = 60  # the local worker's default: "about a minute"
 
 
 def _health(services: Services) -> dict[str, Any]:
-    health: dict[str, Any] = sync_status(services)["health"]
+    health: dict[str, Any] = sync_status(services).health.to_json()
     return health
 
 
@@ -36,12 +37,12 @@ def _holding(services: Services) -> bool:
     return held and services.schedule.read().phase is Phase.APPLYING
 
 
-def _finish_cycle(services: Services, *, timeout: float) -> dict[str, Any]:
+def _finish_cycle(services: Services, *, timeout: float) -> CycleSummary:
     """Drive heartbeats here (the host is dead) until the running cycle has finished."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         outcome = heartbeat(services, owner="after-the-crash")
-        if outcome.action is Action.FINISHED:
+        if outcome.action is Action.FINISHED and outcome.summary is not None:
             return outcome.summary
         time.sleep(0.5)
     raise AssertionError("the cycle did not finish after the crash")
@@ -115,8 +116,8 @@ def test_a_killed_host_is_down_within_a_heartbeat_and_its_batches_come_back(
         finally:
             worker.popen.send_signal(signal.SIGTERM)
         assert worker.finish(timeout=30) == 0
-    assert summary["status"] == "succeeded", summary
-    assert summary["batches_applied"] == summary["batches"], summary
+    assert summary.status == "succeeded", summary
+    assert summary.batches_applied == summary.batches, summary
     # The held batches were applied again, within about a minute of the kill.
     assert seconds_to_applied <= VISIBILITY_S + 30
     oracle.verify(services)  # faults over: the mirror equals Dynamics

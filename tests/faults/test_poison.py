@@ -70,9 +70,9 @@ def test_poison_batch_is_shown_and_replayed_once_fixed(
     finished = heartbeat(services, owner="faults")
     assert finished.action == "finished"
     summary = finished.summary
-    assert summary["batches"] == 1 and summary["batches_applied"] == 0
-    assert (summary["status"], summary["batches_poisoned"]) == ("incomplete", 1)
-    assert summary["errors"] >= 1
+    assert summary.batches == 1 and summary.batches_applied == 0
+    assert (summary.status, summary.batches_poisoned) == ("incomplete", 1)
+    assert summary.errors >= 1
     shown = status(env)
     (last, *_) = shown["last_cycles"]  # type: ignore[misc]
     assert (last["status"], last["batches_poisoned"]) == ("incomplete", 1)

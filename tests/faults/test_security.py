@@ -156,7 +156,7 @@ def test_secrets_never_reach_logs_status_or_output(
         outputs.append(
             api.patch(f"/api/contacts/{contacts[0]}/account", json={"fields": {"name": "L"}}).text
         )
-    outputs.append(json.dumps(sync_status(services), default=str))
+    outputs.append(json.dumps(sync_status(services).to_json(), default=str))
 
     # Refused credentials: the error and what it logs name no secret either.
     wrong = {**env, "DATAVERSE_CLIENT_SECRET": "wrong-" + secret[::-1]}
@@ -324,7 +324,7 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         + json.loads(bytes(message.content))["contacts"]
     ]
     assert sorted(ids) == sorted([GUID, GUID.replace("1", "3")])
-    status_errors = sync_status(services)["last_errors"]
+    status_errors = sync_status(services).last_errors
     assert len(status_errors) == len(HOSTILE_IDS) + 1 + 1 + 2
     assert all(e["operation"] == "read" for e in status_errors)
 

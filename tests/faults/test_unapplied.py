@@ -50,14 +50,11 @@ def test_a_reload_with_a_batch_in_poison_flags_no_live_record_deleted(
     stages = iter([poison_all, drain, drain, drain])
     summary, applied = cycle_by_stages(services, lambda: next(stages)(services))
     assert applied[0] == 1  # the contacts re-load was one batch
-    assert summary["modes"] == {"contacts": "reload", "accounts": "reload"}
-    assert summary["status"] == "incomplete"
-    assert (summary["batches_missing"], summary["missing_batches"]) == (1, ["000001"])
-    assert summary["batches_poisoned"] == 1 and summary["errors"] >= 1
-    assert (
-        "contacts" in summary["sweeps_skipped"]
-        and "000001" in summary["sweeps_skipped"]["contacts"]
-    )
+    assert summary.modes == {"contacts": "reload", "accounts": "reload"}
+    assert summary.status == "incomplete"
+    assert (summary.batches_missing, summary.missing_batches) == (1, ("000001",))
+    assert summary.batches_poisoned == 1 and summary.errors >= 1
+    assert "contacts" in summary.sweeps_skipped and "000001" in summary.sweeps_skipped["contacts"]
     # No contact is flagged (the one Dynamics deleted waits for the next re-load), none
     # leaves its account; the accounts' re-load applied whole, so its sweep ran.
     assert sorted(live_ids(services.contacts)) == sorted(contacts)
@@ -70,7 +67,7 @@ def test_a_reload_with_a_batch_in_poison_flags_no_live_record_deleted(
     drain(services)
     simulator.control.expire_delta_tokens()
     summary, _ = cycle_by_stages(services, lambda: drain(services))
-    assert summary["status"] == "succeeded" and summary["sweeps_skipped"] == {}
+    assert summary.status == "succeeded" and summary.sweeps_skipped == {}
     assert sorted(live_ids(services.contacts)) == sorted(contacts[1:])
     assert services.members.count(account_id) == 2
     oracle.verify(services)  # faults over: the mirror equals Dynamics
@@ -93,13 +90,13 @@ def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
     finished = heartbeat(services, owner="faults")
     assert finished.action == "finished"
     summary = finished.summary
-    assert summary["status"] == "incomplete"
-    assert (summary["batches"], summary["batches_applied"]) == (1, 0)
-    assert (summary["batches_missing"], summary["missing_batches"]) == (1, ["000001"])
-    assert summary["errors"] >= 1
+    assert summary.status == "incomplete"
+    assert (summary.batches, summary.batches_applied) == (1, 0)
+    assert (summary.batches_missing, summary.missing_batches) == (1, ("000001",))
+    assert summary.errors >= 1
     # What the replay needs is kept.
     container = services.storage.container(BATCH_CONTAINER)
-    assert len(list(container.list_blob_names(name_starts_with=f"{summary['cycle_id']}/"))) == 1
+    assert len(list(container.list_blob_names(name_starts_with=f"{summary.cycle_id}/"))) == 1
     # The change feed does not wait for a batch that will not finish.
     settle_s = services.settings.feed_settle_seconds
     wait_until(
@@ -140,16 +137,16 @@ def test_a_reload_chain_whose_earlier_cycle_lost_a_batch_does_not_sweep(
         assert poison_all(services) == 1  # the first page's batch
         assert heartbeat(wrong, owner="faults").action == "failed"
         closed = heartbeat(services, owner="faults")
-        assert closed.summary["status"] == "failed"
-        assert closed.summary["missing_batches"] == ["000001"]
+        assert closed.summary.status == "failed"
+        assert closed.summary.missing_batches == ("000001",)
 
         summary, _ = cycle_by_stages(paged, lambda: drain(paged))
     finally:
         paged.close()
         wrong.close()
-    assert summary["modes"]["contacts"] == "reload"
-    assert summary["status"] == "incomplete"
-    assert closed.cycle_id in summary["sweeps_skipped"]["contacts"]
+    assert summary.modes["contacts"] == "reload"
+    assert summary.status == "incomplete"
+    assert closed.cycle_id in summary.sweeps_skipped["contacts"]
     assert sorted(live_ids(services.contacts)) == sorted(contacts)
     assert services.members.count(account_id) == 4
     oracle.verify(services)  # faults over: the mirror equals Dynamics

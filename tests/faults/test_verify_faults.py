@@ -110,7 +110,7 @@ def test_a_verify_killed_mid_way_goes_on_from_its_checkpoint(
 ) -> None:
     accounts, contacts = scale(20, 400), scale(60, 4000)
     simulator.control.reset(accounts=accounts, contacts=contacts, seed=7)
-    assert run_cycle_now(paged)["status"] == "succeeded"
+    assert run_cycle_now(paged).status == "succeeded"
     planted = plant_drift(paged)
     simulator.control.requests(clear=True)
 
@@ -144,7 +144,7 @@ def test_a_verify_whose_dataverse_requests_fail_ends_with_what_to_do_and_cycles_
     simulator: SimulatorHandle, paged: Services, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     simulator.control.reset(accounts=5, contacts=20, seed=3)
-    assert run_cycle_now(paged)["status"] == "succeeded"
+    assert run_cycle_now(paged).status == "succeeded"
     # Two attempts a request, quickly: failing for good takes a second, not minutes.
     quick = RetryPolicy(max_attempts=2, backoff_base_s=0.01, backoff_cap_s=0.05)
     client = DataverseClient(paged.settings.require_dataverse(), retry=quick)
@@ -172,7 +172,7 @@ def test_a_verify_whose_dataverse_requests_fail_ends_with_what_to_do_and_cycles_
     assert paged.verifies.last_clean_at() is None
 
     # Nothing waits on it: the next cycle runs, and the next verify starts over and finishes.
-    assert run_cycle_now(paged)["status"] == "succeeded"
+    assert run_cycle_now(paged).status == "succeeded"
     again = run_verify_now(paged, repair=False, deep=False)
     assert (again.error, again.drift_left) == (None, 0)
     assert paged.verifies.last_clean_at() is not None

@@ -152,6 +152,6 @@ def test_worker_killed_mid_batch_again_and_again(
         equal_to_clean_run=True,
         # A batch killed after its writes and redelivered finds them done: the cycle summary
         # counts only what the redelivery did (reported, not asserted).
-        delta_activities_reported=summary["activities_logged"],
-        delta_activities_reported_by_clean_run=clean_summary["activities_logged"],
+        delta_activities_reported=summary.activities_logged,
+        delta_activities_reported_by_clean_run=clean_summary.activities_logged,
     )

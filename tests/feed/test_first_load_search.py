@@ -17,7 +17,7 @@ def test_a_first_load_through_a_cycle_is_searchable(
 ) -> None:
     ids = [make_account(simulator, f"Account {n}", 2)[0] for n in range(3)]
     summary = run_cycle_now(services)
-    assert summary["modes"] == {"accounts": "initial", "contacts": "initial"}
+    assert summary.modes == {"accounts": "initial", "contacts": "initial"}
     found = follow(api_get(api, "/api/accounts", search="account", limit=2))
     assert sorted(i["accountid"] for i in found) == sorted(ids)
     people = follow(api_get(api, "/api/contacts", search="ACCOUNT 1 PERSON"))

@@ -83,7 +83,7 @@ def test_a_first_load_writes_no_synced_entries_and_walks_serve_each_row_once(
     before = utcnow()
     accounts, contacts = org(simulator, 3, 2)
     first = run_cycle_now(synced)
-    assert first["modes"] == {"contacts": "initial", "accounts": "initial"}
+    assert first.modes == {"contacts": "initial", "accounts": "initial"}
     assert synced_entries(synced, Stream.SYNCED_ACCOUNTS) == []
     assert synced_entries(synced, Stream.SYNCED_CONTACTS) == []
     settle()
@@ -130,7 +130,7 @@ def test_a_re_load_is_no_first_load_and_indexes_what_it_writes(
     simulator.control.expire_delta_tokens()
     simulator.control.update_account(accounts[1], {"name": "Changed in the re-load"})
     summary = run_cycle_now(synced)
-    assert summary["modes"]["accounts"] == "reload"
+    assert summary.modes["accounts"] == "reload"
     assert synced_entries(synced, Stream.SYNCED_ACCOUNTS) == [accounts[1]]
     settle()
     assert ids(follow(walk(api, "account", after_load)), "account") == [accounts[1]]
@@ -203,7 +203,7 @@ def test_a_walk_started_during_the_first_load_loses_nothing_and_repeats_no_sync(
         return apply_half_then(synced, midway, crash=crashes)
 
     summary, _ = cycle_by_stages(synced, apply_stage)
-    assert summary["status"] == "succeeded" and summary["modes"]["contacts"] == "initial"
+    assert summary.status == "succeeded" and summary.modes["contacts"] == "initial"
     assert all(tokens.values())
     # A later sync of records the load wrote, before the walks go on.
     simulator.control.update_account(accounts[0], {"name": "Renamed"})

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from shared.state.liveness import Beat, HeldBatch, Hold
-from shared.state.schedule import Failure
+from shared.state.schedule import Failure, Step
 from shared.sync.health import HealthFacts, Verdict, decide
 
 NOW = datetime(2026, 12, 1, 12, 0, 0, tzinfo=UTC)
@@ -43,7 +43,7 @@ def hold(*, process: str = "host-b:7", renewed: float = 5, back_in: float = 40) 
     return Hold("w-1", process, ago(renewed), 10.0, NOW + timedelta(seconds=back_in), batches)
 
 
-NEEDS_ACTION = Failure(ago(30), "contacts", "AADSTS7000215: invalid secret", "set it", True)
+NEEDS_ACTION = Failure(ago(30), Step.CONTACTS, "AADSTS7000215: invalid secret", "set it", True)
 
 SITUATIONS = {
     "working": (WELL, Verdict.HEALTHY, None),

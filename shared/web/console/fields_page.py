@@ -127,7 +127,7 @@ def backfill_progress(services: ServicesDep) -> list[dict[str, str]]:
     """Each column being backfilled or backfilled lately, and where its backfill stands."""
     selection = services.fields.get()
     waiting = list(selection.backfill) if selection else []
-    status = sync_status(services, cycles=10, errors=0)
+    status = sync_status(services, cycles=10, errors=0).to_json()
     plan = status["current_plan"] or {}
     loading = set(plan.get("backfill") or [])
     read = status["checkpoints"].get("accounts", {}).get("rows_read")

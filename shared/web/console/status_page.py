@@ -64,8 +64,8 @@ def status_page(
     rows, problem = _rows(services, wanted)
     now = utcnow()
     window = Window(now - timedelta(days=CHART_DAYS), now)
-    recent = services.history.between(window.since, now, count=MOST_CYCLES)
-    current = sync_status(services, cycles=10, errors=0)
+    recent = [c.to_json() for c in services.history.between(window.since, now, count=MOST_CYCLES)]
+    current = sync_status(services, cycles=10, errors=0).to_json()
     context = {
         "status": current,
         "rows": rows,
@@ -102,14 +102,15 @@ def status_csv(services: ServicesDep, session: SessionDep, wanted: FilterDep) ->
 
 def _rows(services: ServicesDep, wanted: StatusFilter) -> tuple[list[CycleRow], str | None]:
     since, until, problem = wanted.dates()
-    cycles = services.history.between(since, until, count=MOST_CYCLES)
+    stored = services.history.between(since, until, count=MOST_CYCLES)
+    cycles: list[dict[str, Any]] = [c.to_json() for c in stored]
     state = services.schedule.read()
     if (
         state.cycle_id
         and state.started_at
         and not any(c.get("cycle_id") == state.cycle_id for c in cycles)
     ):
-        running = sync_status(services, cycles=0, errors=0)["last_cycles"]
+        running = sync_status(services, cycles=0, errors=0).to_json()["last_cycles"]
         in_range = (since is None or state.started_at >= since) and (
             until is None or state.started_at <= until
         )

@@ -32,6 +32,7 @@ from shared.web.models import (
     ResyncState,
     RetryRequest,
     RetryResult,
+    SyncStatusBody,
     VerifyRequestBody,
     VerifyRequested,
 )
@@ -44,8 +45,8 @@ API_ACTOR = Actor.api_key()
 
 
 @router.get("/status", summary="What `acctsync status` prints")
-def get_status(services: ServicesDep) -> dict[str, Any]:
-    return sync_status(services)
+def get_status(services: ServicesDep) -> SyncStatusBody:
+    return SyncStatusBody(**sync_status(services).to_json())
 
 
 @router.get("/fields", summary="Every account column: readable by the sync user, selected")
