@@ -9,7 +9,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared import __version__
 from shared.services import Services, get_services, reset_services
-from tests.helpers import live_ids, make_account
+from tests.utils.helpers import live_ids, make_account
 
 
 def test_requests_without_the_right_key_are_refused(api_base: str, services: Services) -> None:

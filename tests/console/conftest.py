@@ -22,7 +22,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services, reset_services
 from shared.state.errors import ErrorCode
-from tests.helpers import API_KEY, make_account, wipe_storage
+from tests.utils.helpers import API_KEY, make_account, wipe_storage
 
 webdriver = pytest.importorskip("selenium.webdriver")
 if not (shutil.which("chromium") and shutil.which("chromedriver")):

@@ -26,7 +26,7 @@ from shared.state.resync import ResyncStatus, new_resync
 from shared.sync.fields import list_fields
 from shared.times import utcnow
 from tests.console.conftest import PLANTED_ID, Stack, screenshot
-from tests.helpers import API_KEY
+from tests.utils.helpers import API_KEY
 
 # Pages whose own status says a request was refused: the browser logs their status codes.
 REFUSED = ("status of 401", "status of 403", "status of 422")

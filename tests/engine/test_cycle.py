@@ -19,8 +19,8 @@ from shared.sync.batches import Batch
 from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.fields import select_fields
 from shared.sync.status import sync_status
-from tests.faults.support import services_for
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import services_for
+from tests.utils.helpers import TEST_ACTOR, make_account
 
 
 def test_initial_load_then_incremental_change(

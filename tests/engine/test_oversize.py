@@ -13,10 +13,9 @@ from shared.services import Services
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
-from tests.faults.support import drain
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import drain
+from tests.utils.helpers import LONG, TEST_ACTOR, make_account
 
-LONG = "".join(f"line {n:06d} of a very long account note\n" for n in range(5_000))  # ~200 kB
 CJK = "長い日本語のメモ" * 750  # 6,000 characters: 18 kB of UTF-8, 12 kB of UTF-16
 
 

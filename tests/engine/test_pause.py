@@ -13,8 +13,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import read_column
 from shared.services import Services
 from shared.sync.cycle import heartbeat
-from tests.faults.support import drain, run, services_for
-from tests.helpers import make_account
+from tests.utils.faults import drain, run, services_for
+from tests.utils.helpers import make_account
 
 
 def test_pause_across_a_restart_then_resume_with_nothing_lost(

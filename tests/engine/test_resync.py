@@ -21,8 +21,8 @@ from shared.services import Services, get_services, reset_services
 from shared.state.resync import ResyncStatus, new_resync
 from shared.state.schedule import LoadMode
 from shared.times import utcnow
-from tests.faults.support import run
-from tests.helpers import make_account
+from tests.utils.faults import run
+from tests.utils.helpers import make_account
 
 
 def value(services: Services, account_id: str, column: str) -> Any:

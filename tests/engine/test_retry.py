@@ -11,7 +11,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.state.schedule import Failure
 from shared.sync.cycle import _retry_at, heartbeat
-from tests.faults.support import services_for
+from tests.utils.faults import services_for
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

@@ -11,8 +11,8 @@ import pytest
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services
-from tests.faults.support import SOAK, Figures, Oracle, services_for
-from tests.helpers import wipe_storage
+from tests.utils.faults import SOAK, Figures, Oracle, services_for
+from tests.utils.helpers import wipe_storage
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -26,8 +26,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import ColumnType, UnstorableValue, check_entity, to_json, to_stored
 from shared.services import Services
 from shared.sync.batches import AccountChange, BadBatch, Batch, ContactChange
-from tests.faults.support import Figures, run, snapshot
-from tests.helpers import API_KEY, call_cli, make_account
+from tests.utils.faults import Figures, run, snapshot
+from tests.utils.helpers import API_KEY, call_cli, make_account
 
 FAST = settings(
     deadline=None,

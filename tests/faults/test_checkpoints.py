@@ -20,7 +20,7 @@ from shared.services import Services
 from shared.sync.cycle import heartbeat, queue_backlog
 from shared.sync.status import sync_status
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     ROOT,
     Figures,
     Oracle,
@@ -32,7 +32,7 @@ from tests.faults.support import (
     services_for,
     sync_summary,
 )
-from tests.helpers import live_ids
+from tests.utils.helpers import live_ids
 
 PAGE = "50"
 

@@ -18,7 +18,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.sync.cycle import queue_backlog
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     ROOT,
     Figures,
     Oracle,

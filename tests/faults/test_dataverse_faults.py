@@ -21,7 +21,7 @@ from shared.services import Services
 from shared.sync.cycle import heartbeat
 from shared.sync.status import sync_status
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     Figures,
     Oracle,
     assert_same_mirror,

@@ -9,8 +9,8 @@ from shared.services import Services
 from shared.sync.cursors import reset_cursors
 from shared.sync.cycle import heartbeat
 from shared.sync.status import sync_status
-from tests.faults.support import Oracle, services_for
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import Oracle, services_for
+from tests.utils.helpers import TEST_ACTOR, make_account
 
 
 def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(

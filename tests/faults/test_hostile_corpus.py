@@ -27,7 +27,7 @@ from shared.services import Services
 from shared.settings import get_settings
 from shared.web.app import create_app
 from tests.faults.test_bad_input import assert_error_shape
-from tests.helpers import API_KEY, call_cli, make_account
+from tests.utils.helpers import API_KEY, call_cli, make_account
 
 # Text no parameter of acctsync means: structure, size, control and format characters,
 # unicode look-alikes, traversal, injection and template syntax.

@@ -19,7 +19,7 @@ from pathlib import Path
 from acctsync.devprocs import RecordedProcess
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorControl
-from tests.faults.support import ACCTSYNC, Figures, Process, wait_until
+from tests.utils.faults import ACCTSYNC, Figures, Process, wait_until
 
 _CYCLE = re.compile(r"^cycle (succeeded|incomplete|failed) in ")
 

@@ -19,8 +19,8 @@ from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.storage import ACTIVITIES_TABLE, BATCH_QUEUE
 from shared.sync.cycle import heartbeat, queue_backlog
-from tests.faults.support import Figures, Oracle, cycle_by_stages, plan_only, run
-from tests.helpers import make_account
+from tests.utils.faults import Figures, Oracle, cycle_by_stages, plan_only, run
+from tests.utils.helpers import make_account
 
 
 def status(env: dict[str, str]) -> dict[str, object]:

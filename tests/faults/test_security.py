@@ -34,8 +34,8 @@ from shared.sync.schema import check_columns
 from shared.sync.sender import BatchSender
 from shared.sync.status import sync_status
 from shared.web.app import create_app
-from tests.faults.support import ACCTSYNC, Figures, Process, run, services_for, snapshot
-from tests.helpers import API_KEY, make_account
+from tests.utils.faults import ACCTSYNC, Figures, Process, run, services_for, snapshot
+from tests.utils.helpers import API_KEY, make_account
 
 GUID = "00000000-0000-4000-8000-000000000001"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")

@@ -17,9 +17,8 @@ from shared.sync.apply.context import feed_identity
 from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
 from shared.sync.status import replay_poison
-from tests.engine.test_oversize import LONG
-from tests.faults.support import Oracle, cycle_by_stages, drain, plan_only, services_for, wait_until
-from tests.helpers import TEST_ACTOR, live_ids, make_account
+from tests.utils.faults import Oracle, cycle_by_stages, drain, plan_only, services_for, wait_until
+from tests.utils.helpers import LONG, TEST_ACTOR, live_ids, make_account
 
 
 def poison_all(services: Services) -> int:

@@ -24,9 +24,9 @@ from shared.services import Services, get_services, reset_services
 from shared.storage import BATCH_QUEUE
 from shared.sync.apply import apply_batch
 from shared.times import iso, utcnow
-from tests.faults.support import cycle_by_stages
-from tests.feed.support import SETTLE_S, api_get, follow, settle
-from tests.helpers import call_cli, make_account
+from tests.utils.faults import cycle_by_stages
+from tests.utils.feed import SETTLE_S, api_get, follow, settle
+from tests.utils.helpers import call_cli, make_account
 
 Walk = Callable[[str | None], dict[str, Any]]
 

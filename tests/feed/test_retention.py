@@ -13,7 +13,7 @@ import pytest
 from acctsync.cli import main
 from shared.mirror.feed import WINDOW_MS, now_ms
 from shared.services import Services
-from tests.feed.support import plant_old_entry, seed_account, settle
+from tests.utils.feed import plant_old_entry, seed_account, settle
 
 DAY_MS = 24 * 3600 * 1000
 

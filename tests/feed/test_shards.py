@@ -26,8 +26,8 @@ from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import ContactChange
 from shared.times import utcnow
-from tests.feed.support import account, api_get, batch, contact, follow, new_id, settle
 from tests.feed.test_export import export
+from tests.utils.feed import account, api_get, batch, contact, follow, new_id, settle
 
 
 def feed_partitions(services: Services, prefix: str) -> Counter[str]:

@@ -14,7 +14,7 @@ from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.times import utcnow
-from tests.engine.test_apply import account, batch, contact, new_id
+from tests.utils.batches import account, batch, contact, new_id
 
 __all__ = ["account", "batch", "contact", "new_id"]
 
