@@ -23,7 +23,7 @@ def azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture
-def storage_connection(azurite: Azurite) -> Iterator[str]:
+def storage_connection(azurite: Azurite) -> str:
     """Azurite's connection string, with every table and queue removed before the test."""
     wipe_storage(azurite.connection_string)
     return azurite.connection_string

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from shared.mirror.records import bucket, fields_of
 from shared.services import Services
+from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, Batch, ContactChange
 from tests.utils.batches import COLUMNS, account, batch, contact, new_id, seed
@@ -99,7 +100,7 @@ def test_unstorable_value_is_a_sync_error_and_the_rest_applies(services: Service
     result = apply_batch(
         services,
         batch(
-            "initial",
+            LoadMode.INITIAL,
             # 600,000 characters are 1.2 MB as UTF-16: more than a whole entity holds.
             [account(good, 1, name="Fine"), account(bad, 1, name="x" * 600_000)],
         ),
@@ -121,7 +122,7 @@ def test_first_load_met_by_rows_already_there_keeps_the_newer_and_logs_nothing(
     grouped = [i for i in (new_id() for _ in range(5000)) if bucket(i) == "07"][:5]
     contacts = grouped + [i for i in (new_id() for _ in range(50)) if bucket(i) != "07"][:2]
     load = batch(
-        "initial",
+        LoadMode.INITIAL,
         [account(account_id, 1, name="Contoso"), account(newer_id, 1, name="Old name")],
         [contact(c, 1, account_id) for c in contacts],
     )
@@ -142,17 +143,17 @@ def test_memberships_sent_apart_are_written_by_their_own_batch(services: Service
     contacts = Batch(
         "cycle-1",
         "000001",
-        "initial",
+        LoadMode.INITIAL,
         {},
         contacts=[contact(known, 1, account_id), ContactChange(unknown, 1, parent_id=other_id)],
         members_apart=True,
     )
     # The parent type of `unknown` was not sent: the apply step decides it from the mirror.
-    apply_batch(services, batch("initial", [account(other_id, 1, name="Other")]))
+    apply_batch(services, batch(LoadMode.INITIAL, [account(other_id, 1, name="Other")]))
     apply_batch(services, Batch.decode(contacts.encode()).encode())
     assert services.members.first(account_id, 10) == []
     assert services.members.first(other_id, 10) == [unknown]
-    members = Batch("cycle-1", "000002", "initial", {}, members=[(account_id, known)])
+    members = Batch("cycle-1", "000002", LoadMode.INITIAL, {}, members=[(account_id, known)])
     apply_batch(services, members.encode())
     assert services.members.first(account_id, 10) == [known]
 
@@ -168,7 +169,7 @@ def test_a_record_twice_in_one_batch_applies_its_last_occurrence(services: Servi
         Batch(
             "cycle-1",
             "000001",
-            "initial",
+            LoadMode.INITIAL,
             COLUMNS,
             [account(account_id, 1, name="Old"), account(account_id, 2, name="New")],
             contacts,

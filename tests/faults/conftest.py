@@ -4,7 +4,7 @@ the oracle every test that builds a mirror ends with: a verify that finds no dri
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
@@ -35,7 +35,9 @@ CALL_FAILED = pytest.StashKey[bool]()  # whether the test's own body failed
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed

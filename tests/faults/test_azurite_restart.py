@@ -12,6 +12,7 @@ import random
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.ports import free_port
@@ -40,7 +41,7 @@ class Storage:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.ports = {
+        self.ports: dict[str, Any] = {
             "blob_port": free_port(),
             "queue_port": free_port(),
             "table_port": free_port(),

@@ -34,7 +34,7 @@ from tests.utils.faults import (
 
 RETRY_AFTER_S = 2
 SLOW_MS = 700
-FAULTS = {
+FAULTS: dict[str, Any] = {
     "rate_429": 0.15,
     "rate_5xx": 0.15,
     "rate_drop": 0.15,

@@ -133,7 +133,7 @@ VALUES = {
 
 # Values of the corpus that are valid where they land: an open bound of a range, a retry of
 # every error (there are none) or of no id. They are left out.
-VALID_THERE = {
+VALID_THERE: dict[tuple[str, str, str], list[Any]] = {
     ("POST", "/api/sync/resync", "modified_since"): [None, ""],
     ("POST", "/api/sync/errors/retry", "ids"): [None, []],
     ("POST", "/api/sync/errors/retry", "whole"): [{}],

@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from dataclasses import replace
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
@@ -23,10 +24,10 @@ from tests.utils.faults import Figures, Oracle, cycle_by_stages, plan_only, run
 from tests.utils.helpers import make_account
 
 
-def status(env: dict[str, str]) -> dict[str, object]:
+def status(env: dict[str, str]) -> dict[str, Any]:
     done = run(["status"], env)
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -74,9 +75,9 @@ def test_poison_batch_is_shown_and_replayed_once_fixed(
     assert (summary["status"], summary["batches_poisoned"]) == ("incomplete", 1)
     assert summary["errors"] >= 1
     shown = status(env)
-    (last, *_) = shown["last_cycles"]  # type: ignore[misc]
+    (last, *_) = shown["last_cycles"]
     assert (last["status"], last["batches_poisoned"]) == ("incomplete", 1)
-    (error, *_) = [e for e in shown["last_errors"] if e["entity"] == "batch"]  # type: ignore[attr-defined]
+    (error, *_) = [e for e in shown["last_errors"] if e["entity"] == "batch"]
     assert "poison" in error["message"] and "replay-poison" in error["message"]
     row = services.accounts.get(account_id)
     assert row is not None and fields_of(row)["name"] == "Contoso"  # nothing half-applied

@@ -65,7 +65,7 @@ def seed(services: Services, account_id: str, contacts: int) -> list[str]:
     apply_batch(
         services,
         batch(
-            "initial",
+            LoadMode.INITIAL,
             [account(account_id, 1, name="Contoso", revenue=10.0, industrycode=1)],
             [contact(i, 1, account_id) for i in ids],
         ),
