@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP_PY := $(VENV)/.installed
 STAMP_NODE := node_modules/.installed
 
-.PHONY: install run test lint bench clean browser
+.PHONY: install run test unit lint bench clean browser
 
 install: $(STAMP_PY) $(STAMP_NODE)
 
@@ -46,6 +46,11 @@ else
 	$(BIN)/pytest -p no:cacheprovider $(ALONE); alone=$$?; \
 	[ $$half -eq 0 ] && [ $$rest -eq 0 ] && [ $$alone -eq 0 ]
 endif
+
+# The fast front door: the pure decisions in tests/unit, with no Azurite, simulator or browser
+# (tests/unit/conftest.py fails a test there that asks for one). `make test` runs them too.
+unit: $(STAMP_PY)
+	$(BIN)/pytest -p no:cacheprovider tests/unit
 
 # tests/console drive Debian's Chromium through its chromedriver: installed with apt when
 # missing (as root), never downloaded by a test tool.

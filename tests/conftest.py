@@ -13,7 +13,7 @@ from acctsync.localhost import serving_api
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorHandle, start_simulator
 from shared.services import Services, get_services, reset_services
-from tests.helpers import API_KEY, wipe_storage
+from tests.utils.helpers import API_KEY, wipe_storage
 
 
 @pytest.fixture(scope="session")
@@ -23,7 +23,7 @@ def azurite() -> Iterator[Azurite]:
 
 
 @pytest.fixture
-def storage_connection(azurite: Azurite) -> Iterator[str]:
+def storage_connection(azurite: Azurite) -> str:
     """Azurite's connection string, with every table and queue removed before the test."""
     wipe_storage(azurite.connection_string)
     return azurite.connection_string

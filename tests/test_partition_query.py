@@ -40,7 +40,7 @@ def _pages(table: TableClient, partition: str, top: int) -> list[list[dict[str, 
 def test_pages_of_a_partition_hold_its_rows_once_in_key_order_with_their_values(
     table: TableClient,
 ) -> None:
-    rows = [
+    rows: list[dict[str, Any]] = [
         {
             "PartitionKey": PARTITION,
             "RowKey": f"r{n:03d}ö",

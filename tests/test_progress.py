@@ -14,7 +14,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.storage import BATCH_QUEUE
 from shared.sync.cycle import Action, heartbeat
-from tests.faults.support import ACCTSYNC, ROOT, run
+from tests.utils.faults import ACCTSYNC, ROOT, run
 
 
 def _on_a_terminal(env: dict[str, str]) -> tuple[int, str]:

@@ -16,7 +16,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.telemetry import COUNTERS, HISTOGRAMS
-from tests.helpers import make_account
+from tests.utils.helpers import make_account
 
 
 @pytest.fixture(scope="module")

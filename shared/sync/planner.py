@@ -1,11 +1,11 @@
 """Planning one step of a cycle: a table's pages read and enqueued, or a re-load's sweep.
 
-A table is read from where its chain stands: the checkpoint of a chain under way, else the
-stored delta link, else from the start (a first load, or a re-load of a table already
-mirrored). After each page's batches are sent, the position (the page's next link) and the
-counts are checkpointed under the lease, so a planner killed at any point loses at most that
-page, which the next heartbeat reads again. One heartbeat plans for at most the budget, then
-leaves the rest to the next. The delta link is committed only after the last page.
+A table is read from where its chain stands (shared/sync/chain_start.py decides: the
+checkpoint of a chain under way, else the stored delta link, else from the start). After each
+page's batches are sent, the position (the page's next link) and the counts are checkpointed
+under the lease, so a planner killed at any point loses at most that page, which the next
+heartbeat reads again. One heartbeat plans for at most the budget, then leaves the rest to the
+next. The delta link is committed only after the last page.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Generator, Iterator
+from collections.abc import Callable, Generator, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Protocol
@@ -24,9 +24,10 @@ from shared.mirror.initial import synced_stream
 from shared.mirror.records import all_buckets
 from shared.services import Services
 from shared.state.cursors import Cursor
-from shared.state.schedule import Checkpoint, LoadMode, TablePlan
+from shared.state.schedule import LoadMode, TablePlan
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.batches import Batch
+from shared.sync.chain_start import Chain, chain_after_refusal, chain_start
 from shared.sync.claims import ClaimStore
 from shared.sync.fields import backfilled
 from shared.sync.lease import CycleLease
@@ -53,23 +54,43 @@ class StepOutcome:
     enqueued: int  # batches this heartbeat sent for it
 
 
-@dataclass(frozen=True)
-class _Chain:
-    """Where a table's reading starts in this heartbeat."""
+class StepPlanner:
+    """What a planning step works with: the services, Dataverse, the cycle's lease, and for
+    how long it may go on reading pages."""
 
-    mode: LoadMode
-    link: str | None
-    resume: bool
-    generation: int
-    backfill: tuple[str, ...] = ()
-    rows_read: int = 0
-    pages: int = 0
-    total: int | None = None
-    unapplied: str = ""  # Checkpoint.unapplied: why the chain must not sweep
-    read_from: str | None = None  # when the chain's first page was asked for
+    def __init__(
+        self,
+        services: Services,
+        client: DataverseClient,
+        lease: CycleLease,
+        *,
+        deadline: float,
+        progress: Progress,
+        stop: threading.Event | None = None,
+    ):
+        """`deadline`: time.monotonic() after which no further page is started; `stop`: set
+        when the host is stopping (no further page either)."""
+        self.services = services
+        self.client = client
+        self.lease = lease
+        self.deadline = deadline
+        self.progress = progress
+        self.stop = stop or threading.Event()
+
+    def going_on(self) -> bool:
+        return time.monotonic() < self.deadline and not self.stop.is_set()
+
+    def total_rows(self, logical: str) -> int | None:
+        """How many rows a full read of the table will see (one request, for the progress
+        shown); None when Dataverse does not say."""
+        try:
+            return self.client.metadata.total_records([logical]).get(logical)
+        except DataverseError as error:
+            logger.info("no row count of %s for the progress shown: %s", logical, error)
+            return None
 
 
-class TablePlanner:
+class TablePlanner(StepPlanner):
     def __init__(
         self,
         services: Services,
@@ -81,21 +102,19 @@ class TablePlanner:
         progress: Progress,
         stop: threading.Event | None = None,
     ):
-        """`deadline`: time.monotonic() after which no further page is started; `stop`: set
-        when the host is stopping (no further page either)."""
-        self.services = services
-        self.client = client
-        self.lease = lease
+        super().__init__(services, client, lease, deadline=deadline, progress=progress, stop=stop)
         self.reader = reader
-        self.deadline = deadline
-        self.progress = progress
-        self.stop = stop or threading.Event()
         self.entity_set = reader.entity_set
         self.select = ",".join(reader.select)
 
     def run(self) -> StepOutcome:
         cursor = self.services.cursors.get(self.entity_set)
-        chain = self._start(cursor)
+        chain = chain_start(
+            self.lease.state.checkpoints.get(self.entity_set),
+            cursor,
+            select=self.select,
+            backfill=self.reader.backfill,
+        )
         if chain.mode is LoadMode.INITIAL:
             # Before any batch of it is sent: its rows go unindexed (shared/mirror/initial.py).
             self.services.initial_loads.begin(synced_stream(self.entity_set))
@@ -110,10 +129,7 @@ class TablePlanner:
         try:
             return self._read(chain, table, cursor, sent_before)
         except LinkRefused as refused:
-            # The chain cannot go on: read the whole table again, logging no activity for
-            # values that did not change, and flag what is gone.
-            previous = max(chain.generation, cursor.generation if cursor else 0)
-            chain = _Chain(LoadMode.RELOAD, None, False, previous + 1, self.reader.backfill)
+            chain = chain_after_refusal(chain, cursor, self.reader.backfill)
             table.mode, table.generation = chain.mode, chain.generation
             table.sweep_skipped = None  # a new generation: only this chain's batches count
             table.restarted = (
@@ -123,53 +139,21 @@ class TablePlanner:
             logger.warning("cycle %s: %s", self.lease.state.cycle_id, table.restarted)
             return self._read(chain, table, cursor, sent_before)
 
-    def _start(self, cursor: Cursor | None) -> _Chain:
-        checkpoint = self.lease.state.checkpoints.get(self.entity_set)
-        backfill = self.reader.backfill
-        if (
-            checkpoint is not None
-            and checkpoint.select == self.select
-            and set(backfill) <= set(checkpoint.backfill)
-        ):
-            return _Chain(
-                checkpoint.mode,
-                checkpoint.next_link,
-                True,
-                checkpoint.generation,
-                checkpoint.backfill,
-                checkpoint.rows_read,
-                checkpoint.pages,
-                checkpoint.total,
-                checkpoint.unapplied,
-                checkpoint.read_from,
-            )
-        # A cursor without a link (`acctsync reset-cursors`) asks for a full re-read.
-        if (
-            cursor is not None
-            and cursor.delta_link
-            and cursor.select == self.select
-            and not backfill
-        ):
-            return _Chain(LoadMode.DELTA, cursor.delta_link, False, cursor.generation)
-        if cursor is None and checkpoint is None:
-            return _Chain(LoadMode.INITIAL, None, False, 0, backfill)
-        previous = max(
-            cursor.generation if cursor else 0, checkpoint.generation if checkpoint else 0
-        )
-        return _Chain(LoadMode.RELOAD, None, False, previous + 1, backfill)
-
     def _read(
-        self, chain: _Chain, table: TablePlan, cursor: Cursor | None, sent_before: int
+        self, chain: Chain, table: TablePlan, cursor: Cursor | None, sent_before: int
     ) -> StepOutcome:
         plan = self.lease.state.plan
         rows_read, pages = chain.rows_read, chain.pages
-        total = chain.total if chain.total is not None else self._total(chain)
+        if chain.total is None and chain.mode is not LoadMode.DELTA:
+            # A delta's size is not known before it is read.
+            chain = replace(chain, total=self.total_rows(self.entity_set.removesuffix("s")))
         if chain.read_from is None:
             chain = replace(chain, read_from=iso_precise(utcnow()))
         sender = _LazySender(self, chain, sent_before=plan.batches)
-        self.progress.started(self.entity_set, chain.mode, total=total, done=rows_read)
+        self.progress.started(self.entity_set, chain.mode, total=chain.total, done=rows_read)
         changed_before = self.reader.changed
-        with contextlib.closing(self._prefetched(self._pages(chain))) as chain_pages:
+        chain_pages = prefetched(self._pages(chain), self.going_on)
+        with contextlib.closing(chain_pages):
             for page in chain_pages:
                 if page.rows or page.deleted_ids:
                     active = sender.get()
@@ -187,55 +171,18 @@ class TablePlanner:
                     self._commit(page, chain, cursor)
                     return StepOutcome(True, sender.sent - sent_before)
                 assert page.next_link is not None
-                checkpoint = Checkpoint(
-                    chain.mode,
-                    self.select,
-                    page.next_link,
-                    chain.generation,
-                    chain.backfill,
-                    rows_read,
-                    pages,
-                    total,
-                    chain.unapplied,
-                    chain.read_from,
+                checkpoint = chain.checkpoint(
+                    self.select, page.next_link, rows_read=rows_read, pages=pages
                 )
                 self.lease.write(
                     checkpoints={**self.lease.state.checkpoints, self.entity_set: checkpoint},
                     plan=plan,
                 )
-                if not self._going_on():
+                if not self.going_on():
                     return StepOutcome(False, sender.sent - sent_before)
         raise AssertionError("a change-tracking chain ends with its delta link")
 
-    def _total(self, chain: _Chain) -> int | None:
-        """How many rows a full read will see (one request, for the progress shown); a
-        delta's size is not known before it is read."""
-        if chain.mode is LoadMode.DELTA:
-            return None
-        logical = self.entity_set.removesuffix("s")
-        try:
-            return self.client.metadata.total_records([logical]).get(logical)
-        except DataverseError as error:
-            logger.info("no row count of %s for the progress shown: %s", logical, error)
-            return None
-
-    def _going_on(self) -> bool:
-        return time.monotonic() < self.deadline and not self.stop.is_set()
-
-    def _prefetched(self, pages: Iterator[ChangePage]) -> Generator[ChangePage, None, None]:
-        """The pages, the next one read while this one is packed and sent (Dataverse pages
-        come one after the other, by their links; the queue does not have to wait for it)."""
-        with ThreadPoolExecutor(1, thread_name_prefix="acctsync-page") as reader:
-            upcoming: Future[ChangePage | None] | None = reader.submit(next, pages, None)
-            while upcoming is not None and (page := upcoming.result()) is not None:
-                # Not past the budget: a page read for nothing would only be read again.
-                ahead = page.next_link is not None and self._going_on()
-                upcoming = reader.submit(next, pages, None) if ahead else None
-                yield page
-                if upcoming is None and page.next_link is not None and self._going_on():
-                    upcoming = reader.submit(next, pages, None)
-
-    def _pages(self, chain: _Chain) -> Iterator[ChangePage]:
+    def _pages(self, chain: Chain) -> Iterator[ChangePage]:
         if chain.link is not None:
             self.client.check_stored_link(chain.link)
         return self.client.changes(
@@ -246,7 +193,7 @@ class TablePlanner:
             page_size=self.services.settings.page_size,
         )
 
-    def _commit(self, page: ChangePage, chain: _Chain, cursor: Cursor | None) -> None:
+    def _commit(self, page: ChangePage, chain: Chain, cursor: Cursor | None) -> None:
         """The chain is read to its end: store its delta link, then forget its checkpoint. A
         crash in between re-reads the last page from the checkpoint and commits again."""
         assert page.delta_link is not None
@@ -265,12 +212,28 @@ class TablePlanner:
         backfilled(self.services, self.reader.table, list(chain.backfill))
 
 
+def prefetched(
+    pages: Iterator[ChangePage], going_on: Callable[[], bool]
+) -> Generator[ChangePage, None, None]:
+    """The pages, the next one read while this one is packed and sent (Dataverse pages come
+    one after the other, by their links; the queue does not have to wait for it)."""
+    with ThreadPoolExecutor(1, thread_name_prefix="acctsync-page") as reader:
+        upcoming: Future[ChangePage | None] | None = reader.submit(next, pages, None)
+        while upcoming is not None and (page := upcoming.result()) is not None:
+            # Not past the budget: a page read for nothing would only be read again.
+            ahead = page.next_link is not None and going_on()
+            upcoming = reader.submit(next, pages, None) if ahead else None
+            yield page
+            if upcoming is None and page.next_link is not None and going_on():
+                upcoming = reader.submit(next, pages, None)
+
+
 class _LazySender:
     """The step's batch sender, made when the first page with changes comes: a batch's header
     names the columns it carries, and knowing those may take a request (the grants of a
     secured column) that an idle cycle does not need."""
 
-    def __init__(self, planner: TablePlanner, chain: _Chain, *, sent_before: int):
+    def __init__(self, planner: TablePlanner, chain: Chain, *, sent_before: int):
         self.planner = planner
         self.chain = chain
         self.sent_before = sent_before

@@ -3,7 +3,7 @@ accounts created or modified in a date range).
 
 A re-sync writes the column's current Dynamics value into every mirrored account it reads,
 nulls included, over local edits of that column, and logs no activity. It is queued here and
-read by the cycles (shared/sync/resync_step.py), a chunk per cycle after the accounts, so the
+read by the cycles (shared/sync/resync_planner.py), a chunk per cycle after the accounts, so the
 normal sync goes on meanwhile; it reads with a plain query, never touching the change-tracking
 chain. The CLI, the API and the console all ask through `request_resync`.
 """

@@ -1,14 +1,14 @@
 """The verify step: one heartbeat's share of a verify, under the cycle row's lease.
 
-Per table, contacts first: pass 1 pages Dynamics (the key, its version and what scope takes)
-into per-cell digests, then reads the mirror's partitions into the same digests; the cells
-whose digests differ are compared row by row in pass 2 (Dynamics paged again keeping only those
-cells' rows, in groups that hold a bounded number of rows, against the mirror rows of those
-cells). A candidate is checked against the table's stored delta link before it counts as
-drift: what changed since the last cycle read the table is pending. Then, when asked, the
-drift is repaired. The position (after a page, a round of partitions, a group, a chunk of
-repair) is saved every few seconds and when the heartbeat stops after its budget; the next goes
-on.
+Per table, contacts first (the passes: shared/verify/passes.py): pass 1 pages Dynamics (the
+key, its version and what scope takes) into per-cell digests, then reads the mirror's
+partitions into the same digests; the cells whose digests differ are compared row by row in
+pass 2 (Dynamics paged again keeping only those cells' rows, in groups that hold a bounded
+number of rows, against the mirror rows of those cells). A candidate is checked against the
+table's stored delta link before it counts as drift: what changed since the last cycle read the
+table is pending. Then, when asked, the drift is repaired. The position (after a page, a round
+of partitions, a group, a chunk of repair) is saved every few seconds and when the heartbeat
+stops after its budget; the next goes on.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -24,7 +23,6 @@ from enum import StrEnum
 from shared import telemetry
 from shared.dataverse.client import DataverseClient
 from shared.mapping import ColumnType
-from shared.mirror.records import MirroredRecords
 from shared.services import Services
 from shared.state.schedule import Phase
 from shared.state.verify import VerifyRequest, VerifyResult
@@ -33,11 +31,8 @@ from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
 from shared.sync.schema import check_columns
 from shared.times import utcnow
-from shared.verify.cells import cell_groups, cell_of
-from shared.verify.classify import drift_of
-from shared.verify.dynamics import changed_since, dynamics_page
-from shared.verify.mirror import leave_out_pending, mirror_done, mirror_round, rows_in_cells
-from shared.verify.progress import RunStore, Stage, TableRun, VerifyRun
+from shared.verify.passes import TablePasses
+from shared.verify.progress import RunStore, TableRun, VerifyRun
 from shared.verify.repair import repair_chunk
 from shared.verify.result import result_of
 from shared.verify.rows import TableSpec
@@ -48,8 +43,6 @@ VERIFY_RETRY = (
     "it starts over; the next scheduled verify does by itself. If it keeps failing, check "
     "DATAVERSE_URL, the network and the org's health with `acctsync validate`"
 )
-# Dynamics rows a row-by-row comparison holds at most (cells are grouped to stay under it).
-MAX_HELD_ROWS = 50_000
 # How often the loop renews the lease itself, between units.
 RENEW_EVERY_S = 5.0
 # How often the position is saved, between units, and when a heartbeat stops: a verify that
@@ -157,80 +150,9 @@ class VerifyStep:
         """One unit of work; True when the verify has nothing left."""
         table = run.current
         if table is not None:
-            if table.stage is Stage.DYNAMICS:
-                self._dynamics_page(table, client)
-            elif table.stage is Stage.MIRROR:
-                self._mirror_round(table)
-            else:
-                self._cells(run, table, client)
+            TablePasses(self.services, self.runs, client).step(run, table)
             return False
         return not (run.request.repair and repair_chunk(self.services, client, run))
-
-    def _dynamics_page(self, table: TableRun, client: DataverseClient) -> None:
-        """A page of Dynamics, with a round of the mirror's partitions read meanwhile: the
-        two sides wait on different servers, and each has digests of its own."""
-        page_size = self.services.settings.page_size
-        with ThreadPoolExecutor(1, thread_name_prefix="acctsync-verify") as beside:
-            mirror = self._records(table).table
-            round_ = None if mirror_done(table) else beside.submit(mirror_round, mirror, table)
-            rows, link = dynamics_page(client, table.spec, link=table.link, page_size=page_size)
-            if round_ is not None:
-                round_.result()
-        for row in rows:
-            if row.filtered:
-                continue  # out of scope: the sync filter keeps it out
-            if row.pending(table.read_at):
-                table.add_pending(row.id)
-                continue
-            table.checked += 1
-            table.dynamics.add(row.fingerprint())
-        table.link, table.pages = link, table.pages + 1
-        if link is None:
-            table.stage, table.pages = Stage.MIRROR, 0
-
-    def _mirror_round(self, table: TableRun) -> None:
-        mirror = self._records(table).table
-        if not mirror_done(table):
-            mirror_round(mirror, table)
-        if mirror_done(table):
-            leave_out_pending(mirror, table)
-            cells = table.dynamics.differing(table.mirror)
-            table.groups = cell_groups(cells, table.dynamics.counts, max_rows=MAX_HELD_ROWS)
-            table.stage = Stage.CELLS if table.groups else Stage.DONE
-
-    def _cells(self, run: VerifyRun, table: TableRun, client: DataverseClient) -> None:
-        """Pass 2 for the first group of cells: a page of Dynamics kept, or (all held) the
-        row-by-row comparison."""
-        group, spec, verify_id = set(table.groups[0]), table.spec, run.request.id
-        if not table.group_read:
-            page_size = self.services.settings.page_size
-            rows, link = dynamics_page(client, spec, link=table.link, page_size=page_size)
-            kept = [r for r in rows if cell_of(r.id) in group]
-            if kept:
-                self.runs.hold(verify_id, spec.entity_set, table.pages, kept)
-            table.link, table.pages, table.group_read = link, table.pages + 1, link is None
-            return
-        held = {r.id: r for r in self.runs.held(verify_id, spec.entity_set)}
-        pending = set(table.pending) | {i for i, r in held.items() if r.pending(table.read_at)}
-        mirror = {r.id: r for r in rows_in_cells(self._records(table).table, spec, group)}
-        candidates = list(drift_of(spec.entity_set, held, mirror, pending=pending))
-        if candidates and table.changed_since is None:
-            cursor = self.services.cursors.get(spec.entity_set)
-            table.changed_since = changed_since(client, spec, cursor)
-        changed = set(table.changed_since or ())
-        for drift in candidates:
-            if drift.id in changed:
-                table.add_pending(drift.id)  # the next cycle takes it
-            else:
-                table.add_drift(drift)
-        self.runs.drop_held(verify_id, spec.entity_set)
-        table.groups.pop(0)
-        table.link, table.pages, table.group_read = None, 0, False
-        if not table.groups:
-            table.stage = Stage.DONE
-
-    def _records(self, table: TableRun) -> MirroredRecords:
-        return self.services.accounts if table.entity_set == "accounts" else self.services.contacts
 
     def _finish(self, run: VerifyRun, *, error: str | None = None) -> VerifyOutcome:
         result = result_of(run, finished_at=utcnow(), error=error)

@@ -10,7 +10,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared import __version__
 from shared.services import Services, get_services, reset_services
 from shared.sync.status import sync_status
-from tests.helpers import live_ids, make_account
+from tests.utils.helpers import live_ids, make_account
 
 
 def test_requests_without_the_right_key_are_refused(api_base: str, services: Services) -> None:

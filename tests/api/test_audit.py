@@ -20,8 +20,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.state.audit import Actor, ActorKind, AuditAction, AuditEntry, Outcome
 from shared.times import utcnow
-from tests.helpers import API_KEY, make_account
-from tests.test_cli import run
+from tests.utils.faults import cli
+from tests.utils.helpers import API_KEY, make_account
 
 
 def every_entry(api: httpx.Client, *, limit: int = 100) -> list[dict[str, Any]]:
@@ -127,8 +127,8 @@ def test_each_cli_action_leaves_one_entry_naming_the_user_and_host(
         ["reset-cursors"],
         ["fields", "add", "no_such_column"],  # refused: recorded as failed
     ):
-        run(*command)
-    done = run("audit")
+        cli(*command)
+    done = cli("audit")
     assert done.returncode == 0, done.stderr
     entries = [json.loads(line) for line in done.stdout.splitlines()]
     me = f"{getpass.getuser()}@{socket.gethostname()}"
@@ -146,9 +146,9 @@ def test_each_cli_action_leaves_one_entry_naming_the_user_and_host(
     assert by_action["replay"]["after"] == {"replayed": 0}
     assert by_action["cursor_reset"]["after"] == {"reset": ["accounts", "contacts"]}
     assert_no_secret(done.stdout, simulator)
-    later = run("audit", "--since", "2999-01-01T00:00:00Z")
+    later = cli("audit", "--since", "2999-01-01T00:00:00Z")
     assert later.returncode == 0 and later.stdout == ""
-    wrong = run("audit", "--since", "last week")
+    wrong = cli("audit", "--since", "last week")
     assert wrong.returncode == 2 and "ISO-8601" in wrong.stderr
 
 

@@ -16,8 +16,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.activities import ActivityWriter
 from shared.services import Services, get_services, reset_services
 from shared.sync import pending_edits
-from tests.feed.support import SETTLE_S, settle
-from tests.helpers import make_account
+from tests.utils.feed import SETTLE_S, settle
+from tests.utils.helpers import make_account
 
 
 def fail_once(monkeypatch: pytest.MonkeyPatch, owner: Any, name: str) -> list[int]:

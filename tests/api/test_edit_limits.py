@@ -12,7 +12,7 @@ import pytest
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.helpers import make_account
+from tests.utils.helpers import make_account
 
 REFUSED: list[tuple[dict[str, Any], str]] = [
     ({"name": "x" * 161}, "MaxLength"),  # account name: 160 characters in Dataverse

@@ -10,7 +10,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.sync.fields import select_fields
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.helpers import TEST_ACTOR, make_account
 
 
 def test_accounts_and_contacts_answer_labels_beside_raw_values(

@@ -5,37 +5,11 @@ from __future__ import annotations
 
 import httpx
 
-from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.state.errors import ErrorCode, ErrorFilter
-from shared.sync.fields import select_fields
-from tests.helpers import TEST_ACTOR, make_account
-
-TOO_LARGE = "x" * 600_000  # 1.2 MB as UTF-16: more than a Table Storage entity holds
-
-
-def unstorable_accounts(simulator: SimulatorHandle, services: Services) -> tuple[str, str]:
-    """Two mirrored accounts whose latest change in Dynamics the mirror could not hold, and
-    a poisoned batch's error next to them."""
-    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
-    fixed_id, _ = make_account(simulator, "Fixed", 2)
-    broken_id, _ = make_account(simulator, "Broken", 1)
-    run_cycle_now(services)
-    for account_id in (fixed_id, broken_id):
-        simulator.control.update_account(account_id, {"new_longnotes": TOO_LARGE})
-    assert run_cycle_now(services).errors == 2
-    services.errors.record(
-        entity="batch",
-        record_id="b-7",
-        operation="apply",
-        message="the batch failed 5 times",
-        cycle_id="c-1",
-        code=ErrorCode.BATCH_POISONED,
-    )
-    simulator.control.update_account(fixed_id, {"new_longnotes": "Short notes"})
-    return fixed_id, broken_id
+from tests.utils.helpers import unstorable_accounts
 
 
 def test_retry_all_resolves_what_was_fixed_and_says_why_the_rest_fails(

@@ -23,7 +23,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services, reset_services
 from shared.state.errors import ErrorCode
 from shared.state.summary import CycleSummary
-from tests.helpers import API_KEY, make_account, wipe_storage
+from tests.utils.helpers import API_KEY, make_account, wipe_storage
 
 webdriver = pytest.importorskip("selenium.webdriver")
 if not (shutil.which("chromium") and shutil.which("chromedriver")):

@@ -26,7 +26,7 @@ from shared.state.resync import ResyncStatus, new_resync
 from shared.sync.fields import list_fields
 from shared.times import utcnow
 from tests.console.conftest import PLANTED_ID, Stack, screenshot
-from tests.helpers import API_KEY
+from tests.utils.helpers import API_KEY
 
 # Pages whose own status says a request was refused: the browser logs their status codes.
 REFUSED = ("status of 401", "status of 403", "status of 422")
@@ -260,7 +260,7 @@ def test_fields_refuse_an_unreadable_column_and_backfill_a_new_one(
     control.update_account(stack.account_id, {"new_longnotes": "Key account since 2019"})
     cycle = run_cycle_now(services)
     assert cycle.backfill == ("new_longnotes",)
-    account = services.accounts.get(stack.account_id) or {}
+    account: dict[str, Any] = services.accounts.get(stack.account_id) or {}
     assert read_column(account, "new_longnotes") == "Key account since 2019"
     open_page(browser, stack, "/fields")
     done = text(browser, "#backfill tr[data-column=new_longnotes]")
@@ -356,7 +356,7 @@ def test_a_field_re_synced_from_the_fields_page_drops_the_local_edit(
     """Quick Sync from the console: the records test's local edit of telephone1 goes, the
     Dynamics value comes back, no activity is logged; a backwards range is refused."""
     services = stack.services
-    account = services.accounts.get(stack.account_id) or {}
+    account: dict[str, Any] = services.accounts.get(stack.account_id) or {}
     assert read_column(account, "telephone1") == "+1 555 0100"
     logged_before = len(services.activities.for_contact(stack.contacts[0]))
     open_page(browser, stack, "/fields")

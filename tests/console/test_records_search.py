@@ -16,7 +16,7 @@ from acctsync.runner import run_cycle_now
 from shared.sync.fields import edit_fields
 from tests.console.conftest import Stack, chromium
 from tests.console.test_console import open_page, submit, text
-from tests.helpers import TEST_ACTOR
+from tests.utils.helpers import TEST_ACTOR
 
 # Every host name but loopback resolves to nothing: a CDN is out of reach, as offline.
 NETWORK_CUT = "--host-resolver-rules=MAP * ~NOTFOUND, EXCLUDE 127.0.0.1"

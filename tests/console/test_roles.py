@@ -26,7 +26,7 @@ from tests.console.test_signin import (  # noqa: F401 (fixtures)
     open_signed_in,
 )
 from tests.console.test_signin import browser as browser  # the fixture, re-exported
-from tests.helpers import wipe_storage
+from tests.utils.helpers import wipe_storage
 
 
 def sign_in_as(

@@ -30,7 +30,7 @@ from acctsync.sim.org import Org
 from shared.services import get_services, reset_services
 from shared.times import utcnow
 from tests.console.conftest import chromium, screenshot
-from tests.helpers import API_KEY
+from tests.utils.helpers import API_KEY
 
 GROUP = "3f5c8a51-0d8e-4f57-9a44-6f3f2d7d6b10"
 SESSION_SECRET = "console-session-secret-for-tests-only-0123456789"

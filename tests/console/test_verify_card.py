@@ -26,7 +26,7 @@ def ask(browser: Any, stack: Stack, button: str) -> None:
 
 
 def test_mirror_check_shows_the_drift_found_and_the_repair(stack: Stack, browser: Any) -> None:
-    services, problems = stack.services, []
+    services, problems = stack.services, list[dict[str, Any]]()
     open_page(browser, stack, "/")
     assert text(browser, "#verify-result").startswith("No verify has run yet")
     succeeded = services.schedule.read().succeeded_at

@@ -2,76 +2,13 @@
 
 from __future__ import annotations
 
-import uuid
-from collections.abc import Iterator
-
-import pytest
-
-from shared.mapping import ColumnType
 from shared.mirror.records import bucket, fields_of
 from shared.services import Services
-from shared.settings import Settings
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, Batch, ContactChange
-
-COLUMNS = {
-    "name": ColumnType.STRING,
-    "revenue": ColumnType.MONEY,
-    "industrycode": ColumnType.CHOICE,
-}
-
-
-@pytest.fixture
-def services(storage_connection: str) -> Iterator[Services]:
-    env = {"AzureWebJobsStorage": storage_connection, "ACTIVITY_CONTACT_LIMIT": "3"}
-    services = Services(Settings.from_env(env)).ready()
-    yield services
-    services.close()
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())
-
-
-def account(account_id: str, version: int, **values: object) -> AccountChange:
-    return AccountChange(account_id, version, "2026-11-25T10:00:00Z", dict(values))
-
-
-def contact(
-    contact_id: str, version: int, parent: str | None, ptype: str = "account"
-) -> ContactChange:
-    return ContactChange(
-        contact_id,
-        version,
-        parent_id=parent,
-        parent_type=ptype if parent else None,
-        modified_on="2026-11-25T10:00:00Z",
-        values={"fullname": "A B"},
-    )
-
-
-def batch(
-    mode: LoadMode = LoadMode.DELTA,
-    accounts: list[AccountChange] | None = None,
-    contacts: list[ContactChange] | None = None,
-) -> str:
-    return Batch(
-        "cycle-1", uuid.uuid4().hex, mode, COLUMNS, accounts or [], contacts or []
-    ).encode()
-
-
-def seed(services: Services, account_id: str, contacts: int) -> list[str]:
-    ids = [new_id() for _ in range(contacts)]
-    apply_batch(
-        services,
-        batch(
-            "initial",
-            [account(account_id, 1, name="Contoso", revenue=10.0, industrycode=1)],
-            [contact(i, 1, account_id) for i in ids],
-        ),
-    )
-    return ids
+from tests.utils.batches import COLUMNS, account, batch, contact, new_id, seed
+from tests.utils.batches import services as services  # the fixture: Azurite only
 
 
 def test_first_load_logs_nothing_and_mirrors_values(services: Services) -> None:
@@ -163,7 +100,7 @@ def test_unstorable_value_is_a_sync_error_and_the_rest_applies(services: Service
     result = apply_batch(
         services,
         batch(
-            "initial",
+            LoadMode.INITIAL,
             # 600,000 characters are 1.2 MB as UTF-16: more than a whole entity holds.
             [account(good, 1, name="Fine"), account(bad, 1, name="x" * 600_000)],
         ),
@@ -185,7 +122,7 @@ def test_first_load_met_by_rows_already_there_keeps_the_newer_and_logs_nothing(
     grouped = [i for i in (new_id() for _ in range(5000)) if bucket(i) == "07"][:5]
     contacts = grouped + [i for i in (new_id() for _ in range(50)) if bucket(i) != "07"][:2]
     load = batch(
-        "initial",
+        LoadMode.INITIAL,
         [account(account_id, 1, name="Contoso"), account(newer_id, 1, name="Old name")],
         [contact(c, 1, account_id) for c in contacts],
     )
@@ -206,17 +143,17 @@ def test_memberships_sent_apart_are_written_by_their_own_batch(services: Service
     contacts = Batch(
         "cycle-1",
         "000001",
-        "initial",
+        LoadMode.INITIAL,
         {},
         contacts=[contact(known, 1, account_id), ContactChange(unknown, 1, parent_id=other_id)],
         members_apart=True,
     )
     # The parent type of `unknown` was not sent: the apply step decides it from the mirror.
-    apply_batch(services, batch("initial", [account(other_id, 1, name="Other")]))
+    apply_batch(services, batch(LoadMode.INITIAL, [account(other_id, 1, name="Other")]))
     apply_batch(services, Batch.decode(contacts.encode()).encode())
     assert services.members.first(account_id, 10) == []
     assert services.members.first(other_id, 10) == [unknown]
-    members = Batch("cycle-1", "000002", "initial", {}, members=[(account_id, known)])
+    members = Batch("cycle-1", "000002", LoadMode.INITIAL, {}, members=[(account_id, known)])
     apply_batch(services, members.encode())
     assert services.members.first(account_id, 10) == [known]
 
@@ -232,7 +169,7 @@ def test_a_record_twice_in_one_batch_applies_its_last_occurrence(services: Servi
         Batch(
             "cycle-1",
             "000001",
-            "initial",
+            LoadMode.INITIAL,
             COLUMNS,
             [account(account_id, 1, name="Old"), account(account_id, 2, name="New")],
             contacts,

@@ -14,8 +14,8 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import read_column
 from shared.services import Services
-from tests.faults.support import run
-from tests.helpers import make_account
+from tests.utils.faults import run
+from tests.utils.helpers import make_account
 
 
 def fields_list() -> dict[str, dict[str, Any]]:

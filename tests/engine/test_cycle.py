@@ -19,8 +19,8 @@ from shared.sync.batches import Batch
 from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.fields import select_fields
 from shared.sync.status import sync_status
-from tests.faults.support import services_for
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import services_for
+from tests.utils.helpers import TEST_ACTOR, make_account
 
 
 def test_initial_load_then_incremental_change(
@@ -132,7 +132,8 @@ def test_crash_before_cursor_commit_rereads_without_duplicates(
     summary = run_cycle_now(services)
     assert summary.accounts_changed == 1
     (closed, *_) = services.history.latest(2)[1:]
-    assert closed.status == "failed" and "crash between" in closed.failure.message
+    assert closed.status == "failed"
+    assert closed.failure is not None and "crash between" in closed.failure.message
     for contact_id in contacts:
         assert len(services.activities.for_contact(contact_id)) == 1
 

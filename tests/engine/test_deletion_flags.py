@@ -12,8 +12,8 @@ from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, Batch, ContactChange, SweepBatch
 from shared.times import utcnow
-from tests.engine.test_apply import COLUMNS, account, contact, new_id, seed
-from tests.engine.test_apply import services as services  # the fixture: Azurite only
+from tests.utils.batches import COLUMNS, account, contact, new_id, seed
+from tests.utils.batches import services as services  # the fixture: Azurite only
 
 RELOAD = 1  # the generation of the re-load these tests apply
 

@@ -11,7 +11,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.feed import now_ms
 from shared.services import Services, get_services, reset_services
 from shared.state.errors import ErrorCode, ErrorFilter
-from tests.feed.support import plant_old_entry
+from tests.utils.feed import plant_old_entry
 
 
 def plant(services: Services, record_id: str) -> None:

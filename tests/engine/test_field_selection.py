@@ -18,7 +18,7 @@ from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS
 from shared.mapping import read_column
 from shared.services import Services
 from shared.sync.fields import list_fields
-from tests.helpers import make_account
+from tests.utils.helpers import make_account
 
 
 def cli(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, Any, str]:

@@ -14,7 +14,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import read_column
 from shared.services import Services, get_services, reset_services
-from tests.helpers import make_account
+from tests.utils.helpers import make_account
 
 
 def account(api: httpx.Client, account_id: str) -> dict[str, Any]:

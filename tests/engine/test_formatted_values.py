@@ -15,7 +15,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
 from shared.sync.edits import edit_account_through_contact
 from shared.sync.fields import edit_fields, select_fields
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.helpers import TEST_ACTOR, make_account
 
 COLUMNS = ["name", "industrycode", "revenue", "parentaccountid", "ownerid", "statecode"]
 

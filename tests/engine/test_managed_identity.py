@@ -8,8 +8,8 @@ import pytest
 from acctsync.runner import CycleFailed, run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.faults.support import services_for
-from tests.helpers import make_account
+from tests.utils.faults import services_for
+from tests.utils.helpers import make_account
 
 
 def identity_env(simulator: SimulatorHandle, client_id: str) -> dict[str, str]:

@@ -8,7 +8,7 @@ import httpx
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.helpers import make_account
+from tests.utils.helpers import make_account
 
 
 def test_change_lag_counts_only_changes(simulator: SimulatorHandle, services: Services) -> None:

@@ -13,10 +13,9 @@ from shared.services import Services
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
-from tests.faults.support import drain
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import drain
+from tests.utils.helpers import LONG, TEST_ACTOR, make_account, summary_of
 
-LONG = "".join(f"line {n:06d} of a very long account note\n" for n in range(5_000))  # ~200 kB
 CJK = "長い日本語のメモ" * 750  # 6,000 characters: 18 kB of UTF-8, 12 kB of UTF-16
 
 
@@ -39,7 +38,7 @@ def test_oversize_values_sync_whole_and_activities_say_when_they_are_cut(
     assert len(list(container.list_blob_names())) == 1
     drain(services)
     finished = heartbeat(services, owner="test")
-    assert finished.summary.status == "succeeded" and finished.summary.errors == 0
+    assert summary_of(finished).status == "succeeded" and summary_of(finished).errors == 0
     assert list(container.list_blob_names()) == []  # the finished cycle cleaned up after itself
     long_row, cjk_row = services.accounts.get(long_id), services.accounts.get(cjk_id)
     assert long_row is not None and cjk_row is not None

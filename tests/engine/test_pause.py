@@ -5,16 +5,18 @@ from __future__ import annotations
 
 import json
 import os
+from typing import Any
 
 import httpx
+from azure.data.tables import TableEntity
 
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import read_column
 from shared.services import Services
 from shared.sync.cycle import heartbeat
-from tests.faults.support import drain, run, services_for
-from tests.helpers import make_account
+from tests.utils.faults import drain, run, services_for
+from tests.utils.helpers import make_account
 
 
 def test_pause_across_a_restart_then_resume_with_nothing_lost(
@@ -46,14 +48,14 @@ def test_pause_across_a_restart_then_resume_with_nothing_lost(
     refused = run(["cycle"], dict(os.environ))
     assert refused.returncode == 1 and "paused" in refused.stderr
     assert "acctsync resume" in refused.stderr
-    assert (services.accounts.get(account_id) or {})["f_name"] == "Contoso"
+    assert (services.accounts.get(account_id) or TableEntity())["f_name"] == "Contoso"
 
     control.update_account(account_id, {"accountnumber": "A-100"})  # changed while paused
     resumed = run(["resume"], dict(os.environ))
     assert resumed.returncode == 0 and json.loads(resumed.stdout)["paused"] is False
     summary = run_cycle_now(services)
     assert summary.status == "succeeded" and summary.modes["accounts"] == "delta"
-    account = services.accounts.get(account_id) or {}
+    account: dict[str, Any] = services.accounts.get(account_id) or {}
     assert (account["f_name"], account["f_accountnumber"]) == ("Contoso Ltd", "A-100")
     fields = {a["field"] for c in contacts for a in services.activities.for_contact(c)}
     assert fields == {"name", "accountnumber"}

@@ -14,7 +14,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
 from shared.sync.fields import select_fields
 from shared.sync.reread import GROUP_SIZE, reread_and_apply
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.helpers import TEST_ACTOR, make_account
 
 
 def _entity_set_requests(simulator: SimulatorHandle, entity_set: str) -> list[dict[str, object]]:

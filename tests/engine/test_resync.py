@@ -21,8 +21,8 @@ from shared.services import Services, get_services, reset_services
 from shared.state.resync import ResyncStatus, new_resync
 from shared.state.schedule import LoadMode
 from shared.times import utcnow
-from tests.faults.support import run
-from tests.helpers import make_account
+from tests.utils.faults import run
+from tests.utils.helpers import make_account
 
 
 def value(services: Services, account_id: str, column: str) -> Any:
@@ -159,6 +159,7 @@ def test_resync_and_cycles_take_turns_without_losing_changes(
     assert all(c.status == "succeeded" for c in cycles)
     assert sum(c.accounts_changed for c in cycles) == len(cycles)  # each change once
     for earlier, later in itertools.pairwise(cycles):
+        assert earlier.finished_at and later.started_at  # both stamped
         assert earlier.finished_at <= later.started_at  # never overlapping
     for index, (account_id, contacts) in enumerate(accounts):
         assert value(paged, account_id, "telephone1") == changed.get(account_id, f"{index}")

@@ -11,7 +11,8 @@ from datetime import timedelta
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.sync.cycle import heartbeat
-from tests.faults.support import services_for
+from tests.utils.faults import services_for
+from tests.utils.helpers import summary_of
 
 
 def test_a_refused_secret_is_tried_again_a_whole_interval_later(
@@ -23,7 +24,7 @@ def test_a_refused_secret_is_tried_again_a_whole_interval_later(
     try:
         assert heartbeat(wrong, owner="test", force=True).action == "failed"
         closed = heartbeat(wrong, owner="test")
-        assert closed.summary.status == "failed"
+        assert summary_of(closed).status == "failed"
         state = wrong.schedule.read()
         assert state.next_due is not None and state.finished_at is not None
         assert state.next_due - state.finished_at >= timedelta(minutes=29)

@@ -21,9 +21,8 @@ from shared.setup.validate import validate
 from shared.storage import POISON_QUEUE
 from shared.sync.fields import select_fields
 from shared.times import utcnow
-from tests.engine.test_verify import settle
-from tests.faults.support import run
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import run
+from tests.utils.helpers import TEST_ACTOR, make_account, settle
 
 CHECKS = [
     "settings",

@@ -5,7 +5,6 @@ exactly the activities a cycle would have logged."""
 from __future__ import annotations
 
 import math
-import time
 
 import httpx
 import pytest
@@ -22,13 +21,7 @@ from shared.sync.cycle import Action, heartbeat
 from shared.sync.edits import edit_account_through_contact
 from shared.sync.fields import select_fields
 from shared.verify.requests import request_verify
-from tests.helpers import TEST_ACTOR, make_account
-
-
-def settle() -> None:
-    """Dynamics dates changes to the second: a change made in the second a cycle's read began
-    counts as pending. Let that second pass before the cycle."""
-    time.sleep(1.1)
+from tests.utils.helpers import TEST_ACTOR, make_account, settle
 
 
 def webapi_requests(simulator: SimulatorHandle) -> list[dict[str, object]]:

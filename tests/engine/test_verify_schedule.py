@@ -18,8 +18,7 @@ from shared.services import Services
 from shared.state.verify import VerifyTrigger
 from shared.sync.cycle import Action, heartbeat
 from shared.verify.requests import scheduled_due
-from tests.engine.test_verify import settle
-from tests.helpers import make_account
+from tests.utils.helpers import make_account, settle
 
 Observed = list[tuple[str, float]]
 

@@ -10,7 +10,7 @@ from acctsync.worker import QueueRules, QueueWorker
 from shared.services import Services, get_services, reset_services
 from shared.storage import BATCH_QUEUE
 from shared.sync.status import sync_status
-from tests.helpers import TEST_ACTOR
+from tests.utils.helpers import TEST_ACTOR
 
 
 @pytest.fixture

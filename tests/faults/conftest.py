@@ -4,15 +4,15 @@ the oracle every test that builds a mirror ends with: a verify that finds no dri
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 
 import pytest
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services
-from tests.faults.support import SOAK, Figures, Oracle, services_for
-from tests.helpers import wipe_storage
+from tests.utils.faults import SOAK, Figures, Oracle, services_for
+from tests.utils.helpers import wipe_storage
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -35,7 +35,9 @@ CALL_FAILED = pytest.StashKey[bool]()  # whether the test's own body failed
 
 
 @pytest.hookimpl(wrapper=True)
-def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> pytest.TestReport:
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
     report: pytest.TestReport = yield
     if report.when == "call":
         item.stash[CALL_FAILED] = report.failed

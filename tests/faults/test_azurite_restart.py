@@ -12,6 +12,7 @@ import random
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from acctsync.azurite import Azurite, start_azurite
 from acctsync.ports import free_port
@@ -19,7 +20,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.sync.cycle import queue_backlog
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     ACCTSYNC,
     ROOT,
     Figures,
@@ -40,7 +41,7 @@ class Storage:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.ports = {
+        self.ports: dict[str, Any] = {
             "blob_port": free_port(),
             "queue_port": free_port(),
             "table_port": free_port(),

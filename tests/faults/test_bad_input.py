@@ -25,9 +25,10 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import ColumnType, UnstorableValue, check_entity, to_json, to_stored
 from shared.services import Services
+from shared.state.schedule import LoadMode
 from shared.sync.batches import AccountChange, BadBatch, Batch, ContactChange
-from tests.faults.support import Figures, run, snapshot
-from tests.helpers import API_KEY, call_cli, make_account
+from tests.utils.faults import Figures, run, snapshot
+from tests.utils.helpers import API_KEY, call_cli, make_account
 
 FAST = settings(
     deadline=None,
@@ -217,7 +218,7 @@ def _valid_batch() -> str:
     return Batch(
         cycle_id="20260101T000000-abcdef12",
         batch_id="000001",
-        mode="delta",
+        mode=LoadMode.DELTA,
         columns={"name": ColumnType.STRING, "revenue": ColumnType.MONEY},
         accounts=[AccountChange(id=GUID, version=7, values={"name": "x", "revenue": 1.0})],
         contacts=[ContactChange(id=GUID, version=3, parent_id=GUID, parent_type="account")],
@@ -231,7 +232,7 @@ def _mutate(data: Any, path: list[int], value: Any) -> Any:
     keys = list(data) if isinstance(data, dict) else list(range(len(data)))
     key = keys[path[0] % len(keys)]
     copy = dict(data) if isinstance(data, dict) else list(data)
-    copy[key] = _mutate(data[key], path[1:], value)  # type: ignore[index]
+    copy[key] = _mutate(data[key], path[1:], value)
     return copy
 
 
@@ -241,7 +242,8 @@ def _decodes_or_refuses(message: str | bytes) -> None:
     except BadBatch:
         return
     # What decodes is a batch whose ids can go into table keys.
-    for change in [*batch.accounts, *batch.contacts]:
+    changes: list[AccountChange | ContactChange] = [*batch.accounts, *batch.contacts]
+    for change in changes:
         assert len(change.id) == 36 and change.id == change.id.lower()
 
 
@@ -309,7 +311,7 @@ def test_mapping_stores_or_refuses_any_value(kind: ColumnType, value: Any) -> No
 
 COMMANDS = ["cycle", "run", "status", "replay-poison", "worker", "fields", "sim-not", "bogus"]
 garbage = st.text(
-    alphabet=st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"),
+    alphabet=st.characters(exclude_categories=["Cs"], exclude_characters="\x00"),
     min_size=1,
     max_size=20,
 ).filter(lambda s: not s.startswith("-"))

@@ -20,7 +20,7 @@ from shared.services import Services
 from shared.sync.cycle import heartbeat, queue_backlog
 from shared.sync.status import sync_status
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     ROOT,
     Figures,
     Oracle,
@@ -32,7 +32,7 @@ from tests.faults.support import (
     services_for,
     sync_summary,
 )
-from tests.helpers import live_ids
+from tests.utils.helpers import live_ids, summary_of
 
 PAGE = "50"
 
@@ -221,7 +221,7 @@ def test_a_failed_planning_step_drains_before_any_new_cycle(
     assert failed.action == "failed" and "kept throttling" in (failed.error or "")
     control.clear_faults()
     closed = heartbeat(services, owner="faults", force=True)
-    assert closed.action == "finished" and closed.summary.status == "failed"
+    assert closed.action == "finished" and summary_of(closed).status == "failed"
     status = sync_status(services)
     last = status.last_failure
     assert status.failures_in_a_row == 1 and last is not None and last.step == "accounts"

@@ -13,12 +13,13 @@ import random
 import signal
 import subprocess
 import sys
+from typing import Any
 
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
 from shared.sync.cycle import queue_backlog
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     ROOT,
     Figures,
     Oracle,
@@ -59,7 +60,7 @@ def test_cycle_killed_at_every_step_then_recovered(
     accounts, contacts = scale(100, 1500), scale(1000, 15000)
     simulator.control.reset(accounts=accounts, contacts=contacts, seed=21)
     rng = random.Random(2)
-    rounds: list[dict[str, object]] = []
+    rounds: list[dict[str, Any]] = []
 
     def recover_and_compare(steps: list[str]) -> None:
         leftover = queue_backlog(services)
@@ -92,8 +93,8 @@ def test_cycle_killed_at_every_step_then_recovered(
         "cycle_sigkill",
         accounts=accounts,
         contacts=contacts,
-        crashes=sum(len(r["killed_at"]) for r in rounds),  # type: ignore[arg-type]
-        steps=sorted({s.split(":")[0] for r in rounds for s in r["killed_at"]}),  # type: ignore[attr-defined]
+        crashes=sum(len(r["killed_at"]) for r in rounds),
+        steps=sorted({s.split(":")[0] for r in rounds for s in r["killed_at"]}),
         rounds=rounds,
         mirror=final,
         equal_to_clean_run=True,

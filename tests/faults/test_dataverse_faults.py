@@ -18,10 +18,11 @@ from acctsync.sim.faults import FaultInjector, FaultPlan
 from acctsync.sim.harness import SimulatorHandle
 from shared.dataverse.client import DataverseError
 from shared.services import Services
+from shared.state.summary import CycleSummary
 from shared.sync.cycle import heartbeat
 from shared.sync.status import sync_status
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     Figures,
     Oracle,
     assert_same_mirror,
@@ -31,10 +32,11 @@ from tests.faults.support import (
     scale,
     snapshot,
 )
+from tests.utils.helpers import summary_of
 
 RETRY_AFTER_S = 2
 SLOW_MS = 700
-FAULTS = {
+FAULTS: dict[str, Any] = {
     "rate_429": 0.15,
     "rate_5xx": 0.15,
     "rate_drop": 0.15,
@@ -87,7 +89,7 @@ def test_initial_load_and_deltas_through_a_faulty_dataverse(
 
     failed_cycles = 0
 
-    def faulty_cycle(seed: int) -> dict[str, Any]:
+    def faulty_cycle(seed: int) -> CycleSummary:
         """A cycle under faults; one that fails for good is run again, as the heartbeat does."""
         nonlocal failed_cycles
         control.requests(clear=True)
@@ -121,7 +123,7 @@ def test_initial_load_and_deltas_through_a_faulty_dataverse(
     waits = retry_waits(log)
     assert waits and min(waits) >= RETRY_AFTER_S - 0.05, waits
     # The client counts what it met; a cycle that gave up reports nothing of its own.
-    reported = sum(s["dataverse_throttled"] for s in summaries)
+    reported = sum(s.dataverse_throttled for s in summaries)
     assert reported == injected["429"] if not failed_cycles else reported <= injected["429"]
     figures.record(
         "dataverse_faults",
@@ -184,8 +186,9 @@ def test_cursor_stays_when_dataverse_fails_mid_cycle(
     # The failed cycle is closed as failed (nothing of it was left to apply); the next one
     # re-reads the accounts from the link that did not move.
     closed = heartbeat(services, owner="faults")
-    assert closed.action == "finished" and closed.summary.status == "failed"
-    assert "kept throttling" in closed.summary.failure.message
+    assert closed.action == "finished" and summary_of(closed).status == "failed"
+    failure = summary_of(closed).failure
+    assert failure is not None and "kept throttling" in failure.message
     assert sync_status(services).failures_in_a_row == 1
     summary = run_cycle_now(services)
     assert summary.accounts_changed > 0

@@ -19,9 +19,9 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import to_json
 from shared.mirror.records import fields_of
 from shared.services import Services
-from tests.faults.support import Figures, Oracle, cycle_by_stages, drain, scale
-from tests.helpers import API_KEY as KEY
-from tests.helpers import make_account
+from tests.utils.faults import Figures, Oracle, cycle_by_stages, drain, scale
+from tests.utils.helpers import API_KEY as KEY
+from tests.utils.helpers import make_account
 
 
 def chain(activities: list[dict[str, Any]], start: Any) -> list[Any]:

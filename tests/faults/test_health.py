@@ -9,8 +9,8 @@ from shared.services import Services
 from shared.sync.cursors import reset_cursors
 from shared.sync.cycle import heartbeat
 from shared.sync.status import sync_status
-from tests.faults.support import Oracle, services_for
-from tests.helpers import TEST_ACTOR, make_account
+from tests.utils.faults import Oracle, services_for
+from tests.utils.helpers import TEST_ACTOR, make_account, summary_of
 
 
 def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(
@@ -24,7 +24,7 @@ def test_a_wrong_secret_shows_as_stalled_with_the_fix_and_clears_when_fixed(
         failed = heartbeat(wrong, owner="wrong", force=True)
         assert failed.action == "failed" and "AADSTS" in (failed.error or "")
         closed = heartbeat(wrong, owner="wrong")
-        assert closed.summary.status == "failed"
+        assert summary_of(closed).status == "failed"
     finally:
         wrong.close()
     status = sync_status(services)

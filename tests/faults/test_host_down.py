@@ -20,7 +20,7 @@ from shared.sync.cycle import Action, heartbeat, queue_backlog
 from shared.sync.health import BEAT_SLACK_S, MISSED_BEATS
 from shared.sync.status import sync_status
 from shared.times import parse_iso, utcnow
-from tests.faults.support import ACCTSYNC, Figures, Oracle, Process, wait_until
+from tests.utils.faults import ACCTSYNC, Figures, Oracle, Process, wait_until
 
 HEARTBEAT_S = 1.0
 VISIBILITY_S = 60  # the local worker's default: "about a minute"

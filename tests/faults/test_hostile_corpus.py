@@ -27,7 +27,7 @@ from shared.services import Services
 from shared.settings import get_settings
 from shared.web.app import create_app
 from tests.faults.test_bad_input import assert_error_shape
-from tests.helpers import API_KEY, call_cli, make_account
+from tests.utils.helpers import API_KEY, call_cli, make_account
 
 # Text no parameter of acctsync means: structure, size, control and format characters,
 # unicode look-alikes, traversal, injection and template syntax.
@@ -133,7 +133,7 @@ VALUES = {
 
 # Values of the corpus that are valid where they land: an open bound of a range, a retry of
 # every error (there are none) or of no id. They are left out.
-VALID_THERE = {
+VALID_THERE: dict[tuple[str, str, str], list[Any]] = {
     ("POST", "/api/sync/resync", "modified_since"): [None, ""],
     ("POST", "/api/sync/errors/retry", "ids"): [None, []],
     ("POST", "/api/sync/errors/retry", "whole"): [{}],

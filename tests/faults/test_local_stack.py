@@ -15,11 +15,12 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Any
 
 from acctsync.devprocs import RecordedProcess
 from acctsync.ports import free_port
 from acctsync.sim.harness import SimulatorControl
-from tests.faults.support import ACCTSYNC, Figures, Process, wait_until
+from tests.utils.faults import ACCTSYNC, Figures, Process, wait_until
 
 _CYCLE = re.compile(r"^cycle (succeeded|incomplete|failed) in ")
 
@@ -68,9 +69,9 @@ def line_with(stack: Process, prefix: str) -> str:
     return next(line for line in stack.lines if line.startswith(prefix))
 
 
-def identity_of(state: Path) -> dict[str, object]:
+def identity_of(state: Path) -> dict[str, Any]:
     """What devstack.json keeps across restarts (all but the processes of the running stack)."""
-    kept: dict[str, object] = json.loads((state / "devstack.json").read_text())
+    kept: dict[str, Any] = json.loads((state / "devstack.json").read_text())
     kept.pop("processes", None)
     return kept
 

@@ -21,7 +21,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.sync.cycle import heartbeat, queue_backlog
-from tests.faults.support import (
+from tests.utils.faults import (
     ACCTSYNC,
     Figures,
     Oracle,
@@ -30,7 +30,7 @@ from tests.faults.support import (
     scale,
     wait_until,
 )
-from tests.helpers import live_ids
+from tests.utils.helpers import live_ids
 
 
 def _time(text: str) -> datetime:

@@ -9,6 +9,7 @@ import contextlib
 import json
 import time
 from dataclasses import replace
+from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
 from azure.data.tables import TableServiceClient
@@ -19,14 +20,14 @@ from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.storage import ACTIVITIES_TABLE, BATCH_QUEUE
 from shared.sync.cycle import heartbeat, queue_backlog
-from tests.faults.support import Figures, Oracle, cycle_by_stages, plan_only, run
-from tests.helpers import make_account
+from tests.utils.faults import Figures, Oracle, cycle_by_stages, plan_only, run
+from tests.utils.helpers import make_account, summary_of
 
 
-def status(env: dict[str, str]) -> dict[str, object]:
+def status(env: dict[str, str]) -> dict[str, Any]:
     done = run(["status"], env)
     assert done.returncode == 0, done.stderr
-    result: dict[str, object] = json.loads(done.stdout)
+    result: dict[str, Any] = json.loads(done.stdout)
     return result
 
 
@@ -69,14 +70,14 @@ def test_poison_batch_is_shown_and_replayed_once_fixed(
     # The cycle does not hang on it: it finishes, incomplete, and says a batch did not apply.
     finished = heartbeat(services, owner="faults")
     assert finished.action == "finished"
-    summary = finished.summary
+    summary = summary_of(finished)
     assert summary.batches == 1 and summary.batches_applied == 0
     assert (summary.status, summary.batches_poisoned) == ("incomplete", 1)
     assert summary.errors >= 1
     shown = status(env)
-    (last, *_) = shown["last_cycles"]  # type: ignore[misc]
+    (last, *_) = shown["last_cycles"]
     assert (last["status"], last["batches_poisoned"]) == ("incomplete", 1)
-    (error, *_) = [e for e in shown["last_errors"] if e["entity"] == "batch"]  # type: ignore[attr-defined]
+    (error, *_) = [e for e in shown["last_errors"] if e["entity"] == "batch"]
     assert "poison" in error["message"] and "replay-poison" in error["message"]
     row = services.accounts.get(account_id)
     assert row is not None and fields_of(row)["name"] == "Contoso"  # nothing half-applied

@@ -29,13 +29,13 @@ from shared.state.schedule import LoadMode
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.claims import ClaimStore
 from shared.sync.cycle import _NoProgress
-from shared.sync.readers import AccountReader, ContactReader, RowErrors
+from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
 from shared.sync.schema import check_columns
 from shared.sync.sender import BatchSender
 from shared.sync.status import sync_status
 from shared.web.app import create_app
-from tests.faults.support import ACCTSYNC, Figures, Process, run, services_for, snapshot
-from tests.helpers import API_KEY, make_account
+from tests.utils.faults import ACCTSYNC, Figures, Process, run, services_for, snapshot
+from tests.utils.helpers import API_KEY, make_account
 
 GUID = "00000000-0000-4000-8000-000000000001"
 JWT = re.compile(r"eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]+")
@@ -114,7 +114,7 @@ def captured_logs() -> Iterator[io.StringIO]:
 
 def _tokens_of(services: Services) -> set[str]:
     """The access and refresh tokens msal holds in this process (what the simulator issued)."""
-    app = services.dataverse().transport._tokens._app
+    app = services.dataverse().transport._tokens._app  # type: ignore[attr-defined]  # msal's, behind Tokens
     cache = app.token_cache
     found = set()
     for kind in (msal.TokenCache.CredentialType.ACCESS_TOKEN, "RefreshToken"):
@@ -301,7 +301,7 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
         {"contactid": GUID, "versionnumber": 3, "_parentcustomerid_value": "'; drop"},
         {"contactid": "../y", "versionnumber": 3},
     ]
-    pages = [
+    pages: list[tuple[TableReader, ChangePage]] = [
         (accounts, ChangePage(rows, ["../x", GUID.replace("1", "3")], None, "delta")),
         (contacts, ChangePage(contact_rows, [], None, "delta")),
     ]

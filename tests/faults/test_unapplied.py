@@ -17,9 +17,8 @@ from shared.sync.apply.context import feed_identity
 from shared.sync.cycle import heartbeat
 from shared.sync.fields import select_fields
 from shared.sync.status import replay_poison
-from tests.engine.test_oversize import LONG
-from tests.faults.support import Oracle, cycle_by_stages, drain, plan_only, services_for, wait_until
-from tests.helpers import TEST_ACTOR, live_ids, make_account
+from tests.utils.faults import Oracle, cycle_by_stages, drain, plan_only, services_for, wait_until
+from tests.utils.helpers import LONG, TEST_ACTOR, live_ids, make_account, summary_of
 
 
 def poison_all(services: Services) -> int:
@@ -89,7 +88,7 @@ def test_a_batch_poisoned_unrecorded_leaves_the_cycle_incomplete_and_replays(
     assert poison_all(services) == 1
     finished = heartbeat(services, owner="faults")
     assert finished.action == "finished"
-    summary = finished.summary
+    summary = summary_of(finished)
     assert summary.status == "incomplete"
     assert (summary.batches, summary.batches_applied) == (1, 0)
     assert (summary.batches_missing, summary.missing_batches) == (1, ("000001",))
@@ -137,8 +136,8 @@ def test_a_reload_chain_whose_earlier_cycle_lost_a_batch_does_not_sweep(
         assert poison_all(services) == 1  # the first page's batch
         assert heartbeat(wrong, owner="faults").action == "failed"
         closed = heartbeat(services, owner="faults")
-        assert closed.summary.status == "failed"
-        assert closed.summary.missing_batches == ("000001",)
+        assert summary_of(closed).status == "failed"
+        assert summary_of(closed).missing_batches == ("000001",)
 
         summary, _ = cycle_by_stages(paged, lambda: drain(paged))
     finally:

@@ -30,8 +30,8 @@ from shared.state.schedule import Phase
 from shared.state.verify import VerifyResult
 from shared.sync.cycle import Action, heartbeat
 from shared.verify.requests import request_verify
-from tests.faults.support import ROOT, Figures, scale
-from tests.helpers import TEST_ACTOR
+from tests.utils.faults import ROOT, Figures, scale
+from tests.utils.helpers import TEST_ACTOR
 
 LEASE_S = "1"
 PAGE_SIZE = "5"

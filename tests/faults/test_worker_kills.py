@@ -12,13 +12,13 @@ import random
 import signal
 import time
 from pathlib import Path
-from typing import Any
 
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
+from shared.state.summary import CycleSummary
 from shared.sync.cycle import queue_backlog
 from tests.faults.changes import change_dynamics, org_from_mirror
-from tests.faults.support import (
+from tests.utils.faults import (
     ACCTSYNC,
     Figures,
     Oracle,
@@ -116,7 +116,7 @@ def test_worker_killed_mid_batch_again_and_again(
     simulator.control.reset(accounts=accounts, contacts=contacts, seed=11)
     log = tmp_path / "worker.log"
 
-    def kill_stage_by_stage() -> tuple[dict[str, Any], dict[str, int]]:
+    def kill_stage_by_stage() -> tuple[CycleSummary, dict[str, int]]:
         """A whole cycle, each stage applied by a worker that keeps getting killed."""
         summary, stages = cycle_by_stages(
             services, lambda: kill_until_drained(services, env, rng, log)

@@ -8,8 +8,8 @@ import httpx
 import pytest
 
 from shared.services import Services, get_services, reset_services
-from tests.feed.support import SETTLE_S
-from tests.helpers import API_KEY
+from tests.utils.feed import SETTLE_S
+from tests.utils.helpers import API_KEY
 
 
 @pytest.fixture

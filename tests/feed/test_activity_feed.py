@@ -16,7 +16,7 @@ from shared.services import Services
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, ContactChange
 from shared.times import utcnow
-from tests.feed.support import (
+from tests.utils.feed import (
     account,
     api_get,
     batch,

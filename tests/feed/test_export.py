@@ -27,8 +27,8 @@ from shared.mirror.records import bucket
 from shared.services import Services
 from shared.sync.apply import apply_batch
 from shared.times import utcnow
-from tests.faults.support import scale
-from tests.feed.support import account, api_get, batch, follow, seed_account, settle
+from tests.utils.faults import scale
+from tests.utils.feed import account, api_get, batch, follow, seed_account, settle
 
 ACCTSYNC = [sys.executable, "-m", "acctsync.cli"]
 

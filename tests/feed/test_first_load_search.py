@@ -8,8 +8,8 @@ import httpx
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from tests.feed.support import api_get, follow
-from tests.helpers import make_account
+from tests.utils.feed import api_get, follow
+from tests.utils.helpers import make_account
 
 
 def test_a_first_load_through_a_cycle_is_searchable(

@@ -15,7 +15,7 @@ from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, ContactChange
 from shared.times import utcnow
-from tests.feed.support import (
+from tests.utils.feed import (
     account,
     api_get,
     batch,

@@ -11,9 +11,10 @@ import httpx
 import pytest
 
 from acctsync.cli import main
-from shared.mirror.feed import WINDOW_MS, now_ms
+from shared.mirror.feed import now_ms
+from shared.mirror.shards import WINDOW_MS
 from shared.services import Services
-from tests.feed.support import plant_old_entry, seed_account, settle
+from tests.utils.feed import plant_old_entry, seed_account, settle
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -15,8 +15,8 @@ from shared.state.schedule import LoadMode
 from shared.storage import SEARCH_TABLE
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, Batch, ContactChange
-from tests.engine.test_apply import COLUMNS
-from tests.feed.support import account, api_get, batch, follow, new_id
+from tests.utils.batches import COLUMNS
+from tests.utils.feed import account, api_get, batch, follow, new_id
 
 NAMES = ["Contoso Ltd", "contoso east", "CONTOSO/West #2?", "Fabrikam", "Ærøskøbing Fisk"]
 

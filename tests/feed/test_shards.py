@@ -26,8 +26,8 @@ from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.sync.batches import ContactChange
 from shared.times import utcnow
-from tests.feed.support import account, api_get, batch, contact, follow, new_id, settle
 from tests.feed.test_export import export
+from tests.utils.feed import account, api_get, batch, contact, follow, new_id, settle
 
 
 def feed_partitions(services: Services, prefix: str) -> Counter[str]:
@@ -234,7 +234,7 @@ def test_a_walk_from_before_the_hour_serves_each_activity_once_in_order_from_any
     token = feed_api.get("/api/activities/pagingtoken", params={"since": since}).json()
     get = api_get(feed_api, "/api/activities", limit=9)
 
-    def from_another_process(page_token: str | None) -> dict[str, Any]:
+    def from_another_process(page_token: str | None) -> Any:
         mirror.feed.parked = ParkedRanges()
         return get(page_token or token["nextPageToken"])
 

@@ -18,8 +18,8 @@ from shared.sync.apply import apply_batch, apply_message
 from shared.sync.apply.accounts import AccountApplier
 from shared.sync.batches import Batch
 from shared.times import utcnow
-from tests.engine.test_apply import COLUMNS
-from tests.feed.support import account, api_get, batch, follow, new_id, settle
+from tests.utils.batches import COLUMNS
+from tests.utils.feed import account, api_get, batch, follow, new_id, settle
 
 
 def seed(services: Services, count: int) -> list[str]:

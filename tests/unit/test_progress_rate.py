@@ -12,7 +12,7 @@ def test_a_rate_keeps_what_it_was_counted_at_once_counting_stops(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     clock = [100.0]
-    monkeypatch.setattr(progress.time, "monotonic", lambda: clock[0])
+    monkeypatch.setattr("acctsync.progress.time.monotonic", lambda: clock[0])
     counter = progress._Counter("contacts (initial)", 30_000, started=clock[0])
     for _ in range(15):  # 30,000 rows over 15 s
         clock[0] += 1.0

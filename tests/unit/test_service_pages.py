@@ -16,7 +16,7 @@ class Answer:
     """Stands for what the SDK keeps of a service answer (parsed JSON, deserialized model)."""
 
 
-class SelfHeldPages(PageIterator):
+class SelfHeldPages(PageIterator[Any]):
     """Shaped like azure-data-tables' TableEntityPropertiesPaged: its own bound methods are
     its callbacks, and it keeps the answer it got."""
 
@@ -24,7 +24,7 @@ class SelfHeldPages(PageIterator):
         super().__init__(self._get_next, self._extract, continuation_token=continuation_token)
         self.answers: list[weakref.ref[Answer]] = []
 
-    def _get_next(self, continuation_token: Any) -> Answer:
+    def _get_next(self, continuation_token: Any) -> Any:  # an Answer
         answer = Answer()
         self.answers.append(weakref.ref(answer))
         return answer

@@ -1,17 +1,25 @@
-"""Helpers shared by the tests."""
+"""Helpers shared by the tests: accounts made in the simulator, storage wiped, the CLI in
+process, and values too long for one property or one entity."""
 
 from __future__ import annotations
 
 import contextlib
 import io
+import time
 
 from azure.data.tables import TableServiceClient
 from azure.storage.queue import QueueServiceClient
 
 from acctsync.cli import main as cli_main
+from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import MirroredRecords
+from shared.services import Services
 from shared.state.audit import Actor, ActorKind
+from shared.state.errors import ErrorCode
+from shared.state.summary import CycleSummary
+from shared.sync.cycle import Heartbeat
+from shared.sync.fields import select_fields
 
 API_KEY = "test-key-not-a-secret"
 # Who the tests' direct calls of admin actions are, in the audit trail.
@@ -69,3 +77,44 @@ def call_cli(argv: list[str]) -> tuple[int, str]:
         except SystemExit as done:
             code = done.code if isinstance(done.code, int) else 1
     return code, err.getvalue()
+
+
+def settle() -> None:
+    """Dynamics dates changes to the second: a change made in the second a cycle's read began
+    counts as pending. Let that second pass before the cycle."""
+    time.sleep(1.1)
+
+
+# An account note of ~200 kB: more than one property holds, less than an entity holds.
+LONG = "".join(f"line {n:06d} of a very long account note\n" for n in range(5_000))
+
+
+TOO_LARGE = "x" * 600_000  # 1.2 MB as UTF-16: more than a Table Storage entity holds
+
+
+def unstorable_accounts(simulator: SimulatorHandle, services: Services) -> tuple[str, str]:
+    """Two mirrored accounts whose latest change in Dynamics the mirror could not hold, and
+    a poisoned batch's error next to them."""
+    select_fields(services, ["name", "new_longnotes"], actor=TEST_ACTOR)
+    fixed_id, _ = make_account(simulator, "Fixed", 2)
+    broken_id, _ = make_account(simulator, "Broken", 1)
+    run_cycle_now(services)
+    for account_id in (fixed_id, broken_id):
+        simulator.control.update_account(account_id, {"new_longnotes": TOO_LARGE})
+    assert run_cycle_now(services).errors == 2
+    services.errors.record(
+        entity="batch",
+        record_id="b-7",
+        operation="apply",
+        message="the batch failed 5 times",
+        cycle_id="c-1",
+        code=ErrorCode.BATCH_POISONED,
+    )
+    simulator.control.update_account(fixed_id, {"new_longnotes": "Short notes"})
+    return fixed_id, broken_id
+
+
+def summary_of(beat: Heartbeat) -> CycleSummary:
+    """The summary of the cycle a heartbeat closed; the test fails when it closed none."""
+    assert beat.summary is not None, f"the heartbeat {beat.action!r} closed no cycle"
+    return beat.summary

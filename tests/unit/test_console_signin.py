@@ -137,7 +137,12 @@ def test_the_highest_role_the_claims_give(
 
 
 def test_csv_cells_never_become_formulas() -> None:
-    cells = [["=HYPERLINK(1)", "+1 555"], [3, "ok"], ["\t=1+1", "\r=1"], ["-1", "@x"]]
+    cells: list[list[object]] = [
+        ["=HYPERLINK(1)", "+1 555"],
+        [3, "ok"],
+        ["\t=1+1", "\r=1"],
+        ["-1", "@x"],
+    ]
     response = csv_response("e.csv", ["id", "message"], cells)
     rows = list(csv.reader(io.StringIO(bytes(response.body).decode())))
     assert rows == [

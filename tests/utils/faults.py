@@ -280,6 +280,11 @@ def run(
     )
 
 
+def cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`acctsync ARGS` in a child process, with this process's environment unless `env`."""
+    return run(list(args), dict(os.environ) if env is None else env)
+
+
 def sync_summary(done: subprocess.CompletedProcess[str]) -> dict[str, Any]:
     assert done.returncode == 0, done.stderr[-3000:]
     summary: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])

@@ -1,4 +1,4 @@
-"""The resync step of a cycle: the next chunk of the oldest queued re-sync.
+"""The resync planner: a cycle's resync step, the next chunk of the oldest queued re-sync.
 
 It runs after the cycle's accounts are applied, reads with a plain query (a `$filter` on
 `modifiedon`/`createdon` for an Advanced Sync) for at most one heartbeat's budget, and enqueues
@@ -12,14 +12,13 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 from dataclasses import replace
 from datetime import datetime
 
 from shared import telemetry
-from shared.dataverse.client import DataverseClient, DataverseError, LinkRefused
+from shared.dataverse.client import DataverseClient, LinkRefused
 from shared.dataverse.columns import ACCOUNT_ID, SYSTEM_COLUMNS
-from shared.mapping import web_api_property
+from shared.mapping import ColumnType, web_api_property
 from shared.mirror.records import bucket
 from shared.services import Services
 from shared.state.resync import Resync, ResyncKind, ResyncStatus
@@ -28,7 +27,7 @@ from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.batches import Batch, account_fragment
 from shared.sync.claims import ClaimStore
 from shared.sync.lease import CycleLease
-from shared.sync.planner import Progress, StepOutcome
+from shared.sync.planner import Progress, StepOutcome, StepPlanner
 from shared.sync.readers import Fragment, RowErrors, account_change
 from shared.sync.schema import ColumnAccess
 from shared.sync.sender import BatchSender
@@ -37,7 +36,7 @@ from shared.times import iso, utcnow
 logger = logging.getLogger(__name__)
 
 
-class ResyncPlanner:
+class ResyncPlanner(StepPlanner):
     def __init__(
         self,
         services: Services,
@@ -49,13 +48,8 @@ class ResyncPlanner:
         progress: Progress,
         stop: threading.Event,
     ):
-        self.services = services
-        self.client = client
-        self.lease = lease
+        super().__init__(services, client, lease, deadline=deadline, progress=progress, stop=stop)
         self.access = access
-        self.deadline = deadline
-        self.progress = progress
-        self.stop = stop
         self.cycle_id = lease.state.cycle_id
 
     def run(self) -> StepOutcome:
@@ -68,7 +62,7 @@ class ResyncPlanner:
                 replace(request, status=ResyncStatus.READING, started_at=utcnow(), total=None)
             )
             if request.kind is ResyncKind.QUICK:
-                request = self._save(replace(request, total=self._total()))
+                request = self._save(replace(request, total=self.total_rows("account")))
         plan = self.lease.state.plan
         sent_before = plan.batches
         errors = RowErrors(self.services.errors, self.cycle_id)
@@ -88,21 +82,7 @@ class ResyncPlanner:
         column = request.field
         kind = self.access.selection.columns[column]
         plan = self.lease.state.plan
-        header = Batch(
-            self.cycle_id,
-            "",
-            LoadMode.DELTA,
-            {column: kind},
-            traceparent=telemetry.current_traceparent(),
-            resync=request.id,
-        )
-        sender = BatchSender(
-            self.services.storage.queue(BATCH_QUEUE),
-            ClaimStore(self.services.storage.container(BATCH_CONTAINER)),
-            header,
-            sent_before=plan.batches,
-            progress=self.progress,
-        )
+        sender = self._sender(request, column, kind)
         pages = self.client.rows(
             "accounts",
             [ACCOUNT_ID, web_api_property(column, kind), *SYSTEM_COLUMNS],
@@ -140,8 +120,26 @@ class ResyncPlanner:
                 ),
                 renew=False,  # written with the plan just now
             )
-            if last or time.monotonic() >= self.deadline or self.stop.is_set():
+            if last or not self.going_on():
                 return
+
+    def _sender(self, request: Resync, column: str, kind: ColumnType) -> BatchSender:
+        """Batches that write only the re-synced column, numbered on from the plan's."""
+        header = Batch(
+            self.cycle_id,
+            "",
+            LoadMode.DELTA,
+            {column: kind},
+            traceparent=telemetry.current_traceparent(),
+            resync=request.id,
+        )
+        return BatchSender(
+            self.services.storage.queue(BATCH_QUEUE),
+            ClaimStore(self.services.storage.container(BATCH_CONTAINER)),
+            header,
+            sent_before=self.lease.state.plan.batches,
+            progress=self.progress,
+        )
 
     def _current(self) -> Resync | None:
         """The re-sync to read now; ends those that are over or can no longer be read."""
@@ -167,13 +165,6 @@ class ResyncPlanner:
             return None
         known = self.access.known().get(column)
         return f"the sync user can no longer read {column}: {known.why if known else 'unknown'}"
-
-    def _total(self) -> int | None:
-        try:
-            return self.client.metadata.total_records(["account"]).get("account")
-        except DataverseError as error:
-            logger.info("no account count for the re-sync's progress: %s", error)
-            return None
 
     def _save(self, request: Resync, *, renew: bool = True) -> Resync:
         if renew:

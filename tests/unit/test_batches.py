@@ -196,3 +196,17 @@ def test_a_filtered_account_travels_without_values_and_a_resync_names_itself() -
     assert decoded.accounts == [kept_out, synced]
     assert decoded.resync == header.resync
     assert Batch.decode(HEADER.encode()).resync == ""  # a normal batch is no re-sync
+
+
+def test_a_partition_batch_is_handed_over_when_the_next_change_would_overflow_it() -> None:
+    packer = BatchPacker(budget=25)  # room for two 10-byte changes and their commas
+    assert packer.add("accounts", "p1", "a" * 10) is None
+    assert packer.add("accounts", "p2", "b" * 10) is None
+    assert packer.add("accounts", "p1", "c" * 10) is None
+    full = packer.add("accounts", "p1", "d" * 10)
+    assert full is not None and full.accounts == ["a" * 10, "c" * 10] and full.size == 22
+    # The rest, in partition order, packed together up to the budget.
+    rest = list(packer.flush())
+    assert [packed.accounts for packed in rest] == [["d" * 10, "b" * 10]]
+    assert list(packer.flush()) == []
+    assert packer.fits("e" * 24) and not packer.fits("e" * 25)

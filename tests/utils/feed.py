@@ -14,7 +14,7 @@ from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch
 from shared.times import utcnow
-from tests.engine.test_apply import account, batch, contact, new_id
+from tests.utils.batches import account, batch, contact, new_id
 
 __all__ = ["account", "batch", "contact", "new_id"]
 
@@ -60,7 +60,7 @@ def follow(
 
 def api_get(api: httpx.Client, path: str, **params: object) -> Callable[[str | None], Any]:
     def get(token: str | None) -> Any:
-        query = {k: v for k, v in params.items() if v is not None}
+        query: dict[str, Any] = {k: v for k, v in params.items() if v is not None}
         if token is not None:
             query["pageToken"] = token
         response = api.get(path, params=query)
