@@ -300,7 +300,7 @@ def _replay_poison(args: argparse.Namespace) -> int:
 
 def _reset_cursors(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.cursors import CycleRunning, reset_cursors
+    from shared.sync.reset_cursors import CycleRunning, reset_cursors
 
     try:
         reset = reset_cursors(get_services(), actor=_me())

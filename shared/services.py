@@ -17,7 +17,6 @@ from shared.mirror.tokens import PageTokens, TokenKeys
 from shared.settings import Settings, get_settings
 from shared.state.audit import AuditTrail
 from shared.state.cursors import Cursors
-from shared.state.errors import SyncErrors
 from shared.state.fields import FieldSelections
 from shared.state.filtered import FilteredAccounts
 from shared.state.history import CycleHistory
@@ -26,6 +25,7 @@ from shared.state.pause import PauseSwitch
 from shared.state.results import CycleResults
 from shared.state.resync import Resyncs
 from shared.state.schedule import CycleSchedule
+from shared.state.sync_errors import SyncErrors
 from shared.state.verify import VerifyStore
 from shared.storage import (
     ACCOUNTS_TABLE,

@@ -140,7 +140,7 @@ class Checkpoint:
     # sweep must not run (it would flag the rows of those batches deleted).
     unapplied: str = ""
     # When the chain's first page was asked for (ISO, microseconds): changes made since may
-    # or may not be in it, so a verify counts them as pending (shared/verify/rows.py).
+    # or may not be in it, so a verify counts them as pending (shared/verify/compared_rows.py).
     read_from: str | None = None
 
 

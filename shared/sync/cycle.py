@@ -30,7 +30,6 @@ from shared import telemetry
 from shared.dataverse.client import DataverseClient
 from shared.mirror.initial import synced_stream
 from shared.services import Services
-from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, CycleTotals
 from shared.state.schedule import (
     CyclePlan,
@@ -41,18 +40,19 @@ from shared.state.schedule import (
     Step,
 )
 from shared.state.summary import CycleSummary
+from shared.state.sync_errors import ErrorCode
 from shared.state.verify import VerifyRequest, VerifyResult, VerifyRows, VerifyTrigger
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.apply.context import feed_identity
 from shared.sync.claims import ClaimStore
 from shared.sync.close import close_cycle
+from shared.sync.column_access import CycleColumns, check_columns, store_unreadable
 from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
 from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
 from shared.sync.resync import cycle_finished
 from shared.sync.resync_planner import ResyncPlanner
-from shared.sync.schema import CycleColumns, check_columns, store_unreadable
 from shared.times import iso, utcnow
 from shared.verify.requests import unverified_for, wanted_verify
 from shared.verify.step import VerifyAction, VerifyStep

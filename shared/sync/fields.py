@@ -9,7 +9,7 @@ newly selected column needs anyway, so selecting twelve columns again costs one 
 table, not a re-sync per column. A column whose re-sync (`acctsync resync`) has not finished
 cannot be deselected. A selected column that becomes unreadable (deleted in Dynamics, or
 secured without a grant) stays selected, is reported, and keeps its mirrored values; the
-cycle's column check (shared/sync/schema.py) finds that out before every read.
+cycle's column check (shared/sync/column_access.py) finds that out before every read.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.dataverse.columns import (
     DEFAULT_ACCOUNT_COLUMNS,
     SecuredGrants,

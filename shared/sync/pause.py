@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction

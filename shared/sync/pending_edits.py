@@ -32,7 +32,7 @@ from shared.mapping import ActivityValue, activity_value
 from shared.mirror.records import replace
 from shared.mirror.row import FieldChange
 from shared.services import Services
-from shared.sync.apply.activities import FieldsChanged, log_change_activities
+from shared.sync.apply.change_activities import FieldsChanged, log_change_activities
 from shared.times import utcnow
 
 EDIT_SOURCE = "acctsync API"

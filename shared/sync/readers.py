@@ -24,10 +24,10 @@ from shared.ids import InvalidId, parse_guid, parse_version
 from shared.mapping import ColumnType, label_of, web_api_property
 from shared.mirror.records import bucket
 from shared.mirror.search import SearchKey, SearchKind, value_terms
-from shared.state.errors import ErrorCode, SyncErrors
 from shared.state.fields import Table
 from shared.state.filtered import SyncFilter
 from shared.state.schedule import LoadMode
+from shared.state.sync_errors import ErrorCode, SyncErrors
 from shared.sync.batches import (
     AccountChange,
     Batch,
@@ -41,7 +41,7 @@ from shared.sync.batches import (
 from shared.sync.change_rows import contact_storable
 
 if TYPE_CHECKING:
-    from shared.sync.schema import ColumnAccess
+    from shared.sync.column_access import ColumnAccess
 
 
 @dataclass(frozen=True)

@@ -24,8 +24,8 @@ from shared.state.results import BatchResult
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_changes
 from shared.sync.batches import AccountChange, Batch, ContactChange
+from shared.sync.column_access import check_columns
 from shared.sync.readers import AccountReader, ContactReader, RowErrors
-from shared.sync.schema import check_columns
 from shared.times import utcnow
 
 logger = logging.getLogger(__name__)

@@ -15,7 +15,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.errors import RequestRefused
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction

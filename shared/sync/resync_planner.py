@@ -26,10 +26,10 @@ from shared.state.schedule import LoadMode
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.batches import Batch, account_fragment
 from shared.sync.claims import ClaimStore
+from shared.sync.column_access import ColumnAccess
 from shared.sync.lease import CycleLease
 from shared.sync.planner import Progress, StepOutcome, StepPlanner
 from shared.sync.readers import Fragment, RowErrors, account_change
-from shared.sync.schema import ColumnAccess
 from shared.sync.sender import BatchSender
 from shared.times import iso, utcnow
 

@@ -14,12 +14,12 @@ from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.errors import AcctsyncError
 from shared.ids import InvalidId, parse_guid
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
-from shared.state.errors import ErrorCode, ErrorFilter, RetryMark
+from shared.state.sync_errors import ErrorCode, ErrorFilter, RetryMark
 from shared.sync.reread import RereadOutcome, reread_and_apply
 from shared.times import utcnow
 

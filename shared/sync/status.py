@@ -8,7 +8,7 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.fields import Table

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Collection, Iterator, Mapping
 
 from shared.state.verify import Drift, DriftKind
-from shared.verify.rows import DynamicsRow, MirrorRow
+from shared.verify.compared_rows import DynamicsRow, MirrorRow
 
 
 def classify(dynamics: DynamicsRow | None, mirror: MirrorRow | None) -> DriftKind | None:

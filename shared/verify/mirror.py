@@ -14,8 +14,8 @@ from shared.mirror.records import PARALLEL_READS, all_buckets, bucket
 from shared.mirror.service_pages import service_page
 from shared.mirror.writes import run_parallel
 from shared.verify.cells import CellSums, cell_of, cell_sums, partition_of_cell
+from shared.verify.compared_rows import MirrorRow, TableSpec
 from shared.verify.progress import TableRun
-from shared.verify.rows import MirrorRow, TableSpec
 
 ROWS_PER_PAGE = 1000
 # Partitions read side by side in one round: a round costs about one round trip whatever

@@ -14,7 +14,7 @@ from shared.mirror.records import MirroredRecords
 from shared.services import Services
 from shared.verify.cells import cell_groups, cell_of
 from shared.verify.classify import drift_of
-from shared.verify.dynamics import changed_since, dynamics_page
+from shared.verify.dynamics_reads import changed_since, dynamics_page
 from shared.verify.mirror import leave_out_pending, mirror_done, mirror_round, rows_in_cells
 from shared.verify.progress import RunStore, Stage, TableRun, VerifyRun
 

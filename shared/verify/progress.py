@@ -21,7 +21,7 @@ from azure.storage.blob import ContainerClient
 from shared.state.verify import Drift, DriftKind, VerifyRequest
 from shared.times import iso_precise, parse_iso
 from shared.verify.cells import Digests
-from shared.verify.rows import DynamicsRow, TableSpec
+from shared.verify.compared_rows import DynamicsRow, TableSpec
 
 # Ids kept to leave out of the mirror's digests and to repair; past these, only counted (a
 # pending id not kept costs a row-by-row look at its cell, which finds it pending again).

@@ -10,7 +10,7 @@ from shared.services import Services
 from shared.state.verify import Drift, DriftKind
 from shared.sync.reread import reread_and_apply
 from shared.verify.classify import classify
-from shared.verify.dynamics import read_ids
+from shared.verify.dynamics_reads import read_ids
 from shared.verify.progress import TableRun, VerifyRun
 
 # Ids one heartbeat's unit of repair re-reads and checks again (its position is kept after).

@@ -11,7 +11,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction
 from shared.state.schedule import CycleState, Phase

@@ -27,15 +27,15 @@ from shared.services import Services
 from shared.state.schedule import Phase
 from shared.state.verify import VerifyRequest, VerifyResult
 from shared.storage import BATCH_CONTAINER
+from shared.sync.column_access import check_columns
 from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
-from shared.sync.schema import check_columns
 from shared.times import utcnow
+from shared.verify.compared_rows import TableSpec
 from shared.verify.passes import TablePasses
 from shared.verify.progress import RunStore, TableRun, VerifyRun
 from shared.verify.repair import repair_chunk
 from shared.verify.result import result_of
-from shared.verify.rows import TableSpec
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import httpx
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import fields_of
 from shared.services import Services
-from shared.state.errors import ErrorCode, ErrorFilter
+from shared.state.sync_errors import ErrorCode, ErrorFilter
 from tests.utils.helpers import unstorable_accounts
 
 

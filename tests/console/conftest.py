@@ -21,8 +21,8 @@ from acctsync.ports import free_port
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services, reset_services
-from shared.state.errors import ErrorCode
 from shared.state.summary import CycleSummary
+from shared.state.sync_errors import ErrorCode
 from tests.utils.helpers import API_KEY, make_account, wipe_storage
 
 webdriver = pytest.importorskip("selenium.webdriver")

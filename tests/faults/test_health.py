@@ -6,8 +6,8 @@ from __future__ import annotations
 from acctsync.runner import CycleFailed, run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from shared.sync.cursors import reset_cursors
 from shared.sync.cycle import heartbeat
+from shared.sync.reset_cursors import reset_cursors
 from shared.sync.status import sync_status
 from tests.utils.faults import Oracle, services_for
 from tests.utils.helpers import TEST_ACTOR, make_account, summary_of

@@ -28,9 +28,9 @@ from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.claims import ClaimStore
+from shared.sync.column_access import check_columns
 from shared.sync.cycle import _NoProgress
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
-from shared.sync.schema import check_columns
 from shared.sync.sender import BatchSender
 from shared.sync.status import sync_status
 from shared.web.app import create_app

@@ -16,7 +16,7 @@ from shared.web.console.filters import csv_response, date_range
 from shared.web.console.pages import safe_next
 from shared.web.console.roles import Role, role_of
 from shared.web.console.session import Signer
-from shared.web.console.settings import ConsoleSettings, EntraApp, SignIn
+from shared.web.console.signin_settings import ConsoleSettings, EntraApp, SignIn
 
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
 GROUP = "0b1c2d3e-4f50-6172-8394-a5b6c7d8e9f0"

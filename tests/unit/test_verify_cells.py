@@ -18,7 +18,7 @@ from shared.verify.cells import (
     partition_of_cell,
 )
 from shared.verify.classify import classify, drift_of
-from shared.verify.rows import DynamicsRow, MirrorRow, TableSpec
+from shared.verify.compared_rows import DynamicsRow, MirrorRow, TableSpec
 
 IDS = [str(uuid.UUID(int=random.Random(7).getrandbits(128) + n)) for n in range(2000)]
 

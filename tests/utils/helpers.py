@@ -16,8 +16,8 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import MirroredRecords
 from shared.services import Services
 from shared.state.audit import Actor, ActorKind
-from shared.state.errors import ErrorCode
 from shared.state.summary import CycleSummary
+from shared.state.sync_errors import ErrorCode
 from shared.sync.cycle import Heartbeat
 from shared.sync.fields import select_fields
 

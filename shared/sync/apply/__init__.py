@@ -15,9 +15,9 @@ from typing import TypeVar
 from shared import telemetry
 from shared.queues import max_dequeue_count
 from shared.services import Services
-from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult
 from shared.state.schedule import LoadMode, Step
+from shared.state.sync_errors import ErrorCode
 from shared.storage import BATCH_CONTAINER
 from shared.sync.apply.accounts import AccountApplier
 from shared.sync.apply.contacts import ContactApplier

@@ -8,7 +8,7 @@ from shared.mirror.activities import ActivityWriter
 from shared.mirror.records import PARALLEL_READS
 from shared.mirror.writes import run_parallel
 from shared.sync.apply.account_plans import AccountPlan
-from shared.sync.apply.activities import FanOut, FieldsChanged, fan_out
+from shared.sync.apply.change_activities import FanOut, FieldsChanged, fan_out
 from shared.sync.apply.context import ApplyContext, change_time
 
 SYNC_REASON = "Account field changed in Dynamics"

@@ -24,7 +24,7 @@ from shared.sync.apply.account_activities import AccountActivities
 from shared.sync.apply.account_plans import AccountPlan, AccountPlanner
 from shared.sync.apply.context import ApplyContext
 from shared.sync.apply.filtered import keep_out
-from shared.sync.apply.search import index_rows, index_unchanged
+from shared.sync.apply.search_entries import index_rows, index_unchanged
 from shared.sync.batches import AccountChange
 
 # A local edit that lands between the apply step's read and its conditional write makes the

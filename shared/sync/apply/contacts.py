@@ -18,7 +18,7 @@ from shared.mirror.row import DELETED_AT, IS_DELETED, is_deleted
 from shared.mirror.search import SearchKind
 from shared.mirror.writes import create_all, merge_all
 from shared.sync.apply.context import ApplyContext
-from shared.sync.apply.search import index_rows, index_unchanged
+from shared.sync.apply.search_entries import index_rows, index_unchanged
 from shared.sync.batches import ContactChange
 from shared.sync.change_rows import contact_row
 

@@ -24,9 +24,9 @@ from shared.mirror.row import (
     version_of,
 )
 from shared.services import Services
-from shared.state.errors import ErrorCode
 from shared.state.results import BatchResult, ChangeLag
 from shared.state.schedule import LoadMode
+from shared.state.sync_errors import ErrorCode
 from shared.sync.batches import Batch
 from shared.times import utcnow
 

@@ -34,7 +34,7 @@ from shared.web.console.pages import (
     sign_in_location,
 )
 from shared.web.console.session import Signer, read_session
-from shared.web.console.settings import ConsoleSettings
+from shared.web.console.signin_settings import ConsoleSettings
 from shared.web.errors import error_response
 
 

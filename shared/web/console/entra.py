@@ -15,7 +15,7 @@ from shared.dataverse.auth import is_public_cloud
 from shared.dataverse.transport import tls_context
 from shared.state.audit import Actor
 from shared.web.console.roles import Role, role_of
-from shared.web.console.settings import EntraApp
+from shared.web.console.signin_settings import EntraApp
 
 # What of msal's flow the callback needs (the sign-in URL itself is not kept).
 FLOW_KEYS = ("state", "redirect_uri", "scope", "code_verifier", "nonce", "claims_challenge")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.dataverse.errors import DataverseError
-from shared.state.errors import ErrorCode, ErrorFilter
+from shared.state.sync_errors import ErrorCode, ErrorFilter
 from shared.sync.retry import record_of, retry_errors
 from shared.web.console.filters import SearchQuery, choice, csv_response, list_context
 from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in

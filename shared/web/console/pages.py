@@ -18,7 +18,7 @@ from shared import __version__
 from shared.web.console.attempts import WrongKeys
 from shared.web.console.roles import Role
 from shared.web.console.session import Session, Signer, presession, read_session
-from shared.web.console.settings import ConsoleSettings
+from shared.web.console.signin_settings import ConsoleSettings
 
 HERE = Path(__file__).parent
 templates = Jinja2Templates(directory=HERE / "templates")

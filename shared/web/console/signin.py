@@ -10,7 +10,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from shared.audit import record_sign_in
+from shared.audited_actions import record_sign_in
 from shared.state.audit import Actor
 from shared.web.console import entra
 from shared.web.console.pages import (
@@ -31,7 +31,7 @@ from shared.web.console.session import (
     start_presession,
     start_session,
 )
-from shared.web.console.settings import SignIn
+from shared.web.console.signin_settings import SignIn
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 
 from shared.mirror.tokens import Walk
-from shared.web.pages import AuditItem, AuditPage
+from shared.web.paged_answers import AuditItem, AuditPage
 from shared.web.routes.depends import ERRORS, ServicesDep
 from shared.web.routes.paging import Limit, PageToken, parse_time, position_of
 

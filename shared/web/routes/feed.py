@@ -14,7 +14,13 @@ from shared.mirror.feed import Scan, Stream, start_position
 from shared.mirror.tokens import Walk
 from shared.services import Services
 from shared.times import iso_precise
-from shared.web.pages import ActivityPage, DeletedPage, DeletedRecord, FeedActivity, PagingToken
+from shared.web.paged_answers import (
+    ActivityPage,
+    DeletedPage,
+    DeletedRecord,
+    FeedActivity,
+    PagingToken,
+)
 from shared.web.routes.depends import ERRORS, ServicesDep
 from shared.web.routes.paging import Limit, Since, parse_time, position_of
 

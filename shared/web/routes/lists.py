@@ -21,7 +21,7 @@ from shared.mirror.search import SearchKind, matches, search_page
 from shared.mirror.tokens import Walk
 from shared.services import Services
 from shared.web.errors import ApiError
-from shared.web.pages import AccountItem, AccountPage, ContactItem, ContactPage
+from shared.web.paged_answers import AccountItem, AccountPage, ContactItem, ContactPage
 from shared.web.routes.depends import ERRORS, GuidPath, ServicesDep, guid
 from shared.web.routes.paging import (
     IncludeDeleted,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from shared.audit import audited
+from shared.audited_actions import audited
 from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.state.audit import Actor, AuditAction

@@ -10,7 +10,7 @@ from collections.abc import Collection, Iterator
 from shared.dataverse.client import DataverseClient, DataverseError
 from shared.ids import InvalidId, parse_guid
 from shared.state.cursors import Cursor
-from shared.verify.rows import DynamicsRow, TableSpec
+from shared.verify.compared_rows import DynamicsRow, TableSpec
 
 logger = logging.getLogger(__name__)
 
