@@ -22,7 +22,7 @@ from shared.dataverse.client import DataverseError
 from shared.settings import SettingsError, get_settings
 
 if TYPE_CHECKING:
-    from shared.state.audit import Actor
+    from shared.state.audit_trail import Actor
 
 Command = Callable[[argparse.Namespace], int]
 
@@ -210,7 +210,7 @@ def _since(text: str | None) -> datetime | None:
 
 def _me() -> Actor:
     """Who acts from this command line, for the audit trail."""
-    from shared.state.audit import Actor
+    from shared.state.audit_trail import Actor
 
     return Actor.cli()
 
@@ -329,7 +329,7 @@ def _validate(args: argparse.Namespace) -> int:
 
 def _pause(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.pause import BadPauseReason, pause_sync
+    from shared.sync.pause_resume import BadPauseReason, pause_sync
 
     try:
         return _print(pause_sync(get_services(), actor=_me(), reason=args.reason))
@@ -340,7 +340,7 @@ def _pause(args: argparse.Namespace) -> int:
 
 def _resume(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.pause import resume_sync
+    from shared.sync.pause_resume import resume_sync
 
     return _print(resume_sync(get_services(), actor=_me()))
 
@@ -353,8 +353,8 @@ def _worker(args: argparse.Namespace) -> int:
 
 def _export(args: argparse.Namespace) -> int:
     from acctsync.export import Export, ExportTargetError, Format, Kind, checked_output, run_export
-    from shared.mirror.feed import RangeGone
-    from shared.mirror.lists import range_gone
+    from shared.mirror.feed_index import RangeGone
+    from shared.mirror.record_walks import range_gone
     from shared.services import get_services
 
     since = _since(args.since)
@@ -384,7 +384,7 @@ def _export(args: argparse.Namespace) -> int:
 
 def _fields(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.fields import (
+    from shared.sync.select_fields import (
         FieldResyncPending,
         FieldSelectionError,
         edit_fields,
@@ -412,7 +412,7 @@ def _fields(args: argparse.Namespace) -> int:
 
 def _resync(args: argparse.Namespace) -> int:
     from shared.services import get_services
-    from shared.sync.resync import ResyncError, request_resync
+    from shared.sync.resync_requests import ResyncError, request_resync
 
     try:
         requested = request_resync(

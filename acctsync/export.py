@@ -29,8 +29,8 @@ from shared.csvcells import text_cell
 from shared.dataverse.columns import CONTACT_COLUMNS, DEFAULT_ACCOUNT_COLUMNS
 from shared.mirror.activities import feed_activities_json
 from shared.mirror.activity_feed import activities_since
-from shared.mirror.feed import Stream
-from shared.mirror.lists import account_fields, account_item, contact_item, walk_records
+from shared.mirror.feed_index import Stream
+from shared.mirror.record_walks import account_fields, account_item, contact_item, walk_records
 from shared.services import Services
 
 ACTIVITY_COLUMNS = ("contactid", "accountid", "type", "field", "old", "new", "reason", "source",

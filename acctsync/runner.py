@@ -17,7 +17,7 @@ from typing import TextIO
 from acctsync.progress import TerminalProgress
 from acctsync.worker import QueueWorker
 from shared.services import Services
-from shared.state.audit import Actor
+from shared.state.audit_trail import Actor
 from shared.state.results import CycleStatus
 from shared.state.summary import CycleSummary
 from shared.state.verify import VerifyResult

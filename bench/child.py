@@ -155,7 +155,7 @@ def _worker(services: Any, args: dict[str, Any]) -> dict[str, Any]:
 
 def _drain_without_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     """The same drain with the activity feed's entries left out (the fan-out's baseline)."""
-    import shared.sync.apply.accounts as accounts
+    import shared.sync.apply.account_applier as accounts
     from shared.mirror.activities import ActivityWriter
 
     class WithoutFeed(ActivityWriter):
@@ -171,7 +171,7 @@ def _read_feed(services: Any, args: dict[str, Any]) -> dict[str, Any]:
     positions of API pages of that size, each item decoded as the API shows it."""
     from shared.mirror.activities import feed_activities_json
     from shared.mirror.activity_feed import activities_since, activity_page
-    from shared.mirror.feed import start_position
+    from shared.mirror.feed_index import start_position
 
     if "limit" not in args:
         return {"entries": sum(1 for _ in feed_activities_json(activities_since(services.feed, 0)))}

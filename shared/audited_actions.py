@@ -18,7 +18,7 @@ from typing import Any
 from azure.core.exceptions import AzureError
 
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction, AuditEntry, Outcome
+from shared.state.audit_trail import Actor, AuditAction, AuditEntry, Outcome
 from shared.times import utcnow
 
 logger = logging.getLogger(__name__)

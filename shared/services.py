@@ -8,22 +8,22 @@ from functools import cached_property
 from typing import TYPE_CHECKING
 
 from shared.mirror.activities import ActivityLog
-from shared.mirror.feed import Feed
+from shared.mirror.feed_index import Feed
 from shared.mirror.initial import InitialLoads
 from shared.mirror.members import Memberships
 from shared.mirror.records import AccountMirror, ContactMirror
 from shared.mirror.search import SearchIndex
 from shared.mirror.tokens import PageTokens, TokenKeys
 from shared.settings import Settings, get_settings
-from shared.state.audit import AuditTrail
+from shared.state.audit_trail import AuditTrail
 from shared.state.cursors import Cursors
-from shared.state.fields import FieldSelections
-from shared.state.filtered import FilteredAccounts
+from shared.state.field_selections import FieldSelections
+from shared.state.filtered_accounts import FilteredAccounts
 from shared.state.history import CycleHistory
 from shared.state.liveness import Liveness
-from shared.state.pause import PauseSwitch
+from shared.state.pause_switch import PauseSwitch
 from shared.state.results import CycleResults
-from shared.state.resync import Resyncs
+from shared.state.resync_queue import Resyncs
 from shared.state.schedule import CycleSchedule
 from shared.state.sync_errors import SyncErrors
 from shared.state.verify import VerifyStore

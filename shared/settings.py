@@ -104,7 +104,7 @@ class Settings:
     # longer than a paging token lives, so a token being followed never points at removed ones.
     feed_retention_days: float = DEFAULT_FEED_RETENTION_DAYS
     # Dev and tests: ACCTSYNC_FEED_SETTLE_SECONDS shortens how long the change feeds wait before
-    # they serve an entry (shared/mirror/feed.py says why they wait).
+    # they serve an entry (shared/mirror/feed_index.py says why they wait).
     feed_settle_seconds: float = DEFAULT_FEED_SETTLE_SECONDS
     # Hours between two verifies the app runs by itself (0: never), and whether they repair.
     verify_interval_hours: float = DEFAULT_VERIFY_INTERVAL_HOURS

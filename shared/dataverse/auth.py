@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 import httpx
 import msal
 
-from shared.dataverse.errors import DataverseAuthError
+from shared.dataverse.problems import DataverseAuthError
 from shared.settings import DataverseConnection, DataverseSettings
 
 

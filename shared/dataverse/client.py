@@ -13,7 +13,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from shared.dataverse.errors import (
+from shared.dataverse.metadata import DataverseMetadata
+from shared.dataverse.problems import (
     ChangeTrackingDisabled,
     DataverseAuthError,
     DataverseError,
@@ -22,7 +23,6 @@ from shared.dataverse.errors import (
     LinkRefused,
     OrgChanged,
 )
-from shared.dataverse.metadata import DataverseMetadata
 from shared.dataverse.transport import DataverseTransport, RequestStats, RetryPolicy
 from shared.settings import MAX_PAGE_SIZE, DataverseSettings
 

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
-from shared.dataverse.errors import DataverseError
+from shared.dataverse.problems import DataverseError
 from shared.mapping import ColumnLimits, ColumnType, column_type, web_api_property
 
 if TYPE_CHECKING:  # the column lists are needed where no request is ever sent (the apply step)

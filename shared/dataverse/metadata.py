@@ -12,7 +12,7 @@ from urllib.parse import quote
 
 import orjson
 
-from shared.dataverse.errors import DataverseAuthError, DataverseError
+from shared.dataverse.problems import DataverseAuthError, DataverseError
 from shared.dataverse.transport import DataverseTransport
 from shared.ids import parse_guid
 

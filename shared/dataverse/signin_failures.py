@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from shared.dataverse.errors import DataverseAuthError
+from shared.dataverse.problems import DataverseAuthError
 
 # The AADSTS codes a set-up of this kind meets, from Microsoft's error code reference.
 _FIXES: dict[str, str] = {

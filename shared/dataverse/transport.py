@@ -27,7 +27,7 @@ import orjson
 
 from shared import __version__, telemetry
 from shared.dataverse.auth import token_provider
-from shared.dataverse.errors import (
+from shared.dataverse.problems import (
     DataverseAuthError,
     DataverseError,
     DeltaTokenExpired,

@@ -13,7 +13,7 @@ from azure.data.tables import TableClient
 
 from shared.mapping import activity_value
 from shared.mirror.activity_feed import ActivityGroups
-from shared.mirror.feed import FeedWriter
+from shared.mirror.feed_index import FeedWriter
 from shared.mirror.records import bucket
 from shared.mirror.writes import (
     MAX_TRANSACTION_ENTITIES,

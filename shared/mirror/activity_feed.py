@@ -18,7 +18,7 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.feed import (
+from shared.mirror.feed_index import (
     MAX_REQUESTS,
     Feed,
     FeedWriter,

@@ -3,8 +3,8 @@
 A first load writes no synced-stream entry (a third of its writes, for rows every walk from
 before it must serve anyway). Its rows carry `load_sync = true` beside a `synced_at` that is
 their batch's feed stamp, so the feed's watermark covers them as it covers entries, and a
-`modified_since` walk reads them from the mirror table itself (shared/mirror/lists.py) for the
-first loads whose interval overlaps the time it walks. A later ordinary sync of such a row
+`modified_since` walk reads them from the mirror table itself (shared/mirror/record_walks.py)
+for the first loads whose interval overlaps the time it walks. A later ordinary sync of such a row
 sets `load_sync = false` and writes its entry as any sync does.
 
 An interval is one row of the state table: begun when the planner starts (or goes on with) a
@@ -22,7 +22,7 @@ from typing import Any
 
 from azure.data.tables import TableClient, TableEntity, UpdateMode
 
-from shared.mirror.feed import Stream, int64, ms_of, now_ms
+from shared.mirror.feed_index import Stream, int64, ms_of, now_ms
 from shared.mirror.row import IS_DELETED, LOAD_SYNC, SYNCED_AT
 from shared.mirror.service_pages import service_page
 

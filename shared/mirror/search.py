@@ -33,7 +33,7 @@ from azure.core.exceptions import ResourceNotFoundError
 from azure.data.tables import TableClient, TableEntity
 
 from shared.mapping import read_column
-from shared.mirror.lists import Position, RecordPage
+from shared.mirror.record_walks import Position, RecordPage
 from shared.mirror.records import MirroredRecords
 from shared.mirror.row import is_deleted
 from shared.mirror.shards import SHARDS, Merge, record_shard

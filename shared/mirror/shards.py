@@ -10,7 +10,7 @@ in stamp order and the hour reads back as their merge (`Merge`), each shard page
 
 The layout changed under a running mirror: hours written before the upgrade stay in one
 partition each. A `Layout` row says from which hour on entries are sharded (see
-shared.mirror.feed); older hours are read the old way.
+shared.mirror.feed_index); older hours are read the old way.
 """
 
 from __future__ import annotations

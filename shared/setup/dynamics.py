@@ -9,13 +9,13 @@ from typing import Any
 
 from shared.dataverse.client import DataverseClient
 from shared.dataverse.columns import CONTACT_COLUMNS, SecuredGrants, TableColumns, describe
-from shared.dataverse.errors import ChangeTrackingDisabled, DataverseAuthError, DataverseError
+from shared.dataverse.problems import ChangeTrackingDisabled, DataverseAuthError, DataverseError
 from shared.dataverse.signin_failures import APPLICATION_USER_FIX, NOT_A_MEMBER, sign_in_fix
 from shared.settings import DataverseConnection, DataverseSettings
 from shared.setup.report import CheckResult, failed, not_checked, passed, warned
 from shared.state.cursors import Cursor
-from shared.state.fields import FieldSelection
-from shared.sync.fields import HOW_TO_SELECT
+from shared.state.field_selections import FieldSelection
+from shared.sync.select_fields import HOW_TO_SELECT
 from shared.times import utcnow
 
 TABLES = ("account", "contact")

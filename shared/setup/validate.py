@@ -18,7 +18,7 @@ from shared.services import Services
 from shared.settings import Settings, SettingsError
 from shared.setup.dynamics import DynamicsChecks
 from shared.setup.report import CheckResult, CheckStatus, failed, not_checked, passed, warned
-from shared.state.fields import FieldSelection, Table
+from shared.state.field_selections import FieldSelection, Table
 from shared.storage import POISON_QUEUE
 from shared.sync.health import STALLED_MARGIN, Verdict
 from shared.sync.status import sync_health

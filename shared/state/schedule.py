@@ -5,7 +5,7 @@ A cycle runs its steps in order, contacts first (shared/sync/cycle.py says why):
     contacts → [contacts sweep] → accounts → [accounts sweep] → [resync] → finished
 
 A sweep follows a table's full re-load only; the resync step runs while a re-sync of a column
-is queued (shared/sync/resync.py). Each step is PLANNING (read from Dataverse and
+is queued (shared/sync/resync_requests.py). Each step is PLANNING (read from Dataverse and
 enqueued, under a lease, possibly over several heartbeats: the position in the table's page
 chain is checkpointed after every page) and then APPLYING (its batches on the queue). Whatever
 a cycle writes here is written under the ETag it read, so two heartbeats never both move it.

@@ -93,7 +93,7 @@ class Batch:
     search_apart: bool = False
     # A re-load stamps every row it carries with its generation (shared/sync/apply/sweep.py).
     generation: int = 0
-    # The re-sync (shared/sync/resync.py) whose rows these are: only `columns` are written.
+    # The re-sync (shared/sync/resync_requests.py) whose rows these are: only `columns` are written.
     resync: str = ""
     # No later than its changes were read from Dynamics: a change read before its record was
     # flagged deleted does not bring the record back (a replayed batch, older than the

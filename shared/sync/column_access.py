@@ -25,13 +25,13 @@ from shared.dataverse.columns import (
     Unreadable,
     read_tables,
 )
-from shared.dataverse.errors import ChangeTrackingDisabled
+from shared.dataverse.problems import ChangeTrackingDisabled
 from shared.mapping import ColumnType
 from shared.services import Services
-from shared.state.fields import FieldSelection, Table
-from shared.state.filtered import SyncFilter
-from shared.sync.fields import current_selection, refresh_limits
+from shared.state.field_selections import FieldSelection, Table
+from shared.state.filtered_accounts import SyncFilter
 from shared.sync.filter import find_filter
+from shared.sync.select_fields import current_selection, refresh_limits
 
 
 @dataclass

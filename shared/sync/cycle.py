@@ -51,8 +51,8 @@ from shared.sync.failures import explain
 from shared.sync.lease import CycleLease, LeaseLost
 from shared.sync.planner import Progress, StepOutcome, TablePlanner, plan_sweep
 from shared.sync.readers import AccountReader, ContactReader, RowErrors, TableReader
-from shared.sync.resync import cycle_finished
 from shared.sync.resync_planner import ResyncPlanner
+from shared.sync.resync_requests import cycle_finished
 from shared.times import iso, utcnow
 from shared.verify.requests import unverified_for, wanted_verify
 from shared.verify.step import VerifyAction, VerifyStep

@@ -36,9 +36,9 @@ from shared.mirror.row import (
     put_local_edits,
 )
 from shared.services import Services
-from shared.state.fields import FieldSelection
-from shared.sync.fields import AccountCatalogue, field_problem
+from shared.state.field_selections import FieldSelection
 from shared.sync.pending_edits import PendingEdit, log_owed, settle, without_record
+from shared.sync.select_fields import AccountCatalogue, field_problem
 
 # Text an edit may set: what one Table Storage property holds (Dynamics' own text columns
 # are far shorter; only a synced memo may be longer, and it is never edited that long).

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from azure.core.exceptions import AzureError
 
-from shared.dataverse.errors import DataverseAuthError, DataverseError, NeedsAction
+from shared.dataverse.problems import DataverseAuthError, DataverseError, NeedsAction
 from shared.dataverse.signin_failures import sign_in_fix
 from shared.settings import SettingsError
 

@@ -14,7 +14,7 @@ from typing import Any
 from shared.dataverse.columns import SecuredGrants, TableColumns
 from shared.services import Services
 from shared.settings import Settings
-from shared.state.filtered import FilterState, SyncFilter
+from shared.state.filtered_accounts import FilterState, SyncFilter
 
 HOW_TO_CREATE = (
     "create it in Dynamics as a Two Options (Yes/No) column on Account (docs/resync.md), or "

@@ -29,9 +29,9 @@ from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.batches import Batch
 from shared.sync.chain_start import Chain, chain_after_refusal, chain_start
 from shared.sync.claims import ClaimStore
-from shared.sync.fields import backfilled
 from shared.sync.lease import CycleLease
 from shared.sync.readers import TableReader
+from shared.sync.select_fields import backfilled
 from shared.sync.sender import BatchSender, SendProgress
 from shared.times import iso_precise, parse_iso, utcnow
 

@@ -24,8 +24,8 @@ from shared.ids import InvalidId, parse_guid, parse_version
 from shared.mapping import ColumnType, label_of, web_api_property
 from shared.mirror.records import bucket
 from shared.mirror.search import SearchKey, SearchKind, value_terms
-from shared.state.fields import Table
-from shared.state.filtered import SyncFilter
+from shared.state.field_selections import Table
+from shared.state.filtered_accounts import SyncFilter
 from shared.state.schedule import LoadMode
 from shared.state.sync_errors import ErrorCode, SyncErrors
 from shared.sync.batches import (

@@ -13,7 +13,7 @@ from dataclasses import replace
 from shared.audited_actions import audited
 from shared.errors import AcctsyncError
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction
+from shared.state.audit_trail import Actor, AuditAction
 from shared.state.cursors import Cursor
 from shared.state.schedule import Phase
 from shared.times import utcnow

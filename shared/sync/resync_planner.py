@@ -21,7 +21,7 @@ from shared.dataverse.columns import ACCOUNT_ID, SYSTEM_COLUMNS
 from shared.mapping import ColumnType, web_api_property
 from shared.mirror.records import bucket
 from shared.services import Services
-from shared.state.resync import Resync, ResyncKind, ResyncStatus
+from shared.state.resync_queue import Resync, ResyncKind, ResyncStatus
 from shared.state.schedule import LoadMode
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.batches import Batch, account_fragment

@@ -18,7 +18,7 @@ from shared.audited_actions import audited
 from shared.errors import AcctsyncError
 from shared.ids import InvalidId, parse_guid
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction
+from shared.state.audit_trail import Actor, AuditAction
 from shared.state.sync_errors import ErrorCode, ErrorFilter, RetryMark
 from shared.sync.reread import RereadOutcome, reread_and_apply
 from shared.times import utcnow

@@ -10,16 +10,16 @@ from typing import Any
 
 from shared.audited_actions import audited
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction
-from shared.state.fields import Table
-from shared.state.pause import Pause
+from shared.state.audit_trail import Actor, AuditAction
+from shared.state.field_selections import Table
+from shared.state.pause_switch import Pause
 from shared.state.results import CycleStatus
 from shared.state.schedule import Checkpoint, CyclePlan, CycleState, Failure, Phase, Step
 from shared.state.summary import CycleSummary
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
 from shared.sync.filter import filter_status
 from shared.sync.health import Health, HealthFacts, decide
-from shared.sync.resync import resync_status
+from shared.sync.resync_requests import resync_status
 from shared.times import iso, utcnow
 from shared.verify.requests import verify_status
 

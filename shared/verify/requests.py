@@ -13,7 +13,7 @@ from typing import Any
 
 from shared.audited_actions import audited
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction
+from shared.state.audit_trail import Actor, AuditAction
 from shared.state.schedule import CycleState, Phase
 from shared.state.verify import VerifyRequest, VerifyRows, VerifyTrigger
 from shared.storage import BATCH_CONTAINER

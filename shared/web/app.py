@@ -13,7 +13,7 @@ from fastapi import FastAPI
 from shared import __version__
 from shared.web.console import install_console
 from shared.web.docs import OPENAPI_URL, install_docs, install_docs_assets
-from shared.web.errors import install_error_handlers
+from shared.web.error_answers import install_error_handlers
 from shared.web.guards import ASGIApp, limit_body
 from shared.web.routes import accounts, audit, contacts, feed, lists, sync
 

@@ -6,7 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from shared.sync.pause import checked_reason
+from shared.sync.pause_resume import checked_reason
 
 
 class ErrorDetail(BaseModel):

@@ -18,7 +18,7 @@ import pytest
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from shared.state.audit import Actor, ActorKind, AuditAction, AuditEntry, Outcome
+from shared.state.audit_trail import Actor, ActorKind, AuditAction, AuditEntry, Outcome
 from shared.times import utcnow
 from tests.utils.faults import cli
 from tests.utils.helpers import API_KEY, make_account

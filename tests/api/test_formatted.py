@@ -9,7 +9,7 @@ import httpx
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 from tests.utils.helpers import TEST_ACTOR, make_account
 
 

@@ -21,9 +21,9 @@ from selenium.webdriver.support.ui import Select, WebDriverWait
 from acctsync.runner import run_cycle_now
 from shared.mapping import read_column
 from shared.setup.validate import validate
-from shared.state.resync import ResyncStatus, new_resync
+from shared.state.resync_queue import ResyncStatus, new_resync
 from shared.state.sync_errors import ErrorCode
-from shared.sync.fields import list_fields
+from shared.sync.select_fields import list_fields
 from shared.times import utcnow
 from tests.console.conftest import PLANTED_ID, Stack, screenshot
 from tests.utils.helpers import API_KEY

@@ -13,7 +13,7 @@ from selenium.webdriver.support import expected_conditions as ready
 from selenium.webdriver.support.ui import WebDriverWait
 
 from acctsync.runner import run_cycle_now
-from shared.sync.fields import edit_fields
+from shared.sync.select_fields import edit_fields
 from tests.console.conftest import Stack, chromium
 from tests.console.test_console import open_page, submit, text
 from tests.utils.helpers import TEST_ACTOR

@@ -16,7 +16,7 @@ from selenium.webdriver.support.ui import WebDriverWait
 from acctsync.azurite import Azurite
 from acctsync.sim.harness import SimulatorHandle
 from shared.services import Services, get_services
-from shared.state.audit import AuditEntry
+from shared.state.audit_trail import AuditEntry
 from shared.state.sync_errors import ErrorCode
 from tests.console.conftest import screenshot
 from tests.console.test_signin import (  # noqa: F401 (fixtures)

@@ -17,7 +17,7 @@ from shared.state.cursors import Cursor
 from shared.storage import BATCH_QUEUE
 from shared.sync.batches import Batch
 from shared.sync.cycle import Action, heartbeat, queue_backlog
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 from shared.sync.status import sync_status
 from tests.utils.faults import services_for
 from tests.utils.helpers import TEST_ACTOR, make_account

@@ -8,7 +8,7 @@ import pytest
 
 from acctsync.runner import CycleFailed, run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.mirror.feed import now_ms
+from shared.mirror.feed_index import now_ms
 from shared.services import Services, get_services, reset_services
 from shared.state.sync_errors import ErrorCode, ErrorFilter
 from tests.utils.feed import plant_old_entry

@@ -17,7 +17,7 @@ from acctsync.sim.harness import SimulatorHandle
 from shared.dataverse.columns import DEFAULT_ACCOUNT_COLUMNS
 from shared.mapping import read_column
 from shared.services import Services
-from shared.sync.fields import list_fields
+from shared.sync.select_fields import list_fields
 from tests.utils.helpers import make_account
 
 

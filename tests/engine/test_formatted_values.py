@@ -9,12 +9,12 @@ import pytest
 
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.dataverse.errors import ChangeTrackingDisabled, DeltaLinkWithheld
+from shared.dataverse.problems import ChangeTrackingDisabled, DeltaLinkWithheld
 from shared.mapping import labels_of
 from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
 from shared.sync.edits import edit_account_through_contact
-from shared.sync.fields import edit_fields, select_fields
+from shared.sync.select_fields import edit_fields, select_fields
 from tests.utils.helpers import TEST_ACTOR, make_account
 
 COLUMNS = ["name", "industrycode", "revenue", "parentaccountid", "ownerid", "statecode"]

@@ -12,7 +12,7 @@ from shared.mirror.records import fields_of
 from shared.services import Services
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE
 from shared.sync.cycle import heartbeat
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 from tests.utils.faults import drain
 from tests.utils.helpers import LONG, TEST_ACTOR, make_account, summary_of
 

@@ -12,8 +12,8 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import fields_of
 from shared.services import Services, get_services, reset_services
-from shared.sync.fields import select_fields
 from shared.sync.reread import GROUP_SIZE, reread_and_apply
+from shared.sync.select_fields import select_fields
 from tests.utils.helpers import TEST_ACTOR, make_account
 
 

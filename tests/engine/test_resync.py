@@ -18,7 +18,7 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mapping import read_column
 from shared.services import Services, get_services, reset_services
-from shared.state.resync import ResyncStatus, new_resync
+from shared.state.resync_queue import ResyncStatus, new_resync
 from shared.state.schedule import LoadMode
 from shared.times import utcnow
 from tests.utils.faults import run
@@ -181,7 +181,7 @@ def test_a_column_being_resynced_cannot_be_deselected(
     run_cycle_now(services)
     assert value(services, account_id, "telephone1") == "555-0100"  # kept, stale
 
-    # Selected again it is backfilled (fields.py); a Quick Sync of it queued meanwhile keeps
+    # Selected again it is backfilled (select_fields.py); a Quick Sync of it queued meanwhile keeps
     # it selected until done.
     assert api.put("/api/sync/fields", json={"selected": ["name", "telephone1"]}).is_success
     assert api.post("/api/sync/resync", json={"field": "telephone1"}).status_code == 202

@@ -19,7 +19,7 @@ from shared.settings import Settings
 from shared.setup.report import CheckResult
 from shared.setup.validate import validate
 from shared.storage import POISON_QUEUE
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 from shared.times import utcnow
 from tests.utils.faults import run
 from tests.utils.helpers import TEST_ACTOR, make_account, settle

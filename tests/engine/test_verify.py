@@ -19,7 +19,7 @@ from shared.services import Services, get_services, reset_services
 from shared.state.schedule import Phase
 from shared.sync.cycle import Action, heartbeat
 from shared.sync.edits import edit_account_through_contact
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 from shared.verify.requests import request_verify
 from tests.utils.helpers import TEST_ACTOR, make_account, settle
 

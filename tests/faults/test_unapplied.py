@@ -15,7 +15,7 @@ from shared.services import Services
 from shared.storage import BATCH_CONTAINER, BATCH_QUEUE, POISON_QUEUE
 from shared.sync.apply.context import feed_identity
 from shared.sync.cycle import heartbeat
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 from shared.sync.status import replay_poison
 from tests.utils.faults import Oracle, cycle_by_stages, drain, plan_only, services_for, wait_until
 from tests.utils.helpers import LONG, TEST_ACTOR, live_ids, make_account, summary_of

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from shared.mirror import activity_feed
-from shared.mirror.feed import FeedWriter, Stream, now_ms
+from shared.mirror.feed_index import FeedWriter, Stream, now_ms
 from shared.services import Services
 from shared.sync.apply import apply_batch
 from shared.sync.batches import AccountChange, ContactChange

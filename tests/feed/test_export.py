@@ -21,8 +21,8 @@ import httpx
 import psutil
 from azure.data.tables import TableEntity
 
-from shared.mirror.feed import Stream
-from shared.mirror.lists import walk_records
+from shared.mirror.feed_index import Stream
+from shared.mirror.record_walks import walk_records
 from shared.mirror.records import bucket
 from shared.services import Services
 from shared.sync.apply import apply_batch

@@ -16,10 +16,10 @@ import httpx
 import pytest
 from azure.data.tables import TableClient
 
-import shared.sync.apply.contacts as contact_applier
+import shared.sync.apply.contact_applier as contact_applier
 from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
-from shared.mirror.feed import Stream
+from shared.mirror.feed_index import Stream
 from shared.mirror.writes import create_all
 from shared.services import Services, get_services, reset_services
 from shared.storage import BATCH_QUEUE

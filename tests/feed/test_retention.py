@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from acctsync.cli import main
-from shared.mirror.feed import now_ms
+from shared.mirror.feed_index import now_ms
 from shared.mirror.shards import WINDOW_MS
 from shared.services import Services
 from tests.utils.feed import plant_old_entry, seed_account, settle

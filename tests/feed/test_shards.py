@@ -18,7 +18,13 @@ import pytest
 
 from shared.mirror import activity_feed, stream_range
 from shared.mirror.activity_feed import activities_since, activity_page
-from shared.mirror.feed import LAYOUT_PARTITION, Stream, now_ms, old_layout_keys, start_position
+from shared.mirror.feed_index import (
+    LAYOUT_PARTITION,
+    Stream,
+    now_ms,
+    old_layout_keys,
+    start_position,
+)
 from shared.mirror.shards import SHARDS, WINDOW_MS, hour_of, shard_of
 from shared.mirror.stream_range import ParkedRanges
 from shared.services import Services

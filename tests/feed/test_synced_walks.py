@@ -15,7 +15,7 @@ from shared.mapping import ColumnType
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch, apply_message
-from shared.sync.apply.accounts import AccountApplier
+from shared.sync.apply.account_applier import AccountApplier
 from shared.sync.batches import Batch
 from shared.times import utcnow
 from tests.utils.batches import COLUMNS

@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from shared.state.audit import Actor
+from shared.state.audit_trail import Actor
 from shared.web.console.attempts import WrongKeys
 from shared.web.console.entra import EntraUser, NoRole, SignInRefused, allowed_user
 from shared.web.console.filters import csv_response, date_range

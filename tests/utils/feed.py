@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 from azure.data.tables import EdmType, EntityProperty
 
-from shared.mirror.feed import Stream
+from shared.mirror.feed_index import Stream
 from shared.services import Services
 from shared.state.schedule import LoadMode
 from shared.sync.apply import apply_batch

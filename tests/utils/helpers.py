@@ -15,11 +15,11 @@ from acctsync.runner import run_cycle_now
 from acctsync.sim.harness import SimulatorHandle
 from shared.mirror.records import MirroredRecords
 from shared.services import Services
-from shared.state.audit import Actor, ActorKind
+from shared.state.audit_trail import Actor, ActorKind
 from shared.state.summary import CycleSummary
 from shared.state.sync_errors import ErrorCode
 from shared.sync.cycle import Heartbeat
-from shared.sync.fields import select_fields
+from shared.sync.select_fields import select_fields
 
 API_KEY = "test-key-not-a-secret"
 # Who the tests' direct calls of admin actions are, in the audit trail.

@@ -19,10 +19,10 @@ from shared.state.results import BatchResult
 from shared.state.schedule import LoadMode, Step
 from shared.state.sync_errors import ErrorCode
 from shared.storage import BATCH_CONTAINER
-from shared.sync.apply.accounts import AccountApplier
-from shared.sync.apply.contacts import ContactApplier
+from shared.sync.apply.account_applier import AccountApplier
+from shared.sync.apply.contact_applier import ContactApplier
 from shared.sync.apply.context import ApplyContext, feed_identity
-from shared.sync.apply.resync import ResyncApplier
+from shared.sync.apply.resync_applier import ResyncApplier
 from shared.sync.apply.sweep import sweep_partition
 from shared.sync.batches import (
     AccountChange,

@@ -23,7 +23,7 @@ from shared.mapping import (
     set_label,
     to_stored,
 )
-from shared.mirror.feed import Stream
+from shared.mirror.feed_index import Stream
 from shared.mirror.records import bucket
 from shared.mirror.row import (
     BOOKKEEPING,

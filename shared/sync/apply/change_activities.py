@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from shared.mirror.activities import Activity, ActivityWriter
-from shared.mirror.feed import FeedWriter
+from shared.mirror.feed_index import FeedWriter
 from shared.mirror.row import FieldChange
 from shared.services import Services
 from shared.threshold import contacts_to_count, logs_activities

@@ -12,7 +12,7 @@ from azure.data.tables import TableEntity
 
 from shared import telemetry
 from shared.mapping import ColumnType, to_stored
-from shared.mirror.feed import FeedWriter, Stream
+from shared.mirror.feed_index import FeedWriter, Stream
 from shared.mirror.initial import time_of
 from shared.mirror.row import (
     DELETED_AT,

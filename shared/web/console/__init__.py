@@ -35,7 +35,7 @@ from shared.web.console.pages import (
 )
 from shared.web.console.session import Signer, read_session
 from shared.web.console.signin_settings import ConsoleSettings
-from shared.web.errors import error_response
+from shared.web.error_answers import error_response
 
 
 def install_console(app: FastAPI, *, api_key: str | None) -> None:

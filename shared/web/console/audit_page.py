@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
-from shared.state.audit import AuditAction, AuditEntry, AuditFilter, Outcome
+from shared.state.audit_trail import AuditAction, AuditEntry, AuditFilter, Outcome
 from shared.web.console.filters import SearchQuery, choice, csv_response, list_context
 from shared.web.console.pages import SessionDep, render
 from shared.web.routes.depends import ServicesDep

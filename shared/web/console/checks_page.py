@@ -7,7 +7,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.setup.validate import validate
-from shared.sync.pause import BadPauseReason, pause_sync, resume_sync
+from shared.sync.pause_resume import BadPauseReason, pause_sync, resume_sync
 from shared.times import iso
 from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in
 from shared.web.routes.depends import ServicesDep

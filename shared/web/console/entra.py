@@ -13,7 +13,7 @@ import httpx
 
 from shared.dataverse.auth import is_public_cloud
 from shared.dataverse.transport import tls_context
-from shared.state.audit import Actor
+from shared.state.audit_trail import Actor
 from shared.web.console.roles import Role, role_of
 from shared.web.console.signin_settings import EntraApp
 

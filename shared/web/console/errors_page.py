@@ -11,7 +11,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
-from shared.dataverse.errors import DataverseError
+from shared.dataverse.problems import DataverseError
 from shared.state.sync_errors import ErrorCode, ErrorFilter
 from shared.sync.retry import record_of, retry_errors
 from shared.web.console.filters import SearchQuery, choice, csv_response, list_context

@@ -12,13 +12,13 @@ from fastapi import APIRouter, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.dataverse.columns import Unreadable
-from shared.sync.fields import (
+from shared.sync.resync_requests import ResyncError, request_resync, resync_status
+from shared.sync.select_fields import (
     FieldResyncPending,
     FieldSelectionError,
     edit_fields,
     list_fields,
 )
-from shared.sync.resync import ResyncError, request_resync, resync_status
 from shared.sync.status import sync_status
 from shared.web.console.filters import day_end, day_start
 from shared.web.console.pages import AdminFormDep, SessionDep, render, signed_in

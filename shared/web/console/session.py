@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 from fastapi import Request, Response
 
-from shared.state.audit import Actor, ActorKind
+from shared.state.audit_trail import Actor, ActorKind
 from shared.web.console.roles import Role
 
 SESSION_COOKIE = "acctsync_session"

@@ -11,7 +11,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from shared.audited_actions import record_sign_in
-from shared.state.audit import Actor
+from shared.state.audit_trail import Actor
 from shared.web.console import entra
 from shared.web.console.pages import (
     FormDep,

@@ -6,12 +6,12 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shared.mirror.lists import account_fields
+from shared.mirror.record_walks import account_fields
 from shared.mirror.records import fields_of, labels_shown
 from shared.mirror.row import SYNCED_AT, is_deleted, is_sync_filtered, local_edits
 from shared.services import Services
 from shared.times import iso
-from shared.web.errors import ApiError
+from shared.web.error_answers import ApiError
 from shared.web.models import Account
 from shared.web.routes.depends import ERRORS, GuidPath, ServicesDep, guid
 

@@ -8,7 +8,7 @@ from shared.mirror.conflicts import WriteConflict
 from shared.mirror.records import fields_of, labels_shown
 from shared.mirror.row import is_deleted, is_sync_filtered
 from shared.sync.edits import EditError, EditRefusal, edit_account_through_contact
-from shared.web.errors import ApiError
+from shared.web.error_answers import ApiError
 from shared.web.models import AccountEdit, Activity, Contact, EditResult
 from shared.web.routes.accounts import account_view, selected_fields
 from shared.web.routes.depends import ERRORS, GuidPath, ServicesDep, guid

@@ -8,7 +8,7 @@ from fastapi import Depends, Path
 
 from shared.ids import InvalidId, parse_guid
 from shared.services import Services, get_services
-from shared.web.errors import ApiError
+from shared.web.error_answers import ApiError
 from shared.web.models import ErrorBody
 
 ServicesDep = Annotated[Services, Depends(get_services)]

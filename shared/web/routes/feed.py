@@ -10,7 +10,7 @@ from fastapi import APIRouter, Query
 
 from shared.mirror.activities import feed_activities_json
 from shared.mirror.activity_feed import activity_page
-from shared.mirror.feed import Scan, Stream, start_position
+from shared.mirror.feed_index import Scan, Stream, start_position
 from shared.mirror.tokens import Walk
 from shared.services import Services
 from shared.times import iso_precise

@@ -6,8 +6,8 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends
 
-from shared.mirror.feed import RangeGone, Stream
-from shared.mirror.lists import (
+from shared.mirror.feed_index import RangeGone, Stream
+from shared.mirror.record_walks import (
     Position,
     RecordPage,
     account_contacts_page,
@@ -20,7 +20,7 @@ from shared.mirror.lists import (
 from shared.mirror.search import SearchKind, matches, search_page
 from shared.mirror.tokens import Walk
 from shared.services import Services
-from shared.web.errors import ApiError
+from shared.web.error_answers import ApiError
 from shared.web.paged_answers import AccountItem, AccountPage, ContactItem, ContactPage
 from shared.web.routes.depends import ERRORS, GuidPath, ServicesDep, guid
 from shared.web.routes.paging import (

@@ -10,7 +10,7 @@ from fastapi import Query
 
 from shared.mirror.tokens import PageTokens, TokenError, Walk
 from shared.times import parse_iso
-from shared.web.errors import ApiError
+from shared.web.error_answers import ApiError
 
 MAX_LIMIT = 1000
 

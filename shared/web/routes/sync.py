@@ -6,21 +6,21 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from shared.dataverse.errors import DataverseError
+from shared.dataverse.problems import DataverseError
 from shared.setup.validate import validate
-from shared.state.audit import Actor
-from shared.sync.fields import (
+from shared.state.audit_trail import Actor
+from shared.sync.pause_resume import pause_sync, resume_sync
+from shared.sync.resync_requests import ResyncError, request_resync
+from shared.sync.retry import UnknownErrorCode, retry_errors
+from shared.sync.select_fields import (
     FieldResyncPending,
     FieldSelectionError,
     list_fields,
     select_fields,
 )
-from shared.sync.pause import pause_sync, resume_sync
-from shared.sync.resync import ResyncError, request_resync
-from shared.sync.retry import UnknownErrorCode, retry_errors
 from shared.sync.status import sync_status
 from shared.verify.requests import request_verify
-from shared.web.errors import ApiError
+from shared.web.error_answers import ApiError
 from shared.web.models import (
     CheckRow,
     Column,

@@ -25,7 +25,7 @@ passed its stamp: it takes a new stamp, and keeps the earlier ones, so an event 
 deletion) that one of them already holds (written before the unit failed, and maybe served) is
 not written again. A synced-record entry is written again all the same: the replay writes the
 row with its own `synced_at`, and a list serves an entry only while it names the row's latest
-sync (shared.mirror.lists), so the earlier entry is passed over and this one is served.
+sync (shared.mirror.record_walks), so the earlier entry is passed over and this one is served.
 """
 
 from __future__ import annotations

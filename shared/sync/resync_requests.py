@@ -18,9 +18,9 @@ from typing import Any
 from shared.audited_actions import audited
 from shared.errors import RequestRefused
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction
-from shared.state.resync import Resync, ResyncStatus, new_resync
-from shared.sync.fields import HOW_TO_SELECT
+from shared.state.audit_trail import Actor, AuditAction
+from shared.state.resync_queue import Resync, ResyncStatus, new_resync
+from shared.sync.select_fields import HOW_TO_SELECT
 from shared.times import DATAVERSE_EARLIEST, DATAVERSE_LATEST, parse_iso, utcnow, within_dataverse
 
 

@@ -15,7 +15,7 @@ from azure.core.exceptions import ResourceExistsError, ResourceModifiedError
 from azure.data.tables import TableEntity, TableTransactionError, UpdateMode
 
 from shared.mirror.conflicts import ConflictRetries, write_on_top
-from shared.mirror.feed import Stream
+from shared.mirror.feed_index import Stream
 from shared.mirror.records import PARALLEL_READS, bucket, replace
 from shared.mirror.row import DELETED_AT, IS_DELETED, is_deleted, is_sync_filtered
 from shared.mirror.search import SearchKind
@@ -23,7 +23,7 @@ from shared.mirror.writes import MAX_TRANSACTION_ENTITIES, run_parallel
 from shared.sync.apply.account_activities import AccountActivities
 from shared.sync.apply.account_plans import AccountPlan, AccountPlanner
 from shared.sync.apply.context import ApplyContext
-from shared.sync.apply.filtered import keep_out
+from shared.sync.apply.kept_out import keep_out
 from shared.sync.apply.search_entries import index_rows, index_unchanged
 from shared.sync.batches import AccountChange
 

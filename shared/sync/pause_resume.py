@@ -11,7 +11,7 @@ from typing import Any
 from shared.audited_actions import audited
 from shared.errors import AcctsyncError
 from shared.services import Services
-from shared.state.audit import Actor, AuditAction
+from shared.state.audit_trail import Actor, AuditAction
 from shared.times import iso, utcnow
 
 MAX_REASON_CHARS = 500

@@ -17,7 +17,7 @@ from azure.data.tables import TableEntity
 
 from shared.mapping import UnstorableValue, check_entity, set_column, to_stored
 from shared.mirror.conflicts import ConflictRetries, write_on_top
-from shared.mirror.feed import Stream
+from shared.mirror.feed_index import Stream
 from shared.mirror.records import PARALLEL_READS, replace
 from shared.mirror.row import (
     column_changes,
@@ -27,7 +27,7 @@ from shared.mirror.row import (
     version_of,
 )
 from shared.mirror.writes import run_parallel
-from shared.sync.apply.accounts import MAX_CONFLICT_RETRIES
+from shared.sync.apply.account_applier import MAX_CONFLICT_RETRIES
 from shared.sync.apply.context import ApplyContext
 from shared.sync.batches import AccountChange
 from shared.sync.change_rows import relabel

@@ -28,12 +28,12 @@ from shared.dataverse.columns import (
     column_limits,
     read_tables,
 )
-from shared.dataverse.errors import DataverseError
+from shared.dataverse.problems import DataverseError
 from shared.errors import AcctsyncError
 from shared.services import Services
 from shared.settings import SettingsError
-from shared.state.audit import Actor, AuditAction
-from shared.state.fields import FieldSelection, Table
+from shared.state.audit_trail import Actor, AuditAction
+from shared.state.field_selections import FieldSelection, Table
 from shared.times import utcnow
 
 if TYPE_CHECKING:  # local edits check fields without ever asking Dynamics

@@ -7,7 +7,7 @@ where the last one stopped; what a walk may return is fixed by keys that never c
   once, however the rows change meanwhile.
 - An account's contacts are its membership range (and its former members' range with the
   deleted ones), read side by side in contact-id order and merged.
-- "Synced since" walks the time-ordered index the apply step writes (shared.mirror.feed) and
+- "Synced since" walks the time-ordered index the apply step writes (shared.mirror.feed_index) and
   serves an entry only while it is the row's latest: a row synced again later shows up again,
   later, with its newer values, and never twice for one sync. A walk from before the oldest
   time the index still holds whole (the feeds' retention removed entries) is refused
@@ -24,7 +24,7 @@ from typing import Any
 
 from azure.data.tables import TableEntity
 
-from shared.mirror.feed import (
+from shared.mirror.feed_index import (
     MAX_REQUESTS,
     Feed,
     RangeGone,
@@ -38,7 +38,7 @@ from shared.mirror.members import Memberships
 from shared.mirror.records import MirroredRecords, fields_of, labels_shown
 from shared.mirror.row import IS_DELETED, SYNCED_AT, is_deleted, local_edits
 from shared.mirror.service_pages import service_page
-from shared.state.fields import FieldSelection
+from shared.state.field_selections import FieldSelection
 from shared.times import iso
 
 Position = dict[str, Any]

@@ -13,7 +13,7 @@ from typing import Any
 from azure.data.tables import TableEntity
 
 from shared.mapping import UnstorableValue
-from shared.mirror.feed import Stream
+from shared.mirror.feed_index import Stream
 from shared.mirror.row import DELETED_AT, IS_DELETED, is_deleted
 from shared.mirror.search import SearchKind
 from shared.mirror.writes import create_all, merge_all
