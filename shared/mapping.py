@@ -334,10 +334,9 @@ def _int64(value: Any) -> EntityProperty:
 def _number(value: Any) -> float:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise TypeError(f"expected a number, got {type(value).__name__}")
-    number = float(value)
-    if not math.isfinite(number):
+    if not math.isfinite(value):
         raise ValueError(f"{value!r} is not a finite number")
-    return number
+    return float(value)
 
 
 def _boolean(value: Any) -> bool:

@@ -188,6 +188,14 @@ class Storage:
         self._queue_service.close()
 
 
+class TableRepository:
+    """The base of a repository: a class named after the rows it keeps in one table, whose
+    methods are the only code that reads and writes them."""
+
+    def __init__(self, table: TableClient) -> None:
+        self.table = table
+
+
 def entity_or_none(table: TableClient, partition: str, row: str) -> TableEntity | None:
     """The row with these keys, or None when there is none (a row not written yet is no
     error: every reader of one row has its own answer for "none")."""

@@ -21,6 +21,7 @@ from shared.mirror.writes import (
     upsert_all,
     upsert_chunks,
 )
+from shared.storage import TableRepository
 from shared.times import inverted_ms, iso_precise
 
 CHANGE_DATA_VALUE = "Change Data Value"
@@ -93,10 +94,7 @@ def feed_activities_json(
         yield {**shown[1], "contactid": contact_id}
 
 
-class ActivityLog:
-    def __init__(self, table: TableClient):
-        self.table = table
-
+class ActivityLog(TableRepository):
     def write(self, activities: list[Activity]) -> int:
         upsert_all(self.table, (a.entity() for a in activities))
         return len(activities)

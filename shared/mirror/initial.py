@@ -25,6 +25,7 @@ from azure.data.tables import TableClient, TableEntity, UpdateMode
 from shared.mirror.feed_index import Stream, int64, ms_of, now_ms
 from shared.mirror.row import IS_DELETED, LOAD_SYNC, SYNCED_AT
 from shared.mirror.service_pages import service_page
+from shared.storage import TableRepository
 
 PARTITION = "initialloads"
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -53,10 +54,7 @@ class LoadInterval:
         return self.began_ms < high_ms and (self.ended_ms is None or self.ended_ms > low_ms)
 
 
-class InitialLoads:
-    def __init__(self, table: TableClient):
-        self.table = table
-
+class InitialLoads(TableRepository):
     def intervals(self, stream: Stream) -> list[LoadInterval]:
         rows = self.table.query_entities(
             "PartitionKey eq @p and RowKey gt @low and RowKey lt @high",

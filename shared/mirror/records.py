@@ -16,7 +16,7 @@ from azure.data.tables import TableClient, TableEntity, UpdateMode
 
 from shared.mapping import columns_of, labels_of, to_json
 from shared.mirror.writes import run_parallel, upsert_all
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 
 BUCKETS = 64
 PARALLEL_READS = 8
@@ -41,11 +41,8 @@ def labels_shown(entity: TableEntity | dict[str, Any], fields: dict[str, Any]) -
     return {column: label for column, label in labels_of(entity).items() if column in fields}
 
 
-class MirroredRecords:
+class MirroredRecords(TableRepository):
     """Mirrored rows of one table."""
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def get(self, record_id: str) -> TableEntity | None:
         return entity_or_none(self.table, bucket(record_id), record_id)

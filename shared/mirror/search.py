@@ -30,7 +30,7 @@ from enum import StrEnum
 from typing import Any
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, TableEntity
+from azure.data.tables import TableEntity
 
 from shared.mapping import read_column
 from shared.mirror.record_walks import Position, RecordPage
@@ -39,6 +39,7 @@ from shared.mirror.row import is_deleted
 from shared.mirror.shards import SHARDS, Merge, record_shard
 from shared.mirror.stream_range import RangePager, ShardPaging, read_together
 from shared.mirror.writes import run_parallel, upsert_all
+from shared.storage import TableRepository
 
 # Long enough to tell names apart, short enough for a RowKey (1 KiB) in any script.
 TERM_CHARS = 64
@@ -112,10 +113,7 @@ class Found:
     id: str
 
 
-class SearchIndex:
-    def __init__(self, table: TableClient):
-        self.table = table
-
+class SearchIndex(TableRepository):
     def update(self, kind: SearchKind, changes: Iterable[Change]) -> None:
         """Index rows about to be written (`(before, after)`; `before` None when the row is
         new or was not read): the new values' entries written, the old values' removed.

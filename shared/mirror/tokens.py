@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient
 
 from shared.errors import RequestRefused
+from shared.storage import TableRepository
 
 TOKEN_TTL_S = 7 * 24 * 3600
 _CONTEXT = b"acctsync page token v1|"
@@ -118,13 +118,10 @@ class PageTokens:
             ) from None
 
 
-class TokenKeys:
+class TokenKeys(TableRepository):
     """The signing secret, one per storage account, in the state table."""
 
     PARTITION, ROW = "pagetokens", "key"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def key(self) -> bytes:
         secret = secrets.token_bytes(32)

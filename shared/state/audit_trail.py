@@ -19,9 +19,8 @@ from enum import StrEnum
 from itertools import islice
 from typing import Any
 
-from azure.data.tables import TableClient
-
 from shared.mirror.writes import delete_all
+from shared.storage import TableRepository
 from shared.times import inverted_ms, iso, newest_first_query
 
 # A property holds at most 32K UTF-16 characters; a longer value is kept cut, and says so.
@@ -127,11 +126,8 @@ class AuditFilter:
         )
 
 
-class AuditTrail:
+class AuditTrail(TableRepository):
     PARTITION = "audit"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def add(self, entry: AuditEntry) -> None:
         key = f"{inverted_ms(entry.at)}|{secrets.token_hex(6)}"  # two in one millisecond

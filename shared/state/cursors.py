@@ -9,9 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from azure.data.tables import TableClient, TableEntity, UpdateMode
+from azure.data.tables import TableEntity, UpdateMode
 
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 
 
 @dataclass(frozen=True)
@@ -28,11 +28,8 @@ class Cursor:
     read_at: datetime | None = None
 
 
-class Cursors:
+class Cursors(TableRepository):
     PARTITION = "cursor"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def get(self, entity_set: str) -> Cursor | None:
         entity = entity_or_none(self.table, self.PARTITION, entity_set)

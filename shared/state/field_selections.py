@@ -8,11 +8,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.dataverse.columns import Unreadable
 from shared.mapping import ColumnLimits, ColumnType
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 from shared.times import iso, parse_iso
 
 
@@ -69,13 +69,10 @@ class FieldSelection:
         )
 
 
-class FieldSelections:
+class FieldSelections(TableRepository):
     """One row per table in the state table."""
 
     PARTITION = "fields"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def get(self, table: Table = Table.ACCOUNT) -> FieldSelection | None:
         row = entity_or_none(self.table, self.PARTITION, table.value)

@@ -13,10 +13,10 @@ from dataclasses import asdict, dataclass
 from enum import StrEnum
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
 from shared.mirror.writes import upsert_all
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 
 
 class FilterState(StrEnum):
@@ -45,14 +45,11 @@ class SyncFilter:
         return {**asdict(self), "state": self.state.value}
 
 
-class FilteredAccounts:
+class FilteredAccounts(TableRepository):
     """Rows in the state table: one for the filter, one per account it keeps out."""
 
     FILTER_PARTITION, FILTER_ROW = "syncfilter", "filter"
     PARTITION = "filtered"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def filter(self) -> SyncFilter | None:
         row = entity_or_none(self.table, self.FILTER_PARTITION, self.FILTER_ROW)

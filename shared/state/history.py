@@ -4,19 +4,15 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from azure.data.tables import TableClient
-
 from shared.state.summary import CycleSummary
+from shared.storage import TableRepository
 from shared.times import inverted_ms, newest_first_query
 
 
-class CycleHistory:
+class CycleHistory(TableRepository):
     """Finished cycles, newest first."""
 
     PARTITION = "history"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def add(self, summary: CycleSummary, *, started_at: datetime) -> None:
         """Keyed by the cycle's start: adding the same cycle again replaces its row."""

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 
 
 def this_process() -> str:
@@ -53,13 +53,10 @@ class Hold:
     batches: tuple[HeldBatch, ...]
 
 
-class Liveness:
+class Liveness(TableRepository):
     PARTITION = "liveness"
     BEAT_ROW = "heartbeat"
     WORKER_PREFIX = "worker-"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def beat(self, *, at: datetime, every_s: float) -> None:
         self.table.upsert_entity(

@@ -8,9 +8,9 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from azure.core.exceptions import ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 
 
 @dataclass(frozen=True)
@@ -20,11 +20,8 @@ class Pause:
     reason: str = ""  # what they said it was for
 
 
-class PauseSwitch:
+class PauseSwitch(TableRepository):
     PARTITION, ROW = "pause", "sync"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def get(self) -> Pause | None:
         row = entity_or_none(self.table, self.PARTITION, self.ROW)

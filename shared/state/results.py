@@ -10,7 +10,8 @@ from datetime import datetime
 from enum import StrEnum
 
 from azure.core.exceptions import ResourceExistsError
-from azure.data.tables import TableClient
+
+from shared.storage import TableRepository
 
 
 class CycleStatus(StrEnum):
@@ -88,14 +89,11 @@ class CycleTotals:
         return [batch_id for batch_id in batch_ids if batch_id not in self.applied]
 
 
-class CycleResults:
+class CycleResults(TableRepository):
     """One row per applied batch (the first apply of a batch counts; a redelivery changes
     nothing) and one per batch that went to the poison queue."""
 
     POISONED = "poisoned|"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def record(
         self,

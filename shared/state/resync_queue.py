@@ -21,9 +21,9 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 from shared.times import iso, parse_iso
 
 KEEP_FINISHED = 20  # finished requests kept for status
@@ -110,13 +110,10 @@ def new_resync(
     )
 
 
-class Resyncs:
+class Resyncs(TableRepository):
     """One row per request in the state table, in request order."""
 
     PARTITION = "resync"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def all(self) -> list[Resync]:
         rows = self.table.query_entities("PartitionKey eq @p", parameters={"p": self.PARTITION})

@@ -25,9 +25,9 @@ from azure.core.exceptions import (
     ResourceExistsError,
     ResourceModifiedError,
 )
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 from shared.times import iso, parse_iso
 
 
@@ -155,22 +155,17 @@ class Failure:
     needs_action: bool = False  # retrying changes nothing until someone acts
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "at": iso(self.at),
-            "step": self.step.value if self.step else "",
-            "message": self.message,
-            "fix": self.fix,
-            "needs_action": self.needs_action,
-        }
+        step = self.step.value if self.step else ""
+        return {**asdict(self), "at": iso(self.at), "step": step}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Failure:
         return cls(
-            parse_iso(data["at"]),
-            Step(data["step"]) if data.get("step") else None,
-            data["message"],
-            data.get("fix", ""),
-            bool(data.get("needs_action", False)),
+            at=parse_iso(data["at"]),
+            step=Step(data["step"]) if data.get("step") else None,
+            message=data["message"],
+            fix=data.get("fix", ""),
+            needs_action=bool(data.get("needs_action", False)),
         )
 
 
@@ -208,11 +203,8 @@ class CycleState:
         )
 
 
-class CycleSchedule:
+class CycleSchedule(TableRepository):
     PARTITION, ROW = "schedule", "cycle"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def read(self) -> CycleState:
         row = entity_or_none(self.table, self.PARTITION, self.ROW)

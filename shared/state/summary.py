@@ -152,8 +152,16 @@ class CycleSummary:
     status: CycleStatus
     started_at: datetime | None = None
     finished_at: datetime | None = None
+    # What planning read: changes per table, at what cost, how each table was read, which columns.
     accounts_changed: int = 0
     contacts_changed: int = 0
+    dataverse_requests: int = 0
+    dataverse_throttled: int = 0
+    planning_heartbeats: int = 0
+    modes: Mapping[str, LoadMode] = field(default_factory=dict)
+    restarted: Mapping[str, str] = field(default_factory=dict)  # table: why it started over
+    backfill: tuple[str, ...] = ()
+    unreadable_fields: tuple[str, ...] = ()
     batches: int = 0
     batches_applied: int = 0
     # The queue was empty: a batch not applied went to the poison queue, whether or not its
@@ -172,13 +180,6 @@ class CycleSummary:
     activities_logged: int = 0
     activities_suppressed: int = 0
     errors: int = 0
-    modes: Mapping[str, LoadMode] = field(default_factory=dict)
-    restarted: Mapping[str, str] = field(default_factory=dict)  # table: why it started over
-    backfill: tuple[str, ...] = ()
-    unreadable_fields: tuple[str, ...] = ()
-    dataverse_requests: int = 0
-    dataverse_throttled: int = 0
-    planning_heartbeats: int = 0
     stages: tuple[StageSummary, ...] = ()
     change_lag_s: LagSummary = field(default_factory=LagSummary)
     failure: Failure | None = None

@@ -12,9 +12,8 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from azure.data.tables import TableClient
-
 from shared.mirror.writes import delete_all, merge_all
+from shared.storage import TableRepository
 from shared.times import inverted_ms, iso, newest_first_query, utcnow
 
 # Table keys refuse / \ # ? and control characters.
@@ -58,11 +57,8 @@ class RetryMark:
     failure: str
 
 
-class SyncErrors:
+class SyncErrors(TableRepository):
     PARTITION = "errors"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def record(
         self,

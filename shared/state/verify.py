@@ -17,9 +17,9 @@ from enum import StrEnum
 from typing import Any
 
 from azure.core.exceptions import ResourceExistsError, ResourceNotFoundError
-from azure.data.tables import TableClient, UpdateMode
+from azure.data.tables import UpdateMode
 
-from shared.storage import entity_or_none
+from shared.storage import TableRepository, entity_or_none
 from shared.times import iso, iso_precise, parse_iso
 
 MAX_SAMPLES = 100
@@ -205,7 +205,7 @@ class VerifyRows:
     anchor_at: datetime | None = None  # the schedule counts from it before any verify
 
 
-class VerifyStore:
+class VerifyStore(TableRepository):
     """Rows in the state table: the verify asked for (at most one waits), the one under way,
     the last result, when a verify last finished without error, and when the verify schedule
     began counting (the first cycle it saw succeed)."""
@@ -213,9 +213,6 @@ class VerifyStore:
     PARTITION = "verify"
     REQUEST, RUNNING, LAST = "request", "running", "last"
     CLEAN, ANCHOR = "clean", "anchor"
-
-    def __init__(self, table: TableClient):
-        self.table = table
 
     def request(self, wanted: VerifyRequest) -> tuple[VerifyRequest, bool]:
         """Ask for `wanted`, unless a verify is asked for already: (the one that will run,

@@ -149,30 +149,41 @@ def row_labels(row: dict[str, Any], properties: dict[str, str]) -> dict[str, str
 
 
 @dataclass
-class AccountReader:
+class _ChainReader:
+    """What a table's reader keeps of its chain: which columns it may read, where a bad row is
+    recorded, and the chain's `$select` and backfill, fixed when the reader is made."""
+
+    access: ColumnAccess
+    errors: RowErrors
+    changed: int = field(default=0, init=False)
+    select: list[str] = field(init=False)
+    backfill: tuple[str, ...] = field(init=False)
+
+    def _chain(self, select: list[str]) -> None:
+        self.select = select
+        self.backfill = tuple(c for c in self.access.backfill if c in self.access.select)
+
+
+@dataclass
+class AccountReader(_ChainReader):
     """Accounts with the selected columns. Unreadable columns stay out of the batches, so
     their mirrored values are kept rather than blanked by the nulls Dynamics sends for them.
     With the sync filter on, its column is read too, and an account it keeps out travels as a
     change without values."""
 
-    access: ColumnAccess
-    errors: RowErrors
     sync_filter: SyncFilter | None = None
     # A first load sends the accounts' search-index entries apart (grouped by partition).
     search_apart: bool = False
     entity_set: str = "accounts"
     table: Table = Table.ACCOUNT
-    changed: int = 0
-    select: list[str] = field(init=False)
-    backfill: tuple[str, ...] = field(init=False)
     _columns: dict[str, ColumnType] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.select = account_select(self.access.select)
+        select = account_select(self.access.select)
         if self.sync_filter is not None and self.sync_filter.active:
             # Part of the chain's $select: the filter coming or going reads the table again.
-            self.select += [c for c in [self.sync_filter.column] if c not in self.select]
-        self.backfill = tuple(c for c in self.access.backfill if c in self.access.select)
+            select += [c for c in [self.sync_filter.column] if c not in select]
+        self._chain(select)
 
     @property
     def columns(self) -> dict[str, ColumnType]:
@@ -217,25 +228,19 @@ class AccountReader:
 
 
 @dataclass
-class ContactReader:
+class ContactReader(_ChainReader):
     """Contacts with their parent customer. A first load also sends each contact's account
     membership and search-index entries, grouped by their own partitions (`members_apart`,
-    `search_apart`). A contact
-    column the sync user cannot read is left out of each change, so its values are kept."""
+    `search_apart`). A contact column the sync user cannot read is left out of each change, so
+    its values are kept."""
 
-    access: ColumnAccess
-    errors: RowErrors
     members_apart: bool = False
     entity_set: str = "contacts"
     table: Table = Table.CONTACT
-    changed: int = 0
-    select: list[str] = field(init=False)
-    backfill: tuple[str, ...] = field(init=False)
     _columns: list[str] | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:
-        self.select = contact_select(self.access.select)
-        self.backfill = tuple(c for c in self.access.backfill if c in self.access.select)
+        self._chain(contact_select(self.access.select))
 
     def header(self, cycle_id: str, mode: LoadMode, generation: int) -> Batch:
         self.members_apart = mode is LoadMode.INITIAL

@@ -18,12 +18,14 @@ class Role(StrEnum):
     OPERATOR = "operator"
     ADMIN = "admin"
 
+    def allows(self, needed: Role) -> bool:
+        """Whether this role may do what `needed` may: each role may do all a lower one may."""
+        return self.rank >= needed.rank
+
     @property
     def rank(self) -> int:
+        """The members are declared lowest first."""
         return list(Role).index(self)
-
-    def allows(self, needed: Role) -> bool:
-        return self.rank >= needed.rank
 
     @property
     def app_role(self) -> str:
