@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Request
@@ -24,22 +25,15 @@ CSV_FIELDS = ("at", "actor", "actor_id", "action", "before", "after", "outcome",
 
 
 @dataclass(frozen=True)
-class AuditQuery(SearchQuery):
+class AuditQuery(SearchQuery[AuditFilter]):
     """The audit log's search and filters."""
 
     action: str = ""
     outcome: str = ""
 
-    def wanted(self) -> tuple[AuditFilter, str | None]:
-        start, end, problem = self.dates()
-        wanted = AuditFilter(
-            text=self.text,
-            action=choice(self.action, ACTIONS),
-            outcome=choice(self.outcome, OUTCOMES),
-            since=start,
-            until=end,
-        )
-        return wanted, problem
+    def filter(self, since: datetime | None, until: datetime | None) -> AuditFilter:
+        action, outcome = choice(self.action, ACTIONS), choice(self.outcome, OUTCOMES)
+        return AuditFilter(text=self.text, action=action, outcome=outcome, since=since, until=until)
 
 
 QueryDep = Annotated[AuditQuery, Depends()]

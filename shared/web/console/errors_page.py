@@ -5,6 +5,7 @@ row) and Retry all read the records again from Dynamics (shared/sync/retry.py)."
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -26,24 +27,22 @@ CSV_FIELDS = ("at", "entity", "id", "operation", "code", "message", "cycle_id")
 
 
 @dataclass(frozen=True)
-class ErrorQuery(SearchQuery):
+class ErrorQuery(SearchQuery[ErrorFilter]):
     """The error list's search and filters."""
 
     entity: str = ""
     code: str = ""
     cycle: str = ""
 
-    def wanted(self) -> tuple[ErrorFilter, str | None]:
-        start, end, problem = self.dates()
-        wanted = ErrorFilter(
+    def filter(self, since: datetime | None, until: datetime | None) -> ErrorFilter:
+        return ErrorFilter(
             text=self.text,
             entity=choice(self.entity, ENTITIES),
             code=choice(self.code, CODES),
             cycle_id=self.cycle.strip()[:100],
-            since=start,
-            until=end,
+            since=since,
+            until=until,
         )
-        return wanted, problem
 
 
 QueryDep = Annotated[ErrorQuery, Depends()]

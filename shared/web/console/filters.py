@@ -8,7 +8,7 @@ import io
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from fastapi import Request
 from fastapi.responses import Response
@@ -59,15 +59,27 @@ class DatedQuery:
         return date_range(self.since, self.until)
 
 
+Filter = TypeVar("Filter")
+
+
 @dataclass(frozen=True)
-class SearchQuery(DatedQuery):
-    """A list searched by text as well as by date."""
+class SearchQuery(DatedQuery, Generic[Filter]):
+    """A list searched by text as well as by date; each list turns it into the filter its
+    repository takes (`filter`)."""
 
     q: str = ""
 
     @property
     def text(self) -> str:
         return self.q[:SEARCH_CHARS]
+
+    def wanted(self) -> tuple[Filter, str | None]:
+        """The filter the page asks for, and what is wrong with its dates (left out then)."""
+        since, until, problem = self.dates()
+        return self.filter(since, until), problem
+
+    def filter(self, since: datetime | None, until: datetime | None) -> Filter:
+        raise NotImplementedError
 
 
 def list_context(
