@@ -36,15 +36,19 @@ class HealthState(StatusModel):
     verdict: Verdict
     why: str | None = Field(description="the reasons, in one line; null when healthy")
     fix: str | None = Field(description="what to do, when something is wrong")
-    last_success_at: str | None = Field(description="when a cycle last finished not failed")
-    stalled_after_s: float = Field(description="no cycle finishing for this long is stalled")
+    last_success_at: str | None = Field(
+        description="when the last cycle that did not fail finished"
+    )
+    stalled_after_s: float = Field(description="stalled when no cycle succeeds for this long")
     reasons: list[str]
     heartbeat_at: str | None = Field(description="the host's last timer heartbeat")
     heartbeat_age_s: float | None
     held_batches: list[HeldBatchesState] = Field(
         description="batches stopped workers hold; they come back by themselves"
     )
-    no_progress_s: float | None = Field(description="how long the running cycle has not moved")
+    no_progress_s: float | None = Field(
+        description="how long the running stage has applied no batch (when too long)"
+    )
 
 
 class TablePlanState(StatusModel):
@@ -125,7 +129,9 @@ class CycleRow(StatusModel):
     resync: str | None = Field(None, description="the re-sync whose chunk it read")
     resync_refreshed: int | None = None
     activities_logged: int | None = None
-    activities_suppressed: int | None = Field(None, description="over ACTIVITY_CONTACT_LIMIT")
+    activities_suppressed: int | None = Field(
+        None, description="not logged: the account had over ACTIVITY_CONTACT_LIMIT contacts"
+    )
     errors: int | None = Field(None, description="records and batches that failed")
     modes: dict[str, LoadMode] = Field(description="per table: initial, delta or reload")
     restarted: dict[str, str] = Field(description="per table, why its page chain started over")
@@ -272,5 +278,5 @@ class SyncStatusBody(StatusModel):
     )
     verify: VerifyState = Field(description="the last verify, the one under way or asked for")
     last_failure: FailureState | None = Field(description="the last planning step that failed")
-    failures_in_a_row: int = Field(description="cycles failed in a row since the last success")
+    failures_in_a_row: int = Field(description="cycles whose planning failed, in a row")
     last_errors: list[SyncErrorRow] = Field(description="the latest sync errors, newest first")
