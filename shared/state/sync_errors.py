@@ -29,6 +29,53 @@ class ErrorCode(StrEnum):
 
 
 @dataclass(frozen=True)
+class SyncError:
+    """One error as Sync Errors lists it; `to_json` is what status and the console show."""
+
+    entity: str  # account, contact (a record), batch or cycle
+    record_id: str  # the record's id as Dataverse sent it (or the batch's, the cycle's)
+    operation: str
+    code: ErrorCode
+    message: str
+    cycle_id: str
+    at: datetime
+    # Set once the record was retried (acctsync retry-errors): when, and what came of it.
+    retried_at: datetime | None = None
+    resolved: bool | None = None
+    retry_message: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "entity": self.entity,
+            "id": self.record_id,
+            "operation": self.operation,
+            "code": self.code.value,
+            "message": self.message,
+            "cycle_id": self.cycle_id,
+            "at": iso(self.at),
+            "retried_at": iso(self.retried_at),
+            "resolved": self.resolved,
+            "retry_message": self.retry_message,
+        }
+
+    @classmethod
+    def from_row(cls, row: Any) -> SyncError:
+        """A stored row; one an older version wrote without a code is a plain sync error."""
+        return cls(
+            entity=row["entity"],
+            record_id=row["record_id"],
+            operation=row["operation"],
+            code=ErrorCode(row.get("code") or ErrorCode.SYNC_ERROR),
+            message=row["message"],
+            cycle_id=row["cycle_id"],
+            at=row["at"],
+            retried_at=row.get("retried_at") or None,
+            resolved=row.get("resolved"),
+            retry_message=row.get("retry_message") or "",
+        )
+
+
+@dataclass(frozen=True)
 class ErrorFilter:
     """What the console's Sync Errors page asks for; empty parts match everything."""
 
@@ -39,13 +86,13 @@ class ErrorFilter:
     since: datetime | None = None
     until: datetime | None = None
 
-    def matches(self, error: dict[str, Any]) -> bool:
+    def matches(self, error: SyncError) -> bool:
         needle = self.text.strip().lower()
         return (
-            (not needle or needle in error["id"].lower() or needle in error["message"].lower())
-            and (not self.entity or error["entity"] == self.entity)
-            and (not self.code or error["code"] == self.code)
-            and (not self.cycle_id or error["cycle_id"] == self.cycle_id)
+            (not needle or needle in error.record_id.lower() or needle in error.message.lower())
+            and (not self.entity or error.entity == self.entity)
+            and (not self.code or error.code == self.code)
+            and (not self.cycle_id or error.cycle_id == self.cycle_id)
         )
 
 
@@ -88,21 +135,21 @@ class SyncErrors(TableRepository):
             }
         )
 
-    def latest(self, count: int = 50) -> list[dict[str, Any]]:
+    def latest(self, count: int = 50) -> list[SyncError]:
         return self.search(ErrorFilter(), count=count)
 
-    def search(self, wanted: ErrorFilter, *, count: int) -> list[dict[str, Any]]:
+    def search(self, wanted: ErrorFilter, *, count: int) -> list[SyncError]:
         """Up to `count` errors matching `wanted`, newest first. The time range is a key
         range; the rest is matched here, over at most the retention's worth of rows."""
         return [error for _, error in self.keyed(wanted, count=count)]
 
-    def keyed(self, wanted: ErrorFilter, *, count: int) -> list[tuple[str, dict[str, Any]]]:
+    def keyed(self, wanted: ErrorFilter, *, count: int) -> list[tuple[str, SyncError]]:
         """What `search` finds, each with the key `mark_retried` takes."""
         if count <= 0:
             return []
-        result: list[tuple[str, dict[str, Any]]] = []
+        result: list[tuple[str, SyncError]] = []
         for row in self._rows(since=wanted.since, until=wanted.until):
-            error = _shown(row)
+            error = SyncError.from_row(row)
             if wanted.matches(error):
                 result.append((str(row["RowKey"]), error))
                 if len(result) >= count:
@@ -138,19 +185,3 @@ class SyncErrors(TableRepository):
         yield from self.table.query_entities(
             query, parameters=parameters, select=select, results_per_page=1000
         )
-
-
-def _shown(row: Any) -> dict[str, Any]:
-    return {
-        "entity": row["entity"],
-        "id": row["record_id"],
-        "operation": row["operation"],
-        "code": row.get("code") or ErrorCode.SYNC_ERROR.value,
-        "message": row["message"],
-        "cycle_id": row["cycle_id"],
-        "at": iso(row["at"]),
-        # Set once the record was retried (acctsync retry-errors): when, and what came of it.
-        "retried_at": iso(row["retried_at"]) if row.get("retried_at") else None,
-        "resolved": row.get("resolved"),
-        "retry_message": row.get("retry_message") or "",
-    }

@@ -9,7 +9,7 @@ nothing, and status says so: better every account than silently none.
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 from shared.dataverse.columns import SecuredGrants, TableColumns
 from shared.services import Services
@@ -52,10 +52,14 @@ def find_filter(settings: Settings, table: TableColumns, grants: SecuredGrants) 
     return SyncFilter(column, FilterState.ACTIVE, f"accounts whose {column} is No are not mirrored")
 
 
-def filter_status(services: Services) -> dict[str, Any]:
-    """What status shows of the filter: its state, and how many accounts it keeps out."""
-    found = services.filtered.filter()
-    return {
-        "sync_filter": found.to_json() if found else None,
-        "filtered_accounts": services.filtered.count(),
-    }
+@dataclass(frozen=True)
+class FilterStatus:
+    """What status shows of the filter: its state (None before a cycle stored one), and how
+    many accounts it keeps out."""
+
+    sync_filter: SyncFilter | None
+    filtered_accounts: int
+
+
+def filter_status(services: Services) -> FilterStatus:
+    return FilterStatus(services.filtered.filter(), services.filtered.count())

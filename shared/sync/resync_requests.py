@@ -113,9 +113,9 @@ def _request(
     return ResyncRequested(services.resyncs.add(request), queued=True)
 
 
-def resync_status(services: Services) -> list[dict[str, Any]]:
+def resync_status(services: Services) -> tuple[Resync, ...]:
     """Every queued, running and recently finished re-sync, the oldest first."""
-    return [r.to_json() for r in services.resyncs.all()]
+    return tuple(services.resyncs.all())
 
 
 def cycle_finished(services: Services, resync_id: str, cycle_id: str, refreshed: int) -> None:

@@ -19,7 +19,7 @@ from shared.errors import AcctsyncError
 from shared.ids import InvalidId, parse_guid
 from shared.services import Services
 from shared.state.audit_trail import Actor, AuditAction
-from shared.state.sync_errors import ErrorCode, ErrorFilter, RetryMark
+from shared.state.sync_errors import ErrorCode, ErrorFilter, RetryMark, SyncError
 from shared.sync.reread import RereadOutcome, reread_and_apply
 from shared.times import utcnow
 
@@ -28,9 +28,9 @@ RETRY_LIMIT = 5_000
 # The tables of record-level errors, in the order the cycle applies them.
 ENTITY_SETS = {"contact": "contacts", "account": "accounts"}
 NOT_A_RECORD = {
-    ErrorCode.BATCH_POISONED.value: "a batch, not a record: fix the cause, then run "
+    ErrorCode.BATCH_POISONED: "a batch, not a record: fix the cause, then run "
     "`acctsync replay-poison`",
-    ErrorCode.PLANNING_FAILED.value: "a cycle's reading of Dynamics, not a record: the next "
+    ErrorCode.PLANNING_FAILED: "a cycle's reading of Dynamics, not a record: the next "
     "cycle reads again from where it stopped (`acctsync status` shows why it failed)",
 }
 
@@ -113,16 +113,16 @@ def _retry(services: Services, *, code: str | None, ids: Collection[str] | None)
     skipped: dict[tuple[str, str], Skipped] = {}
     found: set[str] = set()
     for key, error in services.errors.keyed(ErrorFilter(code=code or ""), count=RETRY_LIMIT):
-        named = {error["id"].lower(), _record_id(error)}
+        named = {error.record_id.lower(), _record_id(error)}
         if wanted is not None and not named & wanted:
             continue
         found |= named
-        if error["resolved"]:
+        if error.resolved:
             continue
         if record_id := record_of(error):
-            keys[(error["entity"], record_id)].append(key)
+            keys[(error.entity, record_id)].append(key)
         else:
-            skipped.setdefault((error["entity"], error["id"]), _skipped(error))
+            skipped.setdefault((error.entity, error.record_id), _skipped(error))
     outcome.skipped = list(skipped.values())
     for missing in sorted((wanted or set()) - found):
         outcome.skipped.append(Skipped("", missing, "", "no sync error names this id"))
@@ -159,28 +159,28 @@ def _new_failure(services: Services, entity: str, record_id: str, since: datetim
     """What the retry's own sync error on the record says."""
     wanted = ErrorFilter(text=record_id, entity=entity, since=since)
     errors = services.errors.search(wanted, count=1)
-    return errors[0]["message"] if errors else "still failing: see Sync Errors"
+    return errors[0].message if errors else "still failing: see Sync Errors"
 
 
-def record_of(error: dict[str, Any]) -> str:
+def record_of(error: SyncError) -> str:
     """The id of the account or contact a sync error names, or "" when it names none that
     could be read again (then retrying it is skipped, with the reason)."""
-    return _record_id(error) if error["entity"] in ENTITY_SETS else ""
+    return _record_id(error) if error.entity in ENTITY_SETS else ""
 
 
-def _record_id(error: dict[str, Any]) -> str:
+def _record_id(error: SyncError) -> str:
     """The GUID an error names, or "" when it names none. A row Dataverse sent that could not
     be keyed is recorded with the repr() of its id, quotes included."""
     try:
-        return parse_guid(str(error["id"]).strip("'\""))
+        return parse_guid(error.record_id.strip("'\""))
     except InvalidId:
         return ""
 
 
-def _skipped(error: dict[str, Any]) -> Skipped:
-    reason = NOT_A_RECORD.get(error["code"])
-    if reason is None and error["entity"] in ENTITY_SETS:
+def _skipped(error: SyncError) -> Skipped:
+    reason = NOT_A_RECORD.get(error.code)
+    if reason is None and error.entity in ENTITY_SETS:
         reason = "Dataverse sent no usable id for it: there is no record to read again"
     elif reason is None:
-        reason = f"a {error['entity']} error, not a record: nothing to read again"
-    return Skipped(error["entity"], error["id"], error["code"], reason)
+        reason = f"a {error.entity} error, not a record: nothing to read again"
+    return Skipped(error.entity, error.record_id, error.code.value, reason)

@@ -14,14 +14,16 @@ from shared.state.audit_trail import Actor, AuditAction
 from shared.state.field_selections import Table
 from shared.state.pause_switch import Pause
 from shared.state.results import CycleStatus
+from shared.state.resync_queue import Resync
 from shared.state.schedule import Checkpoint, CyclePlan, CycleState, Failure, Phase, Step
 from shared.state.summary import CycleSummary
+from shared.state.sync_errors import SyncError
 from shared.storage import BATCH_QUEUE, POISON_QUEUE
-from shared.sync.filter import filter_status
+from shared.sync.filter import FilterStatus, filter_status
 from shared.sync.health import Health, HealthFacts, decide
 from shared.sync.resync_requests import resync_status
 from shared.times import iso, utcnow
-from shared.verify.requests import verify_status
+from shared.verify.requests import VerifyStatus, verify_status
 
 CYCLE_PHASES = (Phase.PLANNING, Phase.APPLYING)  # a cycle is under way (not a verify)
 
@@ -75,17 +77,16 @@ class SyncStatus:
     unreadable_fields: tuple[str, ...]
     # Every column the sync leaves alone because the sync user cannot read it, and why.
     unreadable_columns: Mapping[str, Mapping[str, str]]
-    # The sync filter's state and how many accounts it keeps out; Quick/Advanced Syncs.
-    sync_filter: dict[str, Any] | None
-    filtered_accounts: int
-    resyncs: list[dict[str, Any]]
-    # `acctsync verify`: the last result's summary, the one under way or asked for.
-    verify: dict[str, Any]
+    filtering: FilterStatus  # the sync filter's state and how many accounts it keeps out
+    resyncs: tuple[Resync, ...]  # Quick/Advanced Syncs, the oldest first
+    # `acctsync verify`: the last result, the one under way or asked for.
+    verify: VerifyStatus
     last_failure: Failure | None
     failures_in_a_row: int
-    last_errors: list[dict[str, Any]]
+    last_errors: tuple[SyncError, ...]  # newest first
 
     def to_json(self) -> dict[str, Any]:
+        sync_filter = self.filtering.sync_filter
         return {
             "health": self.health.to_json(),
             "paused": self.pause is not None,
@@ -108,13 +109,13 @@ class SyncStatus:
             "cursor_age_s": dict(self.cursor_age_s),
             "unreadable_fields": list(self.unreadable_fields),
             "unreadable_columns": {t: dict(c) for t, c in self.unreadable_columns.items()},
-            "sync_filter": self.sync_filter,
-            "filtered_accounts": self.filtered_accounts,
-            "resyncs": self.resyncs,
-            "verify": self.verify,
+            "sync_filter": sync_filter.to_json() if sync_filter is not None else None,
+            "filtered_accounts": self.filtering.filtered_accounts,
+            "resyncs": [resync.to_json() for resync in self.resyncs],
+            "verify": self.verify.to_json(),
             "last_failure": self.last_failure.to_dict() if self.last_failure else None,
             "failures_in_a_row": self.failures_in_a_row,
-            "last_errors": self.last_errors,
+            "last_errors": [error.to_json() for error in self.last_errors],
         }
 
 
@@ -131,7 +132,6 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> Sy
         if running
         else None
     )
-    filtering = filter_status(services)
     return SyncStatus(
         health=sync_health(services, state, now, last_applied=last_applied),
         pause=pause,
@@ -156,13 +156,12 @@ def sync_status(services: Services, *, cycles: int = 10, errors: int = 50) -> Sy
             for table, stored in ((Table.ACCOUNT, selection), (Table.CONTACT, contact_columns))
             if stored is not None and stored.unreadable
         },
-        sync_filter=filtering["sync_filter"],
-        filtered_accounts=filtering["filtered_accounts"],
+        filtering=filter_status(services),
         resyncs=resync_status(services),
         verify=verify_status(services, state),
         last_failure=state.last_failure,
         failures_in_a_row=state.failures_in_a_row,
-        last_errors=services.errors.latest(errors),
+        last_errors=tuple(services.errors.latest(errors)),
     )
 
 

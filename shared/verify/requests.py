@@ -8,6 +8,7 @@ cycle that succeeded), never while paused, and repairs unless VERIFY_REPAIR=fals
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -15,10 +16,10 @@ from shared.audited_actions import audited
 from shared.services import Services
 from shared.state.audit_trail import Actor, AuditAction
 from shared.state.schedule import CycleState, Phase
-from shared.state.verify import VerifyRequest, VerifyRows, VerifyTrigger
+from shared.state.verify import VerifyRequest, VerifyResult, VerifyRows, VerifyTrigger
 from shared.storage import BATCH_CONTAINER
 from shared.times import iso, utcnow
-from shared.verify.progress import RunStore
+from shared.verify.progress import RunStore, Stage
 
 
 def request_verify(
@@ -84,36 +85,79 @@ def _anchor(services: Services, state: CycleState, rows: VerifyRows) -> datetime
     return rows.anchor_at or services.verifies.anchor(state.succeeded_at)
 
 
-def verify_status(services: Services, state: CycleState) -> dict[str, Any]:
-    """What status shows: the last verify's summary, the one under way (with the table and
-    stage it is at) or asked for, and when the next scheduled one is due."""
-    rows = services.verifies.rows()
-    last, requested = rows.last, rows.requested
-    running = rows.running if state.phase is Phase.VERIFYING else None
-    summary = None
-    if last is not None:
-        full = last.to_json()
-        keys = ("id", "trigger", "finished_at", "duration_s", "deep", "repair", "drift")
-        summary = {k: full[k] for k in (*keys, "by_kind", "repaired", "drift_left", "error")}
-        summary["dataverse_requests"] = full["dataverse_requests"]
-        summary["samples"] = full["samples"][:10]
+# The drifted records' ids the status's summary of the last verify lists.
+SAMPLES_SHOWN = 10
+
+
+@dataclass(frozen=True)
+class VerifyUnderWay:
+    """The verify under way and where it stands: nothing saved yet (its first heartbeat may
+    not have saved any), a table at a stage, or past every table (its repair)."""
+
+    request: VerifyRequest
+    saved: bool
+    table: str | None = None  # the entity set it compares; None past every table
+    stage: Stage | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        stage = self.stage.value if self.stage else ("repair" if self.saved else None)
+        return {**self.request.to_json(), "table": self.table, "stage": stage}
+
+
+@dataclass(frozen=True)
+class VerifyStatus:
+    """What status shows: the last verify, the one under way or asked for, and when the next
+    scheduled one is due (None: scheduled verifies are off, or nothing synced yet)."""
+
+    last: VerifyResult | None
+    running: VerifyUnderWay | None
+    requested: VerifyRequest | None
+    next_due: datetime | None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "last": _summary(self.last) if self.last is not None else None,
+            "running": self.running.to_json() if self.running is not None else None,
+            "requested": self.requested.to_json() if self.requested is not None else None,
+            "next_due": iso(self.next_due),
+        }
+
+
+def _summary(last: VerifyResult) -> dict[str, Any]:
+    """The last verify's summary: GET /api/sync/verify answers all of it."""
     return {
-        "last": summary,
-        "running": _running(services, running) if running is not None else None,
-        "requested": requested.to_json() if requested is not None else None,
-        "next_due": iso(scheduled_due(services, state, rows)),
+        "id": last.id,
+        "trigger": last.trigger.value,
+        "finished_at": iso(last.finished_at),
+        "duration_s": last.duration_s,
+        "deep": last.deep,
+        "repair": last.repair,
+        "drift": last.drift,
+        "by_kind": last.by_kind,
+        "repaired": last.repaired,
+        "drift_left": last.drift_left,
+        "error": last.error,
+        "dataverse_requests": last.dataverse_requests,
+        "samples": [sample.id for sample in last.samples[:SAMPLES_SHOWN]],
     }
 
 
-def _running(services: Services, request: VerifyRequest) -> dict[str, Any]:
-    """The verify under way and where it stands (its first heartbeat may not have saved any)."""
+def verify_status(services: Services, state: CycleState) -> VerifyStatus:
+    rows = services.verifies.rows()
+    running = rows.running if state.phase is Phase.VERIFYING else None
+    return VerifyStatus(
+        last=rows.last,
+        running=_under_way(services, running) if running is not None else None,
+        requested=rows.requested,
+        next_due=scheduled_due(services, state, rows),
+    )
+
+
+def _under_way(services: Services, request: VerifyRequest) -> VerifyUnderWay:
     run = RunStore(services.storage.container(BATCH_CONTAINER)).load(request.id)
-    table = run.current if run is not None else None
-    where: dict[str, str | None]
     if run is None:
-        where = {"table": None, "stage": None}
-    elif table is None:
-        where = {"table": None, "stage": "repair"}
-    else:
-        where = {"table": table.entity_set, "stage": table.stage.value}
-    return {**request.to_json(), **where}
+        return VerifyUnderWay(request, saved=False)
+    table = run.current
+    if table is None:
+        return VerifyUnderWay(request, saved=True)
+    return VerifyUnderWay(request, saved=True, table=table.entity_set, stage=table.stage)

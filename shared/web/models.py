@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from shared.sync.pause_resume import checked_reason
+from shared.web.status_models import ResyncRow, VerifyRequestRow
 
 
 class ErrorDetail(BaseModel):
@@ -155,24 +156,9 @@ class ResyncRequest(BaseModel):
     modified_until: str | None = Field(None, description="ISO-8601; either bound may be open")
 
 
-class ResyncState(BaseModel):
-    id: str
-    field: str
-    kind: Literal["quick", "advanced"]
-    status: Literal["queued", "reading", "applying", "finished", "cancelled"]
-    requested_at: str
-    requested_by: str
-    modified_since: str | None
-    modified_until: str | None
-    started_at: str | None
-    finished_at: str | None
-    rows_read: int = Field(description="accounts read from Dynamics so far")
-    pages: int
-    total: int | None = Field(description="accounts in Dynamics when a Quick Sync began")
-    batches: int
-    refreshed: int = Field(description="accounts whose value it wrote, in the applied batches")
-    cycle_id: str
-    message: str
+class ResyncState(ResyncRow):
+    """The re-sync asked for, as status lists it under `resyncs`."""
+
     queued: bool = Field(True, description="false: the same re-sync was queued already")
 
 
@@ -219,61 +205,5 @@ class VerifyRequestBody(BaseModel):
     deep: bool = Field(False, description="also compare the selected columns' values")
 
 
-class VerifyRequested(BaseModel):
-    id: str = Field(description="the verify's id: GET /api/sync/verify answers it when done")
-    trigger: Literal["requested", "scheduled"]
-    requested_at: str
-    requested_by: str
-    repair: bool
-    deep: bool
+class VerifyRequested(VerifyRequestRow):
     queued: bool = Field(description="false: a verify was asked for already; this is that one")
-
-
-class CheckpointState(BaseModel):
-    mode: Literal["initial", "delta", "reload"]
-    rows_read: int = Field(description="rows the table's page chain has read, across heartbeats")
-    pages: int
-
-
-class LeaseState(BaseModel):
-    owner: str = Field(description="the heartbeat that plans now")
-    until: str | None = Field(description="when its lease runs out unless it renews it")
-
-
-class SyncStatusBody(BaseModel):
-    """What `acctsync status` prints (shared/sync/status.py)."""
-
-    health: dict[str, Any] = Field(
-        description="the verdict (healthy, degraded, stalled, down), why, and what to do"
-    )
-    paused: bool = Field(description="no cycle or step starts; queued batches still apply")
-    paused_since: str | None
-    phase: Literal["idle", "planning", "applying", "verifying"]
-    current_cycle: str | None
-    current_stage: str | None = Field(
-        description="the running cycle's step: contacts, [contacts_sweep,] accounts, ..."
-    )
-    current_plan: dict[str, Any] | None = Field(description="what the running cycle read so far")
-    checkpoints: dict[str, CheckpointState] = Field(
-        description="per table, where its page chain stands while read over several heartbeats"
-    )
-    lease: LeaseState | None
-    last_cycles: list[dict[str, Any]] = Field(
-        description="the running cycle (status in_process) and the last finished ones, newest "
-        "first: status succeeded, incomplete or failed, counts, modes, stages, failure"
-    )
-    next_due: str | None = Field(description="none while a cycle runs or the sync is paused")
-    queue_backlog: int = Field(description="batches waiting on the queue")
-    poison_count: int = Field(description="batches that did not apply: `replay-poison`")
-    cursor_age_s: dict[str, float] = Field(description="per table, since its delta link moved")
-    unreadable_fields: list[str]
-    unreadable_columns: dict[str, dict[str, str]] = Field(
-        description="per table, the columns the sync user cannot read, and why"
-    )
-    sync_filter: dict[str, Any] | None
-    filtered_accounts: int = Field(description="accounts the sync filter keeps out")
-    resyncs: list[dict[str, Any]]
-    verify: dict[str, Any] = Field(description="the last verify, the one under way or asked for")
-    last_failure: dict[str, Any] | None
-    failures_in_a_row: int
-    last_errors: list[dict[str, Any]]

@@ -32,10 +32,10 @@ def test_retry_all_resolves_what_was_fixed_and_says_why_the_rest_fails(
     assert row is not None and fields_of(row)["new_longnotes"] == "Short notes"
 
     unstorable = ErrorFilter(code=ErrorCode.UNSTORABLE_VALUE)
-    retried = [e for e in services.errors.search(unstorable, count=10) if e["retried_at"]]
-    shown = {e["id"]: e for e in retried}
-    assert shown[fixed_id]["resolved"] is True
-    assert shown[broken_id]["resolved"] is False and "1 MiB" in shown[broken_id]["retry_message"]
+    retried = [e for e in services.errors.search(unstorable, count=10) if e.retried_at]
+    shown = {e.record_id: e for e in retried}
+    assert shown[fixed_id].resolved is True
+    assert shown[broken_id].resolved is False and "1 MiB" in shown[broken_id].retry_message
 
     # Resolved errors are not retried again; the one still failing is.
     again = api.post("/api/sync/errors/retry", json={"code": "unstorable_value"}).json()

@@ -108,8 +108,8 @@ def test_unstorable_value_is_a_sync_error_and_the_rest_applies(services: Service
     assert (result.accounts_applied, result.errors) == (1, 1)
     assert services.accounts.get(bad) is None
     (error,) = services.errors.latest()
-    assert error["id"] == bad
-    assert "1 MiB" in error["message"]
+    assert error.record_id == bad
+    assert "1 MiB" in error.message
 
 
 def test_first_load_met_by_rows_already_there_keeps_the_newer_and_logs_nothing(

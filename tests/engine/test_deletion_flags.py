@@ -103,7 +103,7 @@ def test_a_row_a_reload_cannot_store_keeps_its_values_and_is_not_swept(
     )
     result = apply_batch(services, reload([account(account_id, 2, name=huge)], [too_big]))
     assert result.errors == 2  # both are sync errors
-    assert {e["id"] for e in services.errors.latest()} == {account_id, contact_id}
+    assert {e.record_id for e in services.errors.latest()} == {account_id, contact_id}
 
     apply_batch(services, sweep("accounts", account_id))
     apply_batch(services, sweep("contacts", contact_id))

@@ -30,8 +30,8 @@ def test_errors_outlive_cycles_within_the_retention_and_go_after_it(
 ) -> None:
     plant(services, "kept-row")
     run_cycle_now(services)  # the default retention: 30 days
-    assert [e["id"] for e in services.errors.latest(10)] == ["kept-row"]
-    assert services.errors.latest(10)[0]["code"] == "unstorable_value"
+    assert [e.record_id for e in services.errors.latest(10)] == ["kept-row"]
+    assert services.errors.latest(10)[0].code == "unstorable_value"
 
     monkeypatch.setenv("SYNC_ERROR_RETENTION_DAYS", "0")
     reset_services()
@@ -48,9 +48,9 @@ def test_a_failed_planning_is_a_job_level_error(
     with pytest.raises(CycleFailed):
         run_cycle_now(services)
     (error,) = services.errors.search(ErrorFilter(code=ErrorCode.PLANNING_FAILED), count=5)
-    assert error["entity"] == "cycle" and error["operation"] == "plan contacts"
-    assert "Fix:" in error["message"]
-    assert services.errors.search(ErrorFilter(text=error["id"][:12]), count=5) == [error]
+    assert error.entity == "cycle" and error.operation == "plan contacts"
+    assert "Fix:" in error.message
+    assert services.errors.search(ErrorFilter(text=error.record_id[:12]), count=5) == [error]
 
 
 def test_a_finished_cycle_removes_feed_entries_past_their_retention(

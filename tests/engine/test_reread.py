@@ -125,5 +125,5 @@ def test_an_unstorable_row_is_a_sync_error_and_a_failed_id(
     )
     assert (outcome.applied, outcome.errors, outcome.failed_ids) == (1, 1, (bad_id,))
     (error,) = services.errors.latest()
-    assert error["id"] == bad_id and error["code"] == "unstorable_value"
-    assert error["cycle_id"].startswith("retry-")
+    assert error.record_id == bad_id and error.code == "unstorable_value"
+    assert error.cycle_id.startswith("retry-")

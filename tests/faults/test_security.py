@@ -326,7 +326,7 @@ def test_ids_in_dataverse_rows_are_validated_before_they_become_keys(
     assert sorted(ids) == sorted([GUID, GUID.replace("1", "3")])
     status_errors = sync_status(services).last_errors
     assert len(status_errors) == len(HOSTILE_IDS) + 1 + 1 + 2
-    assert all(e["operation"] == "read" for e in status_errors)
+    assert all(e.operation == "read" for e in status_errors)
 
 
 # -- the local host's socket --------------------------------------------------------------------

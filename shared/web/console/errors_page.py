@@ -70,7 +70,7 @@ def errors_page(
     days = services.settings.error_retention_days
     context: dict[str, Any] = {
         **list_context(request, query, problem, shown=SHOWN, retention_days=days),
-        "errors": [{**e, "retry_id": record_of(e)} for e in errors],
+        "errors": [{**e.to_json(), "retry_id": record_of(e)} for e in errors],
         "done": done,
         "entities": ENTITIES,
         "codes": CODES,
@@ -82,7 +82,7 @@ def errors_page(
 def errors_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> Response:
     wanted, _ = query.wanted()
     errors = services.errors.search(wanted, count=SHOWN)
-    rows = ([e[k] for k in CSV_FIELDS] for e in errors)
+    rows = ([e.to_json()[k] for k in CSV_FIELDS] for e in errors)
     return csv_response("acctsync-sync-errors.csv", CSV_FIELDS, rows)
 
 

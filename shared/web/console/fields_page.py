@@ -116,7 +116,7 @@ def _page(
         "removed": saved.removed if saved else "",
         "resync_queued": resync_queued,
         # Every one still queued or running (and the finished ones status keeps), newest first.
-        "resyncs": list(reversed(resync_status(services))),
+        "resyncs": [resync.to_json() for resync in reversed(resync_status(services))],
         "problem": problem,
         "deleted_why": Unreadable.DELETED.why,  # a selected column Dynamics no longer has
     }

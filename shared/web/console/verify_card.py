@@ -13,6 +13,7 @@ from fastapi.responses import RedirectResponse, Response
 from shared.services import Services
 from shared.state.schedule import CycleState
 from shared.state.verify import Drift, VerifyResult
+from shared.times import iso
 from shared.verify.requests import request_verify, verify_status
 from shared.verify.result import KIND_WORDS, drift_in_words
 from shared.web.console.pages import OperatorFormDep, first, signed_in
@@ -43,15 +44,16 @@ class MirrorCheck:
 
 def mirror_check(services: Services, state: CycleState) -> MirrorCheck:
     status = verify_status(services, state)
-    last = services.verifies.last()
+    last = status.last
     samples = list(last.samples[:SAMPLES_SHOWN]) if last is not None else []
+    # The card's template reads the verify under way and the one asked for as status's JSON.
     return MirrorCheck(
         last=last,
         found=drift_in_words(last) if last is not None else [],
         samples=_linked(services, samples),
-        running=status["running"],
-        requested=status["requested"],
-        next_due=status["next_due"],
+        running=status.running.to_json() if status.running is not None else None,
+        requested=status.requested.to_json() if status.requested is not None else None,
+        next_due=iso(status.next_due),
         scheduled=services.settings.verify_interval_hours > 0,
     )
 

@@ -32,11 +32,11 @@ from shared.web.models import (
     ResyncState,
     RetryRequest,
     RetryResult,
-    SyncStatusBody,
     VerifyRequestBody,
     VerifyRequested,
 )
 from shared.web.routes.depends import ERRORS, ServicesDep
+from shared.web.status_models import SyncStatusBody
 
 router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERRORS)
 # Whoever holds the API's key (a function key in Azure) acts as "api key": the key names no
@@ -44,7 +44,8 @@ router = APIRouter(prefix="/api/sync", tags=["sync"], responses=ERRORS)
 API_ACTOR = Actor.api_key()
 
 
-@router.get("/status", summary="What `acctsync status` prints")
+# Unset fields stay out: a cycle row has only the fields its kind (running, finished) has.
+@router.get("/status", summary="What `acctsync status` prints", response_model_exclude_unset=True)
 def get_status(services: ServicesDep) -> SyncStatusBody:
     return SyncStatusBody(**sync_status(services).to_json())
 
