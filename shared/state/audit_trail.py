@@ -20,6 +20,7 @@ from itertools import islice
 from typing import Any
 
 from shared.mirror.writes import delete_all
+from shared.state.list_filter import ListFilter
 from shared.storage import TableRepository
 from shared.times import inverted_ms, iso, newest_first_query
 
@@ -105,18 +106,15 @@ class AuditEntry:
         }
 
 
-@dataclass(frozen=True)
-class AuditFilter:
-    """What the console's Audit log asks for; empty parts match everything."""
+@dataclass(frozen=True, kw_only=True)
+class AuditFilter(ListFilter):
+    """What the console's Audit log asks for: text in the actor, the values or the detail."""
 
-    text: str = ""  # in the actor, the values or the detail, any case
     action: str = ""
     outcome: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
 
     def matches(self, entry: AuditEntry) -> bool:
-        needle = self.text.strip().lower()
+        needle = self.needle
         shown = entry.to_json()
         haystack = json.dumps([shown[k] for k in ("actor", "before", "after", "detail")])
         return (

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -21,7 +21,8 @@ from shared.times import iso, parse_iso
 
 @dataclass(frozen=True)
 class StageSummary:
-    """The applied batches of one stage of a cycle (contacts, accounts, their sweeps)."""
+    """The applied batches of one stage of a cycle (contacts, contacts_sweep, accounts,
+    accounts_sweep); the status's model of a stage too, so its JSON is its fields."""
 
     stage: str
     table: str
@@ -38,21 +39,7 @@ class StageSummary:
     activities_suppressed: int
 
     def to_json(self) -> dict[str, object]:
-        return {
-            "stage": self.stage,
-            "table": self.table,
-            "started_at": self.started_at,
-            "ended_at": self.ended_at,
-            "duration_s": self.duration_s,
-            "batches": self.batches,
-            "new": self.new,
-            "updated": self.updated,
-            "deleted": self.deleted,
-            "failed": self.failed,
-            "skipped": self.skipped,
-            "activities_logged": self.activities_logged,
-            "activities_suppressed": self.activities_suppressed,
-        }
+        return asdict(self)
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> StageSummary:

@@ -13,6 +13,7 @@ from enum import StrEnum
 from typing import Any
 
 from shared.mirror.writes import delete_all, merge_all
+from shared.state.list_filter import ListFilter
 from shared.storage import TableRepository
 from shared.times import inverted_ms, iso, newest_first_query, utcnow
 
@@ -28,7 +29,16 @@ class ErrorCode(StrEnum):
     SYNC_ERROR = "sync_error"  # recorded without a code (by an older version)
 
 
-@dataclass(frozen=True)
+def _code(stored: str | None) -> ErrorCode:
+    """A stored code; one this version does not know (written by another) reads as a plain
+    sync error rather than hiding the whole list."""
+    try:
+        return ErrorCode(stored or ErrorCode.SYNC_ERROR)
+    except ValueError:
+        return ErrorCode.SYNC_ERROR
+
+
+@dataclass(frozen=True, kw_only=True)
 class SyncError:
     """One error as Sync Errors lists it; `to_json` is what status and the console show."""
 
@@ -37,12 +47,12 @@ class SyncError:
     operation: str
     code: ErrorCode
     message: str
+    retry_message: str = ""  # why the record still failed when it was retried
     cycle_id: str
     at: datetime
-    # Set once the record was retried (acctsync retry-errors): when, and what came of it.
+    # Set once the record was retried (acctsync retry-errors): when, and whether it applied.
     retried_at: datetime | None = None
     resolved: bool | None = None
-    retry_message: str = ""
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -65,7 +75,7 @@ class SyncError:
             entity=row["entity"],
             record_id=row["record_id"],
             operation=row["operation"],
-            code=ErrorCode(row.get("code") or ErrorCode.SYNC_ERROR),
+            code=_code(row.get("code")),
             message=row["message"],
             cycle_id=row["cycle_id"],
             at=row["at"],
@@ -75,19 +85,16 @@ class SyncError:
         )
 
 
-@dataclass(frozen=True)
-class ErrorFilter:
-    """What the console's Sync Errors page asks for; empty parts match everything."""
+@dataclass(frozen=True, kw_only=True)
+class ErrorFilter(ListFilter):
+    """What the console's Sync Errors page asks for: text in the record id or the message."""
 
-    text: str = ""  # in the record id or the message, any case
     entity: str = ""
     code: str = ""
     cycle_id: str = ""
-    since: datetime | None = None
-    until: datetime | None = None
 
     def matches(self, error: SyncError) -> bool:
-        needle = self.text.strip().lower()
+        needle = self.needle
         return (
             (not needle or needle in error.record_id.lower() or needle in error.message.lower())
             and (not self.entity or error.entity == self.entity)

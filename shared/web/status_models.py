@@ -17,6 +17,7 @@ from shared.state.filtered_accounts import FilterState
 from shared.state.results import CycleStatus
 from shared.state.resync_queue import ResyncKind, ResyncStatus
 from shared.state.schedule import LoadMode
+from shared.state.summary import StageSummary
 from shared.state.verify import VerifyTrigger
 from shared.sync.health import Verdict
 
@@ -82,22 +83,6 @@ class FailureState(StatusModel):
     needs_action: bool = Field(description="retrying changes nothing until someone acts")
 
 
-class StageState(StatusModel):
-    stage: str = Field(description="contacts, contacts_sweep, accounts or accounts_sweep")
-    table: str
-    started_at: str | None
-    ended_at: str | None
-    duration_s: float | None
-    batches: int
-    new: int
-    updated: int
-    deleted: int
-    failed: int
-    skipped: int
-    activities_logged: int
-    activities_suppressed: int
-
-
 class ChangeLagState(StatusModel):
     rows: int
     mean_s: float | None = Field(description="mean seconds from a change in Dynamics to the mirror")
@@ -140,7 +125,7 @@ class CycleRow(StatusModel):
     dataverse_requests: int | None = None
     dataverse_throttled: int | None = None
     planning_heartbeats: int | None = None
-    stages: list[StageState] | None = Field(None, description="the applied batches per stage")
+    stages: list[StageSummary] | None = Field(None, description="the applied batches per stage")
     change_lag_s: ChangeLagState | None = None
     failure: FailureState | None = Field(None, description="set when its planning failed")
     duration_s: float | None = None

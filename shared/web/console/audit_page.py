@@ -12,16 +12,20 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 
+from shared.services import Services
 from shared.state.audit_trail import AuditAction, AuditEntry, AuditFilter, Outcome
-from shared.web.console.filters import SearchQuery, choice, csv_response, list_context
-from shared.web.console.pages import SessionDep, render
+from shared.web.console.filters import (
+    SHOWN,
+    SearchedList,
+    SearchQuery,
+    choice,
+)
+from shared.web.console.pages import SessionDep
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
 ACTIONS = tuple(a.value for a in AuditAction)
 OUTCOMES = tuple(o.value for o in Outcome)
-SHOWN = 500
-CSV_FIELDS = ("at", "actor", "actor_id", "action", "before", "after", "outcome", "detail")
 
 
 @dataclass(frozen=True)
@@ -43,24 +47,26 @@ QueryDep = Annotated[AuditQuery, Depends()]
 def audit_page(
     request: Request, services: ServicesDep, session: SessionDep, query: QueryDep
 ) -> Response:
-    wanted, problem = query.wanted()
-    days = services.settings.audit_retention_days
-    context: dict[str, Any] = {
-        **list_context(request, query, problem, shown=SHOWN, retention_days=days),
-        "entries": [_shown(e) for e in services.audit.search(wanted, count=SHOWN)],
-        "actions": ACTIONS,
-        "outcomes": OUTCOMES,
-    }
-    return render(request, "audit.html", context, session=session)
+    choices = {"actions": ACTIONS, "outcomes": OUTCOMES}
+    return AUDIT_LOG.page(request, services, query, session=session, shows=choices)
 
 
 @router.get("/audit.csv")
 def audit_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> Response:
-    wanted, _ = query.wanted()
-    entries = (_shown(e) for e in services.audit.search(wanted, count=SHOWN))
-    return csv_response(
-        "acctsync-audit-log.csv", CSV_FIELDS, ([e[k] for k in CSV_FIELDS] for e in entries)
-    )
+    return AUDIT_LOG.csv(services, query)
+
+
+def _entries(services: Services, wanted: AuditFilter) -> list[dict[str, Any]]:
+    return [_shown(e) for e in services.audit.search(wanted, count=SHOWN)]
+
+
+AUDIT_LOG = SearchedList(
+    template="audit.html",
+    csv_name="acctsync-audit-log.csv",
+    header=("at", "actor", "actor_id", "action", "before", "after", "outcome", "detail"),
+    rows=_entries,
+    kept_days=lambda settings: settings.audit_retention_days,
+)
 
 
 def _shown(entry: AuditEntry) -> dict[str, Any]:

@@ -13,17 +13,21 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import RedirectResponse, Response
 
 from shared.dataverse.problems import DataverseError
+from shared.services import Services
 from shared.state.sync_errors import ErrorCode, ErrorFilter
 from shared.sync.retry import record_of, retry_errors
-from shared.web.console.filters import SearchQuery, choice, csv_response, list_context
-from shared.web.console.pages import OperatorFormDep, SessionDep, first, render, signed_in
+from shared.web.console.filters import (
+    SHOWN,
+    SearchedList,
+    SearchQuery,
+    choice,
+)
+from shared.web.console.pages import OperatorFormDep, SessionDep, first, signed_in
 from shared.web.routes.depends import ServicesDep
 
 router = APIRouter(include_in_schema=False)
 ENTITIES = ("account", "contact", "batch", "cycle")
 CODES = tuple(c.value for c in ErrorCode)
-SHOWN = 500
-CSV_FIELDS = ("at", "entity", "id", "operation", "code", "message", "cycle_id")
 
 
 @dataclass(frozen=True)
@@ -65,25 +69,28 @@ RetryDep = Annotated[RetryDone, Depends()]
 def errors_page(
     request: Request, services: ServicesDep, session: SessionDep, query: QueryDep, done: RetryDep
 ) -> Response:
-    wanted, problem = query.wanted()
-    errors = services.errors.search(wanted, count=SHOWN)
-    days = services.settings.error_retention_days
-    context: dict[str, Any] = {
-        **list_context(request, query, problem, shown=SHOWN, retention_days=days),
-        "errors": [{**e.to_json(), "retry_id": record_of(e)} for e in errors],
-        "done": done,
-        "entities": ENTITIES,
-        "codes": CODES,
-    }
-    return render(request, "errors.html", context, session=session)
+    shows = {"done": done, "entities": ENTITIES, "codes": CODES}
+    return SYNC_ERRORS.page(request, services, query, session=session, shows=shows)
 
 
 @router.get("/errors.csv")
 def errors_csv(services: ServicesDep, session: SessionDep, query: QueryDep) -> Response:
-    wanted, _ = query.wanted()
+    return SYNC_ERRORS.csv(services, query)
+
+
+def _errors(services: Services, wanted: ErrorFilter) -> list[dict[str, Any]]:
+    """The errors as the list shows them, each with the record its Retry reads again."""
     errors = services.errors.search(wanted, count=SHOWN)
-    rows = ([e.to_json()[k] for k in CSV_FIELDS] for e in errors)
-    return csv_response("acctsync-sync-errors.csv", CSV_FIELDS, rows)
+    return [{**e.to_json(), "retry_id": record_of(e)} for e in errors]
+
+
+SYNC_ERRORS = SearchedList(
+    template="errors.html",
+    csv_name="acctsync-sync-errors.csv",
+    header=("at", "entity", "id", "operation", "code", "message", "cycle_id"),
+    rows=_errors,
+    kept_days=lambda settings: settings.error_retention_days,
+)
 
 
 @router.post("/errors/retry")

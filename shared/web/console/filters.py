@@ -1,11 +1,12 @@
-"""The filters of the console's lists (dates from the page's date inputs), and CSV export of
-exactly the rows a page shows."""
+"""The console's searched lists (the audit log, Sync Errors): their filters (dates from the
+page's date inputs, text, choices), their page, and the CSV export of exactly the rows it
+shows."""
 
 from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Generic, TypeVar
@@ -14,9 +15,14 @@ from fastapi import Request
 from fastapi.responses import Response
 
 from shared.csvcells import text_cell
+from shared.services import Services
+from shared.settings import Settings
+from shared.web.console.pages import render
+from shared.web.console.session import Session
 
 # The longest search text a list's filter takes (a key's length is far less than this).
 SEARCH_CHARS = 200
+SHOWN = 500  # the most rows a searched list shows (the newest), and its CSV exports
 
 
 def day_start(text: str | None) -> datetime | None:
@@ -82,19 +88,39 @@ class SearchQuery(DatedQuery, Generic[Filter]):
         raise NotImplementedError
 
 
-def list_context(
-    request: Request, form: DatedQuery, problem: str | None, *, shown: int, retention_days: float
-) -> dict[str, Any]:
-    """What a searchable list shows around its rows: the form as sent, what is wrong with its
-    dates, how many rows it shows at most, how long they are kept, and the query its CSV
-    export link repeats."""
-    return {
-        "form": form,
-        "problem": problem,
-        "shown": shown,
-        "retention_days": retention_days,
-        "query": request.url.query,
-    }
+@dataclass(frozen=True)
+class SearchedList(Generic[Filter]):
+    """One searched list of the console: its page's template, its CSV's name and columns, the
+    rows a filter finds (the newest SHOWN at most) and how long its rows are kept."""
+
+    template: str
+    csv_name: str
+    header: tuple[str, ...]
+    rows: Callable[[Services, Filter], list[dict[str, Any]]]
+    kept_days: Callable[[Settings], float]
+
+    def page(
+        self,
+        request: Request,
+        services: Services,
+        query: SearchQuery[Filter],
+        *,
+        session: Session,
+        shows: Mapping[str, Any],
+    ) -> Response:
+        """The page: its rows, what else it `shows`, and around them the form as sent, what is
+        wrong with its dates, how long rows are kept, and the query its CSV link repeats."""
+        wanted, problem = query.wanted()
+        around = {"form": query, "problem": problem, "shown": SHOWN, "query": request.url.query}
+        kept = self.kept_days(services.settings)
+        context = {**shows, **around, "retention_days": kept, "rows": self.rows(services, wanted)}
+        return render(request, self.template, context, session=session)
+
+    def csv(self, services: Services, query: SearchQuery[Filter]) -> Response:
+        """Exactly the rows the page shows, in the columns of `header`."""
+        wanted, _ = query.wanted()
+        cells = ([row[k] for k in self.header] for row in self.rows(services, wanted))
+        return csv_response(self.csv_name, self.header, cells)
 
 
 def csv_response(filename: str, header: Sequence[str], rows: Iterable[Sequence[Any]]) -> Response:
