@@ -226,3 +226,15 @@ def test_the_verify_under_way_says_where_it_stands(
 ) -> None:
     shown = running.to_json()["running"]
     assert shown == {**_request("v3").to_json(), "table": table, "stage": stage}
+
+
+def test_an_error_code_this_version_does_not_know_reads_as_a_plain_sync_error() -> None:
+    """A row written by another version (a code added later, or one without a code) still
+    lists: status and Sync Errors must not fail on it."""
+    row = {k: v for k, v in _error().to_json().items() if k not in ("id", "code")}
+    row |= {"record_id": "'bad id'", "at": NOW}
+    for stored in ("a_code_from_a_later_version", None):
+        error = SyncError.from_row({**row, "code": stored})
+        assert error.code is ErrorCode.SYNC_ERROR
+        assert error.to_json()["message"] == "a value over 1 MiB"
+    assert SyncError.from_row({**row, "code": "bad_row"}).code is ErrorCode.BAD_ROW
