@@ -85,8 +85,24 @@ def _anchor(services: Services, state: CycleState, rows: VerifyRows) -> datetime
     return rows.anchor_at or services.verifies.anchor(state.succeeded_at)
 
 
-# The drifted records' ids the status's summary of the last verify lists.
-SAMPLES_SHOWN = 10
+# What status shows of the last verify (GET /api/sync/verify answers all of `to_json`), and
+# how many of the drifted records' ids.
+SUMMARY_KEYS = (
+    "id",
+    "trigger",
+    "finished_at",
+    "duration_s",
+    "deep",
+    "repair",
+    "drift",
+    "by_kind",
+    "repaired",
+    "drift_left",
+    "error",
+    "dataverse_requests",
+    "samples",
+)
+STATUS_SAMPLES = 10
 
 
 @dataclass(frozen=True)
@@ -124,22 +140,10 @@ class VerifyStatus:
 
 
 def _summary(last: VerifyResult) -> dict[str, Any]:
-    """The last verify's summary: GET /api/sync/verify answers all of it."""
-    return {
-        "id": last.id,
-        "trigger": last.trigger.value,
-        "finished_at": iso(last.finished_at),
-        "duration_s": last.duration_s,
-        "deep": last.deep,
-        "repair": last.repair,
-        "drift": last.drift,
-        "by_kind": last.by_kind,
-        "repaired": last.repaired,
-        "drift_left": last.drift_left,
-        "error": last.error,
-        "dataverse_requests": last.dataverse_requests,
-        "samples": [sample.id for sample in last.samples[:SAMPLES_SHOWN]],
-    }
+    full = last.to_json()
+    summary = {key: full[key] for key in SUMMARY_KEYS}
+    summary["samples"] = summary["samples"][:STATUS_SAMPLES]
+    return summary
 
 
 def verify_status(services: Services, state: CycleState) -> VerifyStatus:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import csv
 import io
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
@@ -69,7 +70,7 @@ Filter = TypeVar("Filter")
 
 
 @dataclass(frozen=True)
-class SearchQuery(DatedQuery, Generic[Filter]):
+class SearchQuery(DatedQuery, ABC, Generic[Filter]):
     """A list searched by text as well as by date; each list turns it into the filter its
     repository takes (`filter`)."""
 
@@ -84,8 +85,9 @@ class SearchQuery(DatedQuery, Generic[Filter]):
         since, until, problem = self.dates()
         return self.filter(since, until), problem
 
+    @abstractmethod
     def filter(self, since: datetime | None, until: datetime | None) -> Filter:
-        raise NotImplementedError
+        """The list's own filter over this date range."""
 
 
 @dataclass(frozen=True)
